@@ -1,0 +1,148 @@
+"""Metainfo parsing: valid torrents of every kind, and a corpus of hostile ones."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peerloom.codec.bencode import decode, encode
+from peerloom.torrent.create import create
+from peerloom.torrent.metainfo import Metainfo, MetainfoError
+
+BAD = sorted((Path(__file__).parent.parent / "data" / "bad_torrents").glob("*.torrent"))
+
+
+def test_corpus_is_present():
+    assert len(BAD) >= 40
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.stem)
+def test_hostile_torrent_is_refused_cleanly(path: Path):
+    with pytest.raises(MetainfoError):
+        Metainfo.parse(path.read_bytes())
+
+
+def v1_single_info(**extra) -> dict:
+    return {"name": "file.bin", "piece length": 16384, "length": 20000, "pieces": b"a" * 40, **extra}
+
+
+def test_v1_single_file():
+    meta = Metainfo.parse(encode({"announce": "http://t/a", "info": v1_single_info()}))
+    assert meta.version == "v1"
+    assert meta.single_file
+    assert meta.files[0].path == ("file.bin",)
+    assert meta.total_length == 20000
+    assert meta.num_pieces == 2
+    assert meta.trackers == (("http://t/a",),)
+    assert meta.info_hash_v1 == hashlib.sha1(encode(v1_single_info())).digest()
+    assert meta.info_hash_v2 is None
+
+
+def test_info_hash_is_over_the_raw_bytes_even_when_keys_are_unsorted():
+    raw_info = b"d6:lengthi20000e4:name8:file.bin12:piece lengthi16384e6:pieces40:" + b"a" * 40 + b"e"
+    unsorted = b"d6:pieces40:" + b"a" * 40 + b"4:name8:file.bin6:lengthi20000e12:piece lengthi16384ee"
+    for info in (raw_info, unsorted):
+        meta = Metainfo.parse(b"d4:info" + info + b"e")
+        assert meta.info_hash_v1 == hashlib.sha1(info).digest()
+        assert meta.info_bytes == info
+
+
+def test_utf8_variants_are_preferred():
+    info = v1_single_info(**{"name": b"\xe9t\xe9", "name.utf-8": "été".encode()})
+    assert Metainfo.parse(encode({"info": info})).name == "été"
+
+
+def test_tiers_private_comment_and_round_trip():
+    torrent = {
+        "announce": "http://a/1",
+        "announce-list": [["http://a/1", "http://a/2"], [], ["udp://b:80"], [5]],
+        "comment": "hello",
+        "creation date": 1700000000,
+        "url-list": "http://seed/",
+        "info": v1_single_info(private=1),
+    }
+    meta = Metainfo.parse(encode(torrent))
+    assert meta.trackers == (("http://a/1", "http://a/2"), ("udp://b:80",))
+    assert meta.private
+    assert meta.comment == "hello"
+    assert meta.web_seeds == ("http://seed/",)
+    again = Metainfo.parse(meta.to_bytes())
+    assert again == meta
+
+
+def test_hybrid_with_trailing_pad_and_missing_piece_layers(tmp_path: Path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_bytes(b"1" * 40000)
+    (tmp_path / "d" / "b").write_bytes(b"2" * 50000)
+    meta = create(tmp_path / "d", piece_length=16384)
+    assert [f.is_pad for f in meta.files] == [False, True, False, True]
+    assert meta.files[2].offset % 16384 == 0
+    assert meta.num_pieces == 3 + 4
+    # Magnet downloads get the info dict without piece layers: still a valid torrent.
+    bare = Metainfo.from_info(meta.info_bytes)
+    assert bare.piece_layers == {}
+    assert bare.info_hash_v2 == meta.info_hash_v2
+
+
+def test_piece_layer_that_does_not_match_its_root_is_refused(tmp_path: Path):
+    (tmp_path / "big").write_bytes(b"z" * 100_000)
+    meta = create(tmp_path / "big", version="v2", piece_length=16384)
+    ((root, layer),) = meta.piece_layers.items()
+    with pytest.raises(MetainfoError, match="does not match"):
+        Metainfo.from_info(meta.info_bytes, piece_layers={root: bytes(len(layer))})
+    with pytest.raises(MetainfoError, match="wrong length"):
+        Metainfo.from_info(meta.info_bytes, piece_layers={root: layer + bytes(32)})
+
+
+def test_v2_multi_file_paths_and_offsets():
+    info = {
+        "name": "top",
+        "piece length": 16384,
+        "meta version": 2,
+        "file tree": {
+            "b": {"": {"length": 20000, "pieces root": b"r" * 32}},
+            "a": {"x": {"": {"length": 0}}, "y": {"": {"length": 1, "pieces root": b"s" * 32}}},
+        },
+    }
+    meta = Metainfo.from_info(encode(info))
+    assert meta.version == "v2"
+    assert [(f.path, f.offset) for f in meta.files] == [
+        (("top", "a", "x"), 0),
+        (("top", "a", "y"), 0),
+        (("top", "b"), 16384),
+    ]
+    assert meta.num_pieces == 3
+    assert meta.files[0].pieces_root is None
+
+
+def test_to_bytes_keeps_outer_keys_sorted_around_info(tmp_path: Path):
+    (tmp_path / "f").write_bytes(b"q" * 70000)
+    meta = create(tmp_path / "f", trackers=["http://t/a"], comment="c", web_seeds=["http://w/"])
+    data = meta.to_bytes()
+    assert list(decode(data)) == sorted(decode(data))  # strict decode succeeded: canonical
+    assert Metainfo.parse(data) == meta
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_random_bytes_raise_only_metainfo_error(data):
+    try:
+        Metainfo.parse(data)
+    except MetainfoError:
+        pass
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_mutated_valid_torrent_raises_only_metainfo_error(data):
+    good = bytearray(encode({"announce": "http://t/a", "info": v1_single_info()}))
+    for _ in range(data.draw(st.integers(1, 4))):
+        good[data.draw(st.integers(0, len(good) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        Metainfo.parse(bytes(good))
+    except MetainfoError:
+        pass
