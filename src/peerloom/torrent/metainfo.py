@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from peerloom.codec.bencode import BencodeError, decode_with_span, encode
@@ -143,6 +143,8 @@ class Metainfo:
                 )
         if files_v1 is not None and files_v2 is not None:
             _check_hybrid(files_v1, files_v2, piece_length)
+            roots = iter(f.pieces_root for f in files_v2)
+            files_v1 = [f if f.is_pad else replace(f, pieces_root=next(roots)) for f in files_v1]
         files = files_v1 if files_v1 is not None else files_v2
         assert files is not None
         layers = _check_piece_layers(files_v2 or [], piece_layers or {}, piece_length)

@@ -1,0 +1,264 @@
+"""Where a torrent's pieces live on disk, and how they are verified.
+
+`PieceMap` is the geometry (pure): which bytes of which files make up each piece. A v1 or hybrid
+torrent's pieces cut the concatenation of its files (BEP 47 pad files included, as zeros); a v2-only
+torrent's pieces cut each file separately, every file starting on a piece boundary (BEP 52), so the
+last piece of a file is short. Either way piece `i` starts at `i * piece_length` of its stream.
+
+`Storage` does the file I/O (blocking: call it from an executor), and `PieceVerifier` checks a
+piece against the SHA-1 hash (v1), the SHA-256 merkle piece layer (v2), or both (hybrid).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from peerloom.errors import PeerloomError
+from peerloom.torrent.merkle import HASH_SIZE, piece_hash
+from peerloom.torrent.metainfo import FileInfo, Metainfo
+
+
+class StorageError(PeerloomError):
+    """The files of a torrent cannot be read or written (disk full, permissions, a file in the way)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Part of a piece that lives in one file: `length` bytes at `file_offset` of file `file_index`.
+
+    `file_index` is -1 for bytes that are not stored (pad files): they read as zeros.
+    """
+
+    file_index: int
+    file_offset: int
+    length: int
+
+
+class PieceMap:
+    """The geometry of a torrent's pieces over its files."""
+
+    def __init__(self, meta: Metainfo) -> None:
+        self.piece_length = meta.piece_length
+        self.files = meta.files
+        self.num_pieces = meta.num_pieces
+        self.aligned = meta.pieces_v1 is None  # v2-only: files padded to pieces with nothing
+        self._starts = [f.offset for f in self.files]
+        if self.aligned:
+            self._sizes = [0] * self.num_pieces
+            self._piece_file = [0] * self.num_pieces
+            for index, f in enumerate(self.files):
+                first = f.offset // self.piece_length
+                for p in range(first, first + -(-f.length // self.piece_length)):
+                    self._piece_file[p] = index
+                    self._sizes[p] = min(self.piece_length, f.offset + f.length - p * self.piece_length)
+        else:
+            self.stream_length = sum(f.length for f in self.files)
+
+    def piece_size(self, index: int) -> int:
+        if self.aligned:
+            return self._sizes[index]
+        return min(self.piece_length, self.stream_length - index * self.piece_length)
+
+    def piece_file(self, index: int) -> FileInfo:
+        """The file a piece belongs to, for v2 verification (v2 pieces never straddle files)."""
+        if self.aligned:
+            return self.files[self._piece_file[index]]
+        pos = index * self.piece_length
+        i = bisect.bisect_right(self._starts, pos) - 1
+        while self.files[i].length == 0 or self.files[i].is_pad:
+            i += 1
+        return self.files[i]
+
+    def segments(self, index: int, begin: int = 0, length: int | None = None) -> Iterator[Segment]:
+        """The file ranges holding `length` bytes at `begin` of piece `index`."""
+        if length is None:
+            length = self.piece_size(index) - begin
+        pos = index * self.piece_length + begin
+        end = pos + length
+        i = bisect.bisect_right(self._starts, pos) - 1
+        while pos < end:
+            f = self.files[i]
+            f_end = f.offset + f.length
+            if pos >= f_end:
+                i += 1
+                continue
+            n = min(end, f_end) - pos
+            yield Segment(-1 if f.is_pad else i, pos - f.offset, n)
+            pos += n
+            i += 1
+
+    def pieces_of_file(self, file_index: int) -> range:
+        """Pieces holding any byte of a file (empty for an empty file)."""
+        f = self.files[file_index]
+        if f.length == 0:
+            return range(0)
+        return range(f.offset // self.piece_length, (f.offset + f.length - 1) // self.piece_length + 1)
+
+    def wanted_pieces(self, selected: Iterable[int] | None) -> list[bool]:
+        """Which pieces hold bytes of the selected files (indexes into `data_files` order)."""
+        if selected is None:
+            return [True] * self.num_pieces
+        chosen = set(selected)
+        wanted = [False] * self.num_pieces
+        data_index = 0
+        for index, f in enumerate(self.files):
+            if f.is_pad:
+                continue
+            if data_index in chosen:
+                for p in self.pieces_of_file(index):
+                    wanted[p] = True
+            data_index += 1
+        return wanted
+
+
+class PieceVerifier:
+    """Checks a whole piece against the torrent's hashes; `verify` is CPU work (run it off the loop)."""
+
+    def __init__(self, meta: Metainfo, pieces: PieceMap) -> None:
+        self.meta = meta
+        self.pieces = pieces
+        self.layers = dict(meta.piece_layers)
+
+    def can_verify_v2(self, index: int) -> bool:
+        f = self.pieces.piece_file(index)
+        return f.length <= self.meta.piece_length or f.pieces_root in self.layers
+
+    def verify(self, index: int, data: bytes | bytearray | memoryview) -> bool:
+        """True when `data` is piece `index`: SHA-1 for v1, the merkle piece hash for v2, both for hybrid
+        (so a hybrid torrent whose two descriptions disagree can never pass off bad data)."""
+        meta = self.meta
+        if meta.pieces_v1 is not None:
+            expected = meta.pieces_v1[index * 20 : index * 20 + 20]
+            if hashlib.sha1(data).digest() != expected:
+                return False
+        if meta.info_hash_v2 is None:
+            return True
+        f = self.pieces.piece_file(index)
+        start = index * meta.piece_length - f.offset
+        real = min(len(data), f.length - start)  # hybrid: the tail of a last piece is a pad file
+        got = piece_hash(memoryview(data)[:real], meta.piece_length, f.length)
+        if f.length <= meta.piece_length:
+            return got == f.pieces_root
+        layer = self.layers.get(f.pieces_root or b"")
+        if layer is None:
+            return meta.pieces_v1 is not None  # hybrid fetched by magnet: SHA-1 has vouched for it
+        j = start // meta.piece_length
+        return got == layer[j * HASH_SIZE : (j + 1) * HASH_SIZE]
+
+
+class Storage:
+    """The files of one torrent under `save_path`. Blocking I/O: call from an executor thread."""
+
+    def __init__(self, meta: Metainfo, save_path: Path, pieces: PieceMap | None = None) -> None:
+        self.meta = meta
+        self.save_path = Path(save_path)
+        self.pieces = pieces or PieceMap(meta)
+        self._fds: dict[int, int] = {}
+
+    def path_of(self, file_index: int) -> Path:
+        return self.save_path.joinpath(*self.meta.files[file_index].path)
+
+    def _fd(self, file_index: int, create: bool) -> int | None:
+        fd = self._fds.get(file_index)
+        if fd is not None:
+            return fd
+        path = self.path_of(file_index)
+        try:
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            else:
+                fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+        self._fds[file_index] = fd
+        return fd
+
+    def create_files(self, selected: list[bool] | None = None) -> None:
+        """Create every (selected) data file at its full length, sparse; leave existing data alone."""
+        for index, f in enumerate(self.meta.files):
+            if f.is_pad or (selected is not None and not selected[index]):
+                continue
+            fd = self._fd(index, create=True)
+            assert fd is not None
+            try:
+                if os.fstat(fd).st_size < f.length:
+                    os.ftruncate(fd, f.length)
+            except OSError as exc:
+                raise StorageError(f"cannot size {self.path_of(index)}: {exc.strerror}") from exc
+
+    def write_piece(self, index: int, data: bytes | bytearray | memoryview, begin: int = 0) -> None:
+        view = memoryview(data)
+        pos = 0
+        for seg in self.pieces.segments(index, begin, len(view)):
+            if seg.file_index >= 0:
+                fd = self._fd(seg.file_index, create=True)
+                assert fd is not None
+                chunk = view[pos : pos + seg.length]
+                try:
+                    written = os.pwrite(fd, chunk, seg.file_offset)
+                    while written < seg.length:
+                        written += os.pwrite(fd, chunk[written:], seg.file_offset + written)
+                except OSError as exc:
+                    raise StorageError(f"cannot write {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+            pos += seg.length
+
+    def read(self, index: int, begin: int = 0, length: int | None = None) -> bytes | None:
+        """Bytes of a piece (zeros for pad files), or None when a file is missing or short."""
+        if length is None:
+            length = self.pieces.piece_size(index) - begin
+        out = bytearray(length)
+        view = memoryview(out)
+        pos = 0
+        for seg in self.pieces.segments(index, begin, length):
+            if seg.file_index >= 0:
+                fd = self._fd(seg.file_index, create=False)
+                if fd is None:
+                    return None
+                try:
+                    n = os.preadv(fd, [view[pos : pos + seg.length]], seg.file_offset)
+                except OSError as exc:
+                    raise StorageError(f"cannot read {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+                if n < seg.length:
+                    return None
+            pos += seg.length
+        return bytes(out)
+
+    def file_state(self) -> list[tuple[int, int]]:
+        """(size, mtime_ns) of each file (-1, -1 when missing): resume data is trusted only if unchanged."""
+        state = []
+        for index, f in enumerate(self.meta.files):
+            if f.is_pad:
+                state.append((0, 0))
+                continue
+            try:
+                st = os.stat(self.path_of(index))
+                state.append((st.st_size, st.st_mtime_ns))
+            except OSError:
+                state.append((-1, -1))
+        return state
+
+    def sync(self) -> None:
+        for fd in self._fds.values():
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+
+    def delete_files(self) -> None:
+        self.close()
+        for index, f in enumerate(self.meta.files):
+            if not f.is_pad:
+                self.path_of(index).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
