@@ -279,6 +279,9 @@ def common(
 
 
 def main() -> None:
+    # the node-running commands register themselves on `app`; imported here so `create`/`info` stay light
+    from peerloom import cli_demo, cli_transfer  # noqa: F401
+
     app(prog_name="peerloom")
 
 

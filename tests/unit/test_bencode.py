@@ -143,3 +143,11 @@ def test_mutated_encodings_raise_only_bencode_error(value, data):
         cut = data.draw(st.integers(0, len(encoded)))
         with contextlib.suppress(BencodeError):
             decode(bytes(encoded[:cut]), strict=data.draw(st.booleans()))
+
+
+def test_decode_prefix_returns_the_end_offset() -> None:
+    from peerloom.codec.bencode import decode_prefix
+
+    assert decode_prefix(b"d1:ai1eeRAW") == ({b"a": 1}, 8)
+    with pytest.raises(BencodeError):
+        decode_prefix(b"d1:ai1e")

@@ -113,6 +113,16 @@ def decode_with_span(
     return value, decoder.span
 
 
+def decode_prefix(data: bytes, *, strict: bool = False, max_depth: int = MAX_DEPTH) -> tuple[Any, int]:
+    """Decode the value at the start of `data`; return it and the offset where it ends (data may follow,
+    as in BEP 9 metadata messages)."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    decoder = _Decoder(data, strict, max_depth, None)
+    value = decoder.value(0)
+    return value, decoder.pos
+
+
 class _Decoder:
     __slots__ = ("data", "end", "max_depth", "pos", "span", "span_key", "strict")
 

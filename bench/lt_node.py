@@ -1,0 +1,61 @@
+"""A libtorrent node in its own process, for swarm_bench.py: seeds or downloads one torrent on loopback.
+
+    python bench/lt_node.py seed T.torrent DIR PORT
+    python bench/lt_node.py get T.torrent DIR PORT SEEDPORT [SEEDPORT ...]
+
+Prints JSON lines: {"event": "ready"} once listening/seeding, {"event": "done", "seconds": ...} when a
+download completes. uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+
+import libtorrent as lt
+
+
+def main() -> None:
+    mode, torrent, directory, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    session = lt.session({
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": 0,
+    })
+    params = lt.add_torrent_params()
+    params.ti = lt.torrent_info(torrent)
+    params.save_path = directory
+    if mode == "seed":
+        params.flags |= lt.torrent_flags.seed_mode
+    handle = session.add_torrent(params)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    if mode == "seed":
+        while not handle.status().is_seeding:
+            time.sleep(0.01)
+        print(json.dumps({"event": "ready"}), flush=True)
+        while not stop:
+            time.sleep(0.1)
+        return
+    start = time.monotonic()
+    for seed_port in sys.argv[5:]:
+        handle.connect_peer(("127.0.0.1", int(seed_port)))
+    print(json.dumps({"event": "ready"}), flush=True)
+    while not stop:
+        st = handle.status()
+        if st.is_finished or st.is_seeding:
+            print(json.dumps({"event": "done", "seconds": time.monotonic() - start}), flush=True)
+            return
+        time.sleep(0.01)
+
+
+if __name__ == "__main__":
+    main()

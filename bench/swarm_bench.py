@@ -1,0 +1,177 @@
+"""Swarm throughput: peerloom -> peerloom vs libtorrent -> libtorrent, measured in the same run.
+
+    python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
+
+Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
+is started and ready first; a leecher's time runs from its process start to its last verified byte,
+so both clients pay their start-up. Prints one JSON line with MB/s, the peerloom/libtorrent ratio and
+the peak RSS of the peerloom leecher. `--where shm` keeps both copies in /dev/shm (engine speed),
+`disk` in a temporary directory on disk (writing new blocks here caps near 270 MB/s for any client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from peerloom.torrent.create import create
+
+HERE = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+
+
+def make_data(path: Path, size: int) -> None:
+    with path.open("wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 8 << 20))
+            f.write(chunk)
+            left -= len(chunk)
+
+
+def wait_line(proc: subprocess.Popen, predicate, timeout: float = 600.0) -> dict:
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"process exited: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if predicate(msg):
+            return msg
+    raise TimeoutError("no expected line")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def peerloom_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "peerloom", *args]
+
+
+def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int]:
+    """Seconds until every leecher is done (from leecher start), and the peak RSS (bytes) of one leecher."""
+    seed_port = free_port()
+    seeder = subprocess.Popen(
+        peerloom_cmd("get", str(torrent), "-o", str(src), "--seed", "--port", str(seed_port), "--listen",
+                     "127.0.0.1", "--home", str(work / "home-seed"), "--status-lines"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_line(seeder, lambda m: m.get("event") == "status" and m.get("state") == "seeding")
+        start = time.monotonic()
+        procs = []
+        work.mkdir(parents=True, exist_ok=True)
+        for i in range(leechers):
+            log = (work / f"leecher{i}.log").open("w")
+            procs.append(subprocess.Popen(
+                peerloom_cmd("get", str(torrent), "-o", str(work / f"dst{i}"), "--peer", f"127.0.0.1:{seed_port}",
+                             "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json"),
+                stdout=log, stderr=log,
+            ))
+        peak = 0
+        for i, proc in enumerate(procs):
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                raise RuntimeError(f"peerloom leecher failed: {(work / f'leecher{i}.log').read_text()[-2000:]}")
+            peak = max(peak, usage.ru_maxrss * 1024)
+        elapsed = time.monotonic() - start
+    finally:
+        stop(seeder)
+    return elapsed, peak
+
+
+def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> float:
+    seed_port = free_port()
+    node = [sys.executable, str(HERE / "lt_node.py")]
+    seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_line(seeder, lambda m: m.get("event") == "ready")
+        start = time.monotonic()
+        procs = [
+            subprocess.Popen([*node, "get", str(torrent), str(work / f"lt-dst{i}"), str(free_port()), str(seed_port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(leechers)
+        ]
+        for proc in procs:
+            wait_line(proc, lambda m: m.get("event") == "done")
+            proc.wait()
+        return time.monotonic() - start
+    finally:
+        stop(seeder)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="1G")
+    ap.add_argument("--where", default="both", choices=["shm", "disk", "both"])
+    ap.add_argument("--versions", default="v1,hybrid")
+    ap.add_argument("--leechers", type=int, default=4, help="leechers in the 1 -> N run (0 to skip it)")
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    places = ["shm", "disk"] if args.where == "both" else [args.where]
+    results: dict[str, object] = {"size_bytes": size}
+    for where in places:
+        base = Path("/dev/shm") if where == "shm" else None
+        with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
+            root = Path(tmp)
+            src = root / "src"
+            src.mkdir()
+            make_data(src / "data.bin", size)
+            for version in args.versions.split(","):
+                meta = create(src / "data.bin", version=version)  # type: ignore[arg-type]
+                torrent = root / f"{version}.torrent"
+                torrent.write_bytes(meta.to_bytes())
+                for n in [1] + ([args.leechers] if args.leechers > 1 else []):
+                    key = f"{where}_{version}_1to{n}"
+                    work = root / f"work-{version}-{n}"
+                    pl_seconds, rss = run_peerloom(torrent, src, work / "pl", n)
+                    shutil.rmtree(work, ignore_errors=True)
+                    lt_seconds = run_libtorrent(torrent, src, work / "lt", n)
+                    shutil.rmtree(work, ignore_errors=True)
+                    pl_rate = n * size / pl_seconds / 1e6
+                    lt_rate = n * size / lt_seconds / 1e6
+                    results[key] = {
+                        "peerloom_MBps": round(pl_rate, 1),
+                        "libtorrent_MBps": round(lt_rate, 1),
+                        "ratio": round(pl_rate / lt_rate, 2),
+                        "peerloom_leecher_peak_rss_MB": round(rss / 1e6, 1),
+                    }
+                    print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""`peerloom share`, `peerloom get` and `peerloom demo`: the commands that run a node."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+from peerloom.cli import (
+    UserError,
+    app,
+    err,
+    fail,
+    guarded,
+    hashing_progress,
+    human_size,
+    out,
+    parse_size,
+    write_atomically,
+)
+from peerloom.node import Node, default_home
+from peerloom.torrent.magnet import Magnet, parse_peer_address
+from peerloom.torrent.swarm import Torrent, TorrentStatus
+
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="Node state directory (resume data, identity) [env PEERLOOM_HOME].")
+]
+PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on (0: a free one, printed).")]
+HostOption = Annotated[str, typer.Option("--listen", help="Address to listen on.")]
+StatusLines = Annotated[bool, typer.Option("--status-lines", hidden=True, help="Print a JSON status line each tick.")]
+
+
+def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+    """Run `main(stop)` on uvloop when available; SIGINT/SIGTERM set `stop` for a clean shutdown."""
+
+    async def wrapper() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await main(stop)
+
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(wrapper())
+    return uvloop.run(wrapper())
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def parse_peers(values: list[str] | None) -> list[tuple[str, int]]:
+    try:
+        return [parse_peer_address(v) for v in values or []]
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def status_line(st: TorrentStatus) -> str:
+    return json.dumps({"event": "status", **asdict(st)})
+
+
+def transfer_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TextColumn("{task.fields[peers]} peers"),
+        TimeRemainingColumn(),
+        console=err,
+    )
+
+
+@app.command()
+def get(
+    link: Annotated[str, typer.Argument(help="Magnet link or .torrent file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to save into.")] = Path("."),
+    peer: Annotated[list[str] | None, typer.Option("--peer", help="A peer to connect to, HOST:PORT.")] = None,
+    port: PortOption = 0,
+    listen: HostOption = "0.0.0.0",
+    files: Annotated[str | None, typer.Option("--files", help="Only these files (numbers from `info`): 0,2")] = None,
+    sequential: Annotated[bool, typer.Option("--sequential", help="Fetch pieces in order (streaming).")] = False,
+    seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding when done.")] = False,
+    limit_rate: Annotated[str | None, typer.Option("--limit-rate", help="Cap the download rate (bytes/s): 5M")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
+    home: HomeOption = None,
+    status_lines: StatusLines = False,
+) -> None:
+    """Download a torrent; exits 0 only when every selected byte is verified."""
+    peers = guarded(lambda: parse_peers(peer))
+    selected = guarded(lambda: parse_files(files))
+    limit = guarded(lambda: parse_size(limit_rate)) if limit_rate else 0
+    if not link.lower().startswith("magnet:?") and not Path(link).is_file():
+        fail(f"no such torrent file: {link}")
+
+    async def main(stop: asyncio.Event) -> int:
+        async with Node(home or default_home(), port=port, host=listen) as node:
+            torrent = await node.add(link, output, peers=peers, files=selected, sequential=sequential)
+            torrent.download_limit = limit
+            err.print(f"listening on port {node.port}", highlight=False)
+            if status_lines:
+                print(json.dumps({"event": "listening", "port": node.port}), flush=True)
+            await watch(torrent, stop, seed=seed, status_lines=status_lines, quiet=as_json)
+            final = torrent.status()
+        if as_json:
+            out.print_json(json.dumps(asdict(final)))
+        if final.error:
+            fail(final.error)
+        if final.progress < 1.0:
+            fail("stopped before the download was complete", 130)
+        if not as_json:
+            err.print(f"done: {final.name} ({human_size(final.wanted_bytes)}) verified in {output}", highlight=False)
+        return 0
+
+    guarded(lambda: run(main))
+
+
+def parse_files(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise UserError(f"--files takes file numbers like 0,2 (got {text!r})") from None
+
+
+async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lines: bool, quiet: bool) -> None:
+    """Show progress until done (or, when seeding, until stopped)."""
+    progress = transfer_progress()
+    progress.disable = quiet or status_lines
+    with progress:
+        task = progress.add_task(torrent.name, total=None, peers=0)
+        while not stop.is_set():
+            st = torrent.status()
+            if status_lines:
+                print(status_line(st), flush=True)
+            label = st.name if st.state in ("downloading", "seeding") else f"{st.name} ({st.state})"
+            progress.update(
+                task, description=label, total=st.wanted_bytes or None, completed=st.have_bytes, peers=st.peers
+            )
+            if st.error or (st.progress >= 1.0 and st.state == "seeding" and not seed):
+                break
+            await sleep_or_stop(stop, 0.5)
+    if seed and not stop.is_set() and not torrent.error:
+        await seed_until_stopped(torrent, stop, status_lines)
+
+
+async def seed_until_stopped(torrent: Torrent, stop: asyncio.Event, status_lines: bool) -> None:
+    with err.status("") as line:
+        while not stop.is_set():
+            st = torrent.status()
+            if status_lines:
+                print(status_line(st), flush=True)
+            line.update(
+                f"seeding {st.name}: {st.peers} peers, up {human_size(int(st.upload_rate))}/s, "
+                f"uploaded {human_size(st.uploaded)}"
+            )
+            await sleep_or_stop(stop, 1.0)
+
+
+@app.command()
+def share(
+    path: Annotated[Path, typer.Argument(help="File or directory to share.")],
+    port: PortOption = 0,
+    listen: HostOption = "0.0.0.0",
+    torrent_out: Annotated[Path | None, typer.Option("--torrent", help="Also write the .torrent here.")] = None,
+    tracker: Annotated[list[str] | None, typer.Option("--tracker", help="Tracker announce URL.")] = None,
+    v1: Annotated[bool, typer.Option("--v1", help="BitTorrent v1 only.")] = False,
+    v2: Annotated[bool, typer.Option("--v2", help="BitTorrent v2 only.")] = False,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="v1 and v2 in one torrent (default).")] = False,
+    home: HomeOption = None,
+    status_lines: StatusLines = False,
+) -> None:
+    """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link."""
+    if sum((v1, v2, hybrid)) > 1:
+        fail("choose one of --v1, --v2, --hybrid", 2)
+    version = "v1" if v1 else "v2" if v2 else "hybrid"
+    if not path.exists():
+        fail(f"no such file or directory: {path}")
+
+    async def main(stop: asyncio.Event) -> int:
+        async with Node(home or default_home(), port=port, host=listen) as node:
+            total = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+            with hashing_progress(total, "hashing") as bar:
+                task = bar.add_task(f"hashing {path.name}", total=total)
+                loop = asyncio.get_running_loop()
+                torrent = await node.share(
+                    path, version=version, trackers=tracker or [],
+                    progress=lambda n: loop.call_soon_threadsafe(lambda: bar.advance(task, n)),
+                )
+            meta = torrent.meta
+            assert meta is not None
+            if torrent_out is not None:
+                write_atomically(torrent_out, meta.to_bytes())
+            magnet = str(Magnet.from_metainfo(meta))
+            if status_lines:
+                print(json.dumps({"event": "listening", "port": node.port, "magnet": magnet}), flush=True)
+            out.print(magnet, highlight=False, soft_wrap=True)
+            err.print(f"seeding {meta.name} ({human_size(meta.total_length)}) on port {node.port}", highlight=False)
+            await seed_until_stopped(torrent, stop, status_lines)
+        return 0
+
+    guarded(lambda: run(main))

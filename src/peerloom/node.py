@@ -1,0 +1,261 @@
+"""The peerloom node: one home directory, one listening port, many torrents.
+
+    async with Node(home=...) as node:
+        t = await node.add(magnet_or_torrent_path, save="downloads")
+        await t.wait_done()
+
+The node owns the listening socket (incoming peers are routed to their torrent by info-hash), the
+worker threads for disk and hashing, the resume database and the tracker client. `stop` (or leaving
+the `async with`) stops every torrent cleanly and saves resume data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import platformdirs
+
+from peerloom import __version__
+from peerloom.errors import PeerloomError
+from peerloom.torrent.create import create
+from peerloom.torrent.magnet import Magnet
+from peerloom.torrent.metainfo import Metainfo
+from peerloom.torrent.peer import PeerConnection
+from peerloom.torrent.resume import ResumeStore
+from peerloom.torrent.swarm import Torrent
+
+T = TypeVar("T")
+
+
+@dataclass
+class Settings:
+    """Knobs of the engine; defaults suit real swarms, tests shorten the timeouts."""
+
+    max_peers: int = 50
+    max_candidates: int = 2000
+    upload_slots: int = 8
+    connect_timeout: float = 10.0
+    snub_timeout: float = 30.0
+    idle_timeout: float = 240.0
+    tick: float = 1.0
+    hash_threads: int = 2
+    max_verify_bytes: int = 64 * 1024 * 1024  # pieces waiting for hashing/writing before we stop requesting
+    read_cache_bytes: int = 32 * 1024 * 1024
+    download_rate_limit: int = 0  # bytes/s per torrent, 0 = unlimited
+    trackers: bool = True
+    tracker_min_wait: float = 30.0
+
+
+def default_home() -> Path:
+    env = os.environ.get("PEERLOOM_HOME")
+    return Path(env) if env else Path(platformdirs.user_data_dir("peerloom"))
+
+
+class Node:
+    """A peer node. Use as `async with Node(...) as node`."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        *,
+        port: int = 0,
+        host: str = "0.0.0.0",
+        settings: Settings | None = None,
+    ) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.settings = settings or Settings()
+        self.peer_id = b"-PL0100-" + secrets.token_bytes(12)
+        self.tracker_key = secrets.randbits(32)
+        self.client_name = f"peerloom/{__version__}"
+        self.torrents: dict[str, Torrent] = {}
+        self._by_hash: dict[bytes, Torrent] = {}
+        self._banned_addresses: set[tuple[str, int]] = set()
+        self._banned_ids: set[bytes] = set()
+        self._connections: set[PeerConnection] = set()
+        self._server: asyncio.Server | None = None
+        self.executor: ThreadPoolExecutor | None = None
+        self.resume: ResumeStore
+        self._tracker_client: Any = None
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.resume = ResumeStore(self.home / "state.sqlite")
+        self.executor = ThreadPoolExecutor(max_workers=self.settings.hash_threads, thread_name_prefix="peerloom-io")
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._incoming, self.host, self.requested_port)
+        except OSError as exc:
+            raise PeerloomError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
+        for conn in list(self._connections):
+            conn.close("node stopping")
+        if self._tracker_client is not None:
+            await self._tracker_client.close()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+        self.resume.close()
+
+    @property
+    def tracker_client(self) -> Any:
+        """The HTTP/UDP tracker client, made on first use (most swarms in tests have no tracker)."""
+        if self._tracker_client is None:
+            from peerloom.torrent.tracker_client import TrackerClient
+
+            self._tracker_client = TrackerClient()
+        return self._tracker_client
+
+    # -- blocking work -------------------------------------------------------------------------
+    def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.run_blocking_future(fn, *args)
+
+    # -- torrents ------------------------------------------------------------------------------
+    async def add(
+        self,
+        source: str | Path | Metainfo | Magnet,
+        save: str | Path = ".",
+        *,
+        peers: list[tuple[str, int]] | None = None,
+        files: list[int] | None = None,
+        sequential: bool = False,
+        trusted_complete: bool = False,
+    ) -> Torrent:
+        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it."""
+        meta: Metainfo | None = None
+        magnet: Magnet | None = None
+        if isinstance(source, Metainfo):
+            meta = source
+        elif isinstance(source, Magnet):
+            magnet = source
+        elif isinstance(source, str) and source[:8].lower() == "magnet:?":
+            magnet = Magnet.parse(source)
+        else:
+            path = Path(source)
+            try:
+                data = await self.run_blocking(path.read_bytes)
+            except FileNotFoundError:
+                raise PeerloomError(f"no such file: {path}") from None
+            except OSError as exc:
+                raise PeerloomError(f"cannot read {path}: {exc.strerror}") from exc
+            meta = Metainfo.parse(data)
+        hashes = [h for h in ((meta or magnet).info_hash_v1, ((meta or magnet).info_hash_v2 or b"")[:20]) if h]
+        for h in hashes:
+            if h in self._by_hash:
+                raise PeerloomError(f"torrent {h.hex()} is already added")
+        tid = hashes[0].hex()
+        record = self.resume.load(tid)
+        if meta is None and record is not None and record.torrent:
+            meta = Metainfo.parse(record.torrent)  # metadata fetched in an earlier run
+        torrent = Torrent(
+            self,
+            meta=meta,
+            magnet=magnet,
+            save_path=Path(save),
+            selected=files,
+            sequential=sequential,
+            record=record if record and Path(record.save_path) == Path(save) else None,
+            trusted_complete=trusted_complete,
+        )
+        self.torrents[torrent.id] = torrent
+        for h in torrent.hashes:
+            self._by_hash[h] = torrent
+        if peers:
+            torrent.add_peers(list(peers))
+        await torrent.start()
+        return torrent
+
+    async def share(
+        self,
+        path: str | Path,
+        *,
+        version: str = "hybrid",
+        trackers: list[str] | None = None,
+        piece_length: int | None = None,
+        private: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> Torrent:
+        """Make a torrent of a file or folder and seed it from where it is."""
+        path = Path(path).resolve()
+        meta = await asyncio.to_thread(
+            create, path, version=version, piece_length=piece_length, trackers=[[t] for t in trackers or []],
+            private=private, progress=progress,
+        )
+        return await self.add(meta, path.parent, trusted_complete=True)
+
+    async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
+        await torrent.stop()
+        self.torrents.pop(torrent.id, None)
+        for h in torrent.hashes:
+            self._by_hash.pop(h, None)
+        self.resume.delete(torrent.id)
+        if delete_data and torrent.storage is not None:
+            await self.run_blocking(torrent.storage.delete_files)
+
+    def torrent_for_hash(self, info_hash: bytes) -> Torrent | None:
+        return self._by_hash.get(info_hash)
+
+    def metadata_received(self, torrent: Torrent) -> None:
+        """A magnet's info dictionary arrived; its v2 hash may now route peers too."""
+        for h in torrent.hashes:
+            self._by_hash.setdefault(h, torrent)
+
+    # -- connections -------------------------------------------------------------------------
+    def _incoming(self) -> PeerConnection:
+        conn = PeerConnection(self, None)
+        self._connections.add(conn)
+        return conn
+
+    async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: PeerConnection(self, torrent, address, outgoing=True), *address),
+            self.settings.connect_timeout,
+        )
+        self._connections.add(conn)
+        return conn
+
+    def peer_lost(self, conn: PeerConnection) -> None:
+        self._connections.discard(conn)
+
+    def ban(self, address: tuple[str, int], peer_id: bytes | None) -> None:
+        self._banned_addresses.add(address)
+        if peer_id:
+            self._banned_ids.add(peer_id)
+
+    def is_banned(self, address: tuple[str, int], peer_id: bytes | None = None) -> bool:
+        return address in self._banned_addresses or (peer_id is not None and peer_id in self._banned_ids)
+
+    def is_self(self, address: tuple[str, int]) -> bool:
+        if address[1] != self.port:
+            return False
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(address[0])
+            return ip.is_loopback or ip.is_unspecified or address[0] == self.host
+        return False

@@ -1,0 +1,1058 @@
+"""The swarm engine: one torrent's state machine, its peers, and the flow of pieces.
+
+A `Torrent` fetches its metadata (magnet links), checks what is already on disk, then downloads
+(picker -> requests -> blocks -> piece buffer -> verify and write in a worker thread) and seeds
+(requests -> piece cache read in a worker thread -> coalesced writes). Every piece is verified before
+it is written, announced or served. Peers whose data fails verification are found out block by block
+and banned; stalled peers are snubbed and their requests handed to others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from peerloom.errors import PeerloomError, ProtocolError
+from peerloom.torrent import extensions as ext
+from peerloom.torrent import wire
+from peerloom.torrent.choker import ROUND, Choker, PeerView
+from peerloom.torrent.hashes import LayerFetch, answer_hash_request
+from peerloom.torrent.magnet import Magnet
+from peerloom.torrent.metainfo import Metainfo, MetainfoError
+from peerloom.torrent.picker import PiecePicker
+from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
+from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage, StorageError
+
+if TYPE_CHECKING:
+    from peerloom.node import Node
+    from peerloom.torrent.peer import PeerConnection
+    from peerloom.torrent.tracker import AnnounceRequest
+    from peerloom.torrent.tracker_client import Announcer
+
+log = logging.getLogger(__name__)
+
+BAN_AFTER = 2  # pieces proven bad before a peer is banned
+MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
+METADATA_TIMEOUT = 10.0
+
+
+class State(enum.Enum):
+    METADATA = "fetching metadata"
+    CHECKING = "checking"
+    DOWNLOADING = "downloading"
+    SEEDING = "seeding"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class TorrentStatus:
+    """A snapshot for progress bars, `--json` output and the API."""
+
+    name: str
+    info_hash: str
+    state: str
+    progress: float  # of the selected data, 0..1
+    wanted_bytes: int
+    have_bytes: int
+    download_rate: float
+    upload_rate: float
+    downloaded: int  # payload bytes received this session (incl. wasted)
+    uploaded: int
+    wasted: int
+    hash_failures: int
+    peers: int
+    seeds: int
+    banned: int
+    snubs: int
+    checked_pieces: int
+    error: str | None
+
+
+class Torrent:
+    """One torrent in a node: metadata, files, peers, trackers."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        meta: Metainfo | None,
+        magnet: Magnet | None,
+        save_path: Path,
+        selected: list[int] | None = None,
+        sequential: bool = False,
+        record: ResumeRecord | None = None,
+        trusted_complete: bool = False,
+    ) -> None:
+        self.node = node
+        self.settings = node.settings
+        self.meta: Metainfo | None = None
+        self.magnet = magnet
+        self.save_path = Path(save_path)
+        self.selected = selected
+        self.sequential = sequential
+        self.record = record
+        self.trusted_complete = trusted_complete
+        source = meta or magnet
+        assert source is not None
+        self.info_hash_v1 = source.info_hash_v1
+        self.info_hash_v2 = source.info_hash_v2
+        self.wire_hash: bytes = self.info_hash_v1 or (self.info_hash_v2 or b"")[:20]
+        self.id = self.wire_hash.hex()
+        self.has_v2 = self.info_hash_v2 is not None
+        self.private = bool(meta and meta.private)
+        self.name = (meta.name if meta else None) or (magnet.name if magnet else None) or self.id
+        self.state = State.METADATA
+        self.error: str | None = None
+
+        self.peers: list[PeerConnection] = []
+        self.candidates: dict[tuple[str, int], float] = {}  # address -> earliest next connect attempt
+        self.failures: dict[tuple[str, int], int] = {}
+        self.connecting: set[tuple[str, int]] = set()
+        self.choker = Choker(self.settings.upload_slots)
+        self.strikes: dict[Any, int] = {}
+        self.banned_count = 0
+
+        self.pieces: PieceMap | None = None
+        self.storage: Storage | None = None
+        self.verifier: PieceVerifier | None = None
+        self.picker: PiecePicker | None = None
+        self.buffers: dict[int, bytearray] = {}
+        self.block_senders: dict[int, dict[int, Any]] = {}
+        self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
+        self.in_flight: set[asyncio.Future] = set()
+        self.verifying_bytes = 0
+        self.cache: OrderedDict[int, bytes] = OrderedDict()
+        self.cache_bytes = 0
+        self.loading: dict[int, asyncio.Future] = {}
+        self.assembler: ext.MetadataAssembler | None = None
+        self.missing_layers: dict[bytes, LayerFetch] = {}
+
+        self.downloaded = record.downloaded if record else 0
+        self.uploaded = record.uploaded if record else 0
+        self.session_downloaded = 0
+        self.wasted = 0
+        self.hash_failures = 0
+        self.checked = 0
+        self.rate_down = 0.0
+        self.rate_up = 0.0
+        self._resume_dirty = False
+        self.download_limit = self.settings.download_rate_limit  # bytes/s, 0 = unlimited
+        self._tokens = 0.0
+        self._last_tick = time.monotonic()
+        self.snubs = 0
+        self._done = asyncio.Event()
+        self._metadata_ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._connect_tasks: set[asyncio.Task] = set()
+        self.announcer: Announcer | None = None
+        if meta is not None:
+            self._setup(meta)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def hashes(self) -> list[bytes]:
+        """Info-hashes (20-byte wire form) under which peers may reach this torrent."""
+        return [h for h in (self.info_hash_v1, self.info_hash_v2 and self.info_hash_v2[:20]) if h]
+
+    def _setup(self, meta: Metainfo) -> None:
+        self.meta = meta
+        self.name = meta.name
+        self.private = meta.private
+        self.pieces = PieceMap(meta)
+        self.storage = Storage(meta, self.save_path, self.pieces)
+        self.verifier = PieceVerifier(meta, self.pieces)
+        if self.selected is not None:
+            bad = [i for i in self.selected if not 0 <= i < len(meta.data_files)]
+            if bad:
+                raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {len(meta.data_files)} files)")
+        wanted = self.pieces.wanted_pieces(self.selected)
+        sizes = [self.pieces.piece_size(i) for i in range(self.pieces.num_pieces)]
+        self.picker = PiecePicker(sizes, wanted=wanted, sequential=self.sequential)
+        if meta.pieces_v1 is None:  # v2-only: pieces of multi-piece files need their file's piece layer
+            self.missing_layers = {
+                f.pieces_root: LayerFetch(f.pieces_root, -(-f.length // meta.piece_length), meta.piece_length)
+                for f in meta.files
+                if f.pieces_root and f.length > meta.piece_length and f.pieces_root not in meta.piece_layers
+            }
+        self._metadata_ready.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"torrent {self.name}")
+        trackers = self._tracker_tiers()
+        if trackers and self.settings.trackers:
+            from peerloom.torrent.tracker_client import Announcer
+
+            self.announcer = Announcer(
+                self.node.tracker_client, trackers, self._announce_request, self.add_peers,
+                min_wait=self.settings.tracker_min_wait,
+            )
+
+    def _tracker_tiers(self) -> list[list[str]]:
+        if self.meta is not None and self.meta.trackers:
+            return [list(t) for t in self.meta.trackers]
+        if self.magnet is not None and self.magnet.trackers:
+            return [[t] for t in self.magnet.trackers]
+        return []
+
+    async def _run(self) -> None:
+        ticker = asyncio.create_task(self._ticker())
+        try:
+            if self.announcer is not None:
+                self.announcer.start()
+            if self.magnet is not None:
+                self.add_peers(list(self.magnet.peers))
+            await self._metadata_ready.wait()
+            await self._check()
+            await ticker
+        except asyncio.CancelledError:
+            raise
+        except PeerloomError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # a bug must not take the node down; it stops this torrent
+            log.exception("torrent %s failed", self.name)
+            self._fail(f"internal error: {exc!r}")
+        finally:
+            ticker.cancel()
+
+    async def _ticker(self) -> None:
+        while True:
+            self._tick()
+            await asyncio.sleep(self.settings.tick)
+
+    def _fail(self, message: str) -> None:
+        self.state = State.ERROR
+        self.error = message
+        for peer in list(self.peers):
+            peer.close("torrent stopped")
+        self._done.set()
+
+    async def stop(self) -> None:
+        """Stop transfers, tell the trackers, write everything verified, save resume data."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        for task in list(self._connect_tasks):
+            task.cancel()
+        for peer in list(self.peers):
+            peer.close("shutting down")
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        if self.announcer is not None:
+            await self.announcer.stop()
+        if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
+            self.save_resume(clean=True)
+        if self.storage is not None:
+            await self.node.run_blocking(self.storage.close)
+        if self.state is not State.ERROR:
+            self.state = State.STOPPED
+        self._done.set()
+
+    async def wait_done(self) -> None:
+        """Until every selected byte is verified; raises when the torrent failed or was stopped first."""
+        await self._done.wait()
+        if self.state is State.ERROR:
+            raise PeerloomError(self.error or "torrent failed")
+        if not (self.picker and self.picker.complete):
+            raise PeerloomError("torrent stopped before it was complete")
+
+    async def wait_metadata(self) -> Metainfo:
+        await self._metadata_ready.wait()
+        assert self.meta is not None
+        return self.meta
+
+    # -- checking what is on disk --------------------------------------------------------------
+    async def _check(self) -> None:
+        assert self.meta and self.storage and self.picker and self.pieces and self.verifier
+        self.state = State.CHECKING
+        picker = self.picker
+        n = self.pieces.num_pieces
+        rec = self.record
+        to_check: list[int]
+        if self.trusted_complete:
+            for i in range(n):
+                picker.mark_have(i)
+            to_check = []
+        elif rec is not None and rec.have:
+            saved = unpack_bits(rec.have, n)
+            if rec.clean and rec.file_state == [list(s) for s in self.storage.file_state()]:
+                for i in range(n):
+                    if saved[i]:
+                        picker.mark_have(i)
+                to_check = []
+            else:
+                to_check = [i for i in range(n) if saved[i]]  # crashed: re-hash only what we had
+        else:
+            to_check = list(range(n)) if await self.node.run_blocking(self._any_file_exists) else []
+        self.checked = 0
+        storage, verifier = self.storage, self.verifier
+
+        def check(index: int) -> bool:
+            data = storage.read(index)
+            return data is not None and verifier.verify(index, data)
+
+        window = 2 * self.settings.hash_threads
+        pending: dict[asyncio.Future, int] = {}
+        for index in to_check:
+            if len(pending) >= window:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    if fut.result():
+                        picker.mark_have(pending[fut])
+                    del pending[fut]
+                    self.checked += 1
+            pending[self.node.run_blocking_future(check, index)] = index
+        for fut, index in pending.items():
+            if await fut:
+                picker.mark_have(index)
+            self.checked += 1
+        if not picker.complete:
+            selected_files = None
+            if self.selected is not None:
+                sel = set(self.selected)
+                data_ids = [i for i, f in enumerate(self.meta.files) if not f.is_pad]
+                selected_files = [False] * len(self.meta.files)
+                for k, fi in enumerate(data_ids):
+                    selected_files[fi] = k in sel
+            await self.node.run_blocking(self.storage.create_files, selected_files)
+        self.state = State.SEEDING if picker.complete else State.DOWNLOADING
+        self.save_resume(clean=False)
+        if picker.complete:
+            self._done.set()
+        for peer in self.peers:
+            self._send_have_pieces(peer)
+            self._update_interest(peer)
+
+    def _any_file_exists(self) -> bool:
+        assert self.storage is not None
+        return any(size > 0 for size, _ in self.storage.file_state())
+
+    # -- peers ---------------------------------------------------------------------------------
+    def add_peers(self, addresses: list[tuple[str, int]]) -> None:
+        now = time.monotonic()
+        for addr in addresses:
+            if len(self.candidates) >= self.settings.max_candidates:
+                break
+            if addr not in self.candidates and not self.node.is_banned(addr) and not self.node.is_self(addr):
+                self.candidates[addr] = now
+
+    def _connect_more(self, now: float) -> None:
+        room = self.settings.max_peers - len(self.peers) - len(self.connecting)
+        if room <= 0 or self.state in (State.ERROR, State.STOPPED):
+            return
+        connected = {p.key for p in self.peers} | {p.remote for p in self.peers}
+        for addr, when in list(self.candidates.items()):
+            if room <= 0:
+                break
+            if when > now or addr in self.connecting or addr in connected:
+                continue
+            room -= 1
+            self.connecting.add(addr)
+            task = asyncio.create_task(self._connect(addr))
+            self._connect_tasks.add(task)
+            task.add_done_callback(self._connect_tasks.discard)
+
+    async def _connect(self, addr: tuple[str, int]) -> None:
+        try:
+            peer = await self.node.connect(self, addr)
+            await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
+            self.failures.pop(addr, None)
+            self.candidates[addr] = time.monotonic() + 60.0
+        except (OSError, TimeoutError, ConnectionError, PeerloomError):
+            fails = self.failures.get(addr, 0) + 1
+            self.failures[addr] = fails
+            if fails >= 5:
+                self.candidates.pop(addr, None)
+            else:
+                self.candidates[addr] = time.monotonic() + min(300.0, 2.0 * 3**fails)
+        finally:
+            self.connecting.discard(addr)
+
+    def peer_ready(self, peer: PeerConnection) -> bool:
+        """Handshake done: admit the peer (or refuse it) and greet it."""
+        if self.state in (State.STOPPED, State.ERROR):
+            peer.close("torrent stopped")
+            return False
+        if self.node.is_banned(peer.key, peer.peer_id):
+            peer.close("banned")
+            return False
+        for other in self.peers:
+            if other.peer_id == peer.peer_id:
+                # both sides dialled: keep the connection opened by the lower peer id, on both ends
+                mine = self.node.peer_id < (peer.peer_id or b"")
+                keep_new = peer.outgoing == mine
+                loser = other if keep_new else peer
+                loser.close("duplicate connection")
+                if loser is peer:
+                    return False
+        if len(self.peers) >= self.settings.max_peers:
+            peer.close("too many peers")
+            return False
+        self.peers.append(peer)
+        hs = peer.handshake
+        assert hs is not None
+        if hs.supports_extensions:
+            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
+        self._send_have_pieces(peer, first=True)
+        return True
+
+    def _ext_handshake(self) -> ext.ExtHandshake:
+        ids = dict(ext.LOCAL_IDS)
+        if self.private:
+            ids.pop("ut_pex", None)
+        return ext.ExtHandshake(
+            ids=ids,
+            client=self.node.client_name,
+            port=self.node.port,
+            reqq=1000,
+            metadata_size=len(self.meta.info_bytes) if self.meta else None,
+        )
+
+    def _send_have_pieces(self, peer: PeerConnection, first: bool = False) -> None:
+        """The first message after the handshake says what we have (BEP 3 bitfield / BEP 6 have_all/none)."""
+        hs = peer.handshake
+        if hs is None:
+            return
+        picker = self.picker
+        fast = hs.supports_fast
+        if first:
+            if picker is None or self.state is State.CHECKING or not any(picker.have):
+                if fast:
+                    peer.send_message(wire.HaveNone())
+            elif fast and all(picker.have):
+                peer.send_message(wire.HaveAll())
+            else:
+                peer.send_message(wire.Bitfield(pack_bits(picker.have)))
+        elif picker is not None:
+            for i, h in enumerate(picker.have):
+                if h:
+                    peer.send(wire.encode_have(i))
+
+    def peer_lost(self, peer: PeerConnection) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+        picker = self.picker
+        if picker is not None:
+            if peer.bits:
+                picker.remove_peer_pieces(peer.bits)
+            for index, begin in peer.outstanding:
+                picker.abort(peer, index, begin)
+        peer.outstanding.clear()
+        for fetch in self.missing_layers.values():
+            fetch.release(peer)
+        if self.assembler is not None:
+            for piece in peer.metadata_requests:
+                self.assembler.release(piece)
+        peer.metadata_requests.clear()
+
+    def ban(self, peer: PeerConnection, reason: str) -> None:
+        log.info("banning %r: %s", peer, reason)
+        self.banned_count += 1
+        self.node.ban(peer.key, peer.peer_id)
+        self.candidates.pop(peer.key, None)
+        peer.close(f"banned: {reason}")
+
+    # -- messages ------------------------------------------------------------------------------
+    def on_message(self, peer: PeerConnection, m: wire.Message) -> None:
+        handler = _HANDLERS.get(type(m))
+        if handler is not None:
+            handler(self, peer, m)
+        peer.got_first_message = True
+
+    def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
+        n = len(m.data)
+        peer.bytes_down += n
+        self.downloaded += n
+        self.session_downloaded += n
+        peer.outstanding.pop((m.index, m.begin), None)
+        picker = self.picker
+        if picker is None or m.index >= picker.num_pieces:
+            raise ProtocolError("piece message for a piece that does not exist")
+        others = picker.block_received(peer, m.index, m.begin, n)
+        if others is None:
+            self.wasted += n
+            return
+        peer.last_block_at = time.monotonic()
+        peer.snubbed = False
+        buf = self.buffers.get(m.index)
+        if buf is None:
+            buf = self.buffers[m.index] = bytearray(picker.sizes[m.index])
+        buf[m.begin : m.begin + n] = m.data
+        self.block_senders.setdefault(m.index, {})[m.begin] = peer
+        for other in others:
+            if other.outstanding.pop((m.index, m.begin), None) is not None:
+                other.send(wire.encode(wire.Cancel(m.index, m.begin, n)))
+        if picker.piece_complete(m.index):
+            picker.start_verifying(m.index)
+            self._verify(m.index, self.buffers.pop(m.index), self.block_senders.pop(m.index, {}))
+
+    def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        picker = self.picker
+        if picker is None or m.index >= picker.num_pieces or m.begin + m.length > picker.sizes[m.index]:
+            raise ProtocolError("request outside the torrent")
+        if peer.am_choking or not picker.have[m.index]:
+            if peer.handshake and peer.handshake.supports_fast:
+                peer.send_message(wire.RejectRequest(m.index, m.begin, m.length))
+            return
+        if len(peer.pending) >= 2000:
+            raise ProtocolError("too many outstanding requests")
+        peer.pending.append((m.index, m.begin, m.length))
+
+    def _on_cancel(self, peer: PeerConnection, m: wire.Cancel) -> None:
+        with contextlib.suppress(ValueError):
+            peer.pending.remove((m.index, m.begin, m.length))
+
+    def _on_reject(self, peer: PeerConnection, m: wire.RejectRequest) -> None:
+        if peer.outstanding.pop((m.index, m.begin), None) is not None and self.picker is not None:
+            self.picker.abort(peer, m.index, m.begin)
+
+    def _on_choke(self, peer: PeerConnection, m: wire.Choke) -> None:
+        peer.peer_choking = True
+        if self.picker is not None:
+            for index, begin in peer.outstanding:
+                self.picker.abort(peer, index, begin)
+        peer.outstanding.clear()
+
+    def _on_unchoke(self, peer: PeerConnection, m: wire.Unchoke) -> None:
+        peer.peer_choking = False
+
+    def _on_interested(self, peer: PeerConnection, m: wire.Interested) -> None:
+        peer.peer_interested = True
+        unchoked = sum(1 for p in self.peers if not p.am_choking)
+        if unchoked < self.settings.upload_slots and self.picker is not None:
+            peer.unchoke()
+
+    def _on_not_interested(self, peer: PeerConnection, m: wire.NotInterested) -> None:
+        peer.peer_interested = False
+
+    def _on_have(self, peer: PeerConnection, m: wire.Have) -> None:
+        picker = self.picker
+        if picker is None:
+            return
+        if m.index >= picker.num_pieces:
+            raise ProtocolError("have for a piece that does not exist")
+        if not peer.bits:
+            peer.bits = bytearray(picker.num_pieces)
+        if not peer.bits[m.index]:
+            peer.bits[m.index] = 1
+            picker.peer_has(m.index)
+            if not peer.am_interested and picker.wanted[m.index] and not picker.have[m.index]:
+                peer.set_interested(True)
+            if all(peer.bits):
+                peer.is_seed = True
+
+    def _on_bitfield(self, peer: PeerConnection, m: wire.Bitfield) -> None:
+        if peer.got_first_message:
+            raise ProtocolError("bitfield after the first message")
+        if self.picker is None:
+            peer.raw_bitfield = m.bits
+            return
+        self._apply_bitfield(peer, m.bits)
+
+    def _apply_bitfield(self, peer: PeerConnection, bits: bytes) -> None:
+        picker = self.picker
+        assert picker is not None
+        n = picker.num_pieces
+        if len(bits) != (n + 7) // 8 or (n % 8 and bits[-1] & (0xFF >> (n % 8))):
+            raise ProtocolError("bitfield does not match the torrent's piece count")
+        peer.bits = unpack_bits(bits, n)
+        picker.add_peer_pieces(peer.bits)
+        peer.is_seed = all(peer.bits)
+        self._update_interest(peer)
+
+    def _on_have_all(self, peer: PeerConnection, m: wire.HaveAll) -> None:
+        peer.is_seed = True
+        if self.picker is not None:
+            peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
+            self.picker.add_peer_pieces(peer.bits)
+            self._update_interest(peer)
+
+    def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
+        if m.ext_id == 0:
+            h = ext.parse_ext_handshake(m.payload)
+            peer.ext_handshake = h
+            peer.ext_ids = dict(h.ids)
+            peer.client = (h.client or "")[:64]
+            if h.port and peer.remote and not peer.outgoing:
+                peer.address = (peer.remote[0], h.port)
+            if self.meta is None and h.metadata_size and "ut_metadata" in peer.ext_ids:
+                if self.assembler is None:
+                    self.assembler = ext.MetadataAssembler(
+                        info_hash_v1=self.info_hash_v1, info_hash_v2=self.info_hash_v2
+                    )
+                try:
+                    self.assembler.set_size(h.metadata_size)
+                except ext.ExtensionError as exc:
+                    peer.close(f"bad metadata size: {exc}")
+                    return
+                self._request_metadata(peer)
+        elif m.ext_id == ext.LOCAL_IDS["ut_metadata"]:
+            self._on_metadata(peer, ext.parse_metadata(m.payload))
+        elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.private:
+            pex = ext.parse_pex(m.payload)
+            self.add_peers(pex.added)
+
+    def _request_metadata(self, peer: PeerConnection) -> None:
+        assembler = self.assembler
+        while assembler is not None and len(peer.metadata_requests) < 4:
+            piece = assembler.next_request()
+            if piece is None:
+                return
+            peer.metadata_requests.add(piece)
+            peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataRequest(piece)))
+
+    def _on_metadata(self, peer: PeerConnection, msg: Any) -> None:
+        if isinstance(msg, ext.MetadataRequest):
+            info = self.meta.info_bytes if self.meta else None
+            if info is None or msg.piece * ext.METADATA_PIECE >= len(info):
+                peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataReject(msg.piece)))
+            else:
+                chunk = info[msg.piece * ext.METADATA_PIECE : (msg.piece + 1) * ext.METADATA_PIECE]
+                peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataData(msg.piece, len(info), chunk)))
+            return
+        assembler = self.assembler
+        if assembler is None or self.meta is not None:
+            return
+        peer.metadata_requests.discard(msg.piece)
+        if isinstance(msg, ext.MetadataReject):
+            assembler.release(msg.piece)
+            return
+        try:
+            info = assembler.receive(msg.piece, msg.data)
+        except ext.ExtensionError as exc:
+            peer.close(f"bad metadata: {exc}")
+            return
+        if info is None:
+            self._request_metadata(peer)
+            return
+        try:
+            assert self.magnet is not None
+            meta = Metainfo.from_info(info, trackers=tuple((t,) for t in self.magnet.trackers))
+        except MetainfoError as exc:
+            self._fail(f"the torrent's metadata is invalid: {exc}")
+            return
+        self._metadata_received(meta)
+
+    def _metadata_received(self, meta: Metainfo) -> None:
+        if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
+            self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
+        self._setup(meta)
+        assert self.picker is not None
+        for peer in self.peers:
+            if peer.is_seed:
+                peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
+                self.picker.add_peer_pieces(peer.bits)
+            elif peer.raw_bitfield is not None:
+                try:
+                    self._apply_bitfield(peer, peer.raw_bitfield)
+                except ProtocolError as exc:
+                    peer.close(str(exc))
+        self.node.metadata_received(self)
+
+    # -- downloading ---------------------------------------------------------------------------
+    def after_messages(self, peer: PeerConnection) -> None:
+        """After a batch of messages from `peer`: keep its request pipeline full, serve its requests."""
+        if self.picker is None or self.state is not State.DOWNLOADING:
+            if peer.pending and self.state is State.SEEDING:
+                self.serve(peer)
+            return
+        if self.missing_layers:
+            self._request_layers(peer)
+        elif not peer.peer_choking and peer.am_interested and not peer.snubbed:
+            self.request_more(peer)
+        if peer.pending:
+            self.serve(peer)
+
+    def request_more(self, peer: PeerConnection) -> None:
+        picker = self.picker
+        assert picker is not None
+        want = peer.pipeline - len(peer.outstanding)
+        if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
+            return
+        limited = self.download_limit > 0
+        if limited:
+            want = min(want, int(self._tokens // wire.BLOCK_SIZE))
+            if want <= 0:
+                return
+        requests = picker.pick(peer, peer.bits, want, peer.is_seed)
+        if limited:
+            self._tokens -= sum(r[2] for r in requests)
+        if not requests:
+            if not peer.outstanding and not picker.interesting(peer.bits, peer.is_seed):
+                peer.set_interested(False)
+            return
+        now = time.monotonic()
+        out = []
+        for index, begin, length in requests:
+            peer.outstanding[(index, begin)] = now
+            out.append(wire.encode_request(index, begin, length))
+        if len(peer.outstanding) == len(requests):
+            peer.last_block_at = now  # the stall clock starts when we start waiting
+        peer.send(b"".join(out))
+
+    # -- BEP 52 piece layers ---------------------------------------------------------------------
+    def _request_layers(self, peer: PeerConnection) -> None:
+        if peer.no_hashes or not (peer.handshake and (peer.handshake.supports_v2 or self.info_hash_v1 is None)):
+            return
+        for fetch in self.missing_layers.values():
+            while sum(1 for who in fetch.asked.values() if who is peer) < 4:
+                req = fetch.request_for(peer)
+                if req is None:
+                    break
+                peer.send_message(req)
+
+    def _on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
+        reply = None
+        if self.meta is not None and self.verifier is not None:
+            reply = answer_hash_request(m, self.verifier.layers.get(m.pieces_root), self.meta.piece_length)
+        peer.send_message(reply or wire.HashReject(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers))
+
+    def _on_hashes(self, peer: PeerConnection, m: wire.Hashes) -> None:
+        fetch = self.missing_layers.get(m.pieces_root)
+        if fetch is None:
+            return
+        try:
+            layer = fetch.receive(peer, m)
+        except ValueError as exc:
+            self._strike(peer, f"bad piece layer: {exc}")
+            return
+        if layer is None:
+            self._request_layers(peer)
+            return
+        assert self.verifier is not None and self.meta is not None
+        self.verifier.layers[m.pieces_root] = layer
+        del self.missing_layers[m.pieces_root]
+        if not self.missing_layers:
+            self.meta = replace(self.meta, piece_layers=dict(self.verifier.layers))
+            self.save_resume(clean=False)
+            for other in self.peers:
+                self.after_messages(other)
+
+    def _on_hash_reject(self, peer: PeerConnection, m: wire.HashReject) -> None:
+        peer.no_hashes = True
+        for fetch in self.missing_layers.values():
+            fetch.release(peer)
+        for other in self.peers:
+            if other is not peer:
+                self._request_layers(other)
+
+    def _update_interest(self, peer: PeerConnection) -> None:
+        if self.picker is None or peer.closed:
+            return
+        if self.state in (State.DOWNLOADING, State.CHECKING):
+            peer.set_interested(self.picker.interesting(peer.bits, peer.is_seed))
+        else:
+            peer.set_interested(False)
+
+    def _verify(self, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
+        self.verifying_bytes += len(buf)
+        storage, verifier = self.storage, self.verifier
+        assert storage is not None and verifier is not None
+
+        def verify_and_write() -> bool:
+            if not verifier.verify(index, buf):
+                return False
+            storage.write_piece(index, buf)
+            return True
+
+        fut = self.node.run_blocking_future(verify_and_write)
+        self.in_flight.add(fut)
+        fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
+
+    def _piece_checked(self, fut: asyncio.Future, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
+        self.in_flight.discard(fut)
+        self.verifying_bytes -= len(buf)
+        picker = self.picker
+        assert picker is not None
+        exc = fut.exception()
+        if exc is not None:
+            picker.piece_failed(index)
+            if isinstance(exc, StorageError):
+                self._fail(str(exc))
+            else:
+                log.error("verifying piece %d failed", index, exc_info=exc)
+                self._fail(f"internal error while verifying: {exc!r}")
+            return
+        if fut.result():
+            picker.piece_passed(index)
+            if not self._resume_dirty:
+                self._resume_dirty = True
+                asyncio.get_running_loop().call_soon(self._save_have)
+            self._find_culprits(index, buf)
+            have = wire.encode_have(index)
+            for peer in self.peers:
+                if not (peer.bits and peer.bits[index]):
+                    peer.send(have)
+            if picker.complete and self.state is State.DOWNLOADING:
+                self._completed()
+        else:
+            picker.piece_failed(index)
+            self.hash_failures += 1
+            distinct = {id(p): p for p in senders.values()}
+            if len(distinct) == 1:
+                self._strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
+            else:
+                self.failed[index] = (bytes(buf), senders)
+                while len(self.failed) > MAX_FAILED_KEPT:
+                    self.failed.popitem(last=False)
+        if self.state is State.DOWNLOADING:
+            for peer in self.peers:
+                if not peer.peer_choking and peer.am_interested and not peer.snubbed:
+                    self.request_more(peer)
+
+    def _find_culprits(self, index: int, good: bytearray) -> None:
+        """A piece that failed with blocks from several peers now verified: whoever sent a block that
+        differs from the good data is proven to have sent bad data."""
+        entry = self.failed.pop(index, None)
+        if entry is None:
+            return
+        bad, senders = entry
+        guilty = {}
+        for begin, peer in senders.items():
+            if bad[begin : begin + wire.BLOCK_SIZE] != good[begin : begin + wire.BLOCK_SIZE]:
+                guilty[id(peer)] = peer
+        for peer in guilty.values():
+            self._strike(peer, f"sent bad data for piece {index}")
+
+    def _strike(self, peer: PeerConnection, reason: str) -> None:
+        if self.node.is_banned(peer.key, peer.peer_id):
+            return
+        key = peer.peer_id or peer.key
+        self.strikes[key] = self.strikes.get(key, 0) + 1
+        log.info("%r: %s (strike %d)", peer, reason, self.strikes[key])
+        if self.strikes[key] >= BAN_AFTER:
+            self.ban(peer, reason)
+
+    def _completed(self) -> None:
+        self.state = State.SEEDING
+        log.info("%s: download complete", self.name)
+        if self.announcer is not None:
+            self.announcer.completed()
+        self.save_resume(clean=False)
+        if self.storage is not None:
+            fut = self.node.run_blocking_future(self.storage.sync)
+            self.in_flight.add(fut)
+            fut.add_done_callback(self.in_flight.discard)
+        for peer in list(self.peers):
+            if peer.is_seed:
+                peer.close("both complete")  # two seeds have nothing to trade
+            else:
+                peer.set_interested(False)
+        self._done.set()
+
+    # -- seeding -------------------------------------------------------------------------------
+    def serve(self, peer: PeerConnection) -> None:
+        """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
+        queued = 0
+        while peer.pending and not peer.write_paused and not peer.closed and not peer.am_choking:
+            index, begin, length = peer.pending[0]
+            data = self.cache.get(index)
+            if data is None:
+                self._load_piece(index).add_done_callback(lambda _f, p=peer: self.serve(p))
+                return
+            peer.pending.popleft()
+            peer.send(wire.piece_header(index, begin, length))
+            peer.send(memoryview(data)[begin : begin + length])  # joined with the header in one write
+            peer.bytes_up += length
+            self.uploaded += length
+            queued += length
+            if queued >= 4 * 1024 * 1024 and peer.pending:
+                asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
+                return
+
+    def _load_piece(self, index: int) -> asyncio.Future:
+        fut = self.loading.get(index)
+        if fut is not None:
+            return fut
+        assert self.storage is not None
+        fut = self.node.run_blocking_future(self.storage.read, index)
+        self.loading[index] = fut
+
+        def loaded(f: asyncio.Future) -> None:
+            self.loading.pop(index, None)
+            if f.cancelled() or f.exception() is not None or f.result() is None:
+                self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
+                return
+            data = f.result()
+            self.cache[index] = data
+            self.cache_bytes += len(data)
+            while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
+                _, old = self.cache.popitem(last=False)
+                self.cache_bytes -= len(old)
+
+        fut.add_done_callback(loaded)
+        return fut
+
+    # -- periodic work -------------------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.download_limit > 0:  # token bucket: at most one second of burst
+            self._tokens = min(float(self.download_limit), self._tokens + self.download_limit * (now - self._last_tick))
+        self._last_tick = now
+        total_down = total_up = 0.0
+        for peer in list(self.peers):
+            peer.update_rates(now)
+            total_down += peer.rate_down
+            total_up += peer.rate_up
+            if peer.outstanding and now - peer.last_block_at > self.settings.snub_timeout:
+                self._snub(peer)
+            elif peer.snubbed and not peer.outstanding and now - peer.last_block_at > 2 * self.settings.snub_timeout:
+                peer.snubbed = False  # give it another chance
+                peer.last_block_at = now
+            if now - peer.last_received > self.settings.idle_timeout:
+                peer.close("idle")
+            elif now - peer.last_sent > 90.0:
+                peer.send_message(wire.KeepAlive())
+            if self.state is State.DOWNLOADING and self.missing_layers:
+                self._request_layers(peer)
+            elif self.state is State.DOWNLOADING and not peer.peer_choking and peer.am_interested and not peer.snubbed:
+                self.request_more(peer)
+            if self.assembler is not None and self.meta is None:
+                self._request_metadata(peer)
+        self.rate_down, self.rate_up = total_down, total_up
+        if self._rechoke_due(now):
+            self._rechoke()
+        self._connect_more(now)
+
+    def _snub(self, peer: PeerConnection) -> None:
+        log.info("%r snubbed: no data for %.0f s", peer, self.settings.snub_timeout)
+        peer.snubbed = True
+        self.snubs += 1
+        assert self.picker is not None
+        for index, begin in peer.outstanding:
+            self.picker.abort(peer, index, begin)
+            length = min(wire.BLOCK_SIZE, self.picker.sizes[index] - begin)
+            peer.send(wire.encode(wire.Cancel(index, begin, length)))
+        peer.outstanding.clear()
+        for other in self.peers:
+            if other is not peer and not other.peer_choking and other.am_interested and not other.snubbed:
+                self.request_more(other)
+
+    _last_rechoke = 0.0
+
+    def _rechoke_due(self, now: float) -> bool:
+        if now - self._last_rechoke >= ROUND:
+            self._last_rechoke = now
+            return True
+        return False
+
+    def _rechoke(self) -> None:
+        seeding = self.state is State.SEEDING
+        views = [PeerView(p, p.peer_interested, p.rate_down, p.rate_up, p.snubbed) for p in self.peers]
+        unchoke = self.choker.rechoke(views, seeding)
+        for peer in self.peers:
+            if peer in unchoke:
+                peer.unchoke()
+            else:
+                peer.choke()
+
+    # -- trackers and resume data ------------------------------------------------------------
+    def _announce_request(self, event: str) -> AnnounceRequest:
+        from peerloom.torrent.tracker import AnnounceRequest
+
+        return AnnounceRequest(
+            info_hash=self.wire_hash,
+            peer_id=self.node.peer_id,
+            port=self.node.port,
+            uploaded=self.uploaded,
+            downloaded=self.downloaded,
+            left=self.left(),
+            event=event,
+            key=self.node.tracker_key,
+        )
+
+    def left(self) -> int:
+        if self.picker is None:
+            return 1
+        return sum(s for i, s in enumerate(self.picker.sizes) if self.picker.wanted[i] and not self.picker.have[i])
+
+    def _save_have(self) -> None:
+        """Pieces verified and written since the last call go to the resume record at once, so a crash
+        (kill -9) never costs a verified piece."""
+        if not self._resume_dirty or self.picker is None:
+            return
+        self._resume_dirty = False
+        self.node.resume.update_have(self.id, pack_bits(self.picker.have), self.downloaded, self.uploaded)
+
+    def save_resume(self, clean: bool) -> None:
+        if self.meta is None or self.picker is None or self.storage is None:
+            return
+        self._resume_dirty = False
+        rec = ResumeRecord(
+            id=self.id,
+            name=self.name,
+            save_path=str(self.save_path),
+            torrent=self.meta.to_bytes(),
+            magnet=str(self.magnet) if self.magnet else None,
+            have=pack_bits(self.picker.have),
+            clean=clean,
+            file_state=[list(s) for s in self.storage.file_state()] if clean else [],
+            selected=self.selected,
+            uploaded=self.uploaded,
+            downloaded=self.downloaded,
+            added_at=self.record.added_at if self.record else time.time(),
+        )
+        self.node.resume.save(rec)
+
+    # -- status --------------------------------------------------------------------------------
+    def status(self) -> TorrentStatus:
+        picker = self.picker
+        wanted = have = 0
+        if picker is not None:
+            for i, size in enumerate(picker.sizes):
+                if picker.wanted[i]:
+                    wanted += size
+                    if picker.have[i]:
+                        have += size
+        return TorrentStatus(
+            name=self.name,
+            info_hash=self.id,
+            state=self.state.value,
+            progress=(have / wanted) if wanted else (1.0 if picker is not None else 0.0),
+            wanted_bytes=wanted,
+            have_bytes=have,
+            download_rate=self.rate_down,
+            upload_rate=self.rate_up,
+            downloaded=self.session_downloaded,
+            uploaded=self.uploaded,
+            wasted=self.wasted,
+            hash_failures=self.hash_failures,
+            peers=len(self.peers),
+            seeds=sum(1 for p in self.peers if p.is_seed),
+            banned=self.banned_count,
+            snubs=self.snubs,
+            checked_pieces=self.checked,
+            error=self.error,
+        )
+
+
+def _ignore(self: Torrent, peer: PeerConnection, m: Any) -> None:
+    return None
+
+
+_HANDLERS: dict[type, Any] = {
+    wire.Piece: Torrent._on_piece,
+    wire.Request: Torrent._on_request,
+    wire.Cancel: Torrent._on_cancel,
+    wire.RejectRequest: Torrent._on_reject,
+    wire.Choke: Torrent._on_choke,
+    wire.Unchoke: Torrent._on_unchoke,
+    wire.Interested: Torrent._on_interested,
+    wire.NotInterested: Torrent._on_not_interested,
+    wire.Have: Torrent._on_have,
+    wire.Bitfield: Torrent._on_bitfield,
+    wire.HaveAll: Torrent._on_have_all,
+    wire.HaveNone: _ignore,
+    wire.Extended: Torrent._on_extended,
+    wire.HashRequest: Torrent._on_hash_request,
+    wire.Hashes: Torrent._on_hashes,
+    wire.HashReject: Torrent._on_hash_reject,
+}

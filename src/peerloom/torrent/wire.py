@@ -1,0 +1,368 @@
+"""The BitTorrent peer wire protocol (BEP 3, BEP 6 fast extension, BEP 10 framing, BEP 52 hashes), sans-I/O.
+
+`WireParser.feed` takes bytes as they arrive and returns whole messages; every length is checked
+against what its message type allows as soon as the 5-byte frame header is in, so a peer can never
+make us buffer more than the largest legal frame.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Union
+
+from peerloom.errors import ProtocolError
+
+PROTOCOL = b"\x13BitTorrent protocol"
+HANDSHAKE_LENGTH = 68
+BLOCK_SIZE = 16384
+MAX_HASHES = 512  # hashes per BEP 52 request (libtorrent's bound too)
+MAX_PROOF_LAYERS = 64
+
+
+class WireError(ProtocolError):
+    """A peer broke the wire protocol; its connection is closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    info_hash: bytes
+    peer_id: bytes
+    reserved: bytes = bytes(8)
+
+    @property
+    def supports_dht(self) -> bool:  # BEP 5
+        return bool(self.reserved[7] & 0x01)
+
+    @property
+    def supports_fast(self) -> bool:  # BEP 6
+        return bool(self.reserved[7] & 0x04)
+
+    @property
+    def supports_v2(self) -> bool:  # BEP 52 upgrade bit
+        return bool(self.reserved[7] & 0x10)
+
+    @property
+    def supports_extensions(self) -> bool:  # BEP 10
+        return bool(self.reserved[5] & 0x10)
+
+
+def make_reserved(*, dht: bool = False, fast: bool = True, extensions: bool = True, v2: bool = False) -> bytes:
+    reserved = bytearray(8)
+    if extensions:
+        reserved[5] |= 0x10
+    reserved[7] |= (0x01 if dht else 0) | (0x04 if fast else 0) | (0x10 if v2 else 0)
+    return bytes(reserved)
+
+
+def encode_handshake(h: Handshake) -> bytes:
+    if len(h.info_hash) != 20 or len(h.peer_id) != 20 or len(h.reserved) != 8:
+        raise ValueError("handshake fields have the wrong size")
+    return PROTOCOL + h.reserved + h.info_hash + h.peer_id
+
+
+def parse_handshake(data: bytes) -> Handshake:
+    if len(data) != HANDSHAKE_LENGTH or data[:20] != PROTOCOL:
+        raise WireError("not a BitTorrent handshake")
+    return Handshake(bytes(data[28:48]), bytes(data[48:68]), bytes(data[20:28]))
+
+
+# -- messages ----------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Choke:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Unchoke:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Interested:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class NotInterested:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Have:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bitfield:
+    bits: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    index: int
+    begin: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class SuggestPiece:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaveAll:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HaveNone:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RejectRequest:
+    index: int
+    begin: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedFast:
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Extended:
+    ext_id: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HashRequest:
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Hashes:
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+    hashes: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HashReject:
+    pieces_root: bytes
+    base_layer: int
+    index: int
+    length: int
+    proof_layers: int
+
+
+Message = Union[  # noqa: UP007 - a runtime alias used in isinstance-free dispatch tables
+    KeepAlive, Choke, Unchoke, Interested, NotInterested, Have, Bitfield, Request, Piece, Cancel, Port,
+    SuggestPiece, HaveAll, HaveNone, RejectRequest, AllowedFast, Extended, HashRequest, Hashes, HashReject,
+]
+
+# message ids (BEP 3, BEP 6, BEP 10, BEP 52)
+CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE, BITFIELD, REQUEST, PIECE, CANCEL, PORT = range(10)
+SUGGEST, HAVE_ALL, HAVE_NONE, REJECT, ALLOWED_FAST = 13, 14, 15, 16, 17
+EXTENDED = 20
+HASH_REQUEST, HASHES, HASH_REJECT = 21, 22, 23
+
+_I = struct.Struct(">I")
+_III = struct.Struct(">III")
+_HDR = struct.Struct(">IB")
+_HASHREQ = struct.Struct(">32sIIII")  # pieces root, base layer, index, length, proof layers
+
+
+def _frame(msg_id: int, payload: bytes = b"") -> bytes:
+    return _HDR.pack(len(payload) + 1, msg_id) + payload
+
+
+def encode_request(index: int, begin: int, length: int) -> bytes:
+    return b"\x00\x00\x00\x0d\x06" + _III.pack(index, begin, length)
+
+
+def encode_have(index: int) -> bytes:
+    return b"\x00\x00\x00\x05\x04" + _I.pack(index)
+
+
+def piece_header(index: int, begin: int, length: int) -> bytes:
+    """The 13 bytes that precede a block's data in a Piece frame."""
+    return _HDR.pack(length + 9, PIECE) + _I.pack(index) + _I.pack(begin)
+
+
+def encode(msg: Message) -> bytes:
+    t = type(msg)
+    if t is KeepAlive:
+        return b"\x00\x00\x00\x00"
+    if t in _EMPTY_IDS:
+        return _frame(_EMPTY_IDS[t])
+    if t is Have:
+        return encode_have(msg.index)  # type: ignore[union-attr]
+    if t is Request:
+        return encode_request(msg.index, msg.begin, msg.length)  # type: ignore[union-attr]
+    if t is Piece:
+        return piece_header(msg.index, msg.begin, len(msg.data)) + msg.data  # type: ignore[union-attr]
+    if t is Cancel:
+        return _frame(CANCEL, _III.pack(msg.index, msg.begin, msg.length))  # type: ignore[union-attr]
+    if t is RejectRequest:
+        return _frame(REJECT, _III.pack(msg.index, msg.begin, msg.length))  # type: ignore[union-attr]
+    if t is Bitfield:
+        return _frame(BITFIELD, msg.bits)  # type: ignore[union-attr]
+    if t is Port:
+        return _frame(PORT, struct.pack(">H", msg.port))  # type: ignore[union-attr]
+    if t is SuggestPiece:
+        return _frame(SUGGEST, _I.pack(msg.index))  # type: ignore[union-attr]
+    if t is AllowedFast:
+        return _frame(ALLOWED_FAST, _I.pack(msg.index))  # type: ignore[union-attr]
+    if t is Extended:
+        return _frame(EXTENDED, bytes([msg.ext_id]) + msg.payload)  # type: ignore[union-attr]
+    if t in (HashRequest, HashReject, Hashes):
+        head = _HASHREQ.pack(msg.pieces_root, msg.base_layer, msg.index, msg.length, msg.proof_layers)  # type: ignore[union-attr]
+        if t is Hashes:
+            return _frame(HASHES, head + msg.hashes)  # type: ignore[union-attr]
+        return _frame(HASH_REQUEST if t is HashRequest else HASH_REJECT, head)
+    raise TypeError(f"not a wire message: {msg!r}")
+
+
+_EMPTY_IDS = {Choke: CHOKE, Unchoke: UNCHOKE, Interested: INTERESTED, NotInterested: NOT_INTERESTED,
+              HaveAll: HAVE_ALL, HaveNone: HAVE_NONE}
+_EMPTY_MESSAGES = {CHOKE: Choke(), UNCHOKE: Unchoke(), INTERESTED: Interested(), NOT_INTERESTED: NotInterested(),
+                   HAVE_ALL: HaveAll(), HAVE_NONE: HaveNone()}
+_KEEPALIVE = KeepAlive()
+
+
+class WireParser:
+    """Incremental parser of the message stream that follows the handshake."""
+
+    def __init__(self, *, max_bitfield: int = 1 << 20, max_extended: int = 1 << 20) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+        # largest payload (after the id byte) and exact sizes per message id
+        hashes_max = 44 + 32 * (MAX_HASHES + MAX_PROOF_LAYERS)
+        self._max = {
+            CHOKE: 0, UNCHOKE: 0, INTERESTED: 0, NOT_INTERESTED: 0, HAVE_ALL: 0, HAVE_NONE: 0,
+            HAVE: 4, REQUEST: 12, CANCEL: 12, REJECT: 12, PORT: 2, SUGGEST: 4, ALLOWED_FAST: 4,
+            BITFIELD: max_bitfield, PIECE: 8 + BLOCK_SIZE, EXTENDED: max_extended,
+            HASH_REQUEST: 48, HASH_REJECT: 48, HASHES: hashes_max,
+        }
+        self._exact = {CHOKE, UNCHOKE, INTERESTED, NOT_INTERESTED, HAVE_ALL, HAVE_NONE, HAVE, REQUEST, CANCEL,
+                       REJECT, PORT, SUGGEST, ALLOWED_FAST, HASH_REQUEST, HASH_REJECT}
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
+        buf = self._buf
+        buf += data
+        pos = self._pos
+        end = len(buf)
+        out: list[Message] = []
+        unpack_hdr = _HDR.unpack_from
+        limits = self._max
+        while end - pos >= 4:
+            (length,) = _I.unpack_from(buf, pos)
+            if length == 0:
+                out.append(_KEEPALIVE)
+                pos += 4
+                continue
+            if end - pos < 5:
+                break
+            _, msg_id = unpack_hdr(buf, pos)
+            limit = limits.get(msg_id)
+            if limit is None:
+                raise WireError(f"unknown message id {msg_id}")
+            size = length - 1
+            if size > limit or (msg_id in self._exact and size != limit):
+                raise WireError(f"message {msg_id} with a payload of {size} bytes")
+            if end - pos < 4 + length:
+                break
+            start = pos + 5
+            pos = start + size
+            if msg_id == PIECE:
+                if size <= 8:
+                    raise WireError("empty piece message")
+                index, begin = struct.unpack_from(">II", buf, start)
+                out.append(Piece(index, begin, bytes(buf[start + 8 : pos])))
+            else:
+                out.append(self._parse(msg_id, bytes(buf[start:pos])))
+        if pos == end:
+            buf.clear()
+            pos = 0
+        elif pos > 1 << 20:
+            del buf[:pos]
+            pos = 0
+        self._pos = pos
+        return out
+
+    @staticmethod
+    def _parse(msg_id: int, p: bytes) -> Message:
+        if msg_id in _EMPTY_MESSAGES:
+            return _EMPTY_MESSAGES[msg_id]
+        if msg_id == HAVE:
+            return Have(_I.unpack(p)[0])
+        if msg_id in (REQUEST, CANCEL, REJECT):
+            index, begin, length = _III.unpack(p)
+            if not 0 < length <= BLOCK_SIZE:
+                raise WireError(f"block length {length} out of range")
+            cls = Request if msg_id == REQUEST else Cancel if msg_id == CANCEL else RejectRequest
+            return cls(index, begin, length)
+        if msg_id == BITFIELD:
+            return Bitfield(p)
+        if msg_id == PORT:
+            return Port(struct.unpack(">H", p)[0])
+        if msg_id == SUGGEST:
+            return SuggestPiece(_I.unpack(p)[0])
+        if msg_id == ALLOWED_FAST:
+            return AllowedFast(_I.unpack(p)[0])
+        if msg_id == EXTENDED:
+            if not p:
+                raise WireError("extended message without an id")
+            return Extended(p[0], p[1:])
+        # BEP 52 hash messages
+        if len(p) < 48:
+            raise WireError("hash message too short")
+        root, base, index, length, proofs = _HASHREQ.unpack_from(p)
+        if not 0 < length <= MAX_HASHES or proofs > MAX_PROOF_LAYERS:
+            raise WireError("hash request out of range")
+        if msg_id == HASHES:
+            hashes = p[48:]
+            if len(hashes) % 32 or len(hashes) // 32 > length + proofs:
+                raise WireError("hashes message of the wrong size")
+            return Hashes(root, base, index, length, proofs, hashes)
+        cls2 = HashRequest if msg_id == HASH_REQUEST else HashReject
+        return cls2(root, base, index, length, proofs)

@@ -1,0 +1,72 @@
+"""atheris fuzz target for the Noise handshake, its payload parser and the transport framing.
+
+Run: `python tests/fuzz/fuzz_noise.py [corpus dir] [-atheris_runs=N]`. The first input byte picks the
+parser; everything after it is fed in (the handshake in two pieces). Only NoiseError may escape.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from peerloom.net.noise import NoiseError, NoiseHandshake, NoiseTransport, _decode_payload, _decode_public_key
+
+_IDENTITY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+_STATIC = X25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+_KEY_A, _KEY_B = bytes(range(64, 96)), bytes(range(96, 128))
+
+
+def _handshake(initiator: bool, data: bytes) -> None:
+    side = NoiseHandshake(initiator=initiator, identity_key=_IDENTITY, static_key=_STATIC)
+    side.start()
+    middle = len(data) // 2
+    for piece in (data[:middle], data[middle:]):
+        side.receive(piece)
+        if side.complete:
+            side.transport().decrypt(b"")
+            return
+
+
+def _transport(data: bytes) -> None:
+    transport = NoiseTransport(_KEY_A, _KEY_B)
+    middle = len(data) // 3
+    transport.decrypt(data[:middle])
+    transport.decrypt(data[middle:])
+
+
+def _payload(data: bytes) -> None:
+    identity_key, _, muxers = _decode_payload(data)
+    assert all(isinstance(muxer, str) for muxer in muxers)
+    _decode_public_key(identity_key)
+
+
+_TARGETS = (
+    lambda data: _handshake(False, data),
+    lambda data: _handshake(True, data),
+    _transport,
+    _payload,
+    _decode_public_key,
+)
+
+
+def fuzz_one_input(data: bytes) -> None:
+    """One fuzz case: the first byte picks the target, the rest is its input."""
+    if not data:
+        return
+    try:
+        _TARGETS[data[0] % len(_TARGETS)](data[1:])
+    except NoiseError:
+        pass
+
+
+def main() -> None:
+    import atheris  # imported here so that collecting or importing this module never needs atheris
+
+    atheris.Setup(sys.argv, fuzz_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
