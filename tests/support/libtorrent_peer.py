@@ -50,6 +50,8 @@ class LibtorrentPeer:
         if paused:
             params.flags |= lt.torrent_flags.paused
         params.flags &= ~lt.torrent_flags.auto_managed
+        if not paused:
+            params.flags &= ~lt.torrent_flags.paused  # set by default in add_torrent_params
         handle = self.session.add_torrent(params)
         self.handles.append(handle)
         return handle

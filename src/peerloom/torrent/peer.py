@@ -187,7 +187,9 @@ class PeerConnection(asyncio.Protocol):
             self.torrent = torrent
             self._send_handshake(hs.info_hash)
         elif hs.info_hash != self.info_hash:
-            raise wire.WireError("peer answered with another info-hash")
+            if hs.info_hash not in self.torrent.hashes:  # BEP 52: a hybrid's peer may upgrade to the v2 hash
+                raise wire.WireError("peer answered with another info-hash")
+            self.info_hash = hs.info_hash
         self.handshake = hs
         self._hs_timer.cancel()
         if not self.torrent.peer_ready(self):

@@ -366,7 +366,8 @@ class Torrent:
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.failures.pop(addr, None)
             self.candidates[addr] = time.monotonic() + 60.0
-        except (OSError, TimeoutError, ConnectionError, PeerloomError):
+        except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
+            log.debug("connecting to %s:%d failed: %r", addr[0], addr[1], exc)
             fails = self.failures.get(addr, 0) + 1
             self.failures[addr] = fails
             if fails >= 5:
