@@ -104,3 +104,16 @@ async def test_mixed_swarm_two_seeders_three_leechers(tmp_path: Path) -> None:
             await asyncio.gather(wait_done(t1), wait_done(t2), lt_leech.wait_finished(lt_handle, 60))
     for target in ("dst1", "dst2", "dst3"):
         assert_same_files(meta, tmp_path / "src", tmp_path / target)
+async def test_http_tracker_introduces_the_peers(tmp_path: Path) -> None:
+    from support.trackers import HttpTracker
+
+    data = make_single(tmp_path / "src", size=1024 * 1024)
+    async with HttpTracker(interval=1) as tracker:
+        meta = create(data, version="hybrid", piece_length=PIECE, trackers=[tracker.announce_url])
+        with LibtorrentPeer() as lt_seed:
+            handle = lt_seed.add(meta.to_bytes(), tmp_path / "src", seed_mode=True)
+            await lt_seed.wait_seeding(handle)
+            async with node(tmp_path, "leech") as leecher:
+                t = await leecher.add(meta, tmp_path / "dst")  # no --peer: the tracker is the only source
+                await wait_done(t)
+    assert_same_files(meta, tmp_path / "src", tmp_path / "dst")

@@ -1,0 +1,124 @@
+"""Tracker announce codecs (BEP 3 HTTP, BEP 23 compact peers, BEP 7 peers6), sans-I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
+
+from peerloom.codec.bencode import BencodeError, decode
+from peerloom.errors import PeerloomError, ProtocolError
+
+MAX_BODY = 4 * 1024 * 1024
+MAX_PEERS = 5000
+
+
+class TrackerError(PeerloomError):
+    """A tracker refused us, timed out, or answered something we cannot use."""
+
+
+class TrackerProtocolError(TrackerError, ProtocolError):
+    """A malformed tracker response."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceRequest:
+    info_hash: bytes
+    peer_id: bytes
+    port: int
+    uploaded: int
+    downloaded: int
+    left: int
+    event: str = ""
+    numwant: int = 50
+    key: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnnounceResponse:
+    interval: int
+    min_interval: int | None
+    peers: list[tuple[str, int]]
+    complete: int | None = None
+    incomplete: int | None = None
+    warning: str | None = None
+
+
+def http_announce_url(base: str, req: AnnounceRequest) -> str:
+    """The GET URL of an announce; binary fields are percent-encoded byte by byte."""
+    params = [
+        ("info_hash", quote_from_bytes(req.info_hash, safe="")),
+        ("peer_id", quote_from_bytes(req.peer_id, safe="")),
+        ("port", str(req.port)),
+        ("uploaded", str(req.uploaded)),
+        ("downloaded", str(req.downloaded)),
+        ("left", str(req.left)),
+        ("compact", "1"),
+        ("numwant", str(req.numwant)),
+        ("key", f"{req.key:08x}"),
+    ]
+    if req.event:
+        params.append(("event", req.event))
+    parts = urlsplit(base)
+    query = "&".join(f"{k}={v}" for k, v in params)
+    return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
+
+
+def _compact(data: bytes, size: int) -> list[tuple[str, int]]:
+    if len(data) % size:
+        raise TrackerProtocolError("compact peer list of the wrong length")
+    out = []
+    for i in range(0, min(len(data), size * MAX_PEERS), size):
+        port = struct.unpack_from(">H", data, i + size - 2)[0]
+        if port:
+            out.append((str(ipaddress.ip_address(data[i : i + size - 2])), port))
+    return out
+
+
+def parse_http_announce(body: bytes) -> AnnounceResponse:
+    if len(body) > MAX_BODY:
+        raise TrackerProtocolError("tracker response too large")
+    try:
+        d: Any = decode(body, strict=False, max_depth=8)
+    except BencodeError as exc:
+        raise TrackerProtocolError(f"tracker response is not bencoded: {exc}") from exc
+    if not isinstance(d, dict):
+        raise TrackerProtocolError("tracker response is not a dictionary")
+    failure = d.get(b"failure reason")
+    if failure is not None:
+        reason = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else str(failure)
+        raise TrackerError(f"tracker refused: {reason}")
+    interval = d.get(b"interval")
+    if type(interval) is not int or interval <= 0:
+        raise TrackerProtocolError("tracker response has no interval")
+    peers: list[tuple[str, int]] = []
+    raw = d.get(b"peers", b"")
+    if isinstance(raw, bytes):
+        peers += _compact(raw, 6)
+    elif isinstance(raw, list):
+        for entry in raw[:MAX_PEERS]:
+            if isinstance(entry, dict) and isinstance(entry.get(b"ip"), bytes) and type(entry.get(b"port")) is int:
+                try:
+                    peers.append((str(ipaddress.ip_address(entry[b"ip"].decode())), entry[b"port"]))
+                except ValueError:
+                    continue
+    raw6 = d.get(b"peers6")
+    if isinstance(raw6, bytes):
+        peers += _compact(raw6, 18)
+    min_interval = d.get(b"min interval")
+    warning = d.get(b"warning message")
+
+    def count(key: bytes) -> int | None:
+        v = d.get(key)
+        return v if type(v) is int else None
+
+    return AnnounceResponse(
+        interval=interval,
+        min_interval=min_interval if type(min_interval) is int else None,
+        peers=peers[:MAX_PEERS],
+        complete=count(b"complete"),
+        incomplete=count(b"incomplete"),
+        warning=warning.decode("utf-8", "replace") if isinstance(warning, bytes) else None,
+    )

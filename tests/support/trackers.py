@@ -1,0 +1,57 @@
+"""A small real HTTP tracker for tests, on 127.0.0.1 (aiohttp.web), keeping swarms in memory."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from peerloom.codec.bencode import encode
+
+
+class HttpTracker:
+    def __init__(self, interval: int = 1) -> None:
+        self.interval = interval
+        self.swarms: dict[bytes, dict[tuple[str, int], bool]] = {}
+        self.events: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def announce_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/announce"
+
+    async def _announce(self, request: web.Request) -> web.Response:
+        raw = dict(parse_qsl(request.rel_url.raw_query_string, encoding="latin-1"))
+        info_hash = raw["info_hash"].encode("latin-1")
+        port = int(raw["port"])
+        event = raw.get("event", "")
+        self.events.append(event)
+        peer = (request.remote or "127.0.0.1", port)
+        swarm = self.swarms.setdefault(info_hash, {})
+        if event == "stopped":
+            swarm.pop(peer, None)
+        else:
+            swarm[peer] = int(raw.get("left", "1")) == 0
+        others = [p for p in swarm if p != peer]
+        compact = b"".join(ipaddress.ip_address(h).packed + struct.pack(">H", p) for h, p in others)
+        body: dict[bytes, Any] = {b"interval": self.interval, b"peers": compact,
+                                  b"complete": sum(swarm.values()), b"incomplete": len(swarm) - sum(swarm.values())}
+        return web.Response(body=encode(body))
+
+    async def __aenter__(self) -> HttpTracker:
+        app = web.Application()
+        app.router.add_get("/announce", self._announce)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
