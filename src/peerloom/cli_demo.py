@@ -164,7 +164,8 @@ async def show_swarm(children: list[Child], stop: asyncio.Event) -> bool:
                 st = c.status
                 update(progress, tasks[c.name], c.name, st)
                 if c.proc is not None and c.proc.returncode is not None:
-                    err.print(f"{c.name} exited with code {c.proc.returncode}")
+                    reason = c.status.get("error") or "see its log"
+                    err.print(f"{c.name} exited with code {c.proc.returncode}: {reason}", highlight=False)
                     return False
                 if c is not children[0] and st.get("progress", 0) < 1.0:
                     done = False

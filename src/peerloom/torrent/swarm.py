@@ -675,6 +675,8 @@ class Torrent:
     def request_more(self, peer: PeerConnection) -> None:
         picker = self.picker
         assert picker is not None
+        if not peer.is_seed and len(peer.bits) != picker.num_pieces:
+            return  # it has told us of no piece yet (have_none, or no bitfield)
         want = peer.pipeline - len(peer.outstanding)
         if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
             return
@@ -748,7 +750,9 @@ class Torrent:
     def _update_interest(self, peer: PeerConnection) -> None:
         if self.picker is None or peer.closed:
             return
-        if self.state in (State.DOWNLOADING, State.CHECKING):
+        if not peer.is_seed and len(peer.bits) != self.picker.num_pieces:
+            peer.set_interested(False)
+        elif self.state in (State.DOWNLOADING, State.CHECKING):
             peer.set_interested(self.picker.interesting(peer.bits, peer.is_seed))
         else:
             peer.set_interested(False)
