@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 from peerloom.codec.bencode import BencodeError, decode, decode_prefix, encode
+from peerloom.codec.compact import pack_peers, unpack_peers
 from peerloom.errors import ProtocolError
 
 METADATA_PIECE = 16384
@@ -214,27 +214,15 @@ class PexMessage:
     dropped: list[tuple[str, int]] = field(default_factory=list)
 
 
-def _compact(peers: list[tuple[str, int]], v6: bool) -> bytes:
-    out = bytearray()
-    for host, port in peers:
-        ip = ipaddress.ip_address(host)
-        if (ip.version == 6) == v6:
-            out += ip.packed + struct.pack(">H", port)
-    return bytes(out)
-
-
 def _uncompact(data: Any, v6: bool) -> list[tuple[str, int]]:
     if data is None:
         return []
-    size = 18 if v6 else 6
-    if not isinstance(data, bytes) or len(data) % size:
+    if not isinstance(data, bytes):
         raise ExtensionError("malformed compact peer list")
-    out = []
-    for i in range(0, min(len(data), size * MAX_PEX_PEERS), size):
-        port = struct.unpack_from(">H", data, i + size - 2)[0]
-        if port:
-            out.append((str(ipaddress.ip_address(data[i : i + size - 2])), port))
-    return out
+    try:
+        return unpack_peers(data, v6, MAX_PEX_PEERS)
+    except ValueError as exc:
+        raise ExtensionError(f"malformed compact peer list: {exc}") from exc
 
 
 def encode_pex(msg: PexMessage) -> bytes:
@@ -242,9 +230,9 @@ def encode_pex(msg: PexMessage) -> bytes:
     d: dict[bytes, Any] = {}
     for v6, suffix in ((False, b""), (True, b"6")):
         added = [p for p in msg.added if (ipaddress.ip_address(p[0]).version == 6) == v6]
-        d[b"added" + suffix] = _compact(added, v6)
+        d[b"added" + suffix] = pack_peers(added, v6)
         d[b"added" + suffix + b".f"] = bytes(flags.get(p, 0) & 0xFF for p in added)
-        d[b"dropped" + suffix] = _compact(msg.dropped, v6)
+        d[b"dropped" + suffix] = pack_peers(msg.dropped, v6)
     return encode(d)
 
 

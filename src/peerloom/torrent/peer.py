@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 20.0
 KEEPALIVE_EVERY = 90.0
-IDLE_LIMIT = 240.0
 MAX_PENDING_REQUESTS = 2000  # requests a peer may queue with us (we advertise `reqq` = 1000)
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
@@ -78,7 +77,6 @@ class PeerConnection(asyncio.Protocol):
         self.pipeline = MIN_PIPELINE
         self.snubbed = False
         self.write_paused = False
-        self.serving = False
         now = time.monotonic()
         self.last_block_at = now
         self.last_received = now

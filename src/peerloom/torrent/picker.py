@@ -47,7 +47,6 @@ class PiecePicker:
         self.have = bytearray(self.num_pieces) if have is None else bytearray(bool(h) for h in have)
         self.wanted = bytearray(b"\x01" * self.num_pieces) if wanted is None else bytearray(bool(w) for w in wanted)
         self.availability = [0] * self.num_pieces
-        self.seeds = 0  # peers that have everything count here instead of in `availability`
         self.partial: dict[int, PartialPiece] = {}
         self.sequential = sequential
         self.rng = rng or random.Random()

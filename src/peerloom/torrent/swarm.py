@@ -26,6 +26,7 @@ from peerloom.torrent.choker import ROUND, Choker, PeerView
 from peerloom.torrent.hashes import LayerFetch, answer_hash_request
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
+from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage, StorageError
@@ -503,7 +504,7 @@ class Torrent:
             if peer.handshake and peer.handshake.supports_fast:
                 peer.send_message(wire.RejectRequest(m.index, m.begin, m.length))
             return
-        if len(peer.pending) >= 2000:
+        if len(peer.pending) >= MAX_PENDING_REQUESTS:
             raise ProtocolError("too many outstanding requests")
         peer.pending.append((m.index, m.begin, m.length))
 
@@ -914,7 +915,7 @@ class Torrent:
                 peer.last_block_at = now
             if now - peer.last_received > self.settings.idle_timeout:
                 peer.close("idle")
-            elif now - peer.last_sent > 90.0:
+            elif now - peer.last_sent > KEEPALIVE_EVERY:
                 peer.send_message(wire.KeepAlive())
             if self.state is State.DOWNLOADING and self.missing_layers:
                 self._request_layers(peer)

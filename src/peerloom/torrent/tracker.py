@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import struct
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
 
 from peerloom.codec.bencode import BencodeError, decode
+from peerloom.codec.compact import unpack_peers
 from peerloom.errors import PeerloomError, ProtocolError
 
 MAX_BODY = 4 * 1024 * 1024
@@ -66,15 +66,11 @@ def http_announce_url(base: str, req: AnnounceRequest) -> str:
     return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
 
 
-def _compact(data: bytes, size: int) -> list[tuple[str, int]]:
-    if len(data) % size:
-        raise TrackerProtocolError("compact peer list of the wrong length")
-    out = []
-    for i in range(0, min(len(data), size * MAX_PEERS), size):
-        port = struct.unpack_from(">H", data, i + size - 2)[0]
-        if port:
-            out.append((str(ipaddress.ip_address(data[i : i + size - 2])), port))
-    return out
+def _compact(data: bytes, v6: bool) -> list[tuple[str, int]]:
+    try:
+        return unpack_peers(data, v6, MAX_PEERS)
+    except ValueError as exc:
+        raise TrackerProtocolError(str(exc)) from exc
 
 
 def parse_http_announce(body: bytes) -> AnnounceResponse:
@@ -96,7 +92,7 @@ def parse_http_announce(body: bytes) -> AnnounceResponse:
     peers: list[tuple[str, int]] = []
     raw = d.get(b"peers", b"")
     if isinstance(raw, bytes):
-        peers += _compact(raw, 6)
+        peers += _compact(raw, v6=False)
     elif isinstance(raw, list):
         for entry in raw[:MAX_PEERS]:
             if isinstance(entry, dict) and isinstance(entry.get(b"ip"), bytes) and type(entry.get(b"port")) is int:
@@ -106,7 +102,7 @@ def parse_http_announce(body: bytes) -> AnnounceResponse:
                     continue
     raw6 = d.get(b"peers6")
     if isinstance(raw6, bytes):
-        peers += _compact(raw6, 18)
+        peers += _compact(raw6, v6=True)
     min_interval = d.get(b"min interval")
     warning = d.get(b"warning message")
 
