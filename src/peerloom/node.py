@@ -54,6 +54,7 @@ class Settings:
     download_rate_limit: int = 0  # bytes/s per torrent, 0 = unlimited
     trackers: bool = True
     tracker_min_wait: float = 30.0
+    pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
 
 
 def default_home() -> Path:

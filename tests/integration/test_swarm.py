@@ -150,3 +150,27 @@ async def test_churn_download_survives_losing_two_of_three_seeders(tmp_path: Pat
         for s in running:
             await s.stop()
     assert_same_files(meta, tmp_path / "src", tmp_path / "dst")
+
+
+async def test_peer_exchange_introduces_a_peer_we_were_not_told_of(tmp_path: Path) -> None:
+    """B knows only A; A tells B about the seeder over ut_pex (BEP 11) and B connects to it."""
+    data = make_single(tmp_path / "src")
+    async with (
+        node(tmp_path, "seed", pex_interval=0.2) as seeder,
+        node(tmp_path, "a", pex_interval=0.2, download_rate_limit=2_000_000) as a,
+        node(tmp_path, "b", pex_interval=0.2, download_rate_limit=1_000_000) as b,
+    ):  # rate limits keep both downloading long enough for the exchange
+        shared = await seeder.share(data, version="hybrid", piece_length=65536)
+        assert shared.meta is not None
+        ta = await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port)])
+        tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", a.port)])
+        seeder_address = ("127.0.0.1", seeder.port)
+        for _ in range(100):
+            if any(p.key == seeder_address for p in tb.peers):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("B never connected to the seeder it could only learn of by peer exchange")
+        await wait_done(ta)
+        await wait_done(tb)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")

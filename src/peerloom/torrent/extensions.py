@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,9 @@ METADATA_PIECE = 16384
 MAX_METADATA_SIZE = 64 * 1024 * 1024
 MAX_PEX_PEERS = 200  # per list in one message; more are ignored
 PEX_SEND_MAX = 50  # BEP 11: at most 50 added and 50 dropped per message
+PEX_INTERVAL = 60.0  # BEP 11: at most one message a minute to each peer
+PEX_SEED = 0x02  # BEP 11 flag: the peer is a seed
+PEX_REACHABLE = 0x10  # BEP 11 flag: we reached it by an outgoing connection
 LOCAL_IDS = {"ut_pex": 1, "ut_metadata": 2}
 """The extension ids we advertise; peers send us these ids."""
 
@@ -232,20 +236,32 @@ def encode_pex(msg: PexMessage) -> bytes:
         added = [p for p in msg.added if (ipaddress.ip_address(p[0]).version == 6) == v6]
         d[b"added" + suffix] = pack_peers(added, v6)
         d[b"added" + suffix + b".f"] = bytes(flags.get(p, 0) & 0xFF for p in added)
-        d[b"dropped" + suffix] = pack_peers(msg.dropped, v6)
+        dropped = [p for p in msg.dropped if (ipaddress.ip_address(p[0]).version == 6) == v6]
+        d[b"dropped" + suffix] = pack_peers(dropped, v6)
     return encode(d)
+
+
+def _added(d: dict[bytes, Any], v6: bool) -> tuple[list[tuple[str, int]], list[int]]:
+    """The added peers of one family and their flags. The n-th flag belongs to the n-th entry as sent,
+    so entries that `unpack_peers` skips (port 0) must be skipped in the flags too."""
+    key = b"added6" if v6 else b"added"
+    data = d.get(key)
+    peers = _uncompact(data, v6)
+    flags = d.get(key + b".f")
+    if not isinstance(flags, bytes):
+        flags = b""
+    size = 18 if v6 else 6
+    sent = range(min(len(data or b""), size * MAX_PEX_PEERS) // size)
+    kept = [i for i in sent if data[i * size + size - 2 : i * size + size] != b"\x00\x00"]
+    return peers, [flags[i] if i < len(flags) else 0 for i in kept]
 
 
 def parse_pex(payload: bytes) -> PexMessage:
     d = _dict(payload, "peer exchange message")
-    added = _uncompact(d.get(b"added"), False)
-    added6 = _uncompact(d.get(b"added6"), True)
-    flags4 = d.get(b"added.f") if isinstance(d.get(b"added.f"), bytes) else b""
-    flags6 = d.get(b"added6.f") if isinstance(d.get(b"added6.f"), bytes) else b""
-    flags = [flags4[i] if i < len(flags4) else 0 for i in range(len(added))]
-    flags += [flags6[i] if i < len(flags6) else 0 for i in range(len(added6))]
+    added, flags = _added(d, False)
+    added6, flags6 = _added(d, True)
     dropped = _uncompact(d.get(b"dropped"), False) + _uncompact(d.get(b"dropped6"), True)
-    return PexMessage(added + added6, flags, dropped)
+    return PexMessage(added + added6, flags + flags6, dropped)
 
 
 class PexState:
@@ -254,11 +270,16 @@ class PexState:
     def __init__(self) -> None:
         self.sent: set[tuple[str, int]] = set()
 
-    def update(self, connected: set[tuple[str, int]]) -> PexMessage | None:
+    def update(
+        self, connected: set[tuple[str, int]], flags: Mapping[tuple[str, int], int] | None = None
+    ) -> PexMessage | None:
+        """The message telling the peer what changed since the last one (None: nothing did).
+        `flags` gives the BEP 11 flags of a connected peer (PEX_SEED, PEX_REACHABLE)."""
         added = sorted(connected - self.sent)[:PEX_SEND_MAX]
         dropped = sorted(self.sent - connected)[:PEX_SEND_MAX]
         if not added and not dropped:
             return None
         self.sent.update(added)
         self.sent.difference_update(dropped)
-        return PexMessage(added, [0] * len(added), dropped)
+        flags = flags or {}
+        return PexMessage(added, [flags.get(a, 0) for a in added], dropped)

@@ -214,10 +214,21 @@ class Storage:
         """Bytes of a piece (zeros for pad files), or None when a file is missing or short."""
         if length is None:
             length = self.pieces.piece_size(index) - begin
+        segments = list(self.pieces.segments(index, begin, length))
+        if len(segments) == 1 and segments[0].file_index >= 0:  # the common case: one read, no copy
+            seg = segments[0]
+            fd = self._fd(seg.file_index, create=False)
+            if fd is None:
+                return None
+            try:
+                data = os.pread(fd, length, seg.file_offset)
+            except OSError as exc:
+                raise StorageError(f"cannot read {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+            return data if len(data) == length else None
         out = bytearray(length)
         view = memoryview(out)
         pos = 0
-        for seg in self.pieces.segments(index, begin, length):
+        for seg in segments:
             if seg.file_index >= 0:
                 fd = self._fd(seg.file_index, create=False)
                 if fd is None:

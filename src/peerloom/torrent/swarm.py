@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -126,6 +127,7 @@ class Torrent:
         self.verifier: PieceVerifier | None = None
         self.picker: PiecePicker | None = None
         self.buffers: dict[int, bytearray] = {}
+        self._free_buffers: dict[int, list[bytearray]] = {}
         self.block_senders: dict[int, dict[int, Any]] = {}
         self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
         self.in_flight: set[asyncio.Future] = set()
@@ -153,7 +155,7 @@ class Torrent:
         self._metadata_ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._connect_tasks: set[asyncio.Task] = set()
-        self.announcer: Announcer | None = None
+        self.announcers: list[Announcer] = []
         if meta is not None:
             self._setup(meta)
 
@@ -191,10 +193,14 @@ class Torrent:
         if trackers and self.settings.trackers:
             from peerloom.torrent.tracker_client import Announcer
 
-            self.announcer = Announcer(
-                self.node.tracker_client, trackers, self._announce_request, self.add_peers,
-                min_wait=self.settings.tracker_min_wait,
-            )
+            # a hybrid is announced under both info-hashes, so v1-only and v2 peers find it (BEP 52)
+            self.announcers = [
+                Announcer(
+                    self.node.tracker_client, trackers, functools.partial(self._announce_request, info_hash=h),
+                    self.add_peers, min_wait=self.settings.tracker_min_wait,
+                )
+                for h in self.hashes
+            ]
 
     def _tracker_tiers(self) -> list[list[str]]:
         if self.meta is not None and self.meta.trackers:
@@ -206,8 +212,8 @@ class Torrent:
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._ticker())
         try:
-            if self.announcer is not None:
-                self.announcer.start()
+            for announcer in self.announcers:
+                announcer.start()
             if self.magnet is not None:
                 self.add_peers(list(self.magnet.peers))
             await self._metadata_ready.wait()
@@ -247,8 +253,7 @@ class Torrent:
             peer.close("shutting down")
         if self.in_flight:
             await asyncio.gather(*self.in_flight, return_exceptions=True)
-        if self.announcer is not None:
-            await self.announcer.stop()
+        await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
             self.save_resume(clean=True)
         if self.storage is not None:
@@ -486,7 +491,7 @@ class Torrent:
         peer.snubbed = False
         buf = self.buffers.get(m.index)
         if buf is None:
-            buf = self.buffers[m.index] = bytearray(picker.sizes[m.index])
+            buf = self.buffers[m.index] = self._piece_buffer(picker.sizes[m.index])
         buf[m.begin : m.begin + n] = m.data
         self.block_senders.setdefault(m.index, {})[m.begin] = peer
         for other in others:
@@ -758,6 +763,17 @@ class Torrent:
         else:
             peer.set_interested(False)
 
+    def _piece_buffer(self, size: int) -> bytearray:
+        """A buffer for an incoming piece, reused from a verified one when possible: fresh megabytes
+        cost page faults, which at a gigabyte a few seconds add up to a good part of a core."""
+        free = self._free_buffers.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def _recycle(self, buf: bytearray) -> None:
+        free = self._free_buffers.setdefault(len(buf), [])
+        if len(free) * len(buf) < self.settings.max_verify_bytes:
+            free.append(buf)
+
     def _verify(self, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
         self.verifying_bytes += len(buf)
         storage, verifier = self.storage, self.verifier
@@ -809,6 +825,7 @@ class Torrent:
                 self.failed[index] = (bytes(buf), senders)
                 while len(self.failed) > MAX_FAILED_KEPT:
                     self.failed.popitem(last=False)
+        self._recycle(buf)
         if self.state is State.DOWNLOADING:
             for peer in self.peers:
                 if not peer.peer_choking and peer.am_interested and not peer.snubbed:
@@ -840,8 +857,8 @@ class Torrent:
     def _completed(self) -> None:
         self.state = State.SEEDING
         log.info("%s: download complete", self.name)
-        if self.announcer is not None:
-            self.announcer.completed()
+        for announcer in self.announcers:
+            announcer.completed()
         self.save_resume(clean=False)
         if self.storage is not None:
             fut = self.node.run_blocking_future(self.storage.sync)
@@ -926,7 +943,23 @@ class Torrent:
         self.rate_down, self.rate_up = total_down, total_up
         if self._rechoke_due(now):
             self._rechoke()
+        if not self.private and now - self._last_pex >= self.settings.pex_interval:
+            self._last_pex = now
+            self._send_pex()
         self._connect_more(now)
+
+    def _send_pex(self) -> None:
+        """Tell each peer that speaks ut_pex which connectable peers we gained and lost (BEP 11)."""
+        listening = {
+            p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
+            for p in self.peers
+            if p.address is not None
+        }
+        for peer in self.peers:
+            if "ut_pex" in peer.ext_ids:
+                msg = peer.pex.update(listening.keys() - {peer.address}, listening)
+                if msg is not None:
+                    peer.send_extended("ut_pex", ext.encode_pex(msg))
 
     def _snub(self, peer: PeerConnection) -> None:
         log.info("%r snubbed: no data for %.0f s", peer, self.settings.snub_timeout)
@@ -943,6 +976,7 @@ class Torrent:
                 self.request_more(other)
 
     _last_rechoke = 0.0
+    _last_pex = 0.0
 
     def _rechoke_due(self, now: float) -> bool:
         if now - self._last_rechoke >= ROUND:
@@ -961,11 +995,11 @@ class Torrent:
                 peer.choke()
 
     # -- trackers and resume data ------------------------------------------------------------
-    def _announce_request(self, event: str) -> AnnounceRequest:
+    def _announce_request(self, event: str, info_hash: bytes) -> AnnounceRequest:
         from peerloom.torrent.tracker import AnnounceRequest
 
         return AnnounceRequest(
-            info_hash=self.wire_hash,
+            info_hash=info_hash,
             peer_id=self.node.peer_id,
             port=self.node.port,
             uploaded=self.uploaded,

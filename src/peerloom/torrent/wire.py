@@ -114,7 +114,7 @@ class Request:
 class Piece:
     index: int
     begin: int
-    data: bytes
+    data: bytes | memoryview  # the parser hands out a view of the received bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +202,7 @@ EXTENDED = 20
 HASH_REQUEST, HASHES, HASH_REJECT = 21, 22, 23
 
 _I = struct.Struct(">I")
+_II = struct.Struct(">II")
 _III = struct.Struct(">III")
 _HDR = struct.Struct(">IB")
 _HASHREQ = struct.Struct(">32sIIII")  # pieces root, base layer, index, length, proof layers
@@ -269,8 +270,7 @@ class WireParser:
     """Incremental parser of the message stream that follows the handshake."""
 
     def __init__(self, *, max_bitfield: int = 1 << 20, max_extended: int = 1 << 20) -> None:
-        self._buf = bytearray()
-        self._pos = 0
+        self._buf = bytearray()  # an incomplete message carried over to the next feed
         # largest payload (after the id byte) and exact sizes per message id
         hashes_max = 44 + 32 * (MAX_HASHES + MAX_PROOF_LAYERS)
         self._max = {
@@ -284,16 +284,63 @@ class WireParser:
 
     @property
     def buffered(self) -> int:
-        return len(self._buf) - self._pos
+        return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
-        buf = self._buf
-        buf += data
-        pos = self._pos
-        end = len(buf)
+        """Parse every complete message in `data` (plus what an earlier call left over).
+
+        Messages are cut straight out of `data`: a piece's payload is a memoryview of it, not a copy
+        (keep `data` immutable — asyncio hands us `bytes`). Only a message split across calls is
+        copied, into a small carry-over buffer.
+        """
         out: list[Message] = []
+        view = memoryview(data)
+        while self._buf:
+            # finish the message the last call left incomplete, taking no more than it needs from `data`
+            need = self._missing()
+            if need == 0:
+                carried = bytes(self._buf)
+                self._buf.clear()
+                self._parse_all(memoryview(carried), out)
+            elif not view:
+                return out
+            else:
+                self._buf += view[:need]
+                view = view[need:]
+        if view:
+            tail = self._parse_all(view, out)
+            if tail:
+                self._buf += view[len(view) - tail :]
+        return out
+
+    def _missing(self) -> int:
+        """Bytes still needed to complete the message that starts the carry-over buffer."""
+        buf = self._buf
+        if len(buf) < 4:
+            return 4 - len(buf)
+        if _I.unpack_from(buf, 0)[0] == 0:
+            return 0  # keep-alive
+        if len(buf) < 5:
+            return 1
+        (length,) = _I.unpack_from(buf, 0)
+        self._check_header(length, buf[4])
+        return max(0, 4 + length - len(buf))
+
+    def _check_header(self, length: int, msg_id: int) -> None:
+        limit = self._max.get(msg_id)
+        if limit is None:
+            raise WireError(f"unknown message id {msg_id}")
+        size = length - 1
+        if size > limit or (msg_id in self._exact and size != limit):
+            raise WireError(f"message {msg_id} with a payload of {size} bytes")
+
+    def _parse_all(self, buf: memoryview, out: list[Message]) -> int:
+        """Append the complete messages at the start of `buf` to `out`; return how many bytes remain."""
+        pos = 0
+        end = len(buf)
         unpack_hdr = _HDR.unpack_from
         limits = self._max
+        exact = self._exact
         while end - pos >= 4:
             (length,) = _I.unpack_from(buf, pos)
             if length == 0:
@@ -304,11 +351,9 @@ class WireParser:
                 break
             _, msg_id = unpack_hdr(buf, pos)
             limit = limits.get(msg_id)
-            if limit is None:
-                raise WireError(f"unknown message id {msg_id}")
             size = length - 1
-            if size > limit or (msg_id in self._exact and size != limit):
-                raise WireError(f"message {msg_id} with a payload of {size} bytes")
+            if limit is None or size > limit or (msg_id in exact and size != limit):
+                self._check_header(length, msg_id)
             if end - pos < 4 + length:
                 break
             start = pos + 5
@@ -316,18 +361,11 @@ class WireParser:
             if msg_id == PIECE:
                 if size <= 8:
                     raise WireError("empty piece message")
-                index, begin = struct.unpack_from(">II", buf, start)
-                out.append(Piece(index, begin, bytes(buf[start + 8 : pos])))
+                index, begin = _II.unpack_from(buf, start)
+                out.append(Piece(index, begin, buf[start + 8 : pos]))
             else:
                 out.append(self._parse(msg_id, bytes(buf[start:pos])))
-        if pos == end:
-            buf.clear()
-            pos = 0
-        elif pos > 1 << 20:
-            del buf[:pos]
-            pos = 0
-        self._pos = pos
-        return out
+        return end - pos
 
     @staticmethod
     def _parse(msg_id: int, p: bytes) -> Message:
