@@ -26,6 +26,8 @@ from peerloom.cli import (
     parse_size,
     write_atomically,
 )
+from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
+from peerloom.identity import PeerId, PeerIdError
 from peerloom.node import Node, default_home
 from peerloom.torrent.magnet import Magnet, parse_peer_address
 from peerloom.torrent.swarm import Torrent, TorrentStatus
@@ -36,6 +38,12 @@ HomeOption = Annotated[
 PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on (0: a free one, printed).")]
 HostOption = Annotated[str, typer.Option("--listen", help="Address to listen on.")]
 StatusLines = Annotated[bool, typer.Option("--status-lines", hidden=True, help="Print a JSON status line each tick.")]
+PrivateOption = Annotated[
+    bool, typer.Option("--private", help="A private swarm: only allowed keys, encrypted (secure peer layer).")
+]
+AllowOption = Annotated[
+    list[str] | None, typer.Option("--allow", help="A PeerId allowed in the private swarm (repeat for more).")
+]
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -60,11 +68,26 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-def parse_peers(values: list[str] | None) -> list[tuple[str, int]]:
+def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
+    """HOST:PORT for plain BitTorrent, or a multiaddr (/ip4/…/tcp/…/p2p/…) of the secure layer."""
     try:
-        return [parse_peer_address(v) for v in values or []]
-    except ValueError as exc:
+        return [Multiaddr(v) if v.startswith("/") else parse_peer_address(v) for v in values or []]
+    except (ValueError, MultiaddrError) as exc:
         raise UserError(str(exc)) from exc
+
+
+def parse_allow(values: list[str] | None) -> list[PeerId]:
+    try:
+        return [PeerId.from_string(v) for v in values or []]
+    except PeerIdError as exc:
+        raise UserError(f"--allow takes PeerIds (as `peerloom id` prints them): {exc}") from exc
+
+
+def announce_listening(node: Node, status_lines: bool, **extra: str) -> None:
+    secure = str(node.secure_addrs[0]) if node.secure_addrs else ""
+    err.print(f"listening on port {node.port}; secure layer at {secure}", highlight=False)
+    if status_lines:
+        print(json.dumps({"event": "listening", "port": node.port, "secure_addr": secure, **extra}), flush=True)
 
 
 def status_line(st: TorrentStatus) -> str:
@@ -88,7 +111,9 @@ def transfer_progress() -> Progress:
 def get(
     link: Annotated[str, typer.Argument(help="Magnet link or .torrent file.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Directory to save into.")] = Path("."),
-    peer: Annotated[list[str] | None, typer.Option("--peer", help="A peer to connect to, HOST:PORT.")] = None,
+    peer: Annotated[
+        list[str] | None, typer.Option("--peer", help="A peer: HOST:PORT, or /ip4/…/tcp/…/p2p/… (secure layer).")
+    ] = None,
     port: PortOption = 0,
     listen: HostOption = "0.0.0.0",
     files: Annotated[str | None, typer.Option("--files", help="Only these files (numbers from `info`): 0,2")] = None,
@@ -96,11 +121,18 @@ def get(
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding when done.")] = False,
     limit_rate: Annotated[str | None, typer.Option("--limit-rate", help="Cap the download rate (bytes/s): 5M")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
+    private: PrivateOption = False,
+    allow: AllowOption = None,
     home: HomeOption = None,
     status_lines: StatusLines = False,
 ) -> None:
     """Download a torrent; exits 0 only when every selected byte is verified."""
     peers = guarded(lambda: parse_peers(peer))
+    allowed = guarded(lambda: parse_allow(allow))
+    if private and not any(isinstance(p, Multiaddr) for p in peers):
+        fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
+    if allowed and not private:
+        fail("--allow goes with --private", 2)
     selected = guarded(lambda: parse_files(files))
     limit = guarded(lambda: parse_size(limit_rate)) if limit_rate else 0
     if not link.lower().startswith("magnet:?") and not Path(link).is_file():
@@ -108,11 +140,12 @@ def get(
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen) as node:
-            torrent = await node.add(link, output, peers=peers, files=selected, sequential=sequential)
+            torrent = await node.add(
+                link, output, peers=peers, files=selected, sequential=sequential,
+                allow=allowed if private else None,
+            )
             torrent.download_limit = limit
-            err.print(f"listening on port {node.port}", highlight=False)
-            if status_lines:
-                print(json.dumps({"event": "listening", "port": node.port}), flush=True)
+            announce_listening(node, status_lines)
             await watch(torrent, stop, seed=seed, status_lines=status_lines, quiet=as_json)
             final = torrent.status()
         if as_json:
@@ -181,12 +214,19 @@ def share(
     v1: Annotated[bool, typer.Option("--v1", help="BitTorrent v1 only.")] = False,
     v2: Annotated[bool, typer.Option("--v2", help="BitTorrent v2 only.")] = False,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="v1 and v2 in one torrent (default).")] = False,
+    private: PrivateOption = False,
+    allow: AllowOption = None,
     home: HomeOption = None,
     status_lines: StatusLines = False,
 ) -> None:
     """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link."""
     if sum((v1, v2, hybrid)) > 1:
         fail("choose one of --v1, --v2, --hybrid", 2)
+    allowed = guarded(lambda: parse_allow(allow))
+    if private and not allowed:
+        fail("--private needs at least one --allow PEERID (each downloader's `peerloom id`)", 2)
+    if allowed and not private:
+        fail("--allow goes with --private", 2)
     version = "v1" if v1 else "v2" if v2 else "hybrid"
     if not path.exists():
         fail(f"no such file or directory: {path}")
@@ -198,7 +238,7 @@ def share(
                 task = bar.add_task(f"hashing {path.name}", total=total)
                 loop = asyncio.get_running_loop()
                 torrent = await node.share(
-                    path, version=version, trackers=tracker or [],
+                    path, version=version, trackers=tracker or [], allow=allowed if private else None,
                     progress=lambda n: loop.call_soon_threadsafe(lambda: bar.advance(task, n)),
                 )
             meta = torrent.meta
@@ -206,10 +246,15 @@ def share(
             if torrent_out is not None:
                 write_atomically(torrent_out, meta.to_bytes())
             magnet = str(Magnet.from_metainfo(meta))
-            if status_lines:
-                print(json.dumps({"event": "listening", "port": node.port, "magnet": magnet}), flush=True)
+            announce_listening(node, status_lines, magnet=magnet)
             out.print(magnet, highlight=False, soft_wrap=True)
             err.print(f"seeding {meta.name} ({human_size(meta.total_length)}) on port {node.port}", highlight=False)
+            if private:
+                err.print(
+                    f"private swarm of {len(allowed)} key(s); they fetch it with:\n  peerloom get '{magnet}' "
+                    f"--private --peer {node.secure_addrs[0]}",
+                    highlight=False, soft_wrap=True,
+                )
             await seed_until_stopped(torrent, stop, status_lines)
         return 0
 

@@ -4,9 +4,14 @@
         t = await node.add(magnet_or_torrent_path, save="downloads")
         await t.wait_done()
 
-The node owns the listening socket (incoming peers are routed to their torrent by info-hash), the
-worker threads for disk and hashing, the resume database and the tracker client. `stop` (or leaving
-the `async with`) stops every torrent cleanly and saves resume data.
+The node owns the listening socket (incoming peers are routed to their torrent by info-hash), its
+identity (an Ed25519 key in the home) and the secure peer layer's host, the worker threads for disk
+and hashing, the resume database and the tracker client. `stop` (or leaving the `async with`) stops
+every torrent cleanly and saves resume data.
+
+Private swarms run the same BitTorrent peer wire over a Noise + yamux stream of the secure layer
+(`/peerloom/bittorrent/1.0.0`) and admit only the keys their owner allowed; public torrents use plain
+BitTorrent over TCP.
 """
 
 from __future__ import annotations
@@ -26,7 +31,11 @@ from typing import Any, TypeVar
 import platformdirs
 
 from peerloom import __version__
+from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
+from peerloom.identity import Identity, PeerId
+from peerloom.net.host import Host
+from peerloom.net.stream import Stream, StreamTransport
 from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
@@ -35,6 +44,7 @@ from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
 
 T = TypeVar("T")
+BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
 
 
 @dataclass
@@ -55,6 +65,7 @@ class Settings:
     trackers: bool = True
     tracker_min_wait: float = 30.0
     pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
+    secure_port: int = 0  # the secure peer layer's TCP port (0: any free one)
 
 
 def default_home() -> Path:
@@ -90,6 +101,9 @@ class Node:
         self.executor: ThreadPoolExecutor | None = None
         self.resume: ResumeStore
         self._tracker_client: Any = None
+        self.identity: Identity
+        self.secure_host: Host
+        self._secure_transports: set[StreamTransport] = set()
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -108,6 +122,14 @@ class Node:
         except OSError as exc:
             raise PeerloomError(f"cannot listen on {self.host}:{self.requested_port}: {exc.strerror}") from exc
         self.port = self._server.sockets[0].getsockname()[1]
+        self.identity = await self.run_blocking(Identity.load_or_create, self.home)
+        self.secure_host = Host(self.identity, agent_version=self.client_name, allow=self._key_allowed)
+        self.secure_host.set_handler(BITTORRENT_PROTOCOL, self._secure_incoming)
+        family = "ip6" if ":" in self.host else "ip4"
+        try:
+            await self.secure_host.listen(f"/{family}/{self.host}/tcp/{self.settings.secure_port}")
+        except OSError as exc:
+            raise PeerloomError(f"cannot listen on {self.host}:{self.settings.secure_port}: {exc.strerror}") from exc
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -115,6 +137,10 @@ class Node:
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
         for conn in list(self._connections):
             conn.close("node stopping")
+        for transport in list(self._secure_transports):
+            transport.abort()
+        if hasattr(self, "secure_host"):
+            await self.secure_host.close()
         if self._tracker_client is not None:
             await self._tracker_client.close()
         if self.executor is not None:
@@ -143,12 +169,18 @@ class Node:
         source: str | Path | Metainfo | Magnet,
         save: str | Path = ".",
         *,
-        peers: list[tuple[str, int]] | None = None,
+        peers: list[tuple[str, int] | Multiaddr] | None = None,
         files: list[int] | None = None,
         sequential: bool = False,
         trusted_complete: bool = False,
+        allow: list[PeerId] | None = None,
     ) -> Torrent:
-        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it."""
+        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it.
+
+        With `allow` (even empty), the torrent is a private swarm of the secure layer: it talks only to
+        those keys and to the PeerIds of the multiaddrs in `peers`, over encrypted streams, never over
+        plain BitTorrent.
+        """
         meta: Metainfo | None = None
         magnet: Magnet | None = None
         if isinstance(source, Metainfo):
@@ -183,6 +215,7 @@ class Node:
             sequential=sequential,
             record=record if record and Path(record.save_path) == Path(save) else None,
             trusted_complete=trusted_complete,
+            allowed_keys=None if allow is None else _allowed_keys(allow, peers or []),
         )
         self.torrents[torrent.id] = torrent
         for h in torrent.hashes:
@@ -200,15 +233,17 @@ class Node:
         trackers: list[str] | None = None,
         piece_length: int | None = None,
         private: bool = False,
+        allow: list[PeerId] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Torrent:
-        """Make a torrent of a file or folder and seed it from where it is."""
+        """Make a torrent of a file or folder and seed it from where it is. With `allow`, it is a private
+        swarm of those keys on the secure layer (and marked private, BEP 27: no DHT, no peer exchange)."""
         path = Path(path).resolve()
         meta = await asyncio.to_thread(
             create, path, version=version, piece_length=piece_length, trackers=[[t] for t in trackers or []],
-            private=private, progress=progress,
+            private=private or allow is not None, progress=progress,
         )
-        return await self.add(meta, path.parent, trusted_complete=True)
+        return await self.add(meta, path.parent, trusted_complete=True, allow=allow)
 
     async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
         await torrent.stop()
@@ -242,6 +277,33 @@ class Node:
         self._connections.add(conn)
         return conn
 
+    async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection:
+        """A peer wire connection over a stream of the secure layer (the remote key must match /p2p/)."""
+        stream = await self.secure_host.new_stream(address, [BITTORRENT_PROTOCOL])
+        conn = PeerConnection(self, torrent, address, outgoing=True)
+        self._attach(stream, conn)
+        return conn
+
+    async def _secure_incoming(self, stream: Stream) -> None:
+        await self._attach(stream, PeerConnection(self, None)).wait_closed()
+
+    def _attach(self, stream: Stream, conn: PeerConnection) -> StreamTransport:
+        self._connections.add(conn)
+        transport = StreamTransport(stream, conn)
+        self._secure_transports.add(transport)
+        transport._closed.add_done_callback(lambda _f: self._secure_transports.discard(transport))
+        return transport
+
+    def _key_allowed(self, peer: PeerId) -> bool:
+        """The secure layer admits any key while no private swarm restricts them; then only allowed keys."""
+        restricted = [t.allowed_keys for t in self.torrents.values() if t.allowed_keys is not None]
+        return not restricted or any(peer in keys for keys in restricted)
+
+    @property
+    def secure_addrs(self) -> list[Multiaddr]:
+        """Where the secure layer listens, each ending in this node's /p2p/ PeerId."""
+        return self.secure_host.listen_addrs
+
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)
 
@@ -253,10 +315,22 @@ class Node:
     def is_banned(self, address: tuple[str, int], peer_id: bytes | None = None) -> bool:
         return address in self._banned_addresses or (peer_id is not None and peer_id in self._banned_ids)
 
-    def is_self(self, address: tuple[str, int]) -> bool:
+    def is_self(self, address: tuple[str, int] | Multiaddr) -> bool:
+        if isinstance(address, Multiaddr):
+            return address.peer_id == self.identity.peer_id
         if address[1] != self.port:
             return False
         with contextlib.suppress(ValueError):
             ip = ipaddress.ip_address(address[0])
             return ip.is_loopback or ip.is_unspecified or address[0] == self.host
         return False
+
+
+def _allowed_keys(allow: list[PeerId], peers: list[tuple[str, int] | Multiaddr]) -> set[PeerId]:
+    keys = set(allow)
+    for peer in peers:
+        if isinstance(peer, Multiaddr):
+            if peer.peer_id is None:
+                raise PeerloomError(f"a peer of a private swarm needs its /p2p/ id: {peer}")
+            keys.add(peer.peer_id)
+    return keys

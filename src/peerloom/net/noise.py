@@ -20,7 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from peerloom.codec.protobuf import Field, ProtobufError, iter_fields
+from peerloom.codec.protobuf import encode_bytes_field as _encode_field
 from peerloom.errors import ProtocolError
+from peerloom.identity import KeyEncodingError, decode_public_key
+from peerloom.identity import encode_public_key as _encode_public_key
 
 PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
 MAX_FRAME = 65535  # largest Noise message (Noise section 3), also the 2-byte length prefix's limit
@@ -33,7 +37,6 @@ _HASHLEN = 32
 _NONCE_LIMIT = 2**64 - 1  # Noise 5.1: n = 2^64-1 is reserved, so the last usable nonce is 2^64-2
 _NONCE_PREFIX = bytes(4)  # Noise 12.3: 32 zero bits, then the 64-bit little-endian counter
 _STATIC_KEY_SIG_PREFIX = b"noise-libp2p-static-key:"
-_KEY_TYPE_ED25519 = 1
 _FRAME_OVERHEAD = 2 + TAG_SIZE
 
 
@@ -250,93 +253,30 @@ class _XXState:
         return (to_responder, to_initiator) if self._initiator else (to_initiator, to_responder)
 
 
-# --- protobuf: NoiseHandshakePayload and the libp2p PublicKey ---------------------------------------------------
+# --- protobuf: NoiseHandshakePayload ------------------------------------------------------------------------------
 
 
-def _encode_varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+def _fields(data: bytes) -> Iterator[Field]:
+    """The payload's protobuf fields; a malformed record is the remote's fault, so a NoiseError."""
+    try:
+        yield from iter_fields(data)
+    except ProtobufError as exc:
+        raise NoiseError(f"{exc} in the Noise payload") from None
 
 
-def _encode_field(number: int, value: bytes) -> bytes:
-    """A length-delimited (wire type 2) protobuf field."""
-    return _encode_varint(number << 3 | 2) + _encode_varint(len(value)) + value
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for shift in range(0, 70, 7):
-        if pos >= len(data):
-            raise NoiseError("truncated protobuf varint in the Noise payload")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if value >= 1 << 64:
-                break
-            return value, pos
-    raise NoiseError("overlong protobuf varint in the Noise payload")
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """(field number, wire type, value) of each field; fixed-width fields are skipped, groups refused."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        number, wire_type = key >> 3, key & 7
-        if number == 0:
-            raise NoiseError("protobuf field number 0 in the Noise payload")
-        if wire_type == 0:
-            value, pos = _read_varint(data, pos)
-            yield number, wire_type, value
-        elif wire_type == 2:
-            length, pos = _read_varint(data, pos)
-            if length > len(data) - pos:
-                raise NoiseError("truncated protobuf field in the Noise payload")
-            yield number, wire_type, data[pos : pos + length]
-            pos += length
-        elif wire_type in (1, 5):
-            pos += 8 if wire_type == 1 else 4
-            if pos > len(data):
-                raise NoiseError("truncated protobuf field in the Noise payload")
-        else:
-            raise NoiseError(f"unsupported protobuf wire type {wire_type} in the Noise payload")
-
-
-def _bytes_field(wire_type: int, value: int | bytes, name: str) -> bytes:
-    if wire_type != 2 or not isinstance(value, bytes):
-        raise NoiseError(f"Noise payload field {name} has the wrong wire type")
-    return value
-
-
-def _encode_public_key(key: Ed25519PublicKey) -> bytes:
-    """libp2p PublicKey {Type = Ed25519, Data = raw 32 bytes} (peer id spec, deterministic encoding)."""
-    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return _encode_varint(1 << 3 | 0) + _encode_varint(_KEY_TYPE_ED25519) + _encode_field(2, raw)
+def _bytes_field(field: Field, name: str) -> bytes:
+    try:
+        return field.as_bytes()
+    except ProtobufError:
+        raise NoiseError(f"Noise payload field {name} has the wrong wire type") from None
 
 
 def _decode_public_key(data: bytes) -> Ed25519PublicKey:
-    key_type: int | None = None
-    key_data: bytes | None = None
-    for number, wire_type, value in _fields(data):
-        if number == 1:
-            if wire_type != 0 or not isinstance(value, int):
-                raise NoiseError("libp2p PublicKey Type has the wrong wire type")
-            key_type = value
-        elif number == 2:
-            key_data = _bytes_field(wire_type, value, "PublicKey.Data")
-    if key_type != _KEY_TYPE_ED25519:
-        raise NoiseError(f"unsupported libp2p identity key type {key_type}")
-    if key_data is None or len(key_data) != 32:
-        raise NoiseError("an Ed25519 identity key must be 32 bytes")
+    """The remote's Ed25519 identity key from its libp2p PublicKey protobuf; any fault is a NoiseError."""
     try:
-        return Ed25519PublicKey.from_public_bytes(key_data)
-    except ValueError:
-        raise NoiseError("invalid Ed25519 identity key") from None
+        return decode_public_key(data)
+    except KeyEncodingError as exc:
+        raise NoiseError(f"bad identity key in the Noise payload: {exc}") from None
 
 
 def _encode_payload(identity_key: bytes, identity_sig: bytes, stream_muxers: list[str]) -> bytes:
@@ -352,16 +292,16 @@ def _decode_payload(data: bytes) -> tuple[bytes, bytes, list[str]]:
     """(identity_key, identity_sig, stream_muxers) of a NoiseHandshakePayload; unknown fields are skipped."""
     identity_key = identity_sig = None
     muxers: list[str] = []
-    for number, wire_type, value in _fields(data):
-        if number == 1:
-            identity_key = _bytes_field(wire_type, value, "identity_key")
-        elif number == 2:
-            identity_sig = _bytes_field(wire_type, value, "identity_sig")
-        elif number == 4:
-            extensions = _bytes_field(wire_type, value, "extensions")
-            for ext_number, ext_type, ext_value in _fields(extensions):
-                if ext_number == 2:
-                    raw = _bytes_field(ext_type, ext_value, "stream_muxers")
+    for field in _fields(data):
+        if field.number == 1:
+            identity_key = _bytes_field(field, "identity_key")
+        elif field.number == 2:
+            identity_sig = _bytes_field(field, "identity_sig")
+        elif field.number == 4:
+            extensions = _bytes_field(field, "extensions")
+            for extension in _fields(extensions):
+                if extension.number == 2:
+                    raw = _bytes_field(extension, "stream_muxers")
                     try:
                         muxers.append(raw.decode())
                     except UnicodeDecodeError:

@@ -39,12 +39,15 @@ class PeerConnection(asyncio.Protocol):
         self,
         node: Any,
         torrent: Torrent | None,
-        address: tuple[str, int] | None = None,
+        address: Any = None,
         outgoing: bool = False,
     ) -> None:
         self.node = node
         self.torrent: Torrent | None = torrent
-        self.address = address  # the peer's listen address when known (outgoing, or learnt from ext handshake)
+        # the peer's listen address when known (outgoing, or learnt from the ext handshake): (host, port) for
+        # plain BitTorrent, a multiaddr for the secure layer
+        self.address = address
+        self.secure_key: Any = None  # the remote's PeerId when we run over a secure-layer stream
         self.outgoing = outgoing
         self.transport: asyncio.Transport | None = None
         self.remote: tuple[str, int] | None = None
@@ -97,11 +100,13 @@ class PeerConnection(asyncio.Protocol):
         return self.handshake.peer_id if self.handshake else None
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Any:
+        """What identifies the peer for bans and candidates: its listen address, else where it came from."""
         return self.address or self.remote or ("?", 0)
 
     def __repr__(self) -> str:
-        return f"<peer {self.key[0]}:{self.key[1]} {self.client or '?'}>"
+        where = f"{self.key[0]}:{self.key[1]}" if isinstance(self.key, tuple) else str(self.key)
+        return f"<peer {where} {self.client or '?'}>"
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,6 +114,7 @@ class PeerConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1]) if peer else None
+        self.secure_key = transport.get_extra_info("peer_id")
         if self.outgoing and self.torrent is not None:
             self._send_handshake(self.torrent.wire_hash)
         self._hs_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
@@ -183,6 +189,9 @@ class PeerConnection(asyncio.Protocol):
             torrent = self.node.torrent_for_hash(hs.info_hash)
             if torrent is None:
                 raise wire.WireError("unknown info-hash")
+            refusal = torrent.admits(self)
+            if refusal is not None:
+                raise wire.WireError(refusal)
             self.torrent = torrent
             self._send_handshake(hs.info_hash)
         elif hs.info_hash != self.info_hash:

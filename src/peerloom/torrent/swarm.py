@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError, ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
@@ -92,6 +93,7 @@ class Torrent:
         sequential: bool = False,
         record: ResumeRecord | None = None,
         trusted_complete: bool = False,
+        allowed_keys: set[Any] | None = None,
     ) -> None:
         self.node = node
         self.settings = node.settings
@@ -110,6 +112,9 @@ class Torrent:
         self.id = self.wire_hash.hex()
         self.has_v2 = self.info_hash_v2 is not None
         self.private = bool(meta and meta.private)
+        # a private swarm of the secure layer: only these keys, only over encrypted streams (None: public)
+        self.allowed_keys = allowed_keys
+        self.secure = allowed_keys is not None
         self.name = (meta.name if meta else None) or (magnet.name if magnet else None) or self.id
         self.state = State.METADATA
         self.error: str | None = None
@@ -342,11 +347,14 @@ class Torrent:
         return any(size > 0 for size, _ in self.storage.file_state())
 
     # -- peers ---------------------------------------------------------------------------------
-    def add_peers(self, addresses: list[tuple[str, int]]) -> None:
+    def add_peers(self, addresses: list[tuple[str, int] | Multiaddr]) -> None:
+        """Peers to try: (host, port) for plain BitTorrent, multiaddrs for the secure layer."""
         now = time.monotonic()
         for addr in addresses:
             if len(self.candidates) >= self.settings.max_candidates:
                 break
+            if self.secure and not isinstance(addr, Multiaddr):
+                continue  # a private swarm never speaks plain BitTorrent
             if addr not in self.candidates and not self.node.is_banned(addr) and not self.node.is_self(addr):
                 self.candidates[addr] = now
 
@@ -366,14 +374,17 @@ class Torrent:
             self._connect_tasks.add(task)
             task.add_done_callback(self._connect_tasks.discard)
 
-    async def _connect(self, addr: tuple[str, int]) -> None:
+    async def _connect(self, addr: tuple[str, int] | Multiaddr) -> None:
         try:
-            peer = await self.node.connect(self, addr)
+            if isinstance(addr, Multiaddr):
+                peer = await self.node.connect_secure(self, addr)
+            else:
+                peer = await self.node.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.failures.pop(addr, None)
             self.candidates[addr] = time.monotonic() + 60.0
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
-            log.debug("connecting to %s:%d failed: %r", addr[0], addr[1], exc)
+            log.debug("connecting to %s failed: %r", addr, exc)
             fails = self.failures.get(addr, 0) + 1
             self.failures[addr] = fails
             if fails >= 5:
@@ -383,10 +394,24 @@ class Torrent:
         finally:
             self.connecting.discard(addr)
 
+    def admits(self, peer: PeerConnection) -> str | None:
+        """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
+        keys, over the secure layer; checked before we answer a handshake."""
+        if self.secure:
+            if peer.secure_key is None:
+                return "this torrent is private to the secure peer layer"
+            if self.allowed_keys is not None and peer.secure_key not in self.allowed_keys:
+                return f"{peer.secure_key} is not allowed in this private swarm"
+        return None
+
     def peer_ready(self, peer: PeerConnection) -> bool:
         """Handshake done: admit the peer (or refuse it) and greet it."""
         if self.state in (State.STOPPED, State.ERROR):
             peer.close("torrent stopped")
+            return False
+        refusal = self.admits(peer)
+        if refusal is not None:
+            peer.close(refusal)
             return False
         if self.node.is_banned(peer.key, peer.peer_id):
             peer.close("banned")
@@ -588,7 +613,7 @@ class Torrent:
             peer.ext_handshake = h
             peer.ext_ids = dict(h.ids)
             peer.client = (h.client or "")[:64]
-            if h.port and peer.remote and not peer.outgoing:
+            if h.port and peer.remote and not peer.outgoing and peer.secure_key is None:
                 peer.address = (peer.remote[0], h.port)
             if self.meta is None and h.metadata_size and "ut_metadata" in peer.ext_ids:
                 if self.assembler is None:

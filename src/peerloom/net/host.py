@@ -1,0 +1,386 @@
+"""The peerloom peer layer's host: listens and dials over TCP, keeps one secure connection per peer,
+routes incoming streams to protocol handlers, and speaks identify and ping.
+
+    async with Host(Identity.load_or_create(home)) as host:
+        await host.listen("/ip4/127.0.0.1/tcp/0")
+        host.set_handler("/echo/1.0.0", echo)
+        stream = await host.new_stream("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...", ["/echo/1.0.0"])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.codec.varint import encode_frame, read_frame
+from peerloom.errors import PeerloomError
+from peerloom.identity import Identity, PeerId, encode_public_key
+from peerloom.net import multistream
+from peerloom.net.connection import Connection, LinkError
+from peerloom.net.identify import (
+    IDENTIFY_PROTOCOL,
+    MAX_IDENTIFY_SIZE,
+    PING_PROTOCOL,
+    PING_SIZE,
+    PROTOCOL_VERSION,
+    IdentifyInfo,
+    decode_identify,
+    encode_identify,
+)
+from peerloom.net.stream import Stream, StreamError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Stream], Awaitable[None]]
+NEGOTIATION_TIMEOUT = 10.0
+DIAL_TIMEOUT = 15.0
+MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
+
+
+class ProtocolNotSupported(LinkError):
+    """The peer answered `na` to every protocol we offered on a new stream."""
+
+
+@dataclass
+class HostLimits:
+    max_connections: int = 256
+    max_streams_per_connection: int = 256
+    idle_timeout: float = 300.0  # a connection with no streams for this long is closed
+
+
+class Host:
+    """A libp2p-compatible node: TCP + Noise + yamux, identify, ping, and your protocols."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        *,
+        agent_version: str = "peerloom/0.1.0",
+        limits: HostLimits | None = None,
+        allow: Callable[[PeerId], bool] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.peer_id = PeerId.from_public_key(identity.public_key)
+        self.agent_version = agent_version
+        self.limits = limits or HostLimits()
+        self.allow = allow  # refuse every other peer right after its handshake, before any stream
+        self.connections: dict[PeerId, Connection] = {}
+        self._pending: set[Connection] = set()
+        self._dialing: dict[PeerId, asyncio.Future[Connection]] = {}
+        self._handlers: dict[str, Handler] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._listen_addrs: list[Multiaddr] = []
+        self._trim_task: asyncio.Task | None = None
+        self.peer_info: OrderedDict[PeerId, IdentifyInfo] = OrderedDict()  # what identify told us, latest last
+        self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify)
+        self.set_handler(PING_PROTOCOL, _answer_ping)
+
+    async def __aenter__(self) -> Host:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- configuration ---------------------------------------------------------------------------
+    def set_handler(self, protocol: str, handler: Handler) -> None:
+        self._handlers[protocol] = handler
+
+    def remove_handler(self, protocol: str) -> None:
+        self._handlers.pop(protocol, None)
+
+    @property
+    def protocols(self) -> list[str]:
+        return sorted(self._handlers)
+
+    @property
+    def listen_addrs(self) -> list[Multiaddr]:
+        """Where we listen, each ending in our /p2p/ id."""
+        return [a.encapsulate(f"/p2p/{self.peer_id}") for a in self._listen_addrs]
+
+    # -- listening and dialling ------------------------------------------------------------------
+    async def listen(self, addr: Multiaddr | str = "/ip4/0.0.0.0/tcp/0") -> Multiaddr:
+        host, port = Multiaddr(addr).to_host_port() if isinstance(addr, str) else addr.to_host_port()
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: self._connection(initiator=False), host, port)
+        self._servers.append(server)
+        bound = []
+        for sock in server.sockets:
+            h, p = sock.getsockname()[:2]
+            bound.append(Multiaddr(f"/{'ip6' if ':' in h else 'ip4'}/{h}/tcp/{p}"))
+        self._listen_addrs.extend(bound)
+        if self._trim_task is None:
+            self._trim_task = asyncio.create_task(self._trim_idle())
+        return bound[0].encapsulate(f"/p2p/{self.peer_id}")
+
+    async def connect(self, addr: Multiaddr | str) -> Connection:
+        """A secure connection to the peer at `addr`, reusing one we have. With a /p2p/ part, the key that
+        answers must be that PeerId (else PeerIdMismatch)."""
+        addr = Multiaddr(addr) if isinstance(addr, str) else addr
+        expected = addr.peer_id
+        if expected is not None:
+            existing = self.connections.get(expected)
+            if existing is not None and not existing.closed:
+                return existing
+            dialing = self._dialing.get(expected)
+            if dialing is not None:
+                return await asyncio.shield(dialing)
+        fut: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        if expected is not None:
+            self._dialing[expected] = fut
+        try:
+            conn = await asyncio.wait_for(self._dial(addr, expected), DIAL_TIMEOUT)
+            fut.set_result(conn)
+            return conn
+        except BaseException as exc:
+            fut.set_exception(exc if isinstance(exc, Exception) else LinkError("dial cancelled"))
+            fut.exception()
+            if isinstance(exc, TimeoutError):
+                raise LinkError(f"dialling {addr} timed out") from None
+            raise
+        finally:
+            if expected is not None:
+                self._dialing.pop(expected, None)
+
+    async def _dial(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        host, port = addr.to_host_port()
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(
+                lambda: self._connection(initiator=True, expected_peer=expected), host, port
+            )
+        except OSError as exc:
+            raise LinkError(f"cannot reach {addr}: {exc.strerror or exc}") from None
+        await conn.ready
+        return conn
+
+    def _connection(self, *, initiator: bool, expected_peer: PeerId | None = None) -> Connection:
+        conn = Connection(
+            self.identity,
+            initiator=initiator,
+            expected_peer=expected_peer,
+            on_open=self._opened,
+            on_stream=self._incoming_stream,
+            on_close=self._closed,
+            max_streams=self.limits.max_streams_per_connection,
+        )
+        self._pending.add(conn)
+        return conn
+
+    def _opened(self, conn: Connection) -> bool:
+        """Handshake done: admit the connection, or refuse it (not allowed, over the limit, duplicate)."""
+        self._pending.discard(conn)
+        peer = conn.remote_peer
+        assert peer is not None
+        if self.allow is not None and not self.allow(peer):
+            conn.close(f"{peer} is not allowed here")
+            return False
+        if peer == self.peer_id:
+            conn.close("connected to ourselves")
+            return False
+        old = self.connections.get(peer)
+        if old is not None and not old.closed:
+            # both sides dialled at once: keep the connection dialled by the lower PeerId, on both ends
+            keep_new = (conn.initiator and self.peer_id.multihash < peer.multihash) or (
+                not conn.initiator and peer.multihash < self.peer_id.multihash
+            )
+            if not keep_new:
+                conn.close("duplicate connection")
+                return False
+            old.close("replaced by a simultaneous connection")
+        elif len(self.connections) >= self.limits.max_connections:
+            conn.close("too many connections")
+            return False
+        self.connections[peer] = conn
+        self._spawn(self._identify(conn))
+        return True
+
+    def _closed(self, conn: Connection) -> None:
+        self._pending.discard(conn)
+        if conn.remote_peer is not None and self.connections.get(conn.remote_peer) is conn:
+            del self.connections[conn.remote_peer]
+
+    # -- streams ---------------------------------------------------------------------------------
+    async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str]) -> Stream:
+        """A stream to `peer` speaking the first of `protocols` it supports (multistream-select)."""
+        if isinstance(peer, PeerId):
+            conn = self.connections.get(peer)
+            if conn is None or conn.closed:
+                raise LinkError(f"not connected to {peer}; dial a multiaddr of it first")
+        else:
+            conn = await self.connect(peer)
+        protocols = list(protocols)
+        stream = conn.open_stream()
+        try:
+            await _negotiate(stream, multistream.Dialer(protocols))
+        except (PeerloomError, TimeoutError) as exc:
+            stream.reset()
+            if isinstance(exc, multistream.NegotiationFailed):
+                raise ProtocolNotSupported(f"{conn.remote_peer} supports none of {', '.join(protocols)}") from None
+            raise LinkError(f"opening a stream to {conn.remote_peer} failed: {exc or 'timeout'}") from None
+        return stream
+
+    def _incoming_stream(self, stream: Stream) -> None:
+        self._spawn(self._serve_stream(stream))
+
+    async def _serve_stream(self, stream: Stream) -> None:
+        try:
+            protocol = await _negotiate(stream, multistream.Listener(lambda p: p in self._handlers))
+        except (PeerloomError, TimeoutError) as exc:
+            log.debug("negotiation on %r failed: %r", stream, exc)
+            stream.reset()
+            return
+        handler = self._handlers.get(protocol)
+        if handler is None:
+            stream.reset()
+            return
+        try:
+            await handler(stream)
+        except (PeerloomError, ConnectionError) as exc:
+            log.debug("handler of %s ended: %r", stream.protocol, exc)
+            stream.reset()
+        except Exception:
+            log.exception("handler of %s failed", stream.protocol)
+            stream.reset()
+
+    # -- identify and ping -----------------------------------------------------------------------
+    def _identify_info(self, conn: Connection) -> IdentifyInfo:
+        observed = None
+        if conn.remote_address is not None:
+            h, p = conn.remote_address
+            observed = Multiaddr(f"/{'ip6' if ':' in h else 'ip4'}/{h}/tcp/{p}")
+        return IdentifyInfo(
+            protocol_version=PROTOCOL_VERSION,
+            agent_version=self.agent_version,
+            public_key=encode_public_key(self.identity.public_key),
+            listen_addrs=list(self._listen_addrs),
+            protocols=self.protocols,
+            observed_addr=observed,
+        )
+
+    async def _answer_identify(self, stream: Stream) -> None:
+        await stream.write(encode_frame(encode_identify(self._identify_info(stream.connection))))
+        # Close only after the asker closed its side: js-libp2p (3.x) aborts the stream when our FIN comes in
+        # the same read as the multistream answer and the message.
+        with contextlib.suppress(TimeoutError, StreamError):
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+                while await stream.read():
+                    pass
+        await stream.close()
+
+    async def _identify(self, conn: Connection) -> None:
+        """Ask a new connection's peer who it is (as every libp2p node does on connect)."""
+        assert conn.remote_peer is not None
+        try:
+            stream = await self.new_stream(conn.remote_peer, [IDENTIFY_PROTOCOL])
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+                data = b""
+                while (frame := read_frame(data, MAX_IDENTIFY_SIZE)) is None:
+                    chunk = await stream.read()
+                    if not chunk:
+                        raise LinkError("identify stream ended early")
+                    data += chunk
+            await stream.close()
+            conn.info = decode_identify(frame[0])
+            self.peer_info[conn.remote_peer] = conn.info
+            self.peer_info.move_to_end(conn.remote_peer)
+            while len(self.peer_info) > MAX_PEER_INFO:
+                self.peer_info.popitem(last=False)
+        except (PeerloomError, TimeoutError) as exc:
+            log.debug("identify of %s failed: %r", conn.remote_peer, exc)
+
+    async def identify(self, peer: PeerId, timeout: float = 10.0) -> IdentifyInfo:
+        """What the peer told us about itself on connect (waits for it briefly; remembered after it left)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            conn = self.connections.get(peer)
+            if conn is not None and conn.info is not None:
+                return conn.info
+            if conn is None:
+                if peer in self.peer_info:
+                    return self.peer_info[peer]
+                raise LinkError(f"not connected to {peer}")
+            if time.monotonic() > deadline:
+                raise LinkError(f"{peer} did not answer identify")
+            await asyncio.sleep(0.02)
+
+    async def ping(self, peer: PeerId | Multiaddr | str, count: int = 1) -> list[float]:
+        """Round trip times in seconds of `count` pings over one ping stream."""
+        stream = await self.new_stream(peer, [PING_PROTOCOL])
+        rtts = []
+        try:
+            for _ in range(count):
+                payload = os.urandom(PING_SIZE)
+                start = time.perf_counter()
+                await stream.write(payload)
+                echo = await asyncio.wait_for(stream.readexactly(PING_SIZE), NEGOTIATION_TIMEOUT)
+                if echo != payload:
+                    raise LinkError("ping answered with other bytes")
+                rtts.append(time.perf_counter() - start)
+        finally:
+            await stream.close()
+        return rtts
+
+    # -- housekeeping ----------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _trim_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.limits.idle_timeout / 2))
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                if not conn.streams and now - conn.last_active > self.limits.idle_timeout:
+                    conn.close("idle")
+
+    async def close(self) -> None:
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+        for server in self._servers:
+            server.close()
+        for conn in [*self.connections.values(), *self._pending]:
+            conn.close("host shutting down")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+        self._servers.clear()
+
+
+async def _negotiate(stream: Stream, machine: multistream.Dialer | multistream.Listener) -> str:
+    """Run multistream-select on a new stream; the agreed protocol is set on it, and bytes that came
+    after the agreement are left for the protocol to read."""
+    async with asyncio.timeout(NEGOTIATION_TIMEOUT):
+        await stream.write(machine.initiate())
+        while machine.protocol is None:
+            data = await stream.read()
+            if not data:
+                raise LinkError("stream closed during protocol negotiation")
+            reply = machine.receive(data)
+            if reply:
+                await stream.write(reply)
+    stream.protocol = machine.protocol
+    stream._push_back(machine.leftover())
+    return machine.protocol
+
+
+async def _answer_ping(stream: Stream) -> None:
+    while True:
+        try:
+            payload = await stream.readexactly(PING_SIZE)
+        except StreamError:
+            break
+        await stream.write(payload)
+    await stream.close()

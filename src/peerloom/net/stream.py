@@ -1,0 +1,264 @@
+"""A yamux stream as an application sees it: async read/write with backpressure, half-close, reset.
+
+Received bytes are credited back to the remote only as the application reads them, so a slow reader
+holds the sender to the stream's window: memory per stream stays bounded by that window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from peerloom.errors import PeerloomError
+
+if TYPE_CHECKING:
+    from peerloom.identity import PeerId
+    from peerloom.net.connection import Connection
+
+READ_CHUNK = 1 << 20  # largest piece `read()` returns when no size is asked
+CLOSE_GRACE = 10.0  # seconds a closed StreamTransport waits for the remote to close its side
+
+
+class StreamError(PeerloomError):
+    """The stream was reset (by either side) or its connection closed."""
+
+
+class Stream:
+    """One stream of a secure connection; `protocol` is what multistream-select agreed on it."""
+
+    def __init__(self, connection: Connection, stream_id: int) -> None:
+        self.connection = connection
+        self.id = stream_id
+        self.protocol: str | None = None
+        self._chunks: deque[memoryview] = deque()
+        self._buffered = 0
+        self._unacked_front = 0  # bytes pushed back by negotiation: already credited, not to credit again
+        self._eof = False
+        self._error: str | None = None
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._write_closed = False
+
+    @property
+    def remote_peer(self) -> PeerId:
+        assert self.connection.remote_peer is not None
+        return self.connection.remote_peer
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._buffered
+
+    def __repr__(self) -> str:
+        return f"<stream {self.id} {self.protocol or '?'} with {self.connection.remote_peer}>"
+
+    # -- fed by the connection ---------------------------------------------------------------------
+    def _feed(self, data: bytes | memoryview) -> None:
+        if data:
+            self._chunks.append(memoryview(data))
+            self._buffered += len(data)
+            self._readable.set()
+
+    def _push_back(self, data: bytes) -> None:
+        """Bytes a negotiation read past its end: they come first and were credited already."""
+        if data:
+            self._chunks.appendleft(memoryview(data))
+            self._buffered += len(data)
+            self._unacked_front += len(data)
+            self._readable.set()
+
+    def _ended(self) -> None:
+        self._eof = True
+        self._readable.set()
+
+    def _fail(self, reason: str) -> None:
+        if self._error is None:
+            self._error = reason
+        self._readable.set()
+        self._writable.set()
+
+    def _set_writable(self) -> None:
+        self._writable.set()
+
+    # -- reading -------------------------------------------------------------------------------------
+    async def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes (any amount up to 1 MiB when `n` < 0); b"" once the remote closed its side."""
+        while not self._buffered:
+            if self._error is not None:
+                raise StreamError(self._error)
+            if self._eof:
+                return b""
+            self._readable.clear()
+            await self._readable.wait()
+        limit = READ_CHUNK if n < 0 else n
+        parts = []
+        size = 0
+        chunks = self._chunks
+        while chunks and size < limit:
+            head = chunks[0]
+            if len(head) <= limit - size:
+                parts.append(chunks.popleft())
+                size += len(head)
+            else:
+                parts.append(head[: limit - size])
+                chunks[0] = head[limit - size :]
+                size = limit
+        self._buffered -= size
+        credited = min(size, self._unacked_front)
+        self._unacked_front -= credited
+        if size > credited:
+            self.connection.consumed(self.id, size - credited)
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly `n` bytes; StreamError when the stream ends first."""
+        parts = []
+        left = n
+        while left:
+            chunk = await self.read(left)
+            if not chunk:
+                raise StreamError(f"stream ended {left} bytes short of {n}")
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    # -- writing -------------------------------------------------------------------------------------
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send `data`; waits while the stream's send queue is full (the remote's window is the limit)."""
+        view = memoryview(data).cast("B")
+        while view:
+            if self._error is not None:
+                raise StreamError(self._error)
+            if self._write_closed:
+                raise StreamError("stream closed for writing")
+            taken = self.connection.stream_write(self.id, view)
+            view = view[taken:]
+            if view:
+                self._writable.clear()
+                if self.connection.stream_write_capacity(self.id) == 0:
+                    await self._writable.wait()
+
+    async def close(self) -> None:
+        """Half-close: no more writes from us; the remote may still send until it closes too."""
+        if not self._write_closed and self._error is None:
+            self._write_closed = True
+            self.connection.stream_close(self.id)
+
+    def reset(self) -> None:
+        """Abort the stream in both directions."""
+        self._fail("stream reset by us")
+        self.connection.stream_reset(self.id)
+
+
+class StreamTransport:
+    """Runs any asyncio.Protocol over a Stream, as if over a socket: the same protocol code (the BitTorrent
+    peer wire, for one) serves plain TCP and secure streams. Writes queue here and go out in order; past
+    `high_water` queued bytes the protocol is paused, as a socket's transport would do."""
+
+    def __init__(self, stream: Stream, protocol: asyncio.Protocol, *, high_water: int = 4 * 1024 * 1024) -> None:
+        self.stream = stream
+        self.protocol = protocol
+        self._high = high_water
+        self._queue: deque[bytes | memoryview] = deque()
+        self._queued = 0
+        self._paused = False
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._tasks = [asyncio.ensure_future(self._read_loop()), asyncio.ensure_future(self._write_loop())]
+        protocol.connection_made(self)  # type: ignore[arg-type]
+
+    async def wait_closed(self) -> None:
+        """Until the protocol has seen connection_lost; cancelling this aborts the stream."""
+        try:
+            await asyncio.shield(self._closed)
+        except asyncio.CancelledError:
+            self.abort()
+            raise
+
+    # -- the transport interface the protocol uses -------------------------------------------------
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        conn = self.stream.connection
+        return {
+            "peername": conn.remote_address,
+            "sockname": conn.local_address,
+            "peer_id": conn.remote_peer,
+            "stream": self.stream,
+        }.get(name, default)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is not None:
+            self._high = high
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or not data:
+            return
+        self._queue.append(data if isinstance(data, bytes) else bytes(data))
+        self._queued += len(data)
+        self._wake.set()
+        if not self._paused and self._queued > self._high:
+            self._paused = True
+            self.protocol.pause_writing()
+
+    def writelines(self, chunks: list[bytes | memoryview]) -> None:
+        for chunk in chunks:
+            self.write(chunk)
+
+    def close(self) -> None:
+        """Send what is queued, then half-close; the remote's FIN (or a reset) ends the connection."""
+        if not self._closing:
+            self._closing = True
+            self._wake.set()
+            # a remote that never closes its side is reset after a grace period
+            asyncio.get_running_loop().call_later(CLOSE_GRACE, self.abort)
+
+    def abort(self) -> None:
+        if not self._done:
+            self._closing = True
+            self.stream.reset()
+            self._finish(None)
+
+    # -- the pumps ---------------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        error: Exception | None = None
+        try:
+            while data := await self.stream.read():
+                self.protocol.data_received(data)
+        except StreamError as exc:
+            error = exc
+        self._finish(error)
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                while self._queue:
+                    chunk = self._queue.popleft()
+                    await self.stream.write(chunk)
+                    self._queued -= len(chunk)
+                    if self._paused and self._queued <= self._high // 4:
+                        self._paused = False
+                        self.protocol.resume_writing()
+                if self._closing:
+                    await self.stream.close()
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        except StreamError as exc:
+            self._finish(exc)
+
+    _done = False
+
+    def _finish(self, error: Exception | None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._closing = True
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self._closed.set_result(None)
+        self.protocol.connection_lost(error)
