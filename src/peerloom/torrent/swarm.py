@@ -5,18 +5,20 @@ A `Torrent` fetches its metadata (magnet links), checks what is already on disk,
 (requests -> piece cache read in a worker thread -> coalesced writes). Every piece is verified before
 it is written, announced or served. Peers whose data fails verification are found out block by block
 and banned; stalled peers are snubbed and their requests handed to others.
+
+The class is split by concern: `swarm_pieces.PieceFlowMixin` (check, verify, serve) and
+`swarm_exchange.ExchangeMixin` (metadata, piece layers, peer exchange); this module keeps the
+lifecycle, peers, the wire messages, requesting, the periodic tick, trackers and status.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import functools
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +27,16 @@ from peerloom.errors import PeerloomError, ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
-from peerloom.torrent.hashes import LayerFetch, answer_hash_request
+from peerloom.torrent.hashes import LayerFetch
 from peerloom.torrent.magnet import Magnet
-from peerloom.torrent.metainfo import Metainfo, MetainfoError
+from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
-from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage, StorageError
+from peerloom.torrent.state import State, TorrentStatus
+from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
+from peerloom.torrent.swarm_exchange import ExchangeMixin
+from peerloom.torrent.swarm_pieces import PieceFlowMixin
 
 if TYPE_CHECKING:
     from peerloom.node import Node
@@ -41,45 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BAN_AFTER = 2  # pieces proven bad before a peer is banned
-MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
-METADATA_TIMEOUT = 10.0
 
 
-class State(enum.Enum):
-    METADATA = "fetching metadata"
-    CHECKING = "checking"
-    DOWNLOADING = "downloading"
-    SEEDING = "seeding"
-    STOPPED = "stopped"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class TorrentStatus:
-    """A snapshot for progress bars, `--json` output and the API."""
-
-    name: str
-    info_hash: str
-    state: str
-    progress: float  # of the selected data, 0..1
-    wanted_bytes: int
-    have_bytes: int
-    download_rate: float
-    upload_rate: float
-    downloaded: int  # payload bytes received this session (incl. wasted)
-    uploaded: int
-    wasted: int
-    hash_failures: int
-    peers: int
-    seeds: int
-    banned: int
-    snubs: int
-    checked_pieces: int
-    error: str | None
-
-
-class Torrent:
+class Torrent(ExchangeMixin, PieceFlowMixin):
     """One torrent in a node: metadata, files, peers, trackers."""
 
     def __init__(
@@ -280,72 +249,6 @@ class Torrent:
         assert self.meta is not None
         return self.meta
 
-    # -- checking what is on disk --------------------------------------------------------------
-    async def _check(self) -> None:
-        assert self.meta and self.storage and self.picker and self.pieces and self.verifier
-        self.state = State.CHECKING
-        picker = self.picker
-        n = self.pieces.num_pieces
-        rec = self.record
-        to_check: list[int]
-        if self.trusted_complete:
-            for i in range(n):
-                picker.mark_have(i)
-            to_check = []
-        elif rec is not None and rec.have:
-            saved = unpack_bits(rec.have, n)
-            if rec.clean and rec.file_state == [list(s) for s in self.storage.file_state()]:
-                for i in range(n):
-                    if saved[i]:
-                        picker.mark_have(i)
-                to_check = []
-            else:
-                to_check = [i for i in range(n) if saved[i]]  # crashed: re-hash only what we had
-        else:
-            to_check = list(range(n)) if await self.node.run_blocking(self._any_file_exists) else []
-        self.checked = 0
-        storage, verifier = self.storage, self.verifier
-
-        def check(index: int) -> bool:
-            data = storage.read(index)
-            return data is not None and verifier.verify(index, data)
-
-        window = 2 * self.settings.hash_threads
-        pending: dict[asyncio.Future, int] = {}
-        for index in to_check:
-            if len(pending) >= window:
-                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for fut in done:
-                    if fut.result():
-                        picker.mark_have(pending[fut])
-                    del pending[fut]
-                    self.checked += 1
-            pending[self.node.run_blocking_future(check, index)] = index
-        for fut, index in pending.items():
-            if await fut:
-                picker.mark_have(index)
-            self.checked += 1
-        if not picker.complete:
-            selected_files = None
-            if self.selected is not None:
-                sel = set(self.selected)
-                data_ids = [i for i, f in enumerate(self.meta.files) if not f.is_pad]
-                selected_files = [False] * len(self.meta.files)
-                for k, fi in enumerate(data_ids):
-                    selected_files[fi] = k in sel
-            await self.node.run_blocking(self.storage.create_files, selected_files)
-        self.state = State.SEEDING if picker.complete else State.DOWNLOADING
-        self.save_resume(clean=False)
-        if picker.complete:
-            self._done.set()
-        for peer in self.peers:
-            self._send_have_pieces(peer)
-            self._update_interest(peer)
-
-    def _any_file_exists(self) -> bool:
-        assert self.storage is not None
-        return any(size > 0 for size, _ in self.storage.file_state())
-
     # -- peers ---------------------------------------------------------------------------------
     def add_peers(self, addresses: list[tuple[str, int] | Multiaddr]) -> None:
         """Peers to try: (host, port) for plain BitTorrent, multiaddrs for the secure layer."""
@@ -435,18 +338,6 @@ class Torrent:
             peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
         self._send_have_pieces(peer, first=True)
         return True
-
-    def _ext_handshake(self) -> ext.ExtHandshake:
-        ids = dict(ext.LOCAL_IDS)
-        if self.private:
-            ids.pop("ut_pex", None)
-        return ext.ExtHandshake(
-            ids=ids,
-            client=self.node.client_name,
-            port=self.node.port,
-            reqq=1000,
-            metadata_size=len(self.meta.info_bytes) if self.meta else None,
-        )
 
     def _send_have_pieces(self, peer: PeerConnection, first: bool = False) -> None:
         """The first message after the handshake says what we have (BEP 3 bitfield / BEP 6 have_all/none)."""
@@ -607,88 +498,6 @@ class Torrent:
             self.picker.add_peer_pieces(peer.bits)
             self._update_interest(peer)
 
-    def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
-        if m.ext_id == 0:
-            h = ext.parse_ext_handshake(m.payload)
-            peer.ext_handshake = h
-            peer.ext_ids = dict(h.ids)
-            peer.client = (h.client or "")[:64]
-            if h.port and peer.remote and not peer.outgoing and peer.secure_key is None:
-                peer.address = (peer.remote[0], h.port)
-            if self.meta is None and h.metadata_size and "ut_metadata" in peer.ext_ids:
-                if self.assembler is None:
-                    self.assembler = ext.MetadataAssembler(
-                        info_hash_v1=self.info_hash_v1, info_hash_v2=self.info_hash_v2
-                    )
-                try:
-                    self.assembler.set_size(h.metadata_size)
-                except ext.ExtensionError as exc:
-                    peer.close(f"bad metadata size: {exc}")
-                    return
-                self._request_metadata(peer)
-        elif m.ext_id == ext.LOCAL_IDS["ut_metadata"]:
-            self._on_metadata(peer, ext.parse_metadata(m.payload))
-        elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.private:
-            pex = ext.parse_pex(m.payload)
-            self.add_peers(pex.added)
-
-    def _request_metadata(self, peer: PeerConnection) -> None:
-        assembler = self.assembler
-        while assembler is not None and len(peer.metadata_requests) < 4:
-            piece = assembler.next_request()
-            if piece is None:
-                return
-            peer.metadata_requests.add(piece)
-            peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataRequest(piece)))
-
-    def _on_metadata(self, peer: PeerConnection, msg: Any) -> None:
-        if isinstance(msg, ext.MetadataRequest):
-            info = self.meta.info_bytes if self.meta else None
-            if info is None or msg.piece * ext.METADATA_PIECE >= len(info):
-                peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataReject(msg.piece)))
-            else:
-                chunk = info[msg.piece * ext.METADATA_PIECE : (msg.piece + 1) * ext.METADATA_PIECE]
-                peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataData(msg.piece, len(info), chunk)))
-            return
-        assembler = self.assembler
-        if assembler is None or self.meta is not None:
-            return
-        peer.metadata_requests.discard(msg.piece)
-        if isinstance(msg, ext.MetadataReject):
-            assembler.release(msg.piece)
-            return
-        try:
-            info = assembler.receive(msg.piece, msg.data)
-        except ext.ExtensionError as exc:
-            peer.close(f"bad metadata: {exc}")
-            return
-        if info is None:
-            self._request_metadata(peer)
-            return
-        try:
-            assert self.magnet is not None
-            meta = Metainfo.from_info(info, trackers=tuple((t,) for t in self.magnet.trackers))
-        except MetainfoError as exc:
-            self._fail(f"the torrent's metadata is invalid: {exc}")
-            return
-        self._metadata_received(meta)
-
-    def _metadata_received(self, meta: Metainfo) -> None:
-        if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
-            self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
-        self._setup(meta)
-        assert self.picker is not None
-        for peer in self.peers:
-            if peer.is_seed:
-                peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
-                self.picker.add_peer_pieces(peer.bits)
-            elif peer.raw_bitfield is not None:
-                try:
-                    self._apply_bitfield(peer, peer.raw_bitfield)
-                except ProtocolError as exc:
-                    peer.close(str(exc))
-        self.node.metadata_received(self)
-
     # -- downloading ---------------------------------------------------------------------------
     def after_messages(self, peer: PeerConnection) -> None:
         """After a batch of messages from `peer`: keep its request pipeline full, serve its requests."""
@@ -733,50 +542,6 @@ class Torrent:
         peer.send(b"".join(out))
 
     # -- BEP 52 piece layers ---------------------------------------------------------------------
-    def _request_layers(self, peer: PeerConnection) -> None:
-        if peer.no_hashes or not (peer.handshake and (peer.handshake.supports_v2 or self.info_hash_v1 is None)):
-            return
-        for fetch in self.missing_layers.values():
-            while sum(1 for who in fetch.asked.values() if who is peer) < 4:
-                req = fetch.request_for(peer)
-                if req is None:
-                    break
-                peer.send_message(req)
-
-    def _on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
-        reply = None
-        if self.meta is not None and self.verifier is not None:
-            reply = answer_hash_request(m, self.verifier.layers.get(m.pieces_root), self.meta.piece_length)
-        peer.send_message(reply or wire.HashReject(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers))
-
-    def _on_hashes(self, peer: PeerConnection, m: wire.Hashes) -> None:
-        fetch = self.missing_layers.get(m.pieces_root)
-        if fetch is None:
-            return
-        try:
-            layer = fetch.receive(peer, m)
-        except ValueError as exc:
-            self._strike(peer, f"bad piece layer: {exc}")
-            return
-        if layer is None:
-            self._request_layers(peer)
-            return
-        assert self.verifier is not None and self.meta is not None
-        self.verifier.layers[m.pieces_root] = layer
-        del self.missing_layers[m.pieces_root]
-        if not self.missing_layers:
-            self.meta = replace(self.meta, piece_layers=dict(self.verifier.layers))
-            self.save_resume(clean=False)
-            for other in self.peers:
-                self.after_messages(other)
-
-    def _on_hash_reject(self, peer: PeerConnection, m: wire.HashReject) -> None:
-        peer.no_hashes = True
-        for fetch in self.missing_layers.values():
-            fetch.release(peer)
-        for other in self.peers:
-            if other is not peer:
-                self._request_layers(other)
 
     def _update_interest(self, peer: PeerConnection) -> None:
         if self.picker is None or peer.closed:
@@ -787,97 +552,6 @@ class Torrent:
             peer.set_interested(self.picker.interesting(peer.bits, peer.is_seed))
         else:
             peer.set_interested(False)
-
-    def _piece_buffer(self, size: int) -> bytearray:
-        """A buffer for an incoming piece, reused from a verified one when possible: fresh megabytes
-        cost page faults, which at a gigabyte a few seconds add up to a good part of a core."""
-        free = self._free_buffers.get(size)
-        return free.pop() if free else bytearray(size)
-
-    def _recycle(self, buf: bytearray) -> None:
-        free = self._free_buffers.setdefault(len(buf), [])
-        if len(free) * len(buf) < self.settings.max_verify_bytes:
-            free.append(buf)
-
-    def _verify(self, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
-        self.verifying_bytes += len(buf)
-        storage, verifier = self.storage, self.verifier
-        assert storage is not None and verifier is not None
-
-        def verify_and_write() -> bool:
-            if not verifier.verify(index, buf):
-                return False
-            storage.write_piece(index, buf)
-            return True
-
-        fut = self.node.run_blocking_future(verify_and_write)
-        self.in_flight.add(fut)
-        fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
-
-    def _piece_checked(self, fut: asyncio.Future, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
-        self.in_flight.discard(fut)
-        self.verifying_bytes -= len(buf)
-        picker = self.picker
-        assert picker is not None
-        exc = fut.exception()
-        if exc is not None:
-            picker.piece_failed(index)
-            if isinstance(exc, StorageError):
-                self._fail(str(exc))
-            else:
-                log.error("verifying piece %d failed", index, exc_info=exc)
-                self._fail(f"internal error while verifying: {exc!r}")
-            return
-        if fut.result():
-            picker.piece_passed(index)
-            if not self._resume_dirty:
-                self._resume_dirty = True
-                asyncio.get_running_loop().call_soon(self._save_have)
-            self._find_culprits(index, buf)
-            have = wire.encode_have(index)
-            for peer in self.peers:
-                if not (peer.bits and peer.bits[index]):
-                    peer.send(have)
-            if picker.complete and self.state is State.DOWNLOADING:
-                self._completed()
-        else:
-            picker.piece_failed(index)
-            self.hash_failures += 1
-            distinct = {id(p): p for p in senders.values()}
-            if len(distinct) == 1:
-                self._strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
-            else:
-                self.failed[index] = (bytes(buf), senders)
-                while len(self.failed) > MAX_FAILED_KEPT:
-                    self.failed.popitem(last=False)
-        self._recycle(buf)
-        if self.state is State.DOWNLOADING:
-            for peer in self.peers:
-                if not peer.peer_choking and peer.am_interested and not peer.snubbed:
-                    self.request_more(peer)
-
-    def _find_culprits(self, index: int, good: bytearray) -> None:
-        """A piece that failed with blocks from several peers now verified: whoever sent a block that
-        differs from the good data is proven to have sent bad data."""
-        entry = self.failed.pop(index, None)
-        if entry is None:
-            return
-        bad, senders = entry
-        guilty = {}
-        for begin, peer in senders.items():
-            if bad[begin : begin + wire.BLOCK_SIZE] != good[begin : begin + wire.BLOCK_SIZE]:
-                guilty[id(peer)] = peer
-        for peer in guilty.values():
-            self._strike(peer, f"sent bad data for piece {index}")
-
-    def _strike(self, peer: PeerConnection, reason: str) -> None:
-        if self.node.is_banned(peer.key, peer.peer_id):
-            return
-        key = peer.peer_id or peer.key
-        self.strikes[key] = self.strikes.get(key, 0) + 1
-        log.info("%r: %s (strike %d)", peer, reason, self.strikes[key])
-        if self.strikes[key] >= BAN_AFTER:
-            self.ban(peer, reason)
 
     def _completed(self) -> None:
         self.state = State.SEEDING
@@ -895,49 +569,6 @@ class Torrent:
             else:
                 peer.set_interested(False)
         self._done.set()
-
-    # -- seeding -------------------------------------------------------------------------------
-    def serve(self, peer: PeerConnection) -> None:
-        """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
-        queued = 0
-        while peer.pending and not peer.write_paused and not peer.closed and not peer.am_choking:
-            index, begin, length = peer.pending[0]
-            data = self.cache.get(index)
-            if data is None:
-                self._load_piece(index).add_done_callback(lambda _f, p=peer: self.serve(p))
-                return
-            peer.pending.popleft()
-            peer.send(wire.piece_header(index, begin, length))
-            peer.send(memoryview(data)[begin : begin + length])  # joined with the header in one write
-            peer.bytes_up += length
-            self.uploaded += length
-            queued += length
-            if queued >= 4 * 1024 * 1024 and peer.pending:
-                asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
-                return
-
-    def _load_piece(self, index: int) -> asyncio.Future:
-        fut = self.loading.get(index)
-        if fut is not None:
-            return fut
-        assert self.storage is not None
-        fut = self.node.run_blocking_future(self.storage.read, index)
-        self.loading[index] = fut
-
-        def loaded(f: asyncio.Future) -> None:
-            self.loading.pop(index, None)
-            if f.cancelled() or f.exception() is not None or f.result() is None:
-                self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
-                return
-            data = f.result()
-            self.cache[index] = data
-            self.cache_bytes += len(data)
-            while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
-                _, old = self.cache.popitem(last=False)
-                self.cache_bytes -= len(old)
-
-        fut.add_done_callback(loaded)
-        return fut
 
     # -- periodic work -------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -972,19 +603,6 @@ class Torrent:
             self._last_pex = now
             self._send_pex()
         self._connect_more(now)
-
-    def _send_pex(self) -> None:
-        """Tell each peer that speaks ut_pex which connectable peers we gained and lost (BEP 11)."""
-        listening = {
-            p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
-            for p in self.peers
-            if p.address is not None
-        }
-        for peer in self.peers:
-            if "ut_pex" in peer.ext_ids:
-                msg = peer.pex.update(listening.keys() - {peer.address}, listening)
-                if msg is not None:
-                    peer.send_extended("ut_pex", ext.encode_pex(msg))
 
     def _snub(self, peer: PeerConnection) -> None:
         log.info("%r snubbed: no data for %.0f s", peer, self.settings.snub_timeout)

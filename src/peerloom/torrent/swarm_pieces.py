@@ -1,0 +1,222 @@
+"""How pieces flow through a torrent: the start-up check of what is on disk, verifying each downloaded
+piece (off the loop) and finding the peers that sent bad blocks, and serving pieces from a read cache.
+A mixin of `Torrent`, split out by concern."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from peerloom.torrent import wire
+from peerloom.torrent.resume import unpack_bits
+from peerloom.torrent.state import State
+from peerloom.torrent.storage import StorageError
+
+if TYPE_CHECKING:
+    from peerloom.torrent.peer import PeerConnection
+
+log = logging.getLogger(__name__)
+
+BAN_AFTER = 2  # pieces proven bad before a peer is banned
+MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
+
+
+class PieceFlowMixin:
+    async def _check(self) -> None:
+        assert self.meta and self.storage and self.picker and self.pieces and self.verifier
+        self.state = State.CHECKING
+        picker = self.picker
+        n = self.pieces.num_pieces
+        rec = self.record
+        to_check: list[int]
+        if self.trusted_complete:
+            for i in range(n):
+                picker.mark_have(i)
+            to_check = []
+        elif rec is not None and rec.have:
+            saved = unpack_bits(rec.have, n)
+            if rec.clean and rec.file_state == [list(s) for s in self.storage.file_state()]:
+                for i in range(n):
+                    if saved[i]:
+                        picker.mark_have(i)
+                to_check = []
+            else:
+                to_check = [i for i in range(n) if saved[i]]  # crashed: re-hash only what we had
+        else:
+            to_check = list(range(n)) if await self.node.run_blocking(self._any_file_exists) else []
+        self.checked = 0
+        storage, verifier = self.storage, self.verifier
+
+        def check(index: int) -> bool:
+            data = storage.read(index)
+            return data is not None and verifier.verify(index, data)
+
+        window = 2 * self.settings.hash_threads
+        pending: dict[asyncio.Future, int] = {}
+        for index in to_check:
+            if len(pending) >= window:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for fut in done:
+                    if fut.result():
+                        picker.mark_have(pending[fut])
+                    del pending[fut]
+                    self.checked += 1
+            pending[self.node.run_blocking_future(check, index)] = index
+        for fut, index in pending.items():
+            if await fut:
+                picker.mark_have(index)
+            self.checked += 1
+        if not picker.complete:
+            selected_files = None
+            if self.selected is not None:
+                sel = set(self.selected)
+                data_ids = [i for i, f in enumerate(self.meta.files) if not f.is_pad]
+                selected_files = [False] * len(self.meta.files)
+                for k, fi in enumerate(data_ids):
+                    selected_files[fi] = k in sel
+            await self.node.run_blocking(self.storage.create_files, selected_files)
+        self.state = State.SEEDING if picker.complete else State.DOWNLOADING
+        self.save_resume(clean=False)
+        if picker.complete:
+            self._done.set()
+        for peer in self.peers:
+            self._send_have_pieces(peer)
+            self._update_interest(peer)
+
+    def _any_file_exists(self) -> bool:
+        assert self.storage is not None
+        return any(size > 0 for size, _ in self.storage.file_state())
+
+    def _piece_buffer(self, size: int) -> bytearray:
+        """A buffer for an incoming piece, reused from a verified one when possible: fresh megabytes
+        cost page faults, which at a gigabyte a few seconds add up to a good part of a core."""
+        free = self._free_buffers.get(size)
+        return free.pop() if free else bytearray(size)
+
+    def _recycle(self, buf: bytearray) -> None:
+        free = self._free_buffers.setdefault(len(buf), [])
+        if len(free) * len(buf) < self.settings.max_verify_bytes:
+            free.append(buf)
+
+    def _verify(self, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
+        self.verifying_bytes += len(buf)
+        storage, verifier = self.storage, self.verifier
+        assert storage is not None and verifier is not None
+
+        def verify_and_write() -> bool:
+            if not verifier.verify(index, buf):
+                return False
+            storage.write_piece(index, buf)
+            return True
+
+        fut = self.node.run_blocking_future(verify_and_write)
+        self.in_flight.add(fut)
+        fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
+
+    def _piece_checked(self, fut: asyncio.Future, index: int, buf: bytearray, senders: dict[int, Any]) -> None:
+        self.in_flight.discard(fut)
+        self.verifying_bytes -= len(buf)
+        picker = self.picker
+        assert picker is not None
+        exc = fut.exception()
+        if exc is not None:
+            picker.piece_failed(index)
+            if isinstance(exc, StorageError):
+                self._fail(str(exc))
+            else:
+                log.error("verifying piece %d failed", index, exc_info=exc)
+                self._fail(f"internal error while verifying: {exc!r}")
+            return
+        if fut.result():
+            picker.piece_passed(index)
+            if not self._resume_dirty:
+                self._resume_dirty = True
+                asyncio.get_running_loop().call_soon(self._save_have)
+            self._find_culprits(index, buf)
+            have = wire.encode_have(index)
+            for peer in self.peers:
+                if not (peer.bits and peer.bits[index]):
+                    peer.send(have)
+            if picker.complete and self.state is State.DOWNLOADING:
+                self._completed()
+        else:
+            picker.piece_failed(index)
+            self.hash_failures += 1
+            distinct = {id(p): p for p in senders.values()}
+            if len(distinct) == 1:
+                self._strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
+            else:
+                self.failed[index] = (bytes(buf), senders)
+                while len(self.failed) > MAX_FAILED_KEPT:
+                    self.failed.popitem(last=False)
+        self._recycle(buf)
+        if self.state is State.DOWNLOADING:
+            for peer in self.peers:
+                if not peer.peer_choking and peer.am_interested and not peer.snubbed:
+                    self.request_more(peer)
+
+    def _find_culprits(self, index: int, good: bytearray) -> None:
+        """A piece that failed with blocks from several peers now verified: whoever sent a block that
+        differs from the good data is proven to have sent bad data."""
+        entry = self.failed.pop(index, None)
+        if entry is None:
+            return
+        bad, senders = entry
+        guilty = {}
+        for begin, peer in senders.items():
+            if bad[begin : begin + wire.BLOCK_SIZE] != good[begin : begin + wire.BLOCK_SIZE]:
+                guilty[id(peer)] = peer
+        for peer in guilty.values():
+            self._strike(peer, f"sent bad data for piece {index}")
+
+    def _strike(self, peer: PeerConnection, reason: str) -> None:
+        if self.node.is_banned(peer.key, peer.peer_id):
+            return
+        key = peer.peer_id or peer.key
+        self.strikes[key] = self.strikes.get(key, 0) + 1
+        log.info("%r: %s (strike %d)", peer, reason, self.strikes[key])
+        if self.strikes[key] >= BAN_AFTER:
+            self.ban(peer, reason)
+
+    def serve(self, peer: PeerConnection) -> None:
+        """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
+        queued = 0
+        while peer.pending and not peer.write_paused and not peer.closed and not peer.am_choking:
+            index, begin, length = peer.pending[0]
+            data = self.cache.get(index)
+            if data is None:
+                self._load_piece(index).add_done_callback(lambda _f, p=peer: self.serve(p))
+                return
+            peer.pending.popleft()
+            peer.send(wire.piece_header(index, begin, length))
+            peer.send(memoryview(data)[begin : begin + length])  # joined with the header in one write
+            peer.bytes_up += length
+            self.uploaded += length
+            queued += length
+            if queued >= 4 * 1024 * 1024 and peer.pending:
+                asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
+                return
+
+    def _load_piece(self, index: int) -> asyncio.Future:
+        fut = self.loading.get(index)
+        if fut is not None:
+            return fut
+        assert self.storage is not None
+        fut = self.node.run_blocking_future(self.storage.read, index)
+        self.loading[index] = fut
+
+        def loaded(f: asyncio.Future) -> None:
+            self.loading.pop(index, None)
+            if f.cancelled() or f.exception() is not None or f.result() is None:
+                self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
+                return
+            data = f.result()
+            self.cache[index] = data
+            self.cache_bytes += len(data)
+            while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
+                _, old = self.cache.popitem(last=False)
+                self.cache_bytes -= len(old)
+
+        fut.add_done_callback(loaded)
+        return fut
