@@ -43,11 +43,13 @@ def answer_hash_request(req: HashRequest, layer: bytes | None, piece_length: int
     if layer is None or req.base_layer != piece_layer_height(piece_length):
         return None
     length = req.length
-    if length < 1 or length > MAX_HASHES or length & (length - 1) or req.index % length:
+    # At least 2 hashes: a reply omits the first log2(length) - 1 proof layers, which means nothing for one
+    # hash (our answer would carry more than length + proof_layers hashes, which WireParser refuses).
+    if length < 2 or length > MAX_HASHES or length & (length - 1) or req.index % length:
         return None
     tree = tree_above(layer, piece_length)
     base = tree[0]
-    if req.index >= len(base):
+    if req.index + length > len(base):  # the whole range must lie in the padded layer (as libtorrent checks)
         return None
     out = base[req.index : req.index + length]
     k = length.bit_length() - 1

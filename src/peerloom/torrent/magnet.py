@@ -43,6 +43,10 @@ class Magnet:
         if not link[:8].lower() == "magnet:?":
             raise MagnetError("not a magnet link (it must start with 'magnet:?')")
         try:
+            link.encode("utf-8")  # lone surrogates (undecodable bytes of a command line) would pass into fields
+        except UnicodeEncodeError as exc:
+            raise MagnetError("magnet link is not valid text") from exc
+        try:
             fields = parse_qsl(link[8:], keep_blank_values=True, max_num_fields=MAX_FIELDS)
         except ValueError as exc:
             raise MagnetError(f"malformed magnet link: {exc}") from exc
@@ -95,7 +99,7 @@ class Magnet:
             parts.append("dn=" + quote(self.name, safe=""))
         parts += ["tr=" + quote(url, safe="") for url in self.trackers]
         parts += ["ws=" + quote(url, safe="") for url in self.web_seeds]
-        parts += ["x.pe=" + format_peer_address(peer) for peer in self.peers]
+        parts += ["x.pe=" + quote(format_peer_address(peer), safe=":[]") for peer in self.peers]
         if self.select_only is not None:
             ranges = (str(a) if a == b else f"{a}-{b}" for a, b in self.select_only)
             parts.append("so=" + ",".join(ranges))
@@ -103,30 +107,34 @@ class Magnet:
 
 
 def _parse_btih(text: str) -> bytes:
+    if len(text) not in (40, 32):
+        raise MagnetError(f"btih info-hash must be 40 hex or 32 base32 characters, not {len(text)}")
     try:
-        if len(text) == 40:
-            return bytes.fromhex(text)
-        if len(text) == 32:
-            return base64.b32decode(text.upper())
+        raw = bytes.fromhex(text) if len(text) == 40 else base64.b32decode(text.upper())
     except (ValueError, binascii.Error) as exc:
         raise MagnetError(f"invalid btih info-hash {text!r}") from exc
-    raise MagnetError(f"btih info-hash must be 40 hex or 32 base32 characters, not {len(text)}")
+    if len(raw) != 20:  # fromhex skips spaces and b32decode takes '=' padding: both can yield fewer bytes
+        raise MagnetError(f"invalid btih info-hash {text!r}")
+    return raw
 
 
 def _parse_btmh(text: str) -> bytes:
     if not text.lower().startswith(_SHA256_MULTIHASH) or len(text) != 68:
         raise MagnetError("btmh info-hash must be a sha2-256 multihash (1220 + 64 hex digits)")
     try:
-        return bytes.fromhex(text[4:])
+        raw = bytes.fromhex(text[4:])
     except ValueError as exc:
         raise MagnetError(f"invalid btmh info-hash {text!r}") from exc
+    if len(raw) != 32:  # fromhex skips spaces
+        raise MagnetError(f"invalid btmh info-hash {text!r}")
+    return raw
 
 
 def _parse_select(text: str) -> tuple[tuple[int, int], ...]:
     ranges = []
     for item in text.split(","):
         first, _, last = item.partition("-")
-        if not first.isdigit() or (last and not last.isdigit()) or len(item) > 24:
+        if not item.isascii() or not first.isdigit() or (last and not last.isdigit()) or len(item) > 24:
             raise MagnetError(f"invalid file selection {item!r} in so=")
         start, end = int(first), int(last or first)
         if end < start:
@@ -149,7 +157,8 @@ def parse_peer_address(text: str) -> tuple[str, int]:
         host, sep, port = text.rpartition(":")
         if not sep or not host or ":" in host:
             raise MagnetError(f"invalid peer address {text!r} (expected HOST:PORT)")
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    # ASCII digits only ('²'.isdigit() holds but int() refuses it) and few of them (int() refuses > 4300)
+    if not (port.isascii() and port.isdigit()) or len(port) > 5 or not 0 < int(port) < 65536:
         raise MagnetError(f"invalid port in peer address {text!r}")
     return host, int(port)
 
