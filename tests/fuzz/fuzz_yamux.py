@@ -40,6 +40,7 @@ def fuzz_one_input(data: bytes) -> None:
 def main() -> None:
     import atheris  # imported here so that collecting or importing this module never needs atheris
 
+    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
     atheris.Setup(sys.argv, fuzz_one_input)
     atheris.Fuzz()
 

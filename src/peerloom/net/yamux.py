@@ -328,8 +328,10 @@ class Session:
             stream.blocked = True
         if take <= 0:
             return 0
-        # bytes are immutable and kept as they are; anything else is copied so the caller may reuse it
-        stream.queue.append(view[:take] if isinstance(data, bytes) else memoryview(bytes(view[:take])))
+        # bytes (or a view of bytes) are immutable and kept as they are; anything else is copied so the caller
+        # may reuse its buffer
+        immutable = isinstance(data, bytes) or (isinstance(data, memoryview) and isinstance(data.obj, bytes))
+        stream.queue.append(view[:take] if immutable else memoryview(bytes(view[:take])))
         stream.queued += take
         self._ready[stream_id] = None
         return take
