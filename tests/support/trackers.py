@@ -17,6 +17,7 @@ class HttpTracker:
         self.interval = interval
         self.swarms: dict[bytes, dict[tuple[str, int], bool]] = {}
         self.events: list[str] = []
+        self.completed: dict[bytes, int] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -36,15 +37,30 @@ class HttpTracker:
             swarm.pop(peer, None)
         else:
             swarm[peer] = int(raw.get("left", "1")) == 0
+        if event == "completed":
+            self.completed[info_hash] = self.completed.get(info_hash, 0) + 1
         others = [p for p in swarm if p != peer]
         compact = b"".join(ipaddress.ip_address(h).packed + struct.pack(">H", p) for h, p in others)
         body: dict[bytes, Any] = {b"interval": self.interval, b"peers": compact,
                                   b"complete": sum(swarm.values()), b"incomplete": len(swarm) - sum(swarm.values())}
         return web.Response(body=encode(body))
 
+    async def _scrape(self, request: web.Request) -> web.Response:
+        """BEP 48: counts for each `info_hash` asked (repeated parameter); unknown torrents are left out."""
+        asked = [v.encode("latin-1") for k, v in parse_qsl(request.rel_url.raw_query_string, encoding="latin-1")
+                 if k == "info_hash"]
+        files = {}
+        for info_hash in asked:
+            if info_hash in self.swarms:
+                swarm = self.swarms[info_hash]
+                files[info_hash] = {b"complete": sum(swarm.values()), b"downloaded": self.completed.get(info_hash, 0),
+                                    b"incomplete": len(swarm) - sum(swarm.values())}
+        return web.Response(body=encode({b"files": files}))
+
     async def __aenter__(self) -> HttpTracker:
         app = web.Application()
         app.router.add_get("/announce", self._announce)
+        app.router.add_get("/scrape", self._scrape)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

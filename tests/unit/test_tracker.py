@@ -1,4 +1,4 @@
-"""HTTP tracker codecs: announce URLs and responses, good and hostile."""
+"""HTTP tracker codecs: announce and scrape URLs and responses, good and hostile."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import pytest
 from peerloom.codec.bencode import encode
 from peerloom.torrent.tracker import (
     AnnounceRequest,
+    ScrapeStats,
     TrackerError,
     TrackerProtocolError,
     http_announce_url,
+    http_scrape_url,
     parse_http_announce,
+    parse_http_scrape,
 )
 
 
@@ -44,3 +47,62 @@ def test_malformed_responses_are_typed_errors(body: bytes) -> None:
 def test_failure_reason_is_reported() -> None:
     with pytest.raises(TrackerError, match="unregistered torrent"):
         parse_http_announce(encode({b"failure reason": b"unregistered torrent"}))
+
+
+H1, H2 = b"\x00\xff" + b"a" * 18, b"b" * 20
+
+
+@pytest.mark.parametrize(
+    ("announce", "scrape"),
+    [  # the examples of BEP 48
+        ("http://example.com/announce", "http://example.com/scrape"),
+        ("http://example.com/x/announce", "http://example.com/x/scrape"),
+        ("http://example.com/announce.php", "http://example.com/scrape.php"),
+        ("http://example.com/announce?x=2%0644", "http://example.com/scrape?x=2%0644"),
+        ("https://example.com:8443/a/announce?passkey=k", "https://example.com:8443/a/scrape?passkey=k"),
+    ],
+)
+def test_scrape_url_replaces_the_last_announce_segment(announce: str, scrape: str) -> None:
+    url = http_scrape_url(announce, [H1, H2])
+    sep = "&" if "?" in scrape else "?"
+    assert url == f"{scrape}{sep}info_hash=%00%FF{'a' * 18}&info_hash={'b' * 20}"
+
+
+@pytest.mark.parametrize(
+    "announce",
+    ["http://example.com/a", "http://example.com/announce?x=2/4", "http://example.com/x%064announce",
+     "http://example.com/", "example.com"],
+)
+def test_urls_without_the_announce_convention_have_no_scrape(announce: str) -> None:
+    with pytest.raises(TrackerError, match="no scrape URL"):
+        http_scrape_url(announce, [H1])
+
+
+def test_a_scrape_always_names_its_torrents() -> None:
+    with pytest.raises(ValueError):
+        http_scrape_url("http://example.com/announce", [])
+
+
+def test_scrape_response_counts_only_the_asked_torrents() -> None:
+    body = encode({b"files": {H1: {b"complete": 5, b"downloaded": 50, b"incomplete": 10, b"name": b"x"},
+                              b"c" * 20: {b"complete": 1, b"downloaded": 1, b"incomplete": 1}},
+                   b"flags": {b"min_request_interval": 60}})
+    assert parse_http_scrape(body, [H1, H2]) == {H1: ScrapeStats(complete=5, downloaded=50, incomplete=10)}
+    sparse = encode({b"files": {H2: {b"complete": 2}}})
+    assert parse_http_scrape(sparse, [H2]) == {H2: ScrapeStats(2, 0, 0)}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"garbage", encode([1]), encode({b"nofiles": 1}), encode({b"files": [H1]}), encode({b"files": {H1: 5}}),
+     encode({b"files": {H1: {b"complete": -1}}}), encode({b"files": {H1: {b"complete": b"5"}}}),
+     b"d5:filesde" + b"x" * (4 * 1024 * 1024)],
+)
+def test_malformed_scrape_responses_are_typed_errors(body: bytes) -> None:
+    with pytest.raises(TrackerProtocolError):
+        parse_http_scrape(body, [H1])
+
+
+def test_scrape_failure_reason_is_reported() -> None:
+    with pytest.raises(TrackerError, match="scrape disabled"):
+        parse_http_scrape(encode({b"failure reason": b"scrape disabled"}), [H1])

@@ -1,4 +1,4 @@
-"""Tracker announce codecs (BEP 3 HTTP, BEP 23 compact peers, BEP 7 peers6), sans-I/O."""
+"""Tracker codecs, sans-I/O: HTTP announce (BEP 3, BEP 23 compact peers, BEP 7 peers6) and scrape (BEP 48)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,15 @@ class AnnounceResponse:
     complete: int | None = None
     incomplete: int | None = None
     warning: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScrapeStats:
+    """What a tracker counts for one torrent: seeders, completed downloads, leechers."""
+
+    complete: int
+    downloaded: int
+    incomplete: int
 
 
 def http_announce_url(base: str, req: AnnounceRequest) -> str:
@@ -95,9 +104,11 @@ def parse_http_announce(body: bytes) -> AnnounceResponse:
         peers += _compact(raw, v6=False)
     elif isinstance(raw, list):
         for entry in raw[:MAX_PEERS]:
-            if isinstance(entry, dict) and isinstance(entry.get(b"ip"), bytes) and type(entry.get(b"port")) is int:
+            port = entry.get(b"port") if isinstance(entry, dict) else None
+            # like a compact entry, an entry without a usable port (0, negative, beyond 65535) is skipped
+            if type(port) is int and 0 < port < 65536 and isinstance(entry.get(b"ip"), bytes):
                 try:
-                    peers.append((str(ipaddress.ip_address(entry[b"ip"].decode())), entry[b"port"]))
+                    peers.append((str(ipaddress.ip_address(entry[b"ip"].decode())), port))
                 except ValueError:
                     continue
     raw6 = d.get(b"peers6")
@@ -118,3 +129,51 @@ def parse_http_announce(body: bytes) -> AnnounceResponse:
         incomplete=count(b"incomplete"),
         warning=warning.decode("utf-8", "replace") if isinstance(warning, bytes) else None,
     )
+
+
+def http_scrape_url(announce_url: str, info_hashes: list[bytes]) -> str:
+    """The scrape URL of an HTTP tracker asking about `info_hashes` (BEP 48): the text after the last '/'
+    must start with "announce", which becomes "scrape"; any other URL has no scrape and raises TrackerError."""
+    if not info_hashes:
+        raise ValueError("a scrape names at least one info-hash (a full scrape is never asked)")
+    slash = announce_url.rfind("/")
+    tail = announce_url[slash + 1 :]
+    if slash < 0 or not tail.startswith("announce"):
+        raise TrackerError(f"tracker {announce_url} has no scrape URL")
+    base = announce_url[: slash + 1] + "scrape" + tail[len("announce") :]
+    query = "&".join("info_hash=" + quote_from_bytes(h, safe="") for h in info_hashes)
+    return base + ("&" if "?" in base else "?") + query
+
+
+def parse_http_scrape(body: bytes, info_hashes: list[bytes]) -> dict[bytes, ScrapeStats]:
+    """The counts of the asked torrents the tracker knows; torrents it left out are left out here too."""
+    if len(body) > MAX_BODY:
+        raise TrackerProtocolError("scrape response too large")
+    try:
+        d: Any = decode(body, strict=False, max_depth=8)
+    except BencodeError as exc:
+        raise TrackerProtocolError(f"scrape response is not bencoded: {exc}") from exc
+    if not isinstance(d, dict):
+        raise TrackerProtocolError("scrape response is not a dictionary")
+    failure = d.get(b"failure reason")
+    if failure is not None:
+        reason = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else str(failure)
+        raise TrackerError(f"tracker refused: {reason}")
+    files = d.get(b"files")
+    if not isinstance(files, dict):
+        raise TrackerProtocolError("scrape response has no files dictionary")
+    out = {}
+    for info_hash in info_hashes:
+        entry = files.get(info_hash)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise TrackerProtocolError("scrape entry is not a dictionary")
+        counts = []
+        for key in (b"complete", b"downloaded", b"incomplete"):
+            value = entry.get(key, 0)
+            if type(value) is not int or value < 0:
+                raise TrackerProtocolError(f"scrape entry has a bad {key.decode()} count")
+            counts.append(value)
+        out[info_hash] = ScrapeStats(*counts)
+    return out

@@ -1,4 +1,5 @@
-"""Announcing to trackers: the HTTP client and the per-torrent announce loop (BEP 3, BEP 12 tiers)."""
+"""Talking to trackers: the client (HTTP and UDP announce and scrape) and the per-torrent announce loop
+(BEP 3, BEP 12 tiers, BEP 15 UDP, BEP 48 scrape)."""
 
 from __future__ import annotations
 
@@ -7,42 +8,83 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from peerloom.torrent.tracker import (
+    MAX_BODY,
     AnnounceRequest,
     AnnounceResponse,
+    ScrapeStats,
     TrackerError,
     http_announce_url,
+    http_scrape_url,
     parse_http_announce,
+    parse_http_scrape,
 )
+from peerloom.torrent.udp_tracker import MAX_SCRAPE_HASHES, RETRANSMIT_BASE
+from peerloom.torrent.udp_tracker_client import UdpTrackerClient
 
 log = logging.getLogger(__name__)
 
 
 class TrackerClient:
-    def __init__(self, *, timeout: float = 15.0) -> None:
+    """Announces and scrapes for every torrent of a node: `http(s)://` over aiohttp, `udp://` over one
+    shared UDP socket per address family. `timeout` bounds each call."""
+
+    def __init__(self, *, timeout: float = 15.0, udp_retransmit_base: float = RETRANSMIT_BASE) -> None:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self.udp = UdpTrackerClient(timeout=timeout, retransmit_base=udp_retransmit_base)
 
     async def announce(self, url: str, req: AnnounceRequest) -> AnnounceResponse:
-        if not url.startswith(("http://", "https://")):
-            raise TrackerError(f"unsupported tracker scheme: {url.split(':', 1)[0]}")
+        if _scheme(url) == "udp":
+            return await self.udp.announce(url, req)
+        return parse_http_announce(await self._http_get(http_announce_url(url, req)))
+
+    async def scrape(self, url: str, info_hashes: list[bytes]) -> dict[bytes, ScrapeStats]:
+        """Seeders, completed downloads and leechers per info-hash (20 bytes each; a v2 torrent is asked
+        by its info-hash truncated to 20 bytes). An HTTP tracker may leave out torrents it does not know."""
+        hashes = list(dict.fromkeys(info_hashes))
+        if any(len(h) != 20 for h in hashes):
+            raise ValueError("info-hashes must be 20 bytes")
+        if not hashes:
+            return {}
+        if _scheme(url) == "udp":
+            return await self.udp.scrape(url, hashes)
+        out: dict[bytes, ScrapeStats] = {}
+        for i in range(0, len(hashes), MAX_SCRAPE_HASHES):  # keeps each scrape URL a few KiB long
+            batch = hashes[i : i + MAX_SCRAPE_HASHES]
+            out.update(parse_http_scrape(await self._http_get(http_scrape_url(url, batch)), batch))
+        return out
+
+    async def _http_get(self, url: str) -> bytes:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:
-            async with self._session.get(http_announce_url(url, req)) as resp:
+            async with self._session.get(url) as resp:
                 if resp.status != 200:
                     raise TrackerError(f"tracker answered HTTP {resp.status}")
-                body = await resp.content.read(4 * 1024 * 1024 + 1)
+                return await resp.content.read(MAX_BODY + 1)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TrackerError(f"tracker unreachable: {exc!r}") from exc
-        return parse_http_announce(body)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+        await self.udp.close()
+
+
+def _scheme(url: str) -> str:
+    """"udp", "http" or "https"; TrackerError for any other URL."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError as exc:
+        raise TrackerError(f"bad tracker URL {url!r}: {exc}") from exc
+    if scheme not in ("udp", "http", "https"):
+        raise TrackerError(f"unsupported tracker scheme: {scheme or url}")
+    return scheme
 
 
 class Announcer:
@@ -111,14 +153,19 @@ class Announcer:
                 self.on_peers(resp.peers)
                 wait = max(resp.min_interval or 0, min(resp.interval, 1800), 1)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancel that races a wake-up
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            while not self._task.done():  # cancel again should a cancel ever be lost in a library's wait
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._last_url is not None:
             with contextlib.suppress(TrackerError, TimeoutError):
-                await asyncio.wait_for(self.client.announce(self._last_url, self.make_request("stopped")), 3.0)
+                async with asyncio.timeout(3.0):
+                    await self.client.announce(self._last_url, self.make_request("stopped"))
