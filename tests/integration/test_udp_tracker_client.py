@@ -32,7 +32,7 @@ async def until(predicate: object, timeout: float = 10.0) -> None:
 
 async def test_announce_connects_once_and_learns_the_other_peers() -> None:
     async with UdpTracker(interval=1800) as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             first = await client.announce(tracker.announce_url, request(7001, left=0))
             second = await client.announce(tracker.announce_url, request(7002))
@@ -46,7 +46,7 @@ async def test_announce_connects_once_and_learns_the_other_peers() -> None:
 
 async def test_lost_datagrams_are_retransmitted() -> None:
     async with UdpTracker(drop=3) as tracker:  # the connect and two retransmits vanish
-        client = TrackerClient(timeout=5, udp_retransmit_base=0.05)
+        client = TrackerClient(timeout=5, udp_timeout=5, udp_retransmit_base=0.05)
         try:
             resp = await client.announce(tracker.announce_url, request(7001))
         finally:
@@ -56,7 +56,7 @@ async def test_lost_datagrams_are_retransmitted() -> None:
 
 async def test_a_silent_tracker_is_a_tracker_error_within_the_timeout() -> None:
     async with UdpTracker(drop=10**6) as tracker:
-        client = TrackerClient(timeout=0.6, udp_retransmit_base=0.05)
+        client = TrackerClient(timeout=0.6, udp_timeout=0.6, udp_retransmit_base=0.05)
         started = time.monotonic()
         try:
             with pytest.raises(TrackerError, match=r"did not answer in 0\.6 s"):
@@ -69,7 +69,7 @@ async def test_a_silent_tracker_is_a_tracker_error_within_the_timeout() -> None:
 
 async def test_a_refusal_is_reported_with_its_message_and_the_id_forgotten() -> None:
     async with UdpTracker(refuse="torrent not registered") as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             with pytest.raises(TrackerError, match="torrent not registered"):
                 await client.announce(tracker.announce_url, request(7001))
@@ -83,7 +83,7 @@ async def test_a_refusal_is_reported_with_its_message_and_the_id_forgotten() -> 
 
 async def test_stray_datagrams_with_other_transaction_ids_are_ignored() -> None:
     async with UdpTracker(noise=True) as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             resp = await client.announce(tracker.announce_url, request(7001))
         finally:
@@ -93,7 +93,7 @@ async def test_stray_datagrams_with_other_transaction_ids_are_ignored() -> None:
 
 async def test_concurrent_announces_share_one_socket() -> None:
     async with UdpTracker() as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             await asyncio.gather(*(client.announce(tracker.announce_url, request(7000 + i)) for i in range(20)))
             assert len(client.udp._endpoints) == 1
@@ -104,7 +104,7 @@ async def test_concurrent_announces_share_one_socket() -> None:
 
 async def test_close_closes_the_socket_and_the_client_can_start_again() -> None:
     async with UdpTracker() as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         await client.announce(tracker.announce_url, request(7001))
         endpoint = client.udp._endpoints[socket.AF_INET]
         await client.close()
@@ -127,7 +127,7 @@ def _ipv6_loopback() -> bool:
 @pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
 async def test_over_ipv6_the_peers_are_18_byte_entries() -> None:
     async with UdpTracker(host="::1") as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             await client.announce(tracker.announce_url, request(7001))
             resp = await client.announce(tracker.announce_url, request(7002))
@@ -139,7 +139,7 @@ async def test_over_ipv6_the_peers_are_18_byte_entries() -> None:
 async def test_udp_scrape_counts_seeders_completions_and_leechers() -> None:
     other = b"\x22" * 20
     async with UdpTracker() as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             for port, left, event in [(7001, 0, "started"), (7002, 0, "started"), (7003, 5, "started"),
                                       (7004, 5, "started"), (7004, 0, "completed")]:
@@ -157,7 +157,7 @@ async def test_udp_scrape_counts_seeders_completions_and_leechers() -> None:
 
 async def test_http_scrape_counts_and_leaves_out_unknown_torrents() -> None:
     async with HttpTracker() as tracker:
-        client = TrackerClient(timeout=5)
+        client = TrackerClient(timeout=5, udp_timeout=5)
         try:
             await client.announce(tracker.announce_url, request(7001, left=0))
             await client.announce(tracker.announce_url, request(7002, left=3))

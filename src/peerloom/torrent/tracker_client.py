@@ -33,10 +33,13 @@ class TrackerClient:
     """Announces and scrapes for every torrent of a node: `http(s)://` over aiohttp, `udp://` over one
     shared UDP socket per address family. `timeout` bounds each call."""
 
-    def __init__(self, *, timeout: float = 15.0, udp_retransmit_base: float = RETRANSMIT_BASE) -> None:
+    def __init__(
+        self, *, timeout: float = 15.0, udp_timeout: float = 60.0, udp_retransmit_base: float = RETRANSMIT_BASE
+    ) -> None:
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
-        self.udp = UdpTrackerClient(timeout=timeout, retransmit_base=udp_retransmit_base)
+        # BEP 15 resends after 15 s, then 30 s more: a minute allows three sends before the announce loop's backoff
+        self.udp = UdpTrackerClient(timeout=udp_timeout, retransmit_base=udp_retransmit_base)
 
     async def announce(self, url: str, req: AnnounceRequest) -> AnnounceResponse:
         if _scheme(url) == "udp":
