@@ -1,0 +1,321 @@
+"""The iterative Kademlia lookup of BEP 5 (find_node, get_peers) and BEP 44 (get), as a state machine.
+
+The caller feeds it: `next_queries(now)` hands out (candidate, query) pairs to send (the caller sets each query's
+transaction id), and each sent query comes back exactly once through `on_response`, `on_error` or `on_timeout`
+(timing requests out is the caller's job). The lookup keeps a bounded shortlist sorted by XOR distance, keeps at most
+`alpha` queries in flight, and is done when the `k` closest live candidates have all answered (or failed) and no
+closer one is pending.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from peerloom.dht.bep44 import Item, immutable_target, mutable_target, verify_mutable
+from peerloom.dht.krpc import Address, FindNode, Get, GetPeers, NodeInfo, Query, Response
+from peerloom.dht.routing import ID_BITS, node_id_valid_for_ip, to_bytes, to_int
+
+ALPHA = 3
+K = 8
+MAX_PEERS = 500
+
+_UNKNOWN = 1 << ID_BITS  # distance of a seed whose id we do not know yet (a bootstrap address): after every real id
+
+
+class LookupKind(Enum):
+    FIND_NODE = "find_node"
+    GET_PEERS = "get_peers"
+    GET = "get"  # BEP 44
+
+
+class CandidateState(Enum):
+    NEW = "new"
+    PENDING = "pending"
+    RESPONDED = "responded"
+    FAILED = "failed"  # timed out, answered with an error, or not eligible (wrong id, BEP 42 when enforced)
+
+
+class Candidate:
+    """A node on the shortlist. `depth` is the hop at which it was found (seeds are hop 1)."""
+
+    __slots__ = ("address", "depth", "distance", "id", "state", "token")
+
+    def __init__(self, node_id: int | None, address: Address, distance: int, depth: int) -> None:
+        self.id = node_id
+        self.address = address
+        self.distance = distance
+        self.depth = depth
+        self.state = CandidateState.NEW
+        self.token: bytes | None = None
+
+    def info(self) -> NodeInfo:
+        assert self.id is not None
+        return to_bytes(self.id), self.address[0], self.address[1]
+
+    def __repr__(self) -> str:
+        node = "?" if self.id is None else f"{self.id:040x}"
+        return f"Candidate({node}, {self.address}, {self.state.value}, depth={self.depth})"
+
+
+@dataclass(slots=True)
+class LookupResult:
+    """What a finished lookup found. `nodes` are the closest nodes that answered, nearest first; `hops` is the depth
+    at which the nearest of them was found; `duration` runs from the start to the moment the lookup was done."""
+
+    kind: LookupKind
+    target: bytes
+    nodes: list[NodeInfo] = field(default_factory=list)
+    peers: list[Address] = field(default_factory=list)
+    item: Item | None = None
+    hops: int = 0
+    messages: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    duration: float = 0.0
+
+
+class Lookup:
+    """One iterative lookup; see the module docstring.
+
+    `seeds` are (node id or None, address) pairs, usually the routing table's closest nodes; an unknown id (a
+    bootstrap address) is learnt from the node's answer. For BEP 44 `get`, `salt` is the one the target was made with
+    (needed to check mutable items) and `seq` asks only for items newer than it. With `enforce_bep42`, nodes whose id
+    does not match their IP may route the lookup but do not count towards its end and get no store.
+    """
+
+    __slots__ = (
+        "_by_id", "_holders", "_item", "_own", "_peers", "_short", "alpha", "enforce_bep42", "errors", "finished_at",
+        "in_flight", "k", "kind", "max_candidates", "messages", "own_id", "read_only", "salt", "seq", "started_at",
+        "target", "target_int", "timeouts", "v6",
+    )
+
+    def __init__(
+        self,
+        target: bytes,
+        kind: LookupKind,
+        seeds: Iterable[tuple[int | bytes | None, Address]],
+        *,
+        own_id: bytes,
+        now: float,
+        alpha: int = ALPHA,
+        k: int = K,
+        read_only: bool = False,
+        v6: bool = False,
+        enforce_bep42: bool = False,
+        salt: bytes = b"",
+        seq: int | None = None,
+        max_candidates: int | None = None,
+    ) -> None:
+        self.target = target
+        self.target_int = to_int(target)
+        self.kind = kind
+        self.own_id = own_id
+        self._own = to_int(own_id)
+        self.alpha = alpha
+        self.k = k
+        self.read_only = read_only
+        self.v6 = v6
+        self.enforce_bep42 = enforce_bep42
+        self.salt = salt
+        self.seq = seq
+        self.max_candidates = max_candidates or 8 * k
+        self.started_at = now
+        self.finished_at: float | None = None
+        self.in_flight = 0
+        self.messages = 0
+        self.timeouts = 0
+        self.errors = 0
+        self._short: list[Candidate] = []
+        self._by_id: dict[int, Candidate] = {}
+        self._peers: dict[Address, None] = {}
+        self._item: Item | None = None
+        self._holders: set[int] = set()  # ids of the nodes that returned an item (BEP 44 get)
+        for node_id, address in seeds:
+            if node_id is None:
+                self._insert(Candidate(None, address, _UNKNOWN, 1))
+            else:
+                self._add(to_int(node_id), address, 1)
+        self._check_done(now)
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
+
+    # -- driving the lookup --------------------------------------------------------------------------------------
+    def next_queries(self, now: float) -> list[tuple[Candidate, Query]]:
+        """Queries to send now, to the closest unqueried candidates, keeping at most `alpha` in flight."""
+        out: list[tuple[Candidate, Query]] = []
+        if self.finished_at is not None:
+            return out
+        live = 0
+        for cand in self._short:
+            if self.in_flight >= self.alpha or live >= self.k:
+                break
+            if cand.state is CandidateState.FAILED:
+                continue
+            live += 1
+            if cand.state is CandidateState.NEW:
+                cand.state = CandidateState.PENDING
+                self.in_flight += 1
+                self.messages += 1
+                out.append((cand, self._query()))
+        self._check_done(now)
+        return out
+
+    def on_response(self, cand: Candidate, response: Response, now: float) -> None:
+        """`cand` answered: learn the nodes, peers, token and item it sent."""
+        if cand.state is not CandidateState.PENDING:
+            return
+        self.in_flight -= 1
+        node_id = int.from_bytes(response.node_id, "big")
+        if cand.id is None:
+            if node_id in self._by_id or node_id == self._own:
+                cand.state = CandidateState.FAILED  # a bootstrap address of a node we already have
+            else:
+                with contextlib.suppress(ValueError):  # it may have been pushed off the shortlist meanwhile
+                    self._short.remove(cand)
+                cand.id = node_id
+                cand.distance = node_id ^ self.target_int
+                self._insert(cand)
+        elif cand.id != node_id:
+            cand.state = CandidateState.FAILED  # not the node we were told about: ignore what it says
+            self._check_done(now)
+            return
+        if cand.state is CandidateState.PENDING:
+            eligible = not self.enforce_bep42 or node_id_valid_for_ip(node_id, cand.address[0])
+            cand.state = CandidateState.RESPONDED if eligible else CandidateState.FAILED
+            cand.token = response.token
+        for node_id_bytes, host, port in response.nodes6 if self.v6 else response.nodes:
+            self._add(int.from_bytes(node_id_bytes, "big"), (host, port), cand.depth + 1)
+        if self.kind is LookupKind.GET_PEERS:
+            for peer in response.values:
+                if len(self._peers) >= MAX_PEERS:
+                    break
+                self._peers[peer] = None
+        elif self.kind is LookupKind.GET and response.value is not None and self._take_item(response):
+            self._holders.add(node_id)
+        self._check_done(now)
+
+    def on_error(self, cand: Candidate, now: float) -> None:
+        """`cand` answered with a KRPC error."""
+        if cand.state is CandidateState.PENDING:
+            self.in_flight -= 1
+            self.errors += 1
+            cand.state = CandidateState.FAILED
+            self._check_done(now)
+
+    def on_timeout(self, cand: Candidate, now: float) -> None:
+        """The query to `cand` got no answer in time (or could not be sent)."""
+        if cand.state is CandidateState.PENDING:
+            self.in_flight -= 1
+            self.timeouts += 1
+            cand.state = CandidateState.FAILED
+            self._check_done(now)
+
+    # -- results -------------------------------------------------------------------------------------------------
+    def closest_responded(self, n: int | None = None) -> list[Candidate]:
+        """The `n` (default `k`) closest candidates that answered, nearest first."""
+        n = self.k if n is None else n
+        out = []
+        for cand in self._short:
+            if cand.state is CandidateState.RESPONDED:
+                out.append(cand)
+                if len(out) >= n:
+                    break
+        return out
+
+    def store_targets(self, n: int | None = None) -> list[Candidate]:
+        """The closest answering candidates that gave a write token: where an announce or put goes."""
+        return [cand for cand in self.closest_responded(n) if cand.token is not None]
+
+    def returned_item(self, cand: Candidate) -> bool:
+        """Whether `cand` answered a BEP 44 get with a valid item (only those get a put with `cas`)."""
+        return cand.id in self._holders
+
+    def result(self) -> LookupResult:
+        closest = self.closest_responded()
+        end = self.finished_at if self.finished_at is not None else self.started_at
+        return LookupResult(
+            kind=self.kind,
+            target=self.target,
+            nodes=[cand.info() for cand in closest],
+            peers=list(self._peers),
+            item=self._item,
+            hops=closest[0].depth if closest else 0,
+            messages=self.messages,
+            timeouts=self.timeouts,
+            errors=self.errors,
+            duration=end - self.started_at,
+        )
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _query(self) -> Query:
+        own, ro = self.own_id, self.read_only
+        if self.kind is LookupKind.FIND_NODE:
+            return FindNode(t=b"", node_id=own, read_only=ro, target=self.target)
+        if self.kind is LookupKind.GET_PEERS:
+            return GetPeers(t=b"", node_id=own, read_only=ro, info_hash=self.target)
+        return Get(t=b"", node_id=own, read_only=ro, target=self.target, seq=self.seq)
+
+    def _add(self, node_id: int, address: Address, depth: int) -> None:
+        if node_id in self._by_id or node_id == self._own:
+            return
+        distance = node_id ^ self.target_int
+        short = self._short
+        if len(short) >= self.max_candidates and distance >= short[-1].distance:
+            return
+        self._insert(Candidate(node_id, address, distance, depth))
+
+    def _insert(self, cand: Candidate) -> None:
+        short = self._short
+        bisect.insort(short, cand, key=_distance)
+        if cand.id is not None:
+            self._by_id[cand.id] = cand
+        if len(short) > self.max_candidates:
+            dropped = short.pop()
+            if dropped.id is not None and self._by_id.get(dropped.id) is dropped:
+                del self._by_id[dropped.id]
+
+    def _take_item(self, response: Response) -> bool:
+        """Keep a valid item from `response` (the highest seq of a mutable one); whether the item was valid."""
+        value = response.value
+        assert value is not None
+        if response.key is None:
+            if immutable_target(value) != self.target:
+                return False
+            if self._item is None:
+                self._item = Item(value=value)
+            return True
+        seq, signature = response.seq, response.signature
+        if seq is None or signature is None or mutable_target(response.key, self.salt) != self.target:
+            return False
+        best = self._item
+        if best is not None and best.seq == seq and best.value == value and best.signature == signature:
+            return True  # the same item again: no need to check the signature twice
+        if not verify_mutable(response.key, signature, value, seq, self.salt):
+            return False
+        if best is None or (best.seq or 0) < seq:
+            self._item = Item(value=value, key=response.key, signature=signature, seq=seq, salt=self.salt)
+        return True
+
+    def _check_done(self, now: float) -> None:
+        if self.finished_at is not None:
+            return
+        live = 0
+        for cand in self._short:
+            if live >= self.k:
+                break
+            if cand.state is CandidateState.FAILED:
+                continue
+            if cand.state is not CandidateState.RESPONDED:
+                return
+            live += 1
+        self.finished_at = now
+
+
+def _distance(cand: Candidate) -> int:
+    return cand.distance
