@@ -4,8 +4,9 @@
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
-so both clients pay their start-up. Prints one JSON line with MB/s, the peerloom/libtorrent ratio and
-the peak RSS of the peerloom leecher. `--where shm` keeps both copies in /dev/shm (engine speed),
+so both clients pay their start-up. Prints one JSON line with MB/s, the peerloom/libtorrent ratio, the
+peak RSS of the peerloom leecher, and the CPU seconds each seeder and leecher spent (steadier than wall
+time when the machine is shared). `--where shm` keeps both copies in /dev/shm (engine speed),
 `disk` in a temporary directory on disk (writing new blocks here caps near 270 MB/s for any client).
 """
 
@@ -65,6 +66,12 @@ def wait_line(proc: subprocess.Popen, predicate, timeout: float = 600.0) -> dict
     raise TimeoutError("no expected line")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -79,8 +86,9 @@ def peerloom_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "peerloom", *args]
 
 
-def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int]:
-    """Seconds until every leecher is done (from leecher start), and the peak RSS (bytes) of one leecher."""
+def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int, float, float]:
+    """Seconds until every leecher is done (from leecher start), the peak RSS (bytes) of one leecher, and the
+    CPU seconds of the seeder (during the transfer) and of one leecher (on average)."""
     seed_port = free_port()
     seeder = subprocess.Popen(
         peerloom_cmd("get", str(torrent), "-o", str(src), "--seed", "--port", str(seed_port), "--listen",
@@ -90,6 +98,7 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
     try:
         wait_line(seeder, lambda m: m.get("event") == "status" and m.get("state") == "seeding")
         start = time.monotonic()
+        seeder_cpu0 = cpu_seconds(seeder.pid)
         procs = []
         work.mkdir(parents=True, exist_ok=True)
         for i in range(leechers):
@@ -100,19 +109,22 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
                 stdout=log, stderr=log,
             ))
         peak = 0
+        leecher_cpu = 0.0
         for i, proc in enumerate(procs):
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)
             if proc.returncode != 0:
                 raise RuntimeError(f"peerloom leecher failed: {(work / f'leecher{i}.log').read_text()[-2000:]}")
             peak = max(peak, usage.ru_maxrss * 1024)
+            leecher_cpu += usage.ru_utime + usage.ru_stime
         elapsed = time.monotonic() - start
+        seeder_cpu = cpu_seconds(seeder.pid) - seeder_cpu0
     finally:
         stop(seeder)
-    return elapsed, peak
+    return elapsed, peak, seeder_cpu, leecher_cpu / leechers
 
 
-def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> float:
+def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, float, float]:
     seed_port = free_port()
     node = [sys.executable, str(HERE / "lt_node.py")]
     seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port)],
@@ -120,15 +132,20 @@ def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> float
     try:
         wait_line(seeder, lambda m: m.get("event") == "ready")
         start = time.monotonic()
+        seeder_cpu0 = cpu_seconds(seeder.pid)
         procs = [
             subprocess.Popen([*node, "get", str(torrent), str(work / f"lt-dst{i}"), str(free_port()), str(seed_port)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(leechers)
         ]
+        leecher_cpu = 0.0
         for proc in procs:
             wait_line(proc, lambda m: m.get("event") == "done")
-            proc.wait()
-        return time.monotonic() - start
+            _, _, usage = os.wait4(proc.pid, 0)
+            proc.returncode = 0
+            leecher_cpu += usage.ru_utime + usage.ru_stime
+        elapsed = time.monotonic() - start
+        return elapsed, cpu_seconds(seeder.pid) - seeder_cpu0, leecher_cpu / leechers
     finally:
         stop(seeder)
 
@@ -157,9 +174,9 @@ def main() -> None:
                 for n in [1] + ([args.leechers] if args.leechers > 1 else []):
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
-                    pl_seconds, rss = run_peerloom(torrent, src, work / "pl", n)
+                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(torrent, src, work / "pl", n)
                     shutil.rmtree(work, ignore_errors=True)
-                    lt_seconds = run_libtorrent(torrent, src, work / "lt", n)
+                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(torrent, src, work / "lt", n)
                     shutil.rmtree(work, ignore_errors=True)
                     pl_rate = n * size / pl_seconds / 1e6
                     lt_rate = n * size / lt_seconds / 1e6
@@ -168,6 +185,11 @@ def main() -> None:
                         "libtorrent_MBps": round(lt_rate, 1),
                         "ratio": round(pl_rate / lt_rate, 2),
                         "peerloom_leecher_peak_rss_MB": round(rss / 1e6, 1),
+                        # CPU seconds (user+system): a steadier measure than wall time on a shared machine
+                        "cpu_s": {
+                            "peerloom_seeder": round(pl_seed_cpu, 2), "libtorrent_seeder": round(lt_seed_cpu, 2),
+                            "peerloom_leecher": round(pl_leech_cpu, 2), "libtorrent_leecher": round(lt_leech_cpu, 2),
+                        },
                     }
                     print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
     print(json.dumps(results))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import random
 
-from peerloom.torrent.picker import BLOCK, RANDOM_FIRST, PiecePicker
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from peerloom.torrent.picker import BLOCK, RANDOM_FIRST, PartialPiece, PiecePicker
 
 PIECE = 4 * BLOCK
 
@@ -106,3 +109,54 @@ def test_availability_tracking() -> None:
     assert p.availability == [1, 1, 1]
     p.remove_peer_pieces(bytearray([1, 0, 1]))
     assert p.availability == [0, 1, 0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_new_pieces_are_always_among_the_rarest_the_peer_has(data: st.DataObject) -> None:
+    """Against a brute-force oracle, through random peers joining and leaving, haves, picks, aborts,
+    verifications passing and failing, and file selection changes."""
+    n = data.draw(st.integers(1, 40))
+    picker = PiecePicker([BLOCK * 2] * n, rng=random.Random(data.draw(st.integers(0, 9))))
+    peers: list[bytearray] = []
+    for _ in range(data.draw(st.integers(1, 40))):
+        op = data.draw(st.sampled_from(["join", "leave", "have", "pick", "abort", "pass", "fail", "want"]))
+        if op == "join":
+            bits = bytearray(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+            peers.append(bits)
+            picker.add_peer_pieces(bits)
+        elif op == "leave" and peers:
+            picker.remove_peer_pieces(peers.pop(data.draw(st.integers(0, len(peers) - 1))))
+        elif op == "have" and peers:
+            bits = peers[data.draw(st.integers(0, len(peers) - 1))]
+            i = data.draw(st.integers(0, n - 1))
+            if not bits[i]:
+                bits[i] = 1
+                picker.peer_has(i)
+        elif op == "pick":
+            bits = peers[data.draw(st.integers(0, len(peers) - 1))] if peers else bytearray(n)
+            seed = data.draw(st.booleans())
+            candidates = [
+                i for i in range(n)
+                if picker.wanted[i] and not picker.have[i] and i not in picker.partial
+                and i not in picker._verifying and (seed or bits[i])
+            ]
+            got = picker._new_piece(bits, seed)
+            if not candidates:
+                assert got is None
+            else:
+                assert got in candidates
+                if sum(picker.have) >= 4 and not picker.sequential:
+                    assert picker.availability[got] == min(picker.availability[i] for i in candidates)
+                picker._start(got)
+        elif op == "abort" and picker.partial:
+            index = data.draw(st.sampled_from(sorted(picker.partial)))
+            picker.pick("p", b"\x01" * n, 1, True)
+            for b, who in list(picker.partial.get(index, PartialPiece(0, bytearray())).requesters.items()):
+                picker.abort(who[0], index, b * BLOCK)
+        elif op in ("pass", "fail") and picker.partial:
+            index = data.draw(st.sampled_from(sorted(picker.partial)))
+            picker.start_verifying(index)
+            (picker.piece_passed if op == "pass" else picker.piece_failed)(index)
+        elif op == "want":
+            picker.set_wanted(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))

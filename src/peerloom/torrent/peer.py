@@ -30,6 +30,7 @@ MAX_PENDING_REQUESTS = 2000  # requests a peer may queue with us (we advertise `
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
 MAX_PIPELINE = 1500
+SLOW_START = 3.0  # seconds after connecting during which the request pipeline grows per block received
 
 
 class PeerConnection(asyncio.Protocol):
@@ -171,7 +172,7 @@ class PeerConnection(asyncio.Protocol):
     def _send_handshake(self, info_hash: bytes) -> None:
         assert self.torrent is not None
         self.info_hash = info_hash
-        reserved = wire.make_reserved(fast=True, extensions=True, v2=self.torrent.has_v2, dht=False)
+        reserved = wire.make_reserved(fast=True, extensions=True, v2=self.torrent.has_v2, dht=self.torrent.dht_enabled)
         self.send(wire.encode_handshake(wire.Handshake(info_hash, self.node.peer_id, reserved)))
 
     def _receive_handshake(self, data: bytes) -> bytes:
@@ -265,8 +266,20 @@ class PeerConnection(asyncio.Protocol):
         self.rate_down += alpha * ((self.bytes_down - down) / dt - self.rate_down)
         self.rate_up += alpha * ((self.bytes_up - up) / dt - self.rate_up)
         self._rate_mark = (now, self.bytes_down, self.bytes_up)
-        # request pipeline sized to the link: enough blocks in flight for ~1 s of data at the current rate
-        self.pipeline = max(MIN_PIPELINE, min(MAX_PIPELINE, int(self.rate_down / BLOCK_SIZE) + MIN_PIPELINE))
+        # request pipeline sized to the link: enough blocks in flight for ~1 s of data at the current rate;
+        # during slow start the rate is still climbing, so the pipeline only grows
+        target = max(MIN_PIPELINE, min(MAX_PIPELINE, int(self.rate_down / BLOCK_SIZE) + MIN_PIPELINE))
+        self.pipeline = max(self.pipeline, target) if self.in_slow_start(now) else target
+
+    def in_slow_start(self, now: float) -> bool:
+        return now - self.connected_at < SLOW_START
+
+    def block_arrived(self, now: float) -> None:
+        """Slow start, as TCP does it: while the pipeline is full, each block that arrives lets one more
+        request out, so the requests in flight double every round trip until the rate estimate takes over."""
+        self.last_block_at = now
+        if len(self.outstanding) + 1 >= self.pipeline and self.pipeline < MAX_PIPELINE and self.in_slow_start(now):
+            self.pipeline += 1
 
     def close(self, reason: str = "closed") -> None:
         if self.closed:

@@ -16,6 +16,33 @@ RANDOM_FIRST = 4  # pieces picked at random before rarest-first, so a new peer s
 ENDGAME_DUPLICATES = 2  # at most this many peers asked for one block in end-game
 
 
+class _Pool:
+    """A set of piece indices with O(1) add, discard and uniformly random choice."""
+
+    __slots__ = ("items", "pos")
+
+    def __init__(self) -> None:
+        self.items: list[int] = []
+        self.pos: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, index: int) -> None:
+        if index not in self.pos:
+            self.pos[index] = len(self.items)
+            self.items.append(index)
+
+    def discard(self, index: int) -> None:
+        at = self.pos.pop(index, None)
+        if at is None:
+            return
+        last = self.items.pop()
+        if last != index:
+            self.items[at] = last
+            self.pos[last] = at
+
+
 @dataclass(slots=True)
 class PartialPiece:
     """A piece being fetched: per block 0 = not asked, 1 = asked, 2 = received."""
@@ -51,22 +78,54 @@ class PiecePicker:
         self.sequential = sequential
         self.rng = rng or random.Random()
         self._verifying: set[int] = set()
+        self._have_count = sum(self.have)
+        # pieces that may be started (wanted, missing, not started, not being verified), grouped by availability,
+        # so rarest-first costs O(1) per new piece instead of a scan of every piece
+        self._todo = bytearray(self.num_pieces)
+        self._pools: dict[int, _Pool] = {}
+        for i in range(self.num_pieces):
+            self._refresh(i)
+
+    def _refresh(self, index: int) -> None:
+        """Bring piece `index`'s place in the to-do pools up to date after its state changed."""
+        todo = bool(
+            self.wanted[index] and not self.have[index] and index not in self.partial and index not in self._verifying
+        )
+        if todo == bool(self._todo[index]):
+            return
+        self._todo[index] = todo
+        a = self.availability[index]
+        if todo:
+            self._pools.setdefault(a, _Pool()).add(index)
+        else:
+            self._leave_pool(a, index)
+
+    def _leave_pool(self, a: int, index: int) -> None:
+        pool = self._pools[a]
+        pool.discard(index)
+        if not pool:
+            del self._pools[a]
+
+    def _change_availability(self, index: int, delta: int) -> None:
+        a = self.availability[index]
+        self.availability[index] = a + delta
+        if self._todo[index]:
+            self._leave_pool(a, index)
+            self._pools.setdefault(a + delta, _Pool()).add(index)
 
     # -- what peers have -------------------------------------------------------------------
     def add_peer_pieces(self, bits: Sequence[bool] | bytearray) -> None:
-        av = self.availability
         for i, b in enumerate(bits):
             if b:
-                av[i] += 1
+                self._change_availability(i, 1)
 
     def remove_peer_pieces(self, bits: Sequence[bool] | bytearray) -> None:
-        av = self.availability
         for i, b in enumerate(bits):
             if b:
-                av[i] -= 1
+                self._change_availability(i, -1)
 
     def peer_has(self, index: int) -> None:
-        self.availability[index] += 1
+        self._change_availability(index, 1)
 
     # -- state -----------------------------------------------------------------------------
     def missing(self) -> int:
@@ -86,6 +145,8 @@ class PiecePicker:
 
     def set_wanted(self, wanted: Sequence[bool]) -> None:
         self.wanted = bytearray(bool(w) for w in wanted)
+        for i in range(self.num_pieces):
+            self._refresh(i)
 
     # -- picking ---------------------------------------------------------------------------
     def pick(self, peer: Hashable, bits: Sequence[bool] | bytearray, count: int, is_seed: bool = False) -> list[
@@ -128,23 +189,34 @@ class PiecePicker:
         size = self.sizes[index]
         part = PartialPiece(size, bytearray(-(-size // BLOCK)))
         self.partial[index] = part
+        self._refresh(index)
         return part
 
     def _new_piece(self, bits: Sequence[bool] | bytearray, is_seed: bool) -> int | None:
-        have, wanted, partial, av = self.have, self.wanted, self.partial, self.availability
-        candidates = [
-            i
-            for i in range(self.num_pieces)
-            if wanted[i] and not have[i] and i not in partial and i not in self._verifying and (is_seed or bits[i])
-        ]
-        if not candidates:
-            return None
+        """The next piece to start: the lowest (sequential), a random one (the first few), else a random one
+        among the rarest the peer has."""
+        todo = self._todo
         if self.sequential:
-            return candidates[0]
-        if sum(have) < RANDOM_FIRST:
-            return self.rng.choice(candidates)
-        rarest = min(av[i] for i in candidates)
-        return self.rng.choice([i for i in candidates if av[i] == rarest])
+            i = todo.find(1)
+            while i >= 0 and not (is_seed or bits[i]):
+                i = todo.find(1, i + 1)
+            return i if i >= 0 else None
+        rng = self.rng
+        if self._have_count < RANDOM_FIRST:
+            candidates = [i for pool in self._pools.values() for i in pool.items if is_seed or bits[i]]
+            return rng.choice(candidates) if candidates else None
+        for a in sorted(self._pools):
+            items = self._pools[a].items
+            if is_seed:
+                return items[rng.randrange(len(items))]
+            for _ in range(4):  # a peer usually has most pieces: a few random probes nearly always hit
+                i = items[rng.randrange(len(items))]
+                if bits[i]:
+                    return i
+            held = [i for i in items if bits[i]]
+            if held:
+                return rng.choice(held)
+        return None
 
     def _endgame(self, peer: Hashable, bits: Sequence[bool] | bytearray, is_seed: bool, count: int, out: list) -> None:
         for index, part in self.partial.items():
@@ -161,7 +233,7 @@ class PiecePicker:
     @property
     def in_endgame(self) -> bool:
         """Every wanted missing piece is started and every block of them is asked for."""
-        if self._new_piece(b"", True) is not None:
+        if self._todo.find(1) >= 0:
             return False
         return all(p.received + len(p.requesters) >= p.blocks for p in self.partial.values())
 
@@ -188,16 +260,17 @@ class PiecePicker:
         """All blocks are in; the piece is out for hashing and must not be picked meanwhile."""
         self.partial.pop(index, None)
         self._verifying.add(index)
+        self._refresh(index)
 
     def piece_passed(self, index: int) -> None:
         self._verifying.discard(index)
-        self.partial.pop(index, None)
-        self.have[index] = 1
+        self.mark_have(index)
 
     def piece_failed(self, index: int) -> None:
         """Hash check failed: the whole piece is fetched again."""
         self._verifying.discard(index)
         self.partial.pop(index, None)
+        self._refresh(index)
 
     def abort(self, peer: Hashable, index: int, begin: int) -> None:
         """A request to `peer` is given up (choked, rejected, timed out, gone): the block is free again."""
@@ -214,7 +287,11 @@ class PiecePicker:
             part.state[b] = 0
             if part.received == 0 and not part.requesters:
                 del self.partial[index]
+                self._refresh(index)
 
     def mark_have(self, index: int) -> None:
-        self.have[index] = 1
+        if not self.have[index]:
+            self.have[index] = 1
+            self._have_count += 1
         self.partial.pop(index, None)
+        self._refresh(index)

@@ -35,6 +35,7 @@ from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
+from peerloom.torrent.swarm_discovery import DiscoveryMixin
 from peerloom.torrent.swarm_exchange import ExchangeMixin
 from peerloom.torrent.swarm_pieces import PieceFlowMixin
 
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 
 
 
-class Torrent(ExchangeMixin, PieceFlowMixin):
+class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     """One torrent in a node: metadata, files, peers, trackers."""
 
     def __init__(
@@ -125,6 +126,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
         self._tokens = 0.0
         self._last_tick = time.monotonic()
         self.snubs = 0
+        self.started_at = time.monotonic()
+        self.first_peer_after: float | None = None  # seconds from start to the first peer connected
         self._done = asyncio.Event()
         self._metadata_ready = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -162,6 +165,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
         self._metadata_ready.set()
 
     async def start(self) -> None:
+        self.started_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"torrent {self.name}")
         trackers = self._tracker_tiers()
         if trackers and self.settings.trackers:
@@ -185,6 +189,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
 
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._ticker())
+        discovery = self._start_discovery()
         try:
             for announcer in self.announcers:
                 announcer.start()
@@ -202,6 +207,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
             self._fail(f"internal error: {exc!r}")
         finally:
             ticker.cancel()
+            if discovery is not None:
+                discovery.cancel()
 
     async def _ticker(self) -> None:
         while True:
@@ -332,11 +339,14 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
             peer.close("too many peers")
             return False
         self.peers.append(peer)
+        if self.first_peer_after is None:
+            self.first_peer_after = time.monotonic() - self.started_at
         hs = peer.handshake
         assert hs is not None
         if hs.supports_extensions:
             peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
         self._send_have_pieces(peer, first=True)
+        self._send_dht_port(peer)
         return True
 
     def _send_have_pieces(self, peer: PeerConnection, first: bool = False) -> None:
@@ -403,7 +413,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
         if others is None:
             self.wasted += n
             return
-        peer.last_block_at = time.monotonic()
+        peer.block_arrived(time.monotonic())
         peer.snubbed = False
         buf = self.buffers.get(m.index)
         if buf is None:
@@ -714,6 +724,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin):
             snubs=self.snubs,
             checked_pieces=self.checked,
             error=self.error,
+            first_peer_after=self.first_peer_after,
         )
 
 
@@ -738,4 +749,5 @@ _HANDLERS: dict[type, Any] = {
     wire.HashRequest: Torrent._on_hash_request,
     wire.Hashes: Torrent._on_hashes,
     wire.HashReject: Torrent._on_hash_reject,
+    wire.Port: Torrent._on_port,
 }
