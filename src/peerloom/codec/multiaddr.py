@@ -19,7 +19,9 @@ from peerloom.errors import ProtocolError
 from peerloom.identity import PeerId, PeerIdError
 
 MAX_MULTIADDR_BYTES = 1024
-MAX_MULTIADDR_TEXT = 2048
+# The text of any binary multiaddr within MAX_MULTIADDR_BYTES must parse back: the widest spelling is
+# /p2p-circuit, 12 characters for 2 bytes, so text may take 6 characters per byte.
+MAX_MULTIADDR_TEXT = 6 * MAX_MULTIADDR_BYTES
 MAX_DNS_NAME_BYTES = 255
 _VARIABLE = -1
 

@@ -68,7 +68,8 @@ def b32decode(text: str) -> bytes:
     """The bytes of unpadded base32 text in either case; refuses padding and non-canonical trailing bits."""
     _check_length(text)
     lower = text.lower()
-    if not _BASE32_CHARS.issuperset(lower) or len(lower) % 8 in _BASE32_BAD_REMAINDERS:
+    # isascii: str.lower() maps KELVIN SIGN (U+212A) to 'k', which would let non-ASCII text through
+    if not text.isascii() or not _BASE32_CHARS.issuperset(lower) or len(lower) % 8 in _BASE32_BAD_REMAINDERS:
         raise MultibaseError("invalid base32 text")
     data = base64.b32decode(lower.upper() + "=" * (-len(lower) % 8))
     if b32encode(data) != lower:  # set bits after the last whole byte

@@ -45,11 +45,14 @@ def _text(value: bytes, what: str) -> str:
 
 
 def encode_identify(info: IdentifyInfo) -> bytes:
-    parts = [
-        encode_bytes_field(_PROTOCOL_VERSION, info.protocol_version.encode()),
-        encode_bytes_field(_AGENT_VERSION, info.agent_version.encode()),
-        encode_bytes_field(_PUBLIC_KEY, info.public_key),
-    ]
+    """The Identify protobuf of info; empty fields are left out (they decode as empty), so re-encoding a decoded
+    message never makes it longer than it was and it stays within MAX_IDENTIFY_SIZE."""
+    singles = (
+        (_PROTOCOL_VERSION, info.protocol_version.encode()),
+        (_AGENT_VERSION, info.agent_version.encode()),
+        (_PUBLIC_KEY, info.public_key),
+    )
+    parts = [encode_bytes_field(number, value) for number, value in singles if value]
     parts += [encode_bytes_field(_LISTEN_ADDRS, a.to_bytes()) for a in info.listen_addrs]
     if info.observed_addr is not None:
         parts.append(encode_bytes_field(_OBSERVED_ADDR, info.observed_addr.to_bytes()))

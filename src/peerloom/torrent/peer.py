@@ -131,6 +131,7 @@ class PeerConnection(asyncio.Protocol):
             self.close_reason = self.close_reason or (f"connection lost: {exc}" if exc else "connection closed")
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(self.close_reason))
+            self.connected.exception()  # an incoming connection has no one waiting on it: not an unhandled error
         if self.torrent is not None:
             self.torrent.peer_lost(self)
         self.node.peer_lost(self)
