@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 BAN_AFTER = 2  # pieces proven bad before a peer is banned
 MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
+READ_AHEAD_PIECES = 4  # pieces loaded ahead of a peer's request queue
+READ_AHEAD_REQUESTS = 512  # how far into the queue read-ahead looks
 
 
 class PieceFlowMixin:
@@ -187,6 +189,7 @@ class PieceFlowMixin:
             data = self.cache.get(index)
             if data is None:
                 self._load_piece(index).add_done_callback(lambda _f, p=peer: self.serve(p))
+                self._read_ahead(peer)
                 return
             peer.pending.popleft()
             peer.send(wire.piece_header(index, begin, length))
@@ -197,6 +200,24 @@ class PieceFlowMixin:
             if queued >= 4 * 1024 * 1024 and peer.pending:
                 asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
                 return
+
+    def _read_ahead(self, peer: PeerConnection) -> None:
+        """Start loading the next pieces the peer has asked for, so they are cached by the time its queue
+        reaches them instead of stalling it once per piece."""
+        assert self.pieces is not None
+        started = 0
+        budget = self.settings.read_cache_bytes // 2  # never so much that it evicts what it loaded
+        last = -1
+        for i, (index, _, _) in enumerate(peer.pending):
+            if i >= READ_AHEAD_REQUESTS or started >= READ_AHEAD_PIECES:
+                break
+            if index != last and index not in self.cache and index not in self.loading:
+                budget -= self.pieces.piece_size(index)
+                if budget < 0:
+                    break
+                self._load_piece(index)
+                started += 1
+            last = index
 
     def _load_piece(self, index: int) -> asyncio.Future:
         fut = self.loading.get(index)
