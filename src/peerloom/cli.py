@@ -280,7 +280,7 @@ def common(
 
 def main() -> None:
     # the node-running commands register themselves on `app`; imported here so `create`/`info` stay light
-    from peerloom import cli_demo, cli_net, cli_transfer  # noqa: F401
+    from peerloom import cli_demo, cli_dht, cli_net, cli_transfer  # noqa: F401
 
     app(prog_name="peerloom")
 

@@ -1,4 +1,8 @@
-"""`peerloom demo`: a whole swarm on this machine — one seeder and N leechers, each its own process."""
+"""`peerloom demo`: a whole swarm on this machine — one seeder and N leechers, each its own process.
+
+The nodes run a small DHT of their own on loopback: every node joins through the seeder's DHT node (never the public
+routers), and the leechers get the magnet link alone, with no peer address, so they find the swarm through the DHT.
+"""
 
 from __future__ import annotations
 
@@ -123,7 +127,8 @@ async def run_demo(root: Path, nbytes: int, n: int, version: str, stop: asyncio.
     ports = [free_port() for _ in range(n + 1)]
     flag = {"v1": "--v1", "v2": "--v2", "hybrid": "--hybrid"}[version]
     seeder = Child("seeder", ["share", str(data), flag, "--port", str(ports[0]), "--listen", "127.0.0.1",
-                              "--home", str(root / "home-seeder"), "--status-lines"])
+                              "--home", str(root / "home-seeder"), "--status-lines", "--no-public-bootstrap",
+                              "--no-lsd"])
     children = [seeder]
     try:
         await seeder.start()
@@ -131,10 +136,12 @@ async def run_demo(root: Path, nbytes: int, n: int, version: str, stop: asyncio.
         info = await asyncio.wait_for(seeder.first, 600)
         magnet = info["magnet"]
         out.print(magnet, highlight=False, soft_wrap=True)
+        err.print(f"leechers get only the magnet link and find peers through a loopback DHT joined at the seeder's "
+                  f"UDP port {info['dht_port']}", highlight=False)
         started = time.monotonic()
         for i in range(1, n + 1):
-            peers = [arg for p in ports[:i] for arg in ("--peer", f"127.0.0.1:{p}")]
-            child = Child(f"leecher {i}", ["get", magnet, "-o", str(root / f"leecher-{i}"), *peers,
+            child = Child(f"leecher {i}", ["get", magnet, "-o", str(root / f"leecher-{i}"),
+                                           "--bootstrap", f"127.0.0.1:{info['dht_port']}", "--no-lsd",
                                            "--port", str(ports[i]), "--listen", "127.0.0.1", "--seed",
                                            "--home", str(root / f"home-{i}"), "--status-lines"])
             children.append(child)
@@ -147,9 +154,9 @@ async def run_demo(root: Path, nbytes: int, n: int, version: str, stop: asyncio.
         for i, child in enumerate(children[1:], start=1):
             copy = root / f"leecher-{i}" / data.name
             ok = copy.exists() and await asyncio.to_thread(sha256_of, copy) == expected
-            results.append((child.name, ok, child.status.get("downloaded", 0)))
+            results.append((child.name, ok, child.status.get("downloaded", 0), child.status.get("first_peer_after")))
         report(results, nbytes, elapsed)
-        return 0 if all(ok for _, ok, _ in results) else 1
+        return 0 if all(ok for _, ok, _, _ in results) else 1
     finally:
         await asyncio.gather(*(c.stop() for c in children))
 
@@ -183,13 +190,15 @@ def update(progress: Progress, task: Any, name: str, st: dict[str, Any]) -> None
                     completed=st.get("have_bytes", 0), peers=st.get("peers", 0))
 
 
-def report(results: list[tuple[str, bool, int]], nbytes: int, elapsed: float) -> None:
+def report(results: list[tuple[str, bool, int, float | None]], nbytes: int, elapsed: float) -> None:
     table = Table(title="swarm result")
     table.add_column("node")
     table.add_column("copy verified (SHA-256)")
     table.add_column("received")
-    for name, ok, received in results:
-        table.add_row(name, "yes" if ok else "[red]NO[/]", human_size(received))
+    table.add_column("first peer found through the DHT after")
+    for name, ok, received, discovery in results:
+        found = f"{discovery:.2f} s" if discovery is not None else "-"
+        table.add_row(name, "yes" if ok else "[red]NO[/]", human_size(received), found)
     out.print(table)
     total = nbytes * len(results)
     out.print(f"swarm throughput: {human_size(total)} delivered in {elapsed:.1f} s = "

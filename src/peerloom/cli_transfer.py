@@ -28,8 +28,8 @@ from peerloom.cli import (
 )
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.identity import PeerId, PeerIdError
-from peerloom.node import Node, default_home
-from peerloom.torrent.magnet import Magnet, parse_peer_address
+from peerloom.node import Node, Settings, default_home
+from peerloom.torrent.magnet import Magnet, MagnetError, parse_peer_address
 from peerloom.torrent.swarm import Torrent, TorrentStatus
 
 HomeOption = Annotated[
@@ -44,6 +44,19 @@ PrivateOption = Annotated[
 AllowOption = Annotated[
     list[str] | None, typer.Option("--allow", help="A PeerId allowed in the private swarm (repeat for more).")
 ]
+BootstrapOption = Annotated[
+    list[str] | None,
+    typer.Option("--bootstrap", help="A DHT node to join through, HOST:PORT (repeat for more; replaces the public "
+                                     "routers)."),
+]
+PublicBootstrapOption = Annotated[
+    bool,
+    typer.Option("--public-bootstrap/--no-public-bootstrap",
+                 help="Join the DHT through the public routers when no --bootstrap is given."),
+]
+NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no trackerless peer discovery).")]
+NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
+DhtPortOption = Annotated[int, typer.Option("--dht-port", help="UDP port of the DHT (0: the TCP port's number).")]
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -76,6 +89,23 @@ def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
         raise UserError(str(exc)) from exc
 
 
+def parse_bootstrap(values: list[str] | None) -> list[tuple[str, int]]:
+    """HOST:PORT (a name or an address, [IPv6]:PORT) of DHT nodes to join through."""
+    try:
+        return [parse_peer_address(v) for v in values or []]
+    except MagnetError as exc:
+        raise UserError(f"--bootstrap takes HOST:PORT: {exc}") from exc
+
+
+def node_settings(
+    *, no_dht: bool = False, no_lsd: bool = False, bootstrap: list[str] | None = None, public_bootstrap: bool = True,
+    dht_port: int = 0,
+) -> Settings:
+    """The node's settings from the discovery options shared by `share` and `get`."""
+    return Settings(dht=not no_dht, lsd=not no_lsd, bootstrap=parse_bootstrap(bootstrap),
+                    public_bootstrap=public_bootstrap, dht_port=dht_port)
+
+
 def parse_allow(values: list[str] | None) -> list[PeerId]:
     try:
         return [PeerId.from_string(v) for v in values or []]
@@ -85,9 +115,12 @@ def parse_allow(values: list[str] | None) -> list[PeerId]:
 
 def announce_listening(node: Node, status_lines: bool, **extra: str) -> None:
     secure = str(node.secure_addrs[0]) if node.secure_addrs else ""
-    err.print(f"listening on port {node.port}; secure layer at {secure}", highlight=False)
+    dht_port = node.dht.port if node.dht is not None else None
+    dht = f"DHT on UDP port {dht_port}" if dht_port else "no DHT"
+    err.print(f"listening on port {node.port} ({dht}); secure layer at {secure}", highlight=False)
     if status_lines:
-        print(json.dumps({"event": "listening", "port": node.port, "secure_addr": secure, **extra}), flush=True)
+        print(json.dumps({"event": "listening", "port": node.port, "dht_port": dht_port, "secure_addr": secure,
+                          **extra}), flush=True)
 
 
 def status_line(st: TorrentStatus) -> str:
@@ -125,9 +158,17 @@ def get(
     allow: AllowOption = None,
     home: HomeOption = None,
     status_lines: StatusLines = False,
+    bootstrap: BootstrapOption = None,
+    public_bootstrap: PublicBootstrapOption = True,
+    no_dht: NoDhtOption = False,
+    no_lsd: NoLsdOption = False,
+    dht_port: DhtPortOption = 0,
 ) -> None:
-    """Download a torrent; exits 0 only when every selected byte is verified."""
+    """Download a torrent; exits 0 only when every selected byte is verified. With a bare magnet link, peers are
+    found through the DHT (and the LAN)."""
     peers = guarded(lambda: parse_peers(peer))
+    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(isinstance(p, Multiaddr) for p in peers):
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
@@ -139,7 +180,7 @@ def get(
         fail(f"no such torrent file: {link}")
 
     async def main(stop: asyncio.Event) -> int:
-        async with Node(home or default_home(), port=port, host=listen) as node:
+        async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
             torrent = await node.add(
                 link, output, peers=peers, files=selected, sequential=sequential,
                 allow=allowed if private else None,
@@ -218,8 +259,15 @@ def share(
     allow: AllowOption = None,
     home: HomeOption = None,
     status_lines: StatusLines = False,
+    bootstrap: BootstrapOption = None,
+    public_bootstrap: PublicBootstrapOption = True,
+    no_dht: NoDhtOption = False,
+    no_lsd: NoLsdOption = False,
+    dht_port: DhtPortOption = 0,
 ) -> None:
-    """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link."""
+    """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others)."""
+    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
     if sum((v1, v2, hybrid)) > 1:
         fail("choose one of --v1, --v2, --hybrid", 2)
     allowed = guarded(lambda: parse_allow(allow))
@@ -232,7 +280,7 @@ def share(
         fail(f"no such file or directory: {path}")
 
     async def main(stop: asyncio.Event) -> int:
-        async with Node(home or default_home(), port=port, host=listen) as node:
+        async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
             total = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
             with hashing_progress(total, "hashing") as bar:
                 task = bar.add_task(f"hashing {path.name}", total=total)

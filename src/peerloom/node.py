@@ -6,8 +6,10 @@
 
 The node owns the listening socket (incoming peers are routed to their torrent by info-hash), its
 identity (an Ed25519 key in the home) and the secure peer layer's host, the worker threads for disk
-and hashing, the resume database and the tracker client. `stop` (or leaving the `async with`) stops
-every torrent cleanly and saves resume data.
+and hashing, the resume database, the tracker client, and the trackerless discovery of public
+torrents: the Mainline DHT node (UDP, its routing table kept in the home) and local service
+discovery. `stop` (or leaving the `async with`) stops every torrent cleanly and saves resume data
+and the DHT's routing table.
 
 Private swarms run the same BitTorrent peer wire over a Noise + yamux stream of the secure layer
 (`/peerloom/bittorrent/1.0.0`) and admit only the keys their owner allowed; public torrents use plain
@@ -20,11 +22,12 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import logging
 import os
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +35,8 @@ import platformdirs
 
 from peerloom import __version__
 from peerloom.codec.multiaddr import Multiaddr
+from peerloom.dht.driver import PUBLIC_BOOTSTRAP, Dht
+from peerloom.discovery.lsd_driver import LsdService
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
@@ -44,6 +49,7 @@ from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
 
 
@@ -66,6 +72,17 @@ class Settings:
     tracker_min_wait: float = 30.0
     pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
     secure_port: int = 0  # the secure peer layer's TCP port (0: any free one)
+    dht: bool = True  # Mainline DHT (BEP 5): find peers of public torrents without a tracker
+    dht_port: int = 0  # its UDP port (0: the same number as the BitTorrent port)
+    bootstrap: list[tuple[str, int]] = field(default_factory=list)  # DHT nodes to join through (host, port)
+    public_bootstrap: bool = True  # with no `bootstrap` given, join through the public routers
+    dht_ipv6: bool = False  # also join the IPv6 DHT (BEP 32) when the node listens on IPv4
+    dht_interval: float = 15 * 60.0  # ask the DHT for peers (and announce) this often per torrent...
+    dht_interval_few: float = 60.0  # ...or this often while the torrent has fewer than `dht_few_peers` peers
+    dht_few_peers: int = 5
+    lsd: bool = True  # local service discovery (BEP 14): find peers on the LAN by multicast
+    lsd_interval: float = 5 * 60.0
+    lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
 
 
 def default_home() -> Path:
@@ -104,6 +121,8 @@ class Node:
         self.identity: Identity
         self.secure_host: Host
         self._secure_transports: set[StreamTransport] = set()
+        self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
+        self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -130,11 +149,57 @@ class Node:
             await self.secure_host.listen(f"/{family}/{self.host}/tcp/{self.settings.secure_port}")
         except OSError as exc:
             raise PeerloomError(f"cannot listen on {self.host}:{self.settings.secure_port}: {exc.strerror}") from exc
+        if self.settings.dht:
+            await self._start_dht()
+        if self.settings.lsd:
+            await self._start_lsd()
+
+    async def _start_dht(self) -> None:
+        """The DHT on UDP (the BitTorrent port's number unless told otherwise), its table kept in the home; it joins
+        through the saved nodes, then the configured bootstrap nodes. The public routers serve only when none are
+        configured, and never a node on loopback (it could not reach them)."""
+        settings = self.settings
+        public = settings.public_bootstrap and not _is_loopback(self.host)
+        bootstrap = list(settings.bootstrap) or (list(PUBLIC_BOOTSTRAP) if public else [])
+        host6 = None
+        if settings.dht_ipv6 and ":" not in self.host:
+            host6 = "::1" if self.host.startswith("127.") else "::"
+        dht = Dht(state=self.home / "state.sqlite")
+        try:
+            await dht.start(settings.dht_port or self.port, self.host, bootstrap=bootstrap, host6=host6)
+        except OSError as exc:
+            await dht.close()
+            raise PeerloomError(f"cannot start the DHT on {self.host}: {exc.strerror}") from exc
+        self.dht = dht
+
+    async def _start_lsd(self) -> None:
+        """Local service discovery on the interface the node listens on (the default one when it listens on all)."""
+        interface = self.host if self.host and ":" not in self.host else "0.0.0.0"
+        lsd = LsdService(self.port, self._lsd_hashes, self._lsd_peer, interface=interface,
+                         group_port=self.settings.lsd_port, interval=self.settings.lsd_interval)
+        try:
+            await lsd.start()
+        except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
+            log.warning("%s", exc)
+            return
+        self.lsd = lsd
+
+    def _lsd_hashes(self) -> list[bytes]:
+        return [h for t in self.torrents.values() if t.discoverable for h in t.hashes]
+
+    def _lsd_peer(self, info_hash: bytes, address: tuple[str, int]) -> None:
+        torrent = self._by_hash.get(info_hash)
+        if torrent is not None and torrent.discoverable:
+            torrent.peers_discovered([address])
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
+        if self.lsd is not None:
+            await self.lsd.close()
+        if self.dht is not None:
+            await self.dht.close()
         for conn in list(self._connections):
             conn.close("node stopping")
         for transport in list(self._secure_transports):
@@ -324,6 +389,13 @@ class Node:
             ip = ipaddress.ip_address(address[0])
             return ip.is_loopback or ip.is_unspecified or address[0] == self.host
         return False
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _allowed_keys(allow: list[PeerId], peers: list[tuple[str, int] | Multiaddr]) -> set[PeerId]:

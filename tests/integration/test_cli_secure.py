@@ -34,7 +34,7 @@ def test_private_share_get_and_ping_from_the_command_line(tmp_path: Path) -> Non
     data.write_bytes(os.urandom(3 * 1024 * 1024 + 5))
     friend = run("id", "--home", str(tmp_path / "friend")).stdout.strip()
     seeder = subprocess.Popen(
-        [*PEERLOOM, "share", str(data), "--private", "--allow", friend, "--listen", "127.0.0.1",
+        [*PEERLOOM, "share", str(data), "--private", "--allow", friend, "--listen", "127.0.0.1", "--no-dht", "--no-lsd",
          "--home", str(tmp_path / "seed"), "--status-lines"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -50,7 +50,8 @@ def test_private_share_get_and_ping_from_the_command_line(tmp_path: Path) -> Non
         assert "/p2p/12D3KooW" in addr
 
         got = run("get", magnet, "--private", "--peer", addr, "-o", str(tmp_path / "dl"),
-                  "--home", str(tmp_path / "friend"), "--listen", "127.0.0.1", "--json", timeout=120)
+                  "--home", str(tmp_path / "friend"), "--listen", "127.0.0.1", "--json", "--no-dht", "--no-lsd",
+                  timeout=120)
         assert got.returncode == 0, got.stderr
         assert (tmp_path / "dl" / "secret.bin").read_bytes() == data.read_bytes()
 

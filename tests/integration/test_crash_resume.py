@@ -19,7 +19,7 @@ SIZE = 24 * 1024 * 1024
 def start_get(torrent: Path, dst: Path, home: Path, port: int, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "peerloom", "get", str(torrent), "-o", str(dst), "--peer", f"127.0.0.1:{port}",
-         "--listen", "127.0.0.1", "--home", str(home), *extra],
+         "--listen", "127.0.0.1", "--home", str(home), "--no-dht", "--no-lsd", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

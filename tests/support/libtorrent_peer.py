@@ -1,12 +1,15 @@
 """A libtorrent session on loopback, as a reference peer for interop tests and benchmarks.
 
-uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback; the rest would leave loopback).
+uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback; the rest would leave loopback). DHT tests turn the
+DHT on with `loopback_dht_settings`, which points it at loopback nodes only (never the public routers).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,33 @@ LOOPBACK_SETTINGS: dict[str, Any] = {
     "alert_mask": 0,
     "user_agent": "libtorrent-interop",
 }
+
+
+DHT_ALERTS = int(
+    lt.alert.category_t.dht_notification | lt.alert.category_t.dht_operation_notification
+    | lt.alert.category_t.error_notification
+)
+
+
+def loopback_dht_settings(bootstrap: list[tuple[str, int]]) -> dict[str, Any]:
+    """Settings for a DHT that joins through `bootstrap` (loopback nodes) and accepts many nodes on one IP."""
+    return {
+        "enable_dht": True,
+        "dht_bootstrap_nodes": ",".join(f"{host}:{port}" for host, port in bootstrap),
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "alert_mask": DHT_ALERTS,
+    }
+
+
+def ed25519_secret_key(seed: bytes) -> bytes:
+    """libtorrent's 64-byte form of an Ed25519 private key (its ref10 code keeps the expanded key: SHA-512 of the
+    seed, clamped), as `dht_put_mutable_item` wants it."""
+    expanded = bytearray(hashlib.sha512(seed).digest())
+    expanded[0] &= 248
+    expanded[31] &= 63
+    expanded[31] |= 64
+    return bytes(expanded)
 
 
 class LibtorrentPeer:
@@ -75,6 +105,17 @@ class LibtorrentPeer:
             await asyncio.sleep(0.05)
         status = handle.status()
         raise TimeoutError(f"libtorrent download stuck at {status.progress:.1%} with {status.num_peers} peers")
+
+    async def wait_alert(self, kind: type, match: Callable[[Any], bool] = lambda alert: True,
+                         timeout: float = 20.0) -> Any:
+        """The first alert of type `kind` that `match`es (other alerts popped meanwhile are dropped)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for alert in self.session.pop_alerts():
+                if isinstance(alert, kind) and match(alert):
+                    return alert
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"no {kind.__name__} from libtorrent in {timeout:.0f} s")
 
     def connect(self, handle: Any, port: int, host: str = "127.0.0.1") -> None:
         handle.connect_peer((host, port))

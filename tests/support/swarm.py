@@ -10,7 +10,9 @@ from pathlib import Path
 from peerloom.node import Node, Settings
 from peerloom.torrent.metainfo import Metainfo
 
-FAST = dict(snub_timeout=1.5, tick=0.1, connect_timeout=3.0, tracker_min_wait=0.2)
+# No DHT, no LSD and never the public DHT routers unless a test asks: tests stay on loopback and to themselves.
+FAST = dict(snub_timeout=1.5, tick=0.1, connect_timeout=3.0, tracker_min_wait=0.2, dht=False, lsd=False,
+            public_bootstrap=False)
 
 
 def fast_settings(**overrides: object) -> Settings:

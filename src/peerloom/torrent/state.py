@@ -37,3 +37,4 @@ class TorrentStatus:
     snubs: int
     checked_pieces: int
     error: str | None
+    first_peer_after: float | None = None  # seconds from the start to the first connected peer (discovery time)

@@ -1,0 +1,190 @@
+"""`peerloom dht ...`: the Mainline DHT from the command line, through a short-lived DHT node of this process."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from peerloom.cli import UserError, app, err, guarded, out
+from peerloom.cli_transfer import BootstrapOption, PublicBootstrapOption, parse_bootstrap, run
+from peerloom.dht.driver import PUBLIC_BOOTSTRAP, Dht
+from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address, parse_peer_address
+
+dht_app = typer.Typer(
+    help="The Mainline DHT: ping a node, find a swarm's peers, show a DHT node's figures. Each command runs its own "
+         "short-lived DHT node in this process.",
+    no_args_is_help=True,
+)
+app.add_typer(dht_app, name="dht")
+
+PortOption = Annotated[int, typer.Option("--port", help="UDP port of this command's DHT node (0: any free one).")]
+ListenOption = Annotated[str, typer.Option("--listen", help="Address this command's DHT node binds.")]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", help="Use (and update) the routing table saved in this node home [default: none kept]."),
+]
+
+
+def parse_info_hash(text: str) -> bytes:
+    """A swarm's 20-byte DHT key from 40 hex digits, 32 base32 letters, or a magnet link (its v1 hash, else the first
+    20 bytes of its v2 hash, as BEP 52 announces it)."""
+    if text[:8].lower() == "magnet:?":
+        try:
+            magnet = Magnet.parse(text)
+        except MagnetError as exc:
+            raise UserError(str(exc)) from exc
+        return magnet.info_hash_v1 or (magnet.info_hash_v2 or b"")[:20]
+    try:
+        raw = bytes.fromhex(text) if len(text) == 40 else base64.b32decode(text.upper()) if len(text) == 32 else b""
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 20:
+        raise UserError(f"not an info-hash (40 hex digits, 32 base32 letters or a magnet link): {text!r}")
+    return raw
+
+
+def bootstrap_list(bootstrap: list[str] | None, public_bootstrap: bool) -> list[tuple[str, int]]:
+    nodes = parse_bootstrap(bootstrap)
+    return nodes or (list(PUBLIC_BOOTSTRAP) if public_bootstrap else [])
+
+
+async def short_lived(
+    port: int, listen: str, bootstrap: list[tuple[str, int]], home: Path | None, timeout: float
+) -> Dht:
+    """This command's own DHT node, started and bootstrapped (within `timeout`)."""
+    dht = Dht(state=home / "state.sqlite" if home is not None else None, save_interval=0)
+    await dht.start(port, listen, bootstrap=bootstrap)
+    if bootstrap or dht.table_size:
+        ready = await dht.wait_ready(timeout)
+        if not ready:
+            err.print(f"the bootstrap lookup did not finish in {timeout:.0f} s; going on with "
+                      f"{dht.table_size} nodes", highlight=False)
+    return dht
+
+
+@dht_app.command("ping")
+def ping(
+    address: Annotated[str, typer.Argument(help="The DHT node, HOST:PORT (UDP).")],
+    port: PortOption = 0,
+    listen: ListenOption = "0.0.0.0",
+    timeout: TimeoutOption = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Ping a DHT node and print its node id and the round-trip time."""
+    target = guarded(lambda: _address(address))
+
+    async def main(stop: asyncio.Event) -> int:
+        async with Dht() as dht:
+            await dht.start(port, listen)
+            started = time.monotonic()
+            node_id = await dht.ping(target, timeout=timeout)
+            rtt = time.monotonic() - started
+        if as_json:
+            out.print_json(json.dumps({"address": address, "node_id": node_id.hex(), "rtt": rtt}))
+        else:
+            out.print(f"pong from {address}: node id {node_id.hex()} in {rtt * 1000:.1f} ms", highlight=False)
+        return 0
+
+    guarded(lambda: run(main))
+
+
+@dht_app.command("peers")
+def peers(
+    info_hash: Annotated[str, typer.Argument(help="Info-hash (hex or base32) or a magnet link.")],
+    bootstrap: BootstrapOption = None,
+    public_bootstrap: PublicBootstrapOption = True,
+    port: PortOption = 0,
+    listen: ListenOption = "0.0.0.0",
+    home: HomeOption = None,
+    timeout: TimeoutOption = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Join the DHT, look up a swarm's peers (get_peers) and print them, one HOST:PORT a line."""
+    key = guarded(lambda: parse_info_hash(info_hash))
+    nodes = guarded(lambda: bootstrap_list(bootstrap, public_bootstrap))
+
+    async def main(stop: asyncio.Event) -> int:
+        dht = await short_lived(port, listen, nodes, home, timeout)
+        try:
+            if not dht.table_size:
+                raise UserError("no DHT node answered: give a reachable --bootstrap HOST:PORT")
+            started = time.monotonic()
+            found = await dht.get_peers(key, timeout=timeout)
+            elapsed = time.monotonic() - started
+            table = dht.table_size
+        finally:
+            await dht.close()
+        if as_json:
+            out.print_json(json.dumps({"info_hash": key.hex(), "peers": [format_peer_address(p) for p in found],
+                                       "seconds": elapsed, "table_size": table}))
+            return 0
+        for peer in found:
+            out.print(format_peer_address(peer), highlight=False)
+        err.print(f"{len(found)} peers of {key.hex()} in {elapsed:.1f} s (our routing table: {table} nodes)",
+                  highlight=False)
+        return 0
+
+    guarded(lambda: run(main))
+
+
+@dht_app.command("stats")
+def stats(
+    bootstrap: BootstrapOption = None,
+    public_bootstrap: PublicBootstrapOption = True,
+    port: PortOption = 0,
+    listen: ListenOption = "0.0.0.0",
+    home: HomeOption = None,
+    timeout: TimeoutOption = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Bootstrap a short-lived DHT node in this process and show its figures (routing table, buckets, queries in
+    and out). These are this command's own node's, not those of a `share`/`get` running elsewhere."""
+    nodes = guarded(lambda: bootstrap_list(bootstrap, public_bootstrap))
+
+    async def main(stop: asyncio.Event) -> int:
+        dht = await short_lived(port, listen, nodes, home, timeout)
+        try:
+            figures = dht.stats()
+        finally:
+            await dht.close()
+        if as_json:
+            out.print_json(json.dumps(figures))
+            return 0
+        err.print("figures of this process's own short-lived DHT node, just after its bootstrap:", highlight=False)
+        show_stats(figures)
+        return 0
+
+    guarded(lambda: run(main))
+
+
+def show_stats(figures: dict[str, Any]) -> None:
+    out.print(f"node id: {figures['node_id']}\nUDP port: {figures['port']}", highlight=False)
+    for family in ("ipv4", "ipv6"):
+        fam = figures.get(family)
+        if fam is None:
+            continue
+        queries_in = fam["queries_in"]
+        out.print(
+            f"{family}: {fam['table_size']} nodes in {fam['buckets']} buckets ({fam['good']} good, "
+            f"{fam['questionable']} questionable, {fam['bad']} bad, {fam['replacements']} waiting); "
+            f"packets in {fam['packets_in']} / out {fam['packets_out']}; queries in "
+            f"{sum(queries_in.values())} ({', '.join(f'{k} {v}' for k, v in sorted(queries_in.items())) or 'none'}); "
+            f"responses in {fam['responses_in']}, timeouts {fam['timeouts']}, malformed {fam['malformed']}",
+            highlight=False,
+        )
+
+
+def _address(text: str) -> tuple[str, int]:
+    try:
+        return parse_peer_address(text)
+    except MagnetError as exc:
+        raise UserError(f"expected HOST:PORT: {exc}") from exc

@@ -1,0 +1,72 @@
+"""The DHT's state between runs, in the node's SQLite database: its node id and its routing table's nodes.
+
+A node that comes back with the same id and the nodes it knew rejoins the DHT through them, without a bootstrap
+router (BEP 5 recommends keeping the table across restarts). Each save replaces the family's rows in one
+transaction, so a crash leaves the previous snapshot whole.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from peerloom.dht.krpc import NodeInfo
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS dht_state (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dht_nodes (family INTEGER NOT NULL, node_id BLOB NOT NULL, ip TEXT NOT NULL, "
+    "port INTEGER NOT NULL, PRIMARY KEY (family, node_id))",
+)
+MAX_SAVED = 2000  # more than any routing table holds (160 buckets of 8 are never all filled)
+
+
+class DhtStore:
+    """The `dht_state` and `dht_nodes` tables of a SQLite file; safe to call from a worker thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        for statement in SCHEMA:
+            self.db.execute(statement)
+
+    def node_id(self) -> bytes:
+        """This node's DHT id: made at random on first use, then kept."""
+        with self._lock:
+            row = self.db.execute("SELECT value FROM dht_state WHERE key = 'node_id'").fetchone()
+            if row is not None and len(row[0]) == 20:
+                return bytes(row[0])
+            node_id = os.urandom(20)
+            self.db.execute("INSERT OR REPLACE INTO dht_state VALUES ('node_id', ?)", (node_id,))
+            return node_id
+
+    def load_nodes(self, family: int) -> list[NodeInfo]:
+        """The nodes saved for an address family (4 or 6), in the order they were saved (good ones first)."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT node_id, ip, port FROM dht_nodes WHERE family = ? ORDER BY rowid LIMIT ?", (family, MAX_SAVED)
+            ).fetchall()
+        return [(bytes(node_id), ip, port) for node_id, ip, port in rows if len(node_id) == 20]
+
+    def save_nodes(self, family: int, nodes: Iterable[NodeInfo]) -> int:
+        """Replace the family's saved nodes; returns how many were written."""
+        rows = [(family, node_id, ip, port) for node_id, ip, port in nodes][:MAX_SAVED]
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("DELETE FROM dht_nodes WHERE family = ?", (family,))
+                self.db.executemany("INSERT OR REPLACE INTO dht_nodes VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
