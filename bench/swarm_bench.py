@@ -83,7 +83,8 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def peerloom_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "peerloom", *args]
+    # peers are given explicitly: no DHT or LSD traffic in the measurement (libtorrent's are off too)
+    return [sys.executable, "-m", "peerloom", *args, "--no-dht", "--no-lsd"]
 
 
 def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int, float, float]:
