@@ -1,7 +1,8 @@
 """atheris fuzz target for the Noise handshake, its payload parser and the transport framing.
 
 Run: `python tests/fuzz/fuzz_noise.py [corpus dir] [-atheris_runs=N]`. The first input byte picks the
-parser; everything after it is fed in (the handshake in two pieces). Only NoiseError may escape.
+parser; everything after it is fed in (the handshake in two pieces; transport frames through both `decrypt` and
+`decrypt_into`, which must agree). Only NoiseError may escape.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import sys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from peerloom.net.noise import NoiseError, NoiseHandshake, NoiseTransport, _decode_payload, _decode_public_key
+from peerloom.net.noise import (
+    MAX_PLAINTEXT,
+    NoiseError,
+    NoiseHandshake,
+    NoiseTransport,
+    _decode_payload,
+    _decode_public_key,
+)
 
 _IDENTITY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 _STATIC = X25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
@@ -30,10 +38,31 @@ def _handshake(initiator: bool, data: bytes) -> None:
 
 
 def _transport(data: bytes) -> None:
-    transport = NoiseTransport(_KEY_A, _KEY_B)
+    """The bytes through `decrypt`, and through `decrypt_into` as the connection drives it: both must agree."""
     middle = len(data) // 3
-    transport.decrypt(data[:middle])
-    transport.decrypt(data[middle:])
+    pieces = (data[:middle], data[middle:])
+    transport = NoiseTransport(_KEY_A, _KEY_B)
+    try:
+        whole = b"".join([transport.decrypt(piece) for piece in pieces])
+    except NoiseError:
+        whole = None
+    into = NoiseTransport(_KEY_A, _KEY_B)
+    out = bytearray(MAX_PLAINTEXT)
+    pending = bytearray()
+    plaintext = bytearray()
+    try:
+        for piece in pieces:
+            pending += piece
+            while True:
+                used, size = into.decrypt_into(pending, out)
+                plaintext += out[:size]
+                del pending[:used]
+                if not used:
+                    break
+    except NoiseError:
+        assert whole is None
+        raise
+    assert whole == plaintext
 
 
 def _payload(data: bytes) -> None:

@@ -211,3 +211,42 @@ async def test_simultaneous_dials_end_with_one_connection() -> None:
         await asyncio.sleep(0.2)
         assert len(a.connections) == 1 and len(b.connections) == 1
         assert await a.ping(b.peer_id) and await b.ping(a.peer_id)
+
+
+def test_bulk_echo_on_uvloop_keeps_every_byte_with_reused_buffers() -> None:
+    """uvloop keeps views of written buffers until the socket takes them, and streams hold plaintext buffers lent by
+    the connection until read: with both reused, 48 MiB echoed through a reader that stalls now and then (so lent
+    buffers stay held and the copying fallback runs too) must come back intact."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        a, b, addr = await pair()
+        async with a, b:
+            payload = os.urandom(48 * 1024 * 1024)
+            stream = await b.new_stream(addr, [ECHO])
+            digest = hashlib.sha256()
+            received = 0
+
+            async def send() -> None:
+                for i in range(0, len(payload), 1 << 20):
+                    await stream.write(payload[i : i + (1 << 20)])
+                await stream.close()
+
+            async def receive() -> None:
+                nonlocal received
+                reads = 0
+                while chunk := await stream.read():
+                    digest.update(chunk)
+                    received += len(chunk)
+                    reads += 1
+                    if reads % 50 == 0:  # a stall: more batches arrive than the connection may lend
+                        await asyncio.sleep(0.02)
+
+            await asyncio.wait_for(asyncio.gather(send(), receive()), 120)
+            assert received == len(payload)
+            assert digest.digest() == hashlib.sha256(payload).digest()
+            conn = b.connections[a.peer_id]
+            assert len(conn._send_buffers) > 0 and len(conn._lent_buffers) > 0  # the reusing paths ran
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

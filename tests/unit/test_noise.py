@@ -1,5 +1,6 @@
 """Noise XX (libp2p /noise): spec known answers, the libp2p handshake, the transport, tampering, fuzzing."""
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -565,3 +566,143 @@ def test_any_split_of_the_ciphertext_decrypts_the_same(message, cuts):
     bounds = [0, *sorted(cut % (len(wire) + 1) for cut in cuts), len(wire)]
     received = b"".join(inbound.decrypt(wire[a:b]) for a, b in itertools.pairwise(bounds))
     assert received == message + message
+
+
+# --- encrypt_into / decrypt_into: reused buffers ----------------------------------------------------------------------
+
+
+def _yamux_like_parts(rng: random.Random, total: int) -> list[bytes | memoryview]:
+    """Pieces as yamux hands them over: 12-byte headers and payload views of larger buffers, in random sizes."""
+    parts: list[bytes | memoryview] = []
+    while total > 0:
+        payload = memoryview(rng.randbytes(min(total, rng.choice([1, 100, 65524, 70000]))))
+        parts += [rng.randbytes(12), payload]
+        total -= 12 + len(payload)
+    return parts
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_encrypt_into_a_reused_buffer_makes_the_frames_encrypt_makes(seed):
+    rng = random.Random(seed)
+    outbound, inbound = transports(seed)
+    twin, _ = transports(seed)  # the same keys and nonces: encrypt() must give the very same bytes
+    out = bytearray(b"\xaa" * (3 << 20))  # reused, and never clean
+    for total in (1, 12, MAX_PLAINTEXT - 1, MAX_PLAINTEXT, MAX_PLAINTEXT + 1, 1 << 20, 3 * MAX_PLAINTEXT + 7):
+        parts = _yamux_like_parts(rng, total)
+        joined = b"".join(parts)
+        used = outbound.encrypt_into(parts, out)
+        assert used == NoiseTransport.sealed_size(len(joined))
+        assert out[:used] == twin.encrypt(joined)
+        assert inbound.decrypt(out[:used]) == joined
+    assert outbound.encrypt_into([], out) == 0 and outbound.encrypt_into([b"", memoryview(b"")], out) == 0
+
+
+def test_encrypt_into_refuses_a_short_buffer_and_a_spent_nonce_without_using_one():
+    outbound, inbound = transports()
+    with pytest.raises(ValueError, match="needs"):
+        outbound.encrypt_into([bytes(MAX_PLAINTEXT + 1)], bytearray(NoiseTransport.sealed_size(MAX_PLAINTEXT + 1) - 1))
+    out = bytearray(100)
+    used = outbound.encrypt_into([b"still ", b"nonce ", memoryview(b"zero")], out)
+    assert inbound.decrypt(out[:used]) == b"still nonce zero"
+    outbound._send_n = 2**64 - 2
+    with pytest.raises(NoiseError, match="nonce"):
+        outbound.encrypt_into([bytes(MAX_PLAINTEXT + 1)], bytearray(1 << 17))
+    assert outbound.encrypt_into([b"last"], out) == 2 + 4 + 16
+
+
+def _feed_into(inbound: NoiseTransport, wire: bytes, cuts: list[int], room: int, *, whole: bool = True) -> bytes:
+    """Drive decrypt_into as the connection does: bytes arrive in pieces; whole frames are decrypted into a reused
+    output buffer of `room` bytes; what is left waits for the next piece (and, with `whole`, nothing is left)."""
+    out = bytearray(room)
+    pending = bytearray()
+    plaintext = bytearray()
+    for a, b in itertools.pairwise([0, *cuts, len(wire)]):
+        pending += wire[a:b]
+        while True:
+            used, size = inbound.decrypt_into(memoryview(pending), out)
+            plaintext += out[:size]
+            del pending[:used]
+            if not used:
+                break
+    assert not (whole and pending)
+    return bytes(plaintext)
+
+
+def test_decrypt_into_with_the_ciphertext_split_at_every_offset():
+    messages = [b"", b"a", bytes(range(40)), b"xyz" * 9]
+    outbound, _ = transports()
+    wire = b"".join(bytes(outbound.encrypt(m)) for m in messages if m)
+    wire += b"\x00\x10" + bytes(16)  # a tag-only frame at nonce 3: patched below into a valid empty frame
+    empty = bytearray(16)
+    outbound._send.encrypt_into(bytes(4) + (3).to_bytes(8, "little"), b"", None, empty)
+    wire = wire[:-16] + bytes(empty)
+    expected = b"".join(messages)
+    for cut in range(len(wire) + 1):
+        _, inbound = transports()
+        assert _feed_into(inbound, wire, [cut], room=MAX_PLAINTEXT) == expected
+    _, inbound = transports()
+    assert _feed_into(inbound, wire, list(range(1, len(wire))), room=MAX_PLAINTEXT) == expected  # byte by byte
+
+
+@_FUZZ
+@given(st.lists(st.integers(min_value=0, max_value=4 * MAX_FRAME), max_size=8), st.integers(0, 3))
+def test_decrypt_into_recovers_large_frames_in_any_split_and_any_room(cuts, room_frames):
+    outbound, _ = transports()
+    payload = random.Random(len(cuts)).randbytes(3 * MAX_PLAINTEXT + 1000)
+    wire = bytes(outbound.encrypt(payload[:5])) + bytes(outbound.encrypt(payload[5:]))
+    room = MAX_PLAINTEXT + room_frames * MAX_PLAINTEXT  # room for one to four whole frames per call
+    _, inbound = transports()
+    assert _feed_into(inbound, wire, sorted(c % (len(wire) + 1) for c in cuts), room) == payload
+
+
+def test_decrypt_into_stops_where_the_output_is_full_and_refuses_no_room_at_all():
+    outbound, inbound = transports()
+    wire = bytes(outbound.encrypt(b"0123456789")) + bytes(outbound.encrypt(b"abcdef"))
+    out = bytearray(12)
+    assert inbound.decrypt_into(wire, out) == (2 + 10 + 16, 10)  # the second frame (6 bytes) would not fit
+    assert out[:10] == b"0123456789"
+    with pytest.raises(ValueError, match="room"):
+        inbound.decrypt_into(wire[28:], bytearray(5))
+    assert inbound.decrypt_into(memoryview(wire)[28:], memoryview(out)[2:]) == (len(wire) - 28, 6)
+    assert out[2:8] == b"abcdef"
+    assert inbound.decrypt_into(b"\x00", out) == (0, 0)  # half a length prefix: nothing to do yet
+
+
+def test_decrypt_into_refuses_what_decrypt_refuses():
+    outbound, inbound = transports()
+    good = bytes(outbound.encrypt(b"first")) + bytes(outbound.encrypt(b"second"))
+    for index in (2, 10, len(good) - 1):
+        _, inbound = transports()
+        with pytest.raises(NoiseError, match="authentication"):
+            inbound.decrypt_into(_flip(good, index), bytearray(100))
+        with pytest.raises(NoiseError, match="failed"):
+            inbound.decrypt_into(good, bytearray(100))  # the transport stays failed
+    _, inbound = transports()
+    with pytest.raises(NoiseError, match="shorter"):
+        inbound.decrypt_into(b"\x00\x0f" + bytes(15), bytearray(100))
+    _, inbound = transports()
+    inbound._receive_n = 2**64 - 1
+    with pytest.raises(NoiseError, match="nonce"):
+        inbound.decrypt_into(good, bytearray(100))
+
+
+def test_bytes_handed_over_by_the_handshake_are_taken_before_decrypt_into():
+    outbound, _ = transports()
+    wire = bytes(outbound.encrypt(b"sent with message 3")) + bytes(outbound.encrypt(b"and more"))
+    rng = random.Random(0)  # the keys of transports(): this is its inbound side, with bytes handed over
+    to_responder, to_initiator = rng.randbytes(32), rng.randbytes(32)
+    inbound = NoiseTransport(to_initiator, to_responder, wire[:30])
+    with pytest.raises(RuntimeError, match="take_pending"):
+        inbound.decrypt_into(wire[30:], bytearray(100))
+    held = inbound.take_pending()
+    assert held == wire[:30] and inbound.take_pending() == b""
+    assert _feed_into(inbound, held + wire[30:], [], room=100) == b"sent with message 3and more"
+
+
+@_FUZZ
+@given(st.lists(st.binary(max_size=200), max_size=5))
+def test_random_bytes_into_decrypt_into_raise_only_noise_error(chunks):
+    _, inbound = transports()
+    cuts = list(itertools.accumulate(len(c) for c in chunks))[:-1]
+    with contextlib.suppress(NoiseError):
+        assert _feed_into(inbound, b"".join(chunks), cuts, MAX_PLAINTEXT, whole=False) == b""

@@ -4,6 +4,13 @@ The upgrade follows the libp2p connections spec: multistream-select agrees on `/
 the Noise XX handshake authenticates the remote's Ed25519 identity (its PeerId must be the one we
 dialled, when we dialled one), multistream-select agrees on `/yamux/1.0.0` inside Noise, and yamux
 then carries streams, each of which negotiates its own protocol with multistream-select.
+
+Bulk data moves through reused buffers (see `peerloom.net.buffers`): the connection is a BufferedProtocol reading
+into one growable buffer; whole Noise frames are decrypted from it into a pooled plaintext buffer, whose yamux
+payloads are lent to the streams as views until the application reads them (a few such buffers per connection;
+when all are lent, reading pauses for one loop turn so the readers can catch up, and if they did not, payloads
+are copied instead); small reads are decrypted into one reused buffer that yamux copies out of. Output is
+encrypted from yamux's frames straight into pooled buffers that the transport may hold until the socket takes them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
 from peerloom.net import multistream, yamux
+from peerloom.net.buffers import BufferPool, ReceiveBuffer
 from peerloom.net.noise import NoiseHandshake, NoiseTransport
 from peerloom.net.stream import Stream
 
@@ -30,9 +38,15 @@ log = logging.getLogger(__name__)
 
 NOISE_PROTOCOL = "/noise"
 HANDSHAKE_TIMEOUT = 15.0
-PING_EVERY = 15.0  # yamux pings: keepalive, and the round trip that window auto-tuning needs
+PING_EVERY = 15.0  # yamux pings: keepalive, the round trip that window auto-tuning needs, and buffer trimming
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 FLUSH_CHUNK = 1024 * 1024  # plaintext encrypted and written per transport write
+READ_BUFFER_MIN = 16 * 1024  # the receive buffer of a quiet connection
+READ_BUFFER_MAX = 1024 * 1024  # ... and of a busy one: bytes per socket read
+LENT_BUFFERS = 4  # plaintext buffers lent to streams at once, each as large as the receive buffer
+LEND_FROM = 64 * 1024  # reads this large are decrypted into a lent buffer; yamux copies out of smaller ones
+SEND_BUFFERS = 8  # pooled output buffers: the write high water and one being filled
+POOLED_WRITE = 64 * 1024  # writes this large are encrypted into pooled buffers, smaller ones into fresh ones
 
 
 class LinkError(PeerloomError):
@@ -51,7 +65,7 @@ class Phase(enum.Enum):
     CLOSED = "closed"
 
 
-class Connection(asyncio.Protocol):
+class Connection(asyncio.BufferedProtocol):
     """A TCP connection being upgraded to, then used as, Noise + yamux. `ready` resolves once open."""
 
     def __init__(
@@ -86,6 +100,11 @@ class Connection(asyncio.Protocol):
         self._handshake: NoiseHandshake | None = None
         self._noise: NoiseTransport | None = None
         self.session: yamux.Session | None = None
+        self._received = ReceiveBuffer(READ_BUFFER_MIN, READ_BUFFER_MAX)
+        self._lent_buffers = BufferPool(LENT_BUFFERS)  # plaintext whose payloads streams hold as views
+        self._plaintext = bytearray()  # plaintext of small reads, or of any when every lent buffer is held
+        self._send_buffers = BufferPool(SEND_BUFFERS)
+        self._readers_turn: asyncio.Handle | None = None  # reading paused until the streams' readers had a turn
         self._flush_scheduled = False
         self._paused = False
         self._timers: list[asyncio.TimerHandle] = []
@@ -121,18 +140,26 @@ class Connection(asyncio.Protocol):
         self._paused = False
         self._schedule_flush()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._received.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        received = self._received
+        received.buffer_updated(nbytes)
         if self.phase is Phase.CLOSED:
+            received.clear()
             return
         self.last_active = time.monotonic()
         try:
+            if self._noise is not None:
+                self._on_ciphertext()
+                return
+            data = bytes(received.unread())  # the plaintext upgrade: a few small messages
+            received.clear()
             if self.phase is Phase.SECURITY:
                 self._on_security(data)
-            elif self.phase is Phase.HANDSHAKE:
-                self._on_handshake(data)
             else:
-                assert self._noise is not None
-                self._on_plaintext(self._noise.decrypt(data))
+                self._on_handshake(data)
         except PeerloomError as exc:  # a protocol violation or a failed check costs the connection
             self.close(str(exc), error=exc)
 
@@ -171,9 +198,60 @@ class Connection(asyncio.Protocol):
             multistream.Dialer([yamux.PROTOCOL_ID]) if self.initiator else multistream.Listener([yamux.PROTOCOL_ID])
         )
         self._write_secure(self._select.initiate())
-        self._on_plaintext(self._noise.decrypt(b""))
+        self._received.append(self._noise.take_pending())  # what came after the handshake's last message
+        self._on_ciphertext()
 
-    def _on_plaintext(self, data: bytearray) -> None:
+    def _on_ciphertext(self, *, may_wait: bool = True) -> None:
+        """Decrypt the whole Noise frames in the receive buffer and pass the plaintext on; an unfinished frame stays
+        in the receive buffer for the next read."""
+        while len(self._received) and self.phase is not Phase.CLOSED and self._decrypt_some(may_wait):
+            pass
+
+    def _decrypt_some(self, may_wait: bool) -> bool:
+        """Decrypt what fits into one plaintext buffer and pass it on; False when no whole frame is waiting, or
+        when the bytes wait for the streams' readers to release a lent buffer."""
+        noise = self._noise
+        received = self._received
+        assert noise is not None
+        room = received.capacity  # plaintext is never longer than its ciphertext
+        bulk = len(received) >= LEND_FROM
+        plaintext = self._lent_buffers.take(room) if bulk else None
+        lend = plaintext is not None
+        if plaintext is None:
+            if bulk and may_wait and self._transport is not None:
+                # Every lent buffer still backs unread stream data, often only because several reads came in one
+                # loop turn: pause reading for a turn, in which the woken readers usually consume it, then go on.
+                if self._readers_turn is None:
+                    self._transport.pause_reading()
+                    self._readers_turn = asyncio.get_running_loop().call_soon(self._after_readers_turn)
+                return False
+            if len(self._plaintext) < len(received):
+                self._plaintext = bytearray(len(received))
+            plaintext = self._plaintext
+        used, size = noise.decrypt_into(received.unread(), plaintext)
+        if not used:
+            return False
+        received.consume(used)
+        if size:
+            self._on_plaintext(memoryview(plaintext)[:size], lend=lend)
+        return True
+
+    def _after_readers_turn(self) -> None:
+        """Decrypt what waited (copying payloads if the readers still hold every lent buffer), then read on."""
+        self._readers_turn = None
+        if self.phase is Phase.CLOSED:
+            return
+        try:
+            self._on_ciphertext(may_wait=False)
+        except PeerloomError as exc:
+            self.close(str(exc), error=exc)
+            return
+        if self._transport is not None and self.phase is not Phase.CLOSED:
+            self._transport.resume_reading()
+
+    def _on_plaintext(self, data: bytearray | memoryview, *, lend: bool = False) -> None:
+        """Plaintext for multistream (which copies) or yamux: with `lend`, stream payloads stay views of `data`
+        until read; otherwise yamux copies them, so the buffer may be reused as soon as this returns."""
         if not data:
             return
         if self.phase is Phase.MUXER:
@@ -199,7 +277,7 @@ class Connection(asyncio.Protocol):
         session = self.session
         assert session is not None
         try:
-            events = session.receive_data(data, time.monotonic())
+            events = session.receive_data(data, time.monotonic(), copy=not lend)
         finally:
             self._schedule_flush()  # a go-away or window updates may be waiting
         self._dispatch(events)
@@ -211,6 +289,10 @@ class Connection(asyncio.Protocol):
     def _ping(self) -> None:
         if self.session is None or self.phase is not Phase.OPEN:
             return
+        self._received.trim()  # buffers a quiet spell did not need shrink back
+        self._lent_buffers.trim(self._received.capacity)  # plaintext buffers are as large as the receive buffer
+        self._send_buffers.trim()
+        self._plaintext = bytearray()
         self.session.ping(time.monotonic())
         self._schedule_flush()
         self._timers = [asyncio.get_running_loop().call_later(PING_EVERY, self._ping)]
@@ -303,13 +385,27 @@ class Connection(asyncio.Protocol):
             self._schedule_flush()
 
     # -- sending ---------------------------------------------------------------------------------
-    def _write_raw(self, data: bytes) -> None:
+    def _write_raw(self, data: bytes | bytearray | memoryview) -> None:
         if data and self._transport is not None and self.phase is not Phase.CLOSED:
             self._transport.write(data)
 
     def _write_secure(self, data: bytes | bytearray) -> None:
         if data and self._noise is not None:
             self._write_raw(self._noise.encrypt(data))
+
+    def _write_frames(self, frames: list[bytes | memoryview]) -> None:
+        """Encrypt yamux's frames and write them: a large batch straight into a pooled buffer, which the transport
+        may hold until the socket takes it (the pool hands it out again only once nothing else refers to it)."""
+        noise = self._noise
+        size = sum(map(len, frames))
+        if noise is None or self._transport is None or self.phase is Phase.CLOSED:
+            return
+        if size < POOLED_WRITE:
+            self._write_raw(noise.encrypt(b"".join(frames)))
+            return
+        out = self._send_buffers.get(noise.sealed_size(size))
+        used = noise.encrypt_into(frames, out)
+        self._write_raw(memoryview(out)[:used])
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self.phase is not Phase.CLOSED:
@@ -323,10 +419,10 @@ class Connection(asyncio.Protocol):
         if session is None or self.phase is Phase.CLOSED:
             return
         while not self._paused:
-            data = session.data_to_send(FLUSH_CHUNK)
-            if not data:
+            frames = session.frames_to_send(FLUSH_CHUNK)
+            if not frames:
                 break
-            self._write_secure(data)
+            self._write_frames(frames)
         self._dispatch(session.events())  # StreamWritable events come from framing
 
     # -- closing ---------------------------------------------------------------------------------
@@ -353,6 +449,9 @@ class Connection(asyncio.Protocol):
         self.close_reason = self.close_reason or reason
         for timer in self._timers:
             timer.cancel()
+        if self._readers_turn is not None:
+            self._readers_turn.cancel()
+            self._readers_turn = None
         for stream in list(self.streams.values()):
             stream._fail(f"connection closed: {self.close_reason}")
         self.streams.clear()

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from peerloom.net.connection import Connection
 
 READ_CHUNK = 1 << 20  # largest piece `read()` returns when no size is asked
+# The most a read copies: larger pieces come only as a received chunk of bytes, returned as it is. A fresh buffer
+# of hundreds of KiB is a fresh mmap for the allocator, paid in page faults; one of 64 KiB at a time is not.
+COPY_LIMIT = 64 * 1024
 CLOSE_GRACE = 10.0  # seconds a closed StreamTransport waits for the remote to close its side
 
 
@@ -55,6 +58,7 @@ class Stream:
 
     # -- fed by the connection ---------------------------------------------------------------------
     def _feed(self, data: bytes | memoryview) -> None:
+        """Received bytes: `bytes`, or a view the connection lends until it is read (copied out then)."""
         if data:
             self._chunks.append(memoryview(data))
             self._buffered += len(data)
@@ -83,7 +87,11 @@ class Stream:
 
     # -- reading -------------------------------------------------------------------------------------
     async def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes (any amount up to 1 MiB when `n` < 0); b"" once the remote closed its side."""
+        """Up to `n` bytes (any amount up to 1 MiB when `n` < 0); b"" once the remote closed its side.
+
+        A received chunk of bytes taken whole is returned as it is; otherwise up to 64 KiB are copied out, from
+        one chunk or several small ones together (chunks lent by the connection are copied out this way).
+        """
         while not self._buffered:
             if self._error is not None:
                 raise StreamError(self._error)
@@ -92,9 +100,32 @@ class Stream:
             self._readable.clear()
             await self._readable.wait()
         limit = READ_CHUNK if n < 0 else n
+        chunks = self._chunks
+        head = chunks[0]
+        whole = head.obj
+        size = len(head)
+        if (
+            size <= limit
+            and isinstance(whole, bytes)
+            and len(whole) == size
+            and (len(chunks) == 1 or size + len(chunks[1]) > COPY_LIMIT)
+        ):
+            chunks.popleft()
+            data = whole
+        else:
+            data, size = self._copy_out(min(limit, COPY_LIMIT))
+        self._buffered -= size
+        credited = min(size, self._unacked_front)
+        self._unacked_front -= credited
+        if size > credited:
+            self.connection.consumed(self.id, size - credited)
+        return data
+
+    def _copy_out(self, limit: int) -> tuple[bytes, int]:
+        """Up to `limit` bytes from the front chunks, as one new bytes object, and its size."""
+        chunks = self._chunks
         parts = []
         size = 0
-        chunks = self._chunks
         while chunks and size < limit:
             head = chunks[0]
             if len(head) <= limit - size:
@@ -104,12 +135,7 @@ class Stream:
                 parts.append(head[: limit - size])
                 chunks[0] = head[limit - size :]
                 size = limit
-        self._buffered -= size
-        credited = min(size, self._unacked_front)
-        self._unacked_front -= credited
-        if size > credited:
-            self.connection.consumed(self.id, size - credited)
-        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+        return (parts[0].tobytes() if len(parts) == 1 else b"".join(parts)), size
 
     async def readexactly(self, n: int) -> bytes:
         """Exactly `n` bytes; StreamError when the stream ends first."""

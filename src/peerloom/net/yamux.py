@@ -3,11 +3,12 @@
 Wire format and rules from the hashicorp yamux spec (mirrored as libp2p specs `yamux/README.md`): a 12-byte
 big-endian header (version 0, type, flags, stream id, length), Data / Window Update / Ping / Go Away frames,
 SYN/ACK/FIN/RST flags, odd stream ids for the client and even for the server, a 256 KiB initial window per
-stream and direction. Like go-yamux, a stream's receive window doubles (up to 16 MiB) when it is used up
-within about two round trips, so one stream can fill a fast link; the RTT comes from our own pings.
+stream and direction. Like go-yamux, a stream's receive window doubles (up to 16 MiB) when the application
+consumed the last window grant within four round trips, so one stream can fill a fast link; the RTT comes
+from our own pings, with a floor (see `MIN_TUNING_RTT`).
 
 The Session owns no socket and no clock: feed it received bytes with `receive_data(data, now)`, send what
-`data_to_send()` returns, and pass the current time (any monotonic seconds) where asked.
+`data_to_send()` (or `frames_to_send()`) returns, and pass the current time (any monotonic seconds) where asked.
 """
 
 from __future__ import annotations
@@ -46,6 +47,13 @@ SEND_BUFFER = 1024 * 1024  # bytes the application may queue on one stream beyon
 MAX_RECEIVE_BUFFER = 128 * 1024 * 1024  # auto-tuning stops when the windows of all streams would pass this
 MAX_PENDING_PINGS = 32
 MAX_CONTROL_BUFFER = 1024 * 1024  # replies owed to a peer that does not read them (pings, refusals)
+# Auto-tuning compares the time a window grant took to be used up with TUNING_RTTS round trips (go-yamux: 4).
+# The round trip is that of a ping on an idle connection; under load a window update and the data it allows
+# also wait behind the sender's write buffer (megabytes) and whole batches of work in both event loops, so the
+# feedback loop is far slower than an idle loopback ping (~1 ms) says. The floor keeps a window that is used
+# up in a few milliseconds from being mistaken for one that is used up slowly.
+TUNING_RTTS = 4
+MIN_TUNING_RTT = 0.02
 _MAX_WINDOW_FIELD = 0xFFFFFFFF
 
 _HEADER = struct.Struct(">BBHII")
@@ -75,10 +83,12 @@ class StreamOpened:
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    """Stream data; acknowledge it with `acknowledge_received` once the application has consumed it."""
+    """Stream data; acknowledge it with `acknowledge_received` once the application has consumed it.
+
+    `data` is a copy (bytes), or a view of the received buffer when `receive_data` was told not to copy."""
 
     stream_id: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +188,10 @@ _TRANSITIONS: dict[tuple[StreamState, _Step], StreamState] = {
 class _Stream:
     __slots__ = (
         "blocked",
+        "epoch",
         "fin_received",
         "fin_sent",
         "id",
-        "last_grant",
         "pending_flags",
         "queue",
         "queued",
@@ -207,7 +217,7 @@ class _Stream:
         self.recv_window = INITIAL_WINDOW  # current window size, grown by auto-tuning
         self.recv_credit = INITIAL_WINDOW  # what the remote may still send
         self.unacked = 0  # delivered to the application, not yet acknowledged by it
-        self.last_grant: float | None = None  # time of our last window update
+        self.epoch: float | None = None  # when the current grant began: first frame heard, then each update
 
     def advance(self, step: _Step) -> None:
         new = _TRANSITIONS.get((self.state, step))
@@ -233,7 +243,8 @@ class Session:
     bytes wait per stream; a short write is followed by a StreamWritable event), `close_stream` (FIN, after
     the queued data), `reset_stream`, `acknowledge_received` (frees receive window; the window update goes
     out when half the window is free), `ping`, `go_away`. Network side: `receive_data` returns events, and
-    `data_to_send` the frames ready to go (within the peer's windows, streams served round robin).
+    `data_to_send` (joined) or `frames_to_send` (as a list of pieces) the frames ready to go (within the
+    peer's windows, streams served round robin).
     """
 
     def __init__(
@@ -245,9 +256,12 @@ class Session:
         max_window: int = MAX_WINDOW,
         max_receive_buffer: int = MAX_RECEIVE_BUFFER,
         max_frame_size: int = MAX_FRAME_SIZE,
+        min_tuning_rtt: float = MIN_TUNING_RTT,
     ) -> None:
         if max_frame_size <= HEADER_SIZE or send_buffer <= 0 or not INITIAL_WINDOW <= max_window <= 1 << 31:
             raise ValueError("invalid yamux session limits")
+        if min_tuning_rtt < 0:
+            raise ValueError("min_tuning_rtt must not be negative")
         self.client = client
         self.state = SessionState.OPEN
         self.rtt: float | None = None  # latest round trip measured by our pings
@@ -257,6 +271,7 @@ class Session:
         self._send_buffer = send_buffer
         self._max_window = max_window
         self._max_receive_buffer = max_receive_buffer
+        self._min_tuning_rtt = min_tuning_rtt
         self._max_payload = max_frame_size - HEADER_SIZE
         self._next_id = 1 if client else 2
         self._streams: dict[int, _Stream] = {}
@@ -271,6 +286,7 @@ class Session:
         self._payload_left = 0
         self._payload_stream: _Stream | None = None  # None while a payload is skipped
         self._payload_fin = False
+        self._copy = True  # receive_data's copy argument, for the call in progress
 
     # --- queries ---
 
@@ -357,8 +373,10 @@ class Session:
     def acknowledge_received(self, stream_id: int, size: int, now: float) -> None:
         """The application consumed `size` bytes of the stream: credit them back to the remote.
 
-        A window update goes out once half the window is free; if the previous one went out less than two
-        round trips ago, the window is doubled first (up to max_window and the session's receive budget).
+        A window update goes out once half the window is free. If that half was used up within TUNING_RTTS
+        round trips of the previous update (or of the stream's first frame), the window doubles first, up to
+        max_window and the session's receive budget (go-yamux's rule). The round trip is the last ping's, but
+        at least min_tuning_rtt; before any ping has been answered the window keeps its size.
         """
         stream = self._streams.get(stream_id)
         if stream is None:
@@ -372,13 +390,17 @@ class Session:
         grant = window - stream.recv_credit - stream.unacked
         if grant < window // 2:
             return
-        if self.rtt is not None and stream.last_grant is not None and now - stream.last_grant < 2 * self.rtt:
+        if (
+            self.rtt is not None
+            and stream.epoch is not None
+            and now - stream.epoch < TUNING_RTTS * max(self.rtt, self._min_tuning_rtt)
+        ):
             extra = min(2 * window, self._max_window) - window
             if extra > 0 and self._total_window + extra <= self._max_receive_buffer:
                 stream.recv_window += extra
                 self._total_window += extra
                 grant += extra
-        stream.last_grant = now
+        stream.epoch = now
         stream.recv_credit += grant
         flags = stream.pending_flags
         if flags:
@@ -418,6 +440,11 @@ class Session:
 
         With max_bytes, framing stops once that much is gathered (one frame may overshoot it).
         """
+        return b"".join(self.frames_to_send(max_bytes))
+
+    def frames_to_send(self, max_bytes: int | None = None) -> list[bytes | memoryview]:
+        """What `data_to_send` returns, as the pieces it would join: headers, and payloads as views of the data
+        given to `write` (not copied). Empty when nothing is ready. The views stay valid after the call."""
         parts: list[bytes | memoryview] = []
         size = 0
         if self._control:
@@ -437,7 +464,7 @@ class Session:
                 size += added
                 if size >= limit:
                     break
-        return b"".join(parts)
+        return parts
 
     def _frame(self, stream: _Stream, parts: list[bytes | memoryview]) -> int:
         """Append the stream's next frame to parts; its size, or 0 when the stream has nothing it may send."""
@@ -482,13 +509,17 @@ class Session:
 
     # --- network side: receiving ---
 
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float, *, copy: bool = True) -> list[Event]:
         """Take received bytes in any split; return the events they cause (and any pending ones).
 
+        Nothing of `data` is kept: DataReceived carries a copy, so the caller may reuse its buffer at once. With
+        copy=False it carries a view of `data` instead, and the caller must leave those bytes as they are for as
+        long as such a view lives (a driver lending its buffer to the streams until they are read).
         Raises YamuxError when the remote breaks the protocol: the session is then terminated with a
         Go Away (protocol error) waiting in data_to_send(). After termination, input is ignored.
         """
         if self.state is not SessionState.TERMINATED:
+            self._copy = copy
             try:
                 self._parse(memoryview(data).cast("B"), now)
             except YamuxError:
@@ -507,7 +538,8 @@ class Session:
                     return
                 stream = self._payload_stream
                 if stream is not None and stream.state is not StreamState.RESET:
-                    self._events.append(DataReceived(stream.id, bytes(view[pos : pos + take])))
+                    payload = view[pos : pos + take]
+                    self._events.append(DataReceived(stream.id, bytes(payload) if self._copy else payload))
                 pos += take
                 self._payload_left -= take
                 if self._payload_left:
@@ -534,7 +566,7 @@ class Session:
         if version != VERSION:
             raise YamuxError(f"unsupported yamux version {version}")
         if frame_type in (TYPE_DATA, TYPE_WINDOW_UPDATE):
-            self._on_stream_frame(frame_type, flags, stream_id, length)
+            self._on_stream_frame(frame_type, flags, stream_id, length, now)
         elif frame_type == TYPE_PING:
             if flags & FLAG_SYN:
                 self._reply(_HEADER.pack(VERSION, TYPE_PING, FLAG_ACK, 0, length))
@@ -548,7 +580,7 @@ class Session:
         else:
             raise YamuxError(f"unknown yamux frame type {frame_type}")
 
-    def _on_stream_frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
+    def _on_stream_frame(self, frame_type: int, flags: int, stream_id: int, length: int, now: float) -> None:
         """Data and Window Update frames: stream opening, flow control, half-close and reset."""
         if stream_id == 0:
             raise YamuxError("yamux data or window update frame on stream 0")
@@ -565,6 +597,8 @@ class Session:
             return
         if stream.state is StreamState.INIT:
             raise YamuxError(f"frame for yamux stream {stream_id} before we announced it")
+        if stream.epoch is None:  # the remote's SYN or ACK: the initial window's grant is in effect
+            stream.epoch = now
         if flags & FLAG_ACK and stream.state is StreamState.SYN_SENT:
             stream.advance(_Step.RECV_ACK)
         if flags & FLAG_RST:
