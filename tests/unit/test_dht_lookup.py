@@ -265,3 +265,22 @@ def test_a_responder_with_another_id_is_not_trusted() -> None:
     lookup.on_response(b, Response(t=b"", node_id=(2).to_bytes(20, "big")), 1.0)  # a bootstrap address learns its id
     assert b.state is CandidateState.RESPONDED and b.id == 2
     assert lookup.done and [n for n, _, _ in lookup.result().nodes] == [(2).to_bytes(20, "big")]
+
+
+def test_a_silent_candidate_is_asked_once_more_before_it_counts_as_failed() -> None:
+    target = b"\x00" * 19 + b"\x01"
+    seeds = [((1).to_bytes(20, "big"), ("10.0.0.1", 1))]
+    lookup = Lookup(target, LookupKind.FIND_NODE, seeds, own_id=b"\xff" * 20, now=0.0)
+    (cand, _), = lookup.next_queries(0.0)
+    lookup.on_timeout(cand, 5.0)  # one lost datagram
+    assert not lookup.done
+    (again, _), = lookup.next_queries(5.0)
+    assert again is cand and lookup.messages == 2
+    lookup.on_response(cand, Response(t=b"", node_id=(1).to_bytes(20, "big")), 5.1)
+    assert lookup.done and [c.id for c in lookup.closest_responded()] == [1]
+
+    lookup = Lookup(target, LookupKind.FIND_NODE, seeds, own_id=b"\xff" * 20, now=0.0)
+    for now in (0.0, 5.0):
+        (cand, _), = lookup.next_queries(now)
+        lookup.on_timeout(cand, now + 5.0)
+    assert lookup.done and lookup.next_queries(10.0) == [] and lookup.result().timeouts == 2

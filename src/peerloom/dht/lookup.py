@@ -32,6 +32,9 @@ class LookupKind(Enum):
     GET = "get"  # BEP 44
 
 
+QUERY_TRIES = 2  # sends to one candidate before it counts as failed (a timeout is often one lost datagram)
+
+
 class CandidateState(Enum):
     NEW = "new"
     PENDING = "pending"
@@ -42,7 +45,7 @@ class CandidateState(Enum):
 class Candidate:
     """A node on the shortlist. `depth` is the hop at which it was found (seeds are hop 1)."""
 
-    __slots__ = ("address", "depth", "distance", "id", "state", "token")
+    __slots__ = ("address", "depth", "distance", "id", "sends", "state", "token")
 
     def __init__(self, node_id: int | None, address: Address, distance: int, depth: int) -> None:
         self.id = node_id
@@ -51,6 +54,7 @@ class Candidate:
         self.depth = depth
         self.state = CandidateState.NEW
         self.token: bytes | None = None
+        self.sends = 0
 
     def info(self) -> NodeInfo:
         assert self.id is not None
@@ -160,6 +164,7 @@ class Lookup:
             live += 1
             if cand.state is CandidateState.NEW:
                 cand.state = CandidateState.PENDING
+                cand.sends += 1
                 self.in_flight += 1
                 self.messages += 1
                 out.append((cand, self._query()))
@@ -209,11 +214,13 @@ class Lookup:
             self._check_done(now)
 
     def on_timeout(self, cand: Candidate, now: float) -> None:
-        """The query to `cand` got no answer in time (or could not be sent)."""
+        """The query to `cand` got no answer in time (or could not be sent). It is asked once more before it
+        counts as failed: with a few percent of datagrams lost, giving up on the first silence would miss the
+        closest node in about one lookup in ten."""
         if cand.state is CandidateState.PENDING:
             self.in_flight -= 1
             self.timeouts += 1
-            cand.state = CandidateState.FAILED
+            cand.state = CandidateState.NEW if cand.sends < QUERY_TRIES else CandidateState.FAILED
             self._check_done(now)
 
     # -- results -------------------------------------------------------------------------------------------------
