@@ -50,9 +50,22 @@ def test_ping_is_answered_with_our_id_their_address_and_our_version() -> None:
     node = make()
     reply = ask(node, Ping(t=b"aa", node_id=OTHER_ID))
     assert reply == Response(t=b"aa", node_id=OWN, ip=PEER, client_version=CLIENT_VERSION)
-    assert node.stats.queries_in == {"ping": 1} and node.stats.packets_in == node.stats.packets_out == 1
+    assert node.stats.queries_in == {"ping": 1} and node.stats.packets_in == 1
     entry = node.table.find(OTHER_ID)
     assert entry is not None and not entry.responded  # it queried us: in the table, not yet verified
+    assert node.stats.packets_out == 2  # the answer, and one ping of ours to verify the newcomer
+
+
+def test_a_node_heard_only_through_its_query_is_pinged_once_then_verified() -> None:
+    node = make()
+    packets = node.receive(encode(Ping(t=b"aa", node_id=OTHER_ID)), PEER, 0.0)
+    pings = [decode(data) for data, to in packets if to == PEER and isinstance(decode(data), Ping)]
+    assert len(pings) == 1
+    again = node.receive(encode(Ping(t=b"ab", node_id=OTHER_ID)), PEER, 1.0)
+    assert not [d for d, _ in again if isinstance(decode(d), Ping)]  # one verification ping per node
+    node.receive(encode(Response(t=pings[0].t, node_id=OTHER_ID)), PEER, 1.5)
+    entry = node.table.find(OTHER_ID)
+    assert entry is not None and entry.responded  # now it is handed out to others
 
 
 def test_read_only_senders_are_served_but_stay_out_of_the_table() -> None:

@@ -57,6 +57,7 @@ MAX_PENDING = 1024
 MAX_LOOKUPS = 64
 MAX_REFRESHES = 2  # bucket refresh lookups at a time
 MAX_EVENTS = 1024
+MAX_VERIFY_SENT = 4096  # ids of querying nodes we pinged to verify them, remembered to ping each once
 SAMPLES_PER_REPLY = 20  # BEP 51: 400 bytes of samples leaves room for the nodes
 SAMPLE_INTERVAL = 300  # BEP 51: seconds before asking this node for samples again is useful
 
@@ -127,7 +128,8 @@ class DhtCore:
 
     __slots__ = (
         "_bootstrap", "_deadlines", "_events", "_limiter", "_lookups", "_next_id", "_next_maintenance", "_own",
-        "_pending", "_tid", "alpha", "client_version", "enforce_bep42", "ipv6", "items", "k", "max_lookups",
+        "_pending", "_tid", "_verify_sent", "alpha", "client_version", "enforce_bep42", "ipv6", "items", "k",
+        "max_lookups",
         "max_pending", "node_id", "peers", "query_timeout", "read_only", "rng", "stats", "table", "tokens",
     )
 
@@ -173,6 +175,7 @@ class DhtCore:
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._pending: dict[bytes, _Pending] = {}
         self._deadlines: list[_Pending] = []  # in send order, which is deadline order
+        self._verify_sent: set[int] = set()
         self._tid = self.rng.getrandbits(16)
         self._lookups: dict[int, _LookupRun] = {}
         self._next_id = 0
@@ -311,6 +314,7 @@ class DhtCore:
         # BEP 43: read-only nodes stay out of routing tables; BEP 32: so do nodes of the other address family.
         if not msg.read_only and node_id != self._own and self._our_family(addr):
             self._ping_all(self.table.on_query(node_id, addr, now), now, out)
+            self._verify(node_id, addr, now, out)
         out.append(self._packet(self._answer(msg, addr, now), addr))
         return out
 
@@ -541,6 +545,19 @@ class DhtCore:
         self._pending[t] = pending
         self._deadlines.append(pending)
         return self._packet(msg, addr)
+
+    def _verify(self, node_id: int, addr: Address, now: float, out: list[Packet]) -> None:
+        """Ping a node we know only because it queried us: until it answers one of our queries we never hand
+        it out, so without this a newcomer stays invisible until a bucket refresh happens to reach it."""
+        entry = self.table.find(node_id)
+        if entry is None or entry.responded or node_id in self._verify_sent:
+            return
+        if len(self._verify_sent) >= MAX_VERIFY_SENT:
+            self._verify_sent.clear()  # only a de-duplication memory: forgetting costs at most a repeated ping
+        self._verify_sent.add(node_id)
+        packet = self._send(Ping(t=b"", node_id=self.node_id), addr, now, node_id)
+        if packet is not None:
+            out.append(packet)
 
     def _ping_all(self, entries: list[NodeEntry], now: float, out: list[Packet]) -> None:
         """Ping before evict: the table handed us questionable nodes to check."""
