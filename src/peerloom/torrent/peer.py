@@ -78,6 +78,7 @@ class PeerConnection(asyncio.Protocol):
         # transfer state
         self.outstanding: dict[tuple[int, int], float] = {}
         self.pending: deque[tuple[int, int, int]] = deque()
+        self.awaiting_piece = -1  # the piece its request queue waits on while it loads from disk
         self.pipeline = MIN_PIPELINE
         self.snubbed = False
         self.write_paused = False

@@ -5,6 +5,7 @@ A mixin of `Torrent`, split out by concern."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -188,8 +189,10 @@ class PieceFlowMixin:
             index, begin, length = peer.pending[0]
             data = self.cache.get(index)
             if data is None:
-                self._load_piece(index).add_done_callback(lambda _f, p=peer: self.serve(p))
-                self._read_ahead(peer)
+                if peer.awaiting_piece != index:  # once per piece: later calls find it loading already
+                    peer.awaiting_piece = index
+                    self._load_piece(index).add_done_callback(lambda _f, p=peer: self._piece_loaded(p))
+                    self._read_ahead(peer)
                 return
             peer.pending.popleft()
             peer.send(wire.piece_header(index, begin, length))
@@ -201,23 +204,29 @@ class PieceFlowMixin:
                 asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
                 return
 
+    def _piece_loaded(self, peer: PeerConnection) -> None:
+        peer.awaiting_piece = -1
+        self.serve(peer)
+
     def _read_ahead(self, peer: PeerConnection) -> None:
         """Start loading the next pieces the peer has asked for, so they are cached by the time its queue
         reaches them instead of stalling it once per piece."""
         assert self.pieces is not None
-        started = 0
         budget = self.settings.read_cache_bytes // 2  # never so much that it evicts what it loaded
+        seen = 0
         last = -1
-        for i, (index, _, _) in enumerate(peer.pending):
-            if i >= READ_AHEAD_REQUESTS or started >= READ_AHEAD_PIECES:
+        for index, _, _ in itertools.islice(peer.pending, READ_AHEAD_REQUESTS):
+            if index == last:
+                continue
+            last = index
+            seen += 1
+            if seen > READ_AHEAD_PIECES:
                 break
-            if index != last and index not in self.cache and index not in self.loading:
+            if index not in self.cache and index not in self.loading:
                 budget -= self.pieces.piece_size(index)
                 if budget < 0:
                     break
                 self._load_piece(index)
-                started += 1
-            last = index
 
     def _load_piece(self, index: int) -> asyncio.Future:
         fut = self.loading.get(index)
