@@ -593,6 +593,14 @@ class NoiseTransport:
             pending += view[pos:]
         return self._open(frames)
 
+    def _open_frame(self, n: int, ciphertext: memoryview, out: memoryview) -> None:
+        """Authenticate and decrypt one frame with nonce `n` into `out`; a failure ends the transport."""
+        try:
+            self._receive.decrypt_into(_NONCE_PREFIX + n.to_bytes(8, "little"), ciphertext, None, out)
+        except InvalidTag:
+            self._failed = True
+            raise NoiseError("Noise transport frame failed authentication") from None
+
     def _open(self, frames: list[tuple[memoryview, int, int]]) -> bytearray:
         n = self._receive_n
         if n + len(frames) > _NONCE_LIMIT:
@@ -605,21 +613,11 @@ class NoiseTransport:
                 raise NoiseError("Noise transport frame shorter than its authentication tag")
             total += length - TAG_SIZE
         out = bytearray(total)
-        open_into = self._receive.decrypt_into
         with memoryview(out) as out_view:
             dst = 0
             for source, offset, length in frames:
                 plain = length - TAG_SIZE
-                try:
-                    open_into(
-                        _NONCE_PREFIX + n.to_bytes(8, "little"),
-                        source[offset : offset + length],
-                        None,
-                        out_view[dst : dst + plain],
-                    )
-                except InvalidTag:
-                    self._failed = True
-                    raise NoiseError("Noise transport frame failed authentication") from None
+                self._open_frame(n, source[offset : offset + length], out_view[dst : dst + plain])
                 n += 1
                 dst += plain
         self._receive_n = n
@@ -646,7 +644,6 @@ class NoiseTransport:
             raise NoiseError("the Noise transport has failed")
         if self._pending:
             raise RuntimeError("take_pending() before decrypt_into(): decrypt() holds received bytes")
-        open_into = self._receive.decrypt_into
         n = self._receive_n
         pos = dst = 0
         with (
@@ -672,16 +669,7 @@ class NoiseTransport:
                 if n >= _NONCE_LIMIT:
                     self._failed = True
                     raise NoiseError("Noise receive nonce space exhausted; the connection must close")
-                try:
-                    open_into(
-                        _NONCE_PREFIX + n.to_bytes(8, "little"),
-                        view[pos + 2 : pos + 2 + length],
-                        None,
-                        out_view[dst : dst + plain],
-                    )
-                except InvalidTag:
-                    self._failed = True
-                    raise NoiseError("Noise transport frame failed authentication") from None
+                self._open_frame(n, view[pos + 2 : pos + 2 + length], out_view[dst : dst + plain])
                 n += 1
                 self._receive_n = n
                 pos += 2 + length

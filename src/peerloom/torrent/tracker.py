@@ -82,19 +82,25 @@ def _compact(data: bytes, v6: bool) -> list[tuple[str, int]]:
         raise TrackerProtocolError(str(exc)) from exc
 
 
-def parse_http_announce(body: bytes) -> AnnounceResponse:
+def _response_dict(body: bytes, what: str) -> dict[bytes, Any]:
+    """The bencoded dictionary of an HTTP tracker reply (bounded), or the tracker's refusal as TrackerError."""
     if len(body) > MAX_BODY:
-        raise TrackerProtocolError("tracker response too large")
+        raise TrackerProtocolError(f"{what} too large")
     try:
         d: Any = decode(body, strict=False, max_depth=8)
     except BencodeError as exc:
-        raise TrackerProtocolError(f"tracker response is not bencoded: {exc}") from exc
+        raise TrackerProtocolError(f"{what} is not bencoded: {exc}") from exc
     if not isinstance(d, dict):
-        raise TrackerProtocolError("tracker response is not a dictionary")
+        raise TrackerProtocolError(f"{what} is not a dictionary")
     failure = d.get(b"failure reason")
     if failure is not None:
         reason = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else str(failure)
         raise TrackerError(f"tracker refused: {reason}")
+    return d
+
+
+def parse_http_announce(body: bytes) -> AnnounceResponse:
+    d = _response_dict(body, "tracker response")
     interval = d.get(b"interval")
     if type(interval) is not int or interval <= 0:
         raise TrackerProtocolError("tracker response has no interval")
@@ -147,18 +153,7 @@ def http_scrape_url(announce_url: str, info_hashes: list[bytes]) -> str:
 
 def parse_http_scrape(body: bytes, info_hashes: list[bytes]) -> dict[bytes, ScrapeStats]:
     """The counts of the asked torrents the tracker knows; torrents it left out are left out here too."""
-    if len(body) > MAX_BODY:
-        raise TrackerProtocolError("scrape response too large")
-    try:
-        d: Any = decode(body, strict=False, max_depth=8)
-    except BencodeError as exc:
-        raise TrackerProtocolError(f"scrape response is not bencoded: {exc}") from exc
-    if not isinstance(d, dict):
-        raise TrackerProtocolError("scrape response is not a dictionary")
-    failure = d.get(b"failure reason")
-    if failure is not None:
-        reason = failure.decode("utf-8", "replace") if isinstance(failure, bytes) else str(failure)
-        raise TrackerError(f"tracker refused: {reason}")
+    d = _response_dict(body, "scrape response")
     files = d.get(b"files")
     if not isinstance(files, dict):
         raise TrackerProtocolError("scrape response has no files dictionary")
