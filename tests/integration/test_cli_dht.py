@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 
 from peerloom.dht.driver import Dht
@@ -50,10 +51,13 @@ async def test_dht_ping_peers_and_stats_from_the_command_line() -> None:
         code, out, err = stats
         assert code == 0, err
         figures = json.loads(out)
-        assert figures["ipv4"]["table_size"] == 2 and figures["ipv4"]["responses_in"] >= 2
+        # hub and other at least; the concurrent CLI nodes that queried the hub may have been passed on too
+        assert figures["ipv4"]["table_size"] >= 2 and figures["ipv4"]["responses_in"] >= 2
 
         code, out, err = await peerloom("dht", "stats", *boot)
-        assert code == 0 and "this process's own" in err and "2 nodes in 1 buckets" in out
+        assert code == 0 and "this process's own" in err
+        shown = re.search(r"(\d+) nodes in (\d+) buckets", out)
+        assert shown and int(shown[1]) >= 2 and int(shown[2]) >= 1, out
     finally:
         await hub.close()
         await other.close()
