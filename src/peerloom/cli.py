@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -24,6 +22,7 @@ from rich.progress import (
 
 from peerloom import __version__
 from peerloom.errors import PeerloomError
+from peerloom.files import write_atomically
 from peerloom.torrent.create import create as create_torrent
 from peerloom.torrent.create import scan
 from peerloom.torrent.magnet import Magnet
@@ -78,21 +77,6 @@ def human_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename, so `path` is never half-written."""
-    directory = path.parent if str(path.parent) else Path(".")
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def hashing_progress(total: int, label: str) -> Progress:
@@ -280,7 +264,7 @@ def common(
 
 def main() -> None:
     # the node-running commands register themselves on `app`; imported here so `create`/`info` stay light
-    from peerloom import cli_demo, cli_dht, cli_net, cli_transfer  # noqa: F401
+    from peerloom import cli_daemon, cli_demo, cli_dht, cli_net, cli_transfer  # noqa: F401
 
     app(prog_name="peerloom")
 

@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from peerloom.api.client import DaemonClient
+from peerloom.api.runner import read_runtime
 from peerloom.cli import (
     UserError,
     app,
@@ -56,6 +58,9 @@ PublicBootstrapOption = Annotated[
 ]
 NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no trackerless peer discovery).")]
 NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
+NoDaemonOption = Annotated[
+    bool, typer.Option("--no-daemon", help="Run a node of its own even when a daemon runs for the home.")
+]
 DhtPortOption = Annotated[int, typer.Option("--dht-port", help="UDP port of the DHT (0: the TCP port's number).")]
 
 
@@ -87,6 +92,12 @@ def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
         return [Multiaddr(v) if v.startswith("/") else parse_peer_address(v) for v in values or []]
     except (ValueError, MultiaddrError) as exc:
         raise UserError(str(exc)) from exc
+
+
+def running_daemon(home: Path | None) -> DaemonClient | None:
+    """A client of the daemon running for the home, if one does."""
+    info = read_runtime((home or default_home()).expanduser().resolve())
+    return None if info is None else DaemonClient(info)
 
 
 def parse_bootstrap(values: list[str] | None) -> list[tuple[str, int]]:
@@ -163,9 +174,10 @@ def get(
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
     dht_port: DhtPortOption = 0,
+    no_daemon: NoDaemonOption = False,
 ) -> None:
     """Download a torrent; exits 0 only when every selected byte is verified. With a bare magnet link, peers are
-    found through the DHT (and the LAN)."""
+    found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
     peers = guarded(lambda: parse_peers(peer))
     settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
                                              public_bootstrap=public_bootstrap, dht_port=dht_port))
@@ -178,6 +190,14 @@ def get(
     limit = guarded(lambda: parse_size(limit_rate)) if limit_rate else 0
     if not link.lower().startswith("magnet:?") and not Path(link).is_file():
         fail(f"no such torrent file: {link}")
+    client = None if no_daemon else running_daemon(home)
+    if client is not None:
+        if private or sequential or seed or status_lines:
+            fail("--private, --sequential, --seed and --status-lines run their own node: add --no-daemon", 2)
+        from peerloom.cli_daemon import get_via_daemon
+
+        get_via_daemon(client, link, output, peers, selected, limit, as_json)
+        return
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
@@ -185,7 +205,7 @@ def get(
                 link, output, peers=peers, files=selected, sequential=sequential,
                 allow=allowed if private else None,
             )
-            torrent.download_limit = limit
+            torrent.download_bucket.rate = limit
             announce_listening(node, status_lines)
             await watch(torrent, stop, seed=seed, status_lines=status_lines, quiet=as_json)
             final = torrent.status()
@@ -264,8 +284,10 @@ def share(
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
     dht_port: DhtPortOption = 0,
+    no_daemon: NoDaemonOption = False,
 ) -> None:
-    """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others)."""
+    """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others).
+    When a daemon runs for the home, it seeds PATH instead."""
     settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
                                              public_bootstrap=public_bootstrap, dht_port=dht_port))
     if sum((v1, v2, hybrid)) > 1:
@@ -278,6 +300,14 @@ def share(
     version = "v1" if v1 else "v2" if v2 else "hybrid"
     if not path.exists():
         fail(f"no such file or directory: {path}")
+    client = None if no_daemon else running_daemon(home)
+    if client is not None:
+        if private or tracker or torrent_out or status_lines:
+            fail("--private, --tracker, --torrent and --status-lines run their own node: add --no-daemon", 2)
+        from peerloom.cli_daemon import share_via_daemon
+
+        share_via_daemon(client, path, version)
+        return
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:

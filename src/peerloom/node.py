@@ -45,6 +45,7 @@ from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import PeerConnection
+from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
 
@@ -123,6 +124,8 @@ class Node:
         self._secure_transports: set[StreamTransport] = set()
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
+        self.download_bucket = TokenBucket(0)  # the node's global rate limits, on top of each torrent's own
+        self.upload_bucket = TokenBucket(0)
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -185,11 +188,11 @@ class Node:
         self.lsd = lsd
 
     def _lsd_hashes(self) -> list[bytes]:
-        return [h for t in self.torrents.values() if t.discoverable for h in t.hashes]
+        return [h for t in self.torrents.values() if t.discoverable and not t.paused for h in t.hashes]
 
     def _lsd_peer(self, info_hash: bytes, address: tuple[str, int]) -> None:
         torrent = self._by_hash.get(info_hash)
-        if torrent is not None and torrent.discoverable:
+        if torrent is not None and torrent.discoverable and not torrent.paused:
             torrent.peers_discovered([address])
 
     async def stop(self) -> None:
@@ -239,8 +242,10 @@ class Node:
         sequential: bool = False,
         trusted_complete: bool = False,
         allow: list[PeerId] | None = None,
+        paused: bool = False,
     ) -> Torrent:
-        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it.
+        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it (`paused`: check its
+        data but do not look for peers until `torrent.resume()`).
 
         With `allow` (even empty), the torrent is a private swarm of the secure layer: it talks only to
         those keys and to the PeerIds of the multiaddrs in `peers`, over encrypted streams, never over
@@ -287,7 +292,7 @@ class Node:
             self._by_hash[h] = torrent
         if peers:
             torrent.add_peers(list(peers))
-        await torrent.start()
+        await torrent.start(paused=paused)
         return torrent
 
     async def share(

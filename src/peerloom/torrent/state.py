@@ -37,4 +37,5 @@ class TorrentStatus:
     snubs: int
     checked_pieces: int
     error: str | None
+    paused: bool = False
     first_peer_after: float | None = None  # seconds from the start to the first connected peer (discovery time)

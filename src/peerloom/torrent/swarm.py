@@ -32,6 +32,7 @@ from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
+from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
 from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
@@ -122,9 +123,12 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.rate_down = 0.0
         self.rate_up = 0.0
         self._resume_dirty = False
-        self.download_limit = self.settings.download_rate_limit  # bytes/s, 0 = unlimited
-        self._tokens = 0.0
-        self._last_tick = time.monotonic()
+        self.download_bucket = TokenBucket(self.settings.download_rate_limit)  # this torrent's own limits
+        self.upload_bucket = TokenBucket(0)
+        self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
+        self._throttle_timer: asyncio.TimerHandle | None = None
+        self.paused = False
+        self._discovery: asyncio.Task | None = None
         self.snubs = 0
         self.started_at = time.monotonic()
         self.first_peer_after: float | None = None  # seconds from start to the first peer connected
@@ -149,10 +153,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.pieces = PieceMap(meta)
         self.storage = Storage(meta, self.save_path, self.pieces)
         self.verifier = PieceVerifier(meta, self.pieces)
-        if self.selected is not None:
-            bad = [i for i in self.selected if not 0 <= i < len(meta.data_files)]
-            if bad:
-                raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {len(meta.data_files)} files)")
+        _check_file_numbers(meta, self.selected)
         wanted = self.pieces.wanted_pieces(self.selected)
         sizes = [self.pieces.piece_size(i) for i in range(self.pieces.num_pieces)]
         self.picker = PiecePicker(sizes, wanted=wanted, sequential=self.sequential)
@@ -164,9 +165,15 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             }
         self._metadata_ready.set()
 
-    async def start(self) -> None:
+    async def start(self, *, paused: bool = False) -> None:
+        """Start the torrent: check its data, then (unless `paused`) find peers and transfer."""
         self.started_at = time.monotonic()
+        self.paused = paused
         self._task = asyncio.create_task(self._run(), name=f"torrent {self.name}")
+        if not paused:
+            self._make_announcers()
+
+    def _make_announcers(self) -> None:
         trackers = self._tracker_tiers()
         if trackers and self.settings.trackers:
             from peerloom.torrent.tracker_client import Announcer
@@ -180,6 +187,38 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 for h in self.hashes
             ]
 
+    async def pause(self) -> None:
+        """Stop transferring: close every peer, tell the trackers `stopped`, stop looking for peers, save
+        resume data. Data checking (and a magnet's pending metadata) resume with `resume`."""
+        if self.paused or self.state in (State.ERROR, State.STOPPED):
+            return
+        self.paused = True
+        if self._discovery is not None:
+            self._discovery.cancel()
+            self._discovery = None
+        for task in list(self._connect_tasks):
+            task.cancel()
+        for peer in list(self.peers):
+            peer.close("paused")
+        announcers, self.announcers = self.announcers, []
+        await asyncio.gather(*(a.stop() for a in announcers))
+        if self.state in (State.DOWNLOADING, State.SEEDING):
+            self.save_resume(clean=False)
+
+    def resume(self) -> None:
+        """Start transferring again after `pause`."""
+        if not self.paused or self.state in (State.ERROR, State.STOPPED):
+            return
+        self.paused = False
+        self._make_announcers()
+        for announcer in self.announcers:
+            announcer.start()
+        self._discovery = self._start_discovery()
+        now = time.monotonic()
+        for addr in self.candidates:
+            self.candidates[addr] = now
+        self._connect_more(now)
+
     def _tracker_tiers(self) -> list[list[str]]:
         if self.meta is not None and self.meta.trackers:
             return [list(t) for t in self.meta.trackers]
@@ -189,7 +228,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._ticker())
-        discovery = self._start_discovery()
+        if not self.paused:
+            self._discovery = self._start_discovery()
         try:
             for announcer in self.announcers:
                 announcer.start()
@@ -207,8 +247,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self._fail(f"internal error: {exc!r}")
         finally:
             ticker.cancel()
-            if discovery is not None:
-                discovery.cancel()
+            if self._discovery is not None:
+                self._discovery.cancel()
 
     async def _ticker(self) -> None:
         while True:
@@ -228,6 +268,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._throttle_timer is not None:
+            self._throttle_timer.cancel()
         for task in list(self._connect_tasks):
             task.cancel()
         for peer in list(self.peers):
@@ -242,6 +284,26 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if self.state is not State.ERROR:
             self.state = State.STOPPED
         self._done.set()
+
+    def select_files(self, selected: list[int] | None) -> None:
+        """Download only these files (indexes among the data files; None: all), changed while running. A torrent
+        that had everything it wanted goes back to downloading when a file is added, and seeds when the last
+        missing one is dropped."""
+        if self.meta is None or self.picker is None or self.pieces is None:
+            self.selected = selected  # applied when the metadata arrives
+            return
+        _check_file_numbers(self.meta, selected)
+        self.selected = None if selected is None else sorted(set(selected))
+        self.picker.set_wanted(self.pieces.wanted_pieces(self.selected))
+        if self.state is State.SEEDING and not self.picker.complete:
+            self.state = State.DOWNLOADING
+            self._done.clear()
+        elif self.state is State.DOWNLOADING and self.picker.complete:
+            self._completed()
+        for peer in self.peers:
+            self._update_interest(peer)
+        if self.state in (State.DOWNLOADING, State.SEEDING):
+            self.save_resume(clean=False)
 
     async def wait_done(self) -> None:
         """Until every selected byte is verified; raises when the torrent failed or was stopped first."""
@@ -270,7 +332,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
     def _connect_more(self, now: float) -> None:
         room = self.settings.max_peers - len(self.peers) - len(self.connecting)
-        if room <= 0 or self.state in (State.ERROR, State.STOPPED):
+        if room <= 0 or self.paused or self.state in (State.ERROR, State.STOPPED):
             return
         connected = {p.key for p in self.peers} | {p.remote for p in self.peers}
         for addr, when in list(self.candidates.items()):
@@ -307,6 +369,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def admits(self, peer: PeerConnection) -> str | None:
         """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
         keys, over the secure layer; checked before we answer a handshake."""
+        if self.paused:
+            return "the torrent is paused"
         if self.secure:
             if peer.secure_key is None:
                 return "this torrent is private to the secure peer layer"
@@ -372,6 +436,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def peer_lost(self, peer: PeerConnection) -> None:
         if peer in self.peers:
             self.peers.remove(peer)
+        self._throttled.discard(peer)
         picker = self.picker
         if picker is not None:
             if peer.bits:
@@ -530,14 +595,15 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         want = peer.pipeline - len(peer.outstanding)
         if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
             return
-        limited = self.download_limit > 0
+        buckets = (self.download_bucket, self.node.download_bucket)
+        limited = self.download_bucket.limited or self.node.download_bucket.limited
         if limited:
-            want = min(want, int(self._tokens // wire.BLOCK_SIZE))
+            want = min(want, int(allowance(time.monotonic(), *buckets) // wire.BLOCK_SIZE))
             if want <= 0:
                 return
         requests = picker.pick(peer, peer.bits, want, peer.is_seed)
         if limited:
-            self._tokens -= sum(r[2] for r in requests)
+            spend(sum(r[2] for r in requests), *buckets)
         if not requests:
             if not peer.outstanding and not picker.interesting(peer.bits, peer.is_seed):
                 peer.set_interested(False)
@@ -583,9 +649,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     # -- periodic work -------------------------------------------------------------------------
     def _tick(self) -> None:
         now = time.monotonic()
-        if self.download_limit > 0:  # token bucket: at most one second of burst
-            self._tokens = min(float(self.download_limit), self._tokens + self.download_limit * (now - self._last_tick))
-        self._last_tick = now
         total_down = total_up = 0.0
         for peer in list(self.peers):
             peer.update_rates(now)
@@ -675,6 +738,11 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self._resume_dirty = False
         self.node.resume.update_have(self.id, pack_bits(self.picker.have), self.downloaded, self.uploaded)
 
+    def save_progress(self) -> None:
+        """Write the pieces and the upload/download totals to the resume data now."""
+        self._resume_dirty = True
+        self._save_have()
+
     def save_resume(self, clean: bool) -> None:
         if self.meta is None or self.picker is None or self.storage is None:
             return
@@ -708,7 +776,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         return TorrentStatus(
             name=self.name,
             info_hash=self.id,
-            state=self.state.value,
+            state="paused" if self.paused and self.state in (State.DOWNLOADING, State.SEEDING, State.METADATA)
+            else self.state.value,
+            paused=self.paused,
             progress=(have / wanted) if wanted else (1.0 if picker is not None else 0.0),
             wanted_bytes=wanted,
             have_bytes=have,
@@ -726,6 +796,13 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             error=self.error,
             first_peer_after=self.first_peer_after,
         )
+
+
+def _check_file_numbers(meta: Metainfo, selected: list[int] | None) -> None:
+    count = len(meta.data_files)
+    bad = [i for i in selected or [] if not 0 <= i < count]
+    if bad:
+        raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {count} files)")
 
 
 def _ignore(self: Torrent, peer: PeerConnection, m: Any) -> None:

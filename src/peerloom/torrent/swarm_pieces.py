@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from peerloom.torrent import wire
+from peerloom.torrent.ratelimit import allowance, spend
 from peerloom.torrent.resume import unpack_bits
 from peerloom.torrent.state import State
 from peerloom.torrent.storage import StorageError
@@ -23,6 +25,7 @@ BAN_AFTER = 2  # pieces proven bad before a peer is banned
 MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
 READ_AHEAD_PIECES = 4  # pieces loaded ahead of a peer's request queue
 READ_AHEAD_REQUESTS = 512  # how far into the queue read-ahead looks
+THROTTLE_WAIT = 0.05  # seconds an upload over its limit waits before trying again
 
 
 class PieceFlowMixin:
@@ -185,6 +188,8 @@ class PieceFlowMixin:
     def serve(self, peer: PeerConnection) -> None:
         """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
         queued = 0
+        buckets = (self.upload_bucket, self.node.upload_bucket)
+        limited = self.upload_bucket.limited or self.node.upload_bucket.limited
         while peer.pending and not peer.write_paused and not peer.closed and not peer.am_choking:
             index, begin, length = peer.pending[0]
             data = self.cache.get(index)
@@ -194,6 +199,11 @@ class PieceFlowMixin:
                     self._load_piece(index).add_done_callback(lambda _f, p=peer: self._piece_loaded(p))
                     self._read_ahead(peer)
                 return
+            if limited:
+                if allowance(time.monotonic(), *buckets) < length:
+                    self._throttle(peer)
+                    return
+                spend(length, *buckets)
             peer.pending.popleft()
             peer.send(wire.piece_header(index, begin, length))
             peer.send(memoryview(data)[begin : begin + length])  # joined with the header in one write
@@ -203,6 +213,18 @@ class PieceFlowMixin:
             if queued >= 4 * 1024 * 1024 and peer.pending:
                 asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
                 return
+
+    def _throttle(self, peer: PeerConnection) -> None:
+        """The upload limit is reached: serve the peer again once the buckets have refilled a little."""
+        self._throttled.add(peer)
+        if self._throttle_timer is None:
+            self._throttle_timer = asyncio.get_running_loop().call_later(THROTTLE_WAIT, self._serve_throttled)
+
+    def _serve_throttled(self) -> None:
+        self._throttle_timer = None
+        peers, self._throttled = self._throttled, set()
+        for peer in peers:
+            self.serve(peer)
 
     def _piece_loaded(self, peer: PeerConnection) -> None:
         peer.awaiting_piece = -1

@@ -1,0 +1,229 @@
+"""`peerloom daemon` and the commands that manage it: `ls`, `pause`, `resume`, `rm`, `stats`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from peerloom.api.client import DaemonClient
+from peerloom.api.runner import read_runtime, run_daemon
+from peerloom.cli import app, err, fail, guarded, human_size, out, parse_size
+from peerloom.cli_transfer import (
+    BootstrapOption,
+    DhtPortOption,
+    HomeOption,
+    HostOption,
+    NoDhtOption,
+    NoLsdOption,
+    PortOption,
+    PublicBootstrapOption,
+    node_settings,
+    run,
+)
+from peerloom.node import default_home
+
+DEFAULT_API = "127.0.0.1:7881"
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def parse_api_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        fail(f"--api takes HOST:PORT, like {DEFAULT_API} (got {text!r})", 2)
+    return host, int(port)
+
+
+@app.command()
+def daemon(
+    home: HomeOption = None,
+    api: Annotated[str, typer.Option("--api", help="Where the HTTP API and web UI listen (HOST:PORT; 0: any port).")]
+    = DEFAULT_API,
+    port: PortOption = 0,
+    listen: HostOption = "0.0.0.0",
+    save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Where downloads go by default "
+                                                                     "[HOME/downloads].")] = None,
+    bootstrap: BootstrapOption = None,
+    public_bootstrap: PublicBootstrapOption = True,
+    no_dht: NoDhtOption = False,
+    no_lsd: NoLsdOption = False,
+    dht_port: DhtPortOption = 0,
+) -> None:
+    """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
+    Torrents (and their paused state, file selection and limits) come back on the next start."""
+    home = (home or default_home()).expanduser().resolve()
+    api_host, api_port = parse_api_address(api)
+    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
+    running = read_runtime(home)
+    if running is not None:
+        fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")
+
+    def ready(runtime: dict[str, Any], token: str) -> None:
+        err.print(f"peerloom daemon for {home}: BitTorrent port {runtime['port']}, "
+                  f"DHT {runtime['dht_port'] or 'off'}", highlight=False)
+        err.print(f"API at {runtime['api']}/api/v1 (token in {home / 'api.token'})", highlight=False)
+        err.print(f"web UI: {runtime['api']}/#token={token}", highlight=False, soft_wrap=True)
+
+    async def main(stop: asyncio.Event) -> int:
+        await run_daemon(home, api_host=api_host, api_port=api_port, port=port, listen=listen, settings=settings,
+                         save_dir=(save_dir or home / "downloads").expanduser().resolve(), stop=stop, ready=ready)
+        err.print("daemon stopped; state saved", highlight=False)
+        return 0
+
+    guarded(lambda: run(main))
+
+
+def client_for(home: Path | None) -> DaemonClient:
+    """The running daemon of the home, or a one-line error saying how to start one."""
+    resolved = (home or default_home()).expanduser().resolve()
+    info = read_runtime(resolved)
+    if info is None:
+        fail(f"no daemon runs for {resolved}: start one with `peerloom daemon --home {resolved}`")
+    return DaemonClient(info)
+
+
+def _rate(value: float) -> str:
+    return f"{human_size(int(value))}/s" if value >= 1 else "-"
+
+
+@app.command("ls")
+def list_torrents(home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """The daemon's torrents: name, size, progress, rates, peers, state."""
+    client = client_for(home)
+    torrents = guarded(lambda: client.call("GET", "/api/v1/torrents"))["torrents"]
+    if as_json:
+        out.print_json(json.dumps(torrents))
+        return
+    table = Table(box=None, header_style="bold")
+    for column, justify in (("ID", "left"), ("Name", "left"), ("Size", "right"), ("Done", "right"),
+                            ("Down", "right"), ("Up", "right"), ("Peers", "right"), ("State", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for t in torrents:
+        table.add_row(t["id"][:8], t["name"], human_size(t["size"]), f"{100 * t['progress']:.1f}%",
+                      _rate(t["download_rate"]), _rate(t["upload_rate"]), str(t["peers"]),
+                      t["state"] + (f": {t['error']}" if t["error"] else ""))
+    if torrents:
+        out.print(table)
+    else:
+        err.print("no torrents (add one with `peerloom get LINK` or `peerloom share PATH`)")
+
+
+IdArgument = Annotated[str, typer.Argument(help="Torrent id (its info-hash) or the first characters of it.")]
+
+
+@app.command()
+def pause(torrent_id: IdArgument, home: HomeOption = None) -> None:
+    """Pause a torrent of the daemon (no peers, no transfer) until `peerloom resume`."""
+    t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/pause"))["torrent"]
+    err.print(f"paused {t['name']} ({t['id'][:8]})", highlight=False)
+
+
+@app.command()
+def resume(torrent_id: IdArgument, home: HomeOption = None) -> None:
+    """Resume a paused torrent of the daemon."""
+    t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/resume"))["torrent"]
+    err.print(f"resumed {t['name']} ({t['id'][:8]}): {t['state']}", highlight=False)
+
+
+@app.command("rm")
+def remove(
+    torrent_id: IdArgument,
+    home: HomeOption = None,
+    delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete its downloaded files.")] = False,
+) -> None:
+    """Remove a torrent from the daemon (its files stay unless --delete-data)."""
+    query = "?delete_data=1" if delete_data else ""
+    removed = guarded(lambda: client_for(home).call("DELETE", f"/api/v1/torrents/{torrent_id}{query}"))["removed"]
+    err.print(f"removed {removed[:8]}" + (" and its data" if delete_data else ""), highlight=False)
+
+
+@app.command()
+def stats(home: HomeOption = None, as_json: JsonOption = False) -> None:
+    """The daemon's node: PeerId, ports, DHT size, rates, totals, limits."""
+    info = guarded(lambda: client_for(home).call("GET", "/api/v1/node"))
+    if as_json:
+        out.print_json(json.dumps(info))
+        return
+    limits = info["limits"]
+    lines = [
+        ("PeerId", info["peer_id"]),
+        ("BitTorrent port", str(info["port"])),
+        ("secure layer", ", ".join(info["listen_addrs"]) or "-"),
+        ("DHT", f"port {info['dht_port']}, {info['dht_nodes']} nodes" if info["dht_port"] else "off"),
+        ("torrents", str(info["torrents"])),
+        ("rates", f"down {_rate(info['download_rate'])}, up {_rate(info['upload_rate'])}"),
+        ("totals", f"downloaded {human_size(info['downloaded'])}, uploaded {human_size(info['uploaded'])}"),
+        ("limits", f"down {_rate(limits['download']) if limits['download'] else 'none'}, "
+                   f"up {_rate(limits['upload']) if limits['upload'] else 'none'}"),
+        ("uptime", time.strftime("%H:%M:%S", time.gmtime(info["uptime"]))),
+    ]
+    for key, value in lines:
+        out.print(f"{key:>16}  {value}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def limit(
+    download: Annotated[str | None, typer.Option("--down", help="Download limit (bytes/s, 0: none): 5M")] = None,
+    upload: Annotated[str | None, typer.Option("--up", help="Upload limit (bytes/s, 0: none): 1M")] = None,
+    torrent_id: Annotated[str | None, typer.Option("--torrent", help="Limit this torrent only.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Set the daemon's rate limits, for the whole node or one torrent."""
+    body = {k: guarded(lambda v=v: parse_size(v)) for k, v in (("download", download), ("upload", upload)) if v}
+    if not body:
+        fail("give --down and/or --up", 2)
+    path = f"/api/v1/torrents/{torrent_id}/limits" if torrent_id else "/api/v1/limits"
+    answer = guarded(lambda: client_for(home).call("PUT", path, body))
+    limits = answer["torrent"]["limits"] if torrent_id else answer["limits"]
+    err.print(f"limits now: down {limits['download'] or 'none'} B/s, up {limits['upload'] or 'none'} B/s",
+              highlight=False)
+
+
+def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[Any], selected: list[int] | None,
+                   limit: int, as_json: bool) -> None:
+    """`peerloom get` while a daemon runs for the home: hand the torrent to it and return."""
+    if any(not isinstance(p, tuple) for p in peers):
+        fail("secure-layer peers (--peer /ip4/…/p2p/…) are not taken through the daemon; add --no-daemon", 2)
+    save_path = str(output.expanduser().resolve())
+    if link.lower().startswith("magnet:?"):
+        extra = "".join(f"&x.pe={host}:{port}" if ":" not in host else f"&x.pe=[{host}]:{port}" for host, port in peers)
+        added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra,
+                                                                          "save_path": save_path}))
+    else:
+        if peers:
+            fail("--peer goes with magnet links when a daemon runs (or add --no-daemon)", 2)
+        data = guarded(lambda: Path(link).read_bytes())
+        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data, {"save_path": save_path}))
+    torrent = added["torrent"]
+    tid = torrent["id"]
+    if selected is not None:
+        detail = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))
+        if detail["files"]:
+            priorities = [1 if f["index"] in selected else 0 for f in detail["files"]]
+            guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/files", {"priorities": priorities}))
+        else:
+            err.print("note: --files applies once the metadata has arrived; set it in the web UI", highlight=False)
+    if limit:
+        guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/limits", {"download": limit}))
+    if as_json:
+        out.print_json(json.dumps(torrent))
+        return
+    err.print(f"added to the daemon at {client.info.api}: {torrent['name']} ({tid[:8]}) into {save_path}; "
+              "follow it with `peerloom ls`", highlight=False, soft_wrap=True)
+
+
+def share_via_daemon(client: DaemonClient, path: Path, version: str) -> None:
+    """`peerloom share` while a daemon runs for the home: the daemon hashes and seeds the path."""
+    err.print(f"asking the daemon at {client.info.api} to share {path} (it hashes it first)", highlight=False)
+    torrent = guarded(lambda: client.call("POST", "/api/v1/torrents",
+                                          {"path": str(path.expanduser().resolve()), "version": version}))["torrent"]
+    out.print(torrent["magnet"], highlight=False, soft_wrap=True)
+    err.print(f"the daemon seeds {torrent['name']} ({human_size(torrent['size'])}), id {torrent['id'][:8]}",
+              highlight=False)
