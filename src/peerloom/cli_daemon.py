@@ -29,6 +29,7 @@ from peerloom.cli_transfer import (
 from peerloom.node import default_home
 
 DEFAULT_API = "127.0.0.1:7881"
+SHARE_TIMEOUT = 6 * 3600.0  # the daemon answers a share once the path is hashed: big folders take a while
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
@@ -222,7 +223,8 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[An
 def share_via_daemon(client: DaemonClient, path: Path, version: str) -> None:
     """`peerloom share` while a daemon runs for the home: the daemon hashes and seeds the path."""
     err.print(f"asking the daemon at {client.info.api} to share {path} (it hashes it first)", highlight=False)
-    torrent = guarded(lambda: client.call("POST", "/api/v1/torrents",
+    hashing = DaemonClient(client.info, timeout=SHARE_TIMEOUT)
+    torrent = guarded(lambda: hashing.call("POST", "/api/v1/torrents",
                                           {"path": str(path.expanduser().resolve()), "version": version}))["torrent"]
     out.print(torrent["magnet"], highlight=False, soft_wrap=True)
     err.print(f"the daemon seeds {torrent['name']} ({human_size(torrent['size'])}), id {torrent['id'][:8]}",
