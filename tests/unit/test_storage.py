@@ -100,3 +100,16 @@ def test_v2_pieces_are_per_file_and_short_at_file_ends(tmp_path: Path) -> None:
     sizes = [pieces.piece_size(i) for i in range(pieces.num_pieces)]
     # a.bin: 2 full + 1000; sub/b.bin: 5000; sub/c.bin: 3 full (tree order: a.bin, empty, sub/...)
     assert sorted(sizes) == sorted([PIECE, PIECE, 1000, 5000, PIECE, PIECE, PIECE])
+
+
+def test_delete_files_removes_the_torrents_files_and_the_folders_they_leave_empty(tmp_path: Path) -> None:
+    top = make_tree(tmp_path)
+    meta = create(top, version="hybrid", piece_length=PIECE)
+    (top / "sub" / "mine.txt").write_text("not the torrent's")
+    (tmp_path / "neighbour.txt").write_text("beside the torrent")
+    Storage(meta, tmp_path).delete_files()
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "neighbour.txt", "set", "set/sub", "set/sub/mine.txt"]
+    (top / "sub" / "mine.txt").unlink()
+    Storage(meta, tmp_path).delete_files()
+    assert [p.name for p in tmp_path.iterdir()] == ["neighbour.txt"] and tmp_path.is_dir()

@@ -12,6 +12,7 @@ piece against the SHA-1 hash (v1), the SHA-256 merkle piece layer (v2), or both 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -264,10 +265,18 @@ class Storage:
                 pass
 
     def delete_files(self) -> None:
+        """Delete the torrent's files, then the folders they leave empty (never the save path itself, nor a
+        folder still holding something that is not ours)."""
         self.close()
+        folders: set[Path] = set()
         for index, f in enumerate(self.meta.files):
             if not f.is_pad:
-                self.path_of(index).unlink(missing_ok=True)
+                path = self.path_of(index)
+                path.unlink(missing_ok=True)
+                folders.update(p for p in path.parents if self.save_path in p.parents)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                folder.rmdir()
 
     def close(self) -> None:
         for fd in self._fds.values():
