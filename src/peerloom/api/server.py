@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ OPENAPI_FILE = Path(__file__).parent / "openapi.json"
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png", ".ico": "image/x-icon", ".json": "application/json"}
 PUBLIC_API = {"/api/v1/openapi.json"}
+EVENTS_PATH = "/api/v1/events"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon", Daemon)
@@ -70,7 +70,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS":
         return error(403, "cross-origin requests are refused")
     if protected:
-        given = request.headers.get("X-Peerloom-Token") or _bearer(request) or request.query.get("token", "")
+        # only the WebSocket takes the token in the URL (browsers cannot give it headers); elsewhere it would
+        # end up in logs and histories for nothing
+        query = request.query.get("token", "") if path == EVENTS_PATH else ""
+        given = request.headers.get("X-Peerloom-Token") or _bearer(request) or query
         if not hmac.compare_digest(given.encode(), app[TOKEN].encode()):
             if _foreign_origin(request):
                 return error(403, "cross-origin request refused")
@@ -101,9 +104,11 @@ def _foreign_origin(request: web.Request) -> bool:
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
     try:
         body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, LookupError, RecursionError):  # bad JSON or text, unknown charset, nesting too deep
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
@@ -322,7 +327,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_post(f"{v1}/torrents/{{id}}/resume", resume)
     app.router.add_put(f"{v1}/torrents/{{id}}/files", set_files)
     app.router.add_put(f"{v1}/torrents/{{id}}/limits", set_torrent_limits)
-    app.router.add_get(f"{v1}/events", events)
+    app.router.add_get(EVENTS_PATH, events)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

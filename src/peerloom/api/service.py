@@ -19,7 +19,7 @@ from typing import Any
 from peerloom import __version__
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
-from peerloom.node import Node
+from peerloom.node import DuplicateTorrent, Node
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.resume import pack_bits
@@ -78,9 +78,14 @@ class Daemon:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for queue in list(self._subscribers):
-            _offer(queue, None)
+        self.end_streams()
         self.store.close()
+
+    def end_streams(self) -> None:
+        """Tell every subscriber that the stream ends (so open WebSockets close and do not hold up a shutdown)."""
+        for queue in list(self._subscribers):
+            _offer(queue, None, force=True)  # even a full queue learns that the stream ends
+        self._subscribers.clear()
 
     async def _start(self, entry: Entry, *, trusted: bool) -> Torrent:
         source: Metainfo | str = Metainfo.parse(entry.torrent) if entry.torrent else entry.magnet or ""
@@ -114,7 +119,7 @@ class Daemon:
         """Make a torrent of a local file or folder and seed it from where it is."""
         if version not in ("v1", "v2", "hybrid"):
             raise ApiError(400, "version must be v1, v2 or hybrid")
-        target = Path(path).expanduser()
+        target = _user_path(path)
         if not target.is_absolute():
             raise ApiError(400, f"give the absolute path of what to share, not {path!r}")
         if not target.exists():
@@ -132,6 +137,8 @@ class Daemon:
     async def _add(self, entry: Entry) -> Torrent:
         try:
             torrent = await self._start(entry, trusted=entry.shared)
+        except DuplicateTorrent as exc:  # added by a concurrent request since our check
+            raise ApiError(409, str(exc)) from exc
         except PeerloomError as exc:
             raise ApiError(400, str(exc)) from exc
         entry.id = torrent.id
@@ -143,7 +150,7 @@ class Daemon:
     def _save_path(self, save_path: str | None) -> str:
         if not save_path:
             return str(self.save_dir)
-        path = Path(save_path).expanduser()
+        path = _user_path(save_path)
         return str(path if path.is_absolute() else self.save_dir / path)
 
     def _refuse_duplicate(self, hashes: list[bytes | None]) -> None:
@@ -424,6 +431,14 @@ def _offer(queue: asyncio.Queue[Any], item: Any, *, force: bool = False) -> bool
     except asyncio.QueueFull:
         return False
     return True
+
+
+def _user_path(text: str) -> Path:
+    """A path as the user wrote it, `~` and `~user` expanded (an unknown user is bad input, not a crash)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError as exc:
+        raise ApiError(400, f"cannot expand {text!r}: {exc}") from None
 
 
 def _limit(value: Any, name: str) -> int | None:
