@@ -86,6 +86,10 @@ class Settings:
     lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
 
 
+class DuplicateTorrent(PeerloomError):
+    """The node already has a torrent with this info-hash."""
+
+
 def default_home() -> Path:
     env = os.environ.get("PEERLOOM_HOME")
     return Path(env) if env else Path(platformdirs.user_data_dir("peerloom"))
@@ -271,7 +275,7 @@ class Node:
         hashes = [h for h in ((meta or magnet).info_hash_v1, ((meta or magnet).info_hash_v2 or b"")[:20]) if h]
         for h in hashes:
             if h in self._by_hash:
-                raise PeerloomError(f"torrent {h.hex()} is already added")
+                raise DuplicateTorrent(f"torrent {h.hex()} is already added")
         tid = hashes[0].hex()
         record = self.resume.load(tid)
         if meta is None and record is not None and record.torrent:

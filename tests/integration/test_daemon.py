@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import aiohttp
 from support.daemon import DaemonProcess
 from support.swarm import make_single, node
 
@@ -163,3 +164,20 @@ async def test_cli_commands_work_against_a_running_daemon(tmp_path: Path) -> Non
             assert daemon.stop() == 0
         code, _, err = await peerloom("ls", *h)  # no daemon any more
         assert code == 1 and "no daemon runs" in err
+
+
+async def test_sigterm_with_an_event_stream_open_stops_cleanly_and_closes_the_stream(tmp_path: Path) -> None:
+    """An open web UI tab (its WebSocket) must not hold the shutdown up (aiohttp would wait a minute for it)."""
+    daemon = await DaemonProcess(tmp_path / "home", tmp_path / "downloads").start()
+    try:
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+                f"{daemon.api}/api/v1/events?token={daemon.token}") as ws:
+            first = await ws.receive_json(timeout=10)
+            assert first["type"] == "snapshot" and first["torrents"] == []
+            stopping = asyncio.create_task(asyncio.to_thread(daemon.stop, 15.0))
+            while (await ws.receive(timeout=15)).type not in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                                                               aiohttp.WSMsgType.CLOSING):
+                pass
+            assert await stopping == 0
+    finally:
+        daemon.stop()

@@ -109,5 +109,6 @@ async def run_daemon(
             with contextlib.suppress(FileNotFoundError):
                 (home / RUNTIME_FILE).unlink()
             if runner is not None:
+                daemon.end_streams()  # open WebSockets end now instead of holding the shutdown for a minute
                 await runner.cleanup()
             await daemon.stop()

@@ -407,9 +407,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self.first_peer_after = time.monotonic() - self.started_at
         hs = peer.handshake
         assert hs is not None
+        self._send_have_pieces(peer, first=True)  # BEP 3: the bitfield comes first, before any other message
         if hs.supports_extensions:
             peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
-        self._send_have_pieces(peer, first=True)
         self._send_dht_port(peer)
         return True
 
@@ -463,7 +463,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         handler = _HANDLERS.get(type(m))
         if handler is not None:
             handler(self, peer, m)
-        peer.got_first_message = True
+        if type(m) is not wire.Extended:  # clients that send their extension handshake first are common (BEP 10)
+            peer.got_first_message = True
 
     def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
         n = len(m.data)
