@@ -174,3 +174,33 @@ async def test_peer_exchange_introduces_a_peer_we_were_not_told_of(tmp_path: Pat
         await wait_done(ta)
         await wait_done(tb)
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")
+
+
+async def test_bitfield_comes_first_and_one_after_the_peers_extension_handshake_is_taken(tmp_path: Path) -> None:
+    """BEP 3 wants the bitfield first; BEP 10 clients often send their extension handshake before theirs."""
+    data = make_single(tmp_path / "src", size=4 * 65536)
+    meta = create(data, version="v1", piece_length=65536)
+    async with node(tmp_path, "partial") as partial:
+        half = tmp_path / "half"
+        half.mkdir()
+        half.joinpath(data.name).write_bytes(data.read_bytes()[: 2 * 65536])  # the first two pieces
+        torrent = await partial.add(meta, half)
+        while torrent.status().state != "downloading":
+            await asyncio.sleep(0.05)
+        reader, writer = await asyncio.open_connection("127.0.0.1", partial.port)
+        try:
+            writer.write(wire.encode_handshake(wire.Handshake(meta.info_hash_v1, b"-XX0001-" + bytes(12),
+                                                              wire.make_reserved(fast=True, extensions=True))))
+            writer.write(wire.encode(wire.Extended(0, b"d1:md11:ut_metadatai3eee")))
+            writer.write(wire.encode(wire.Bitfield(bytes([0b11110000]))))  # a seed, after its extension handshake
+            await writer.drain()
+            await reader.readexactly(68)
+            parser, received = wire.WireParser(), []
+            while not any(isinstance(m, wire.Interested) for m in received):
+                chunk = await asyncio.wait_for(reader.read(65536), 5)
+                assert chunk, f"the node closed the connection after {received}"
+                received += [m for m in parser.feed(chunk) if not isinstance(m, wire.KeepAlive)]
+            assert received[0] == wire.Bitfield(bytes([0b11000000])), received[:2]
+            assert isinstance(received[1], wire.Extended) and received[1].ext_id == 0
+        finally:
+            writer.close()
