@@ -25,10 +25,12 @@ from peerloom.cli_transfer import (
     PublicBootstrapOption,
     node_settings,
     run,
+    transfer_progress,
 )
 from peerloom.node import default_home
 
 DEFAULT_API = "127.0.0.1:7881"
+FOLLOW_EVERY = 0.5  # seconds between progress polls of `get` through the daemon
 SHARE_TIMEOUT = 6 * 3600.0  # the daemon answers a share once the path is hashed: big folders take a while
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -188,8 +190,9 @@ def limit(
 
 
 def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[Any], selected: list[int] | None,
-                   limit: int, as_json: bool) -> None:
-    """`peerloom get` while a daemon runs for the home: hand the torrent to it and return."""
+                   limit: int, as_json: bool, detach: bool) -> None:
+    """`peerloom get` while a daemon runs for the home: hand the torrent to it, then follow it to the end (unless
+    `detach`); Ctrl-C stops following, not the download."""
     if any(not isinstance(p, tuple) for p in peers):
         fail("secure-layer peers (--peer /ip4/…/p2p/…) are not taken through the daemon; add --no-daemon", 2)
     save_path = str(output.expanduser().resolve())
@@ -213,11 +216,35 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[An
             err.print("note: --files applies once the metadata has arrived; set it in the web UI", highlight=False)
     if limit:
         guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/limits", {"download": limit}))
+    err.print(f"added to the daemon at {client.info.api}: {torrent['name']} ({tid[:8]}) into {save_path}",
+              highlight=False, soft_wrap=True)
+    if not detach:
+        try:
+            torrent = follow(client, tid, quiet=as_json)
+        except KeyboardInterrupt:
+            fail("no longer following; the daemon keeps downloading (see `peerloom ls`)", 130)
     if as_json:
         out.print_json(json.dumps(torrent))
-        return
-    err.print(f"added to the daemon at {client.info.api}: {torrent['name']} ({tid[:8]}) into {save_path}; "
-              "follow it with `peerloom ls`", highlight=False, soft_wrap=True)
+    elif not detach:
+        err.print(f"done: {torrent['name']} ({human_size(torrent['size'])}) verified in {save_path}", highlight=False)
+
+
+def follow(client: DaemonClient, tid: str, *, quiet: bool) -> dict[str, Any]:
+    """Show the daemon's progress on a torrent until every selected byte is verified; its last summary."""
+    progress = transfer_progress()
+    progress.disable = quiet
+    with progress:
+        task = progress.add_task(tid[:8], total=None, peers=0)
+        while True:
+            t = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))["torrent"]
+            label = t["name"] if t["state"] in ("downloading", "seeding") else f"{t['name']} ({t['state']})"
+            progress.update(task, description=label, total=t["size"] or None, completed=t["have_bytes"],
+                            peers=t["peers"])
+            if t["error"]:
+                fail(t["error"])
+            if t["progress"] >= 1.0 and t["state"] in ("seeding", "paused"):
+                return t
+            time.sleep(FOLLOW_EVERY)
 
 
 def share_via_daemon(client: DaemonClient, path: Path, version: str) -> None:

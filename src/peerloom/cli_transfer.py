@@ -175,6 +175,7 @@ def get(
     no_lsd: NoLsdOption = False,
     dht_port: DhtPortOption = 0,
     no_daemon: NoDaemonOption = False,
+    detach: Annotated[bool, typer.Option("--detach", help="With a daemon: hand it the torrent and return.")] = False,
 ) -> None:
     """Download a torrent; exits 0 only when every selected byte is verified. With a bare magnet link, peers are
     found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
@@ -196,7 +197,7 @@ def get(
             fail("--private, --sequential, --seed and --status-lines run their own node: add --no-daemon", 2)
         from peerloom.cli_daemon import get_via_daemon
 
-        get_via_daemon(client, link, output, peers, selected, limit, as_json)
+        get_via_daemon(client, link, output, peers, selected, limit, as_json, detach)
         return
 
     async def main(stop: asyncio.Event) -> int:

@@ -130,10 +130,11 @@ async def test_cli_commands_work_against_a_running_daemon(tmp_path: Path) -> Non
             target = tmp_path / "fetched"
             code, _, err = await peerloom("get", magnet_of(seeder.port, t_remote).split("&x.pe=")[0], "-o",
                                           str(target), "--peer", f"127.0.0.1:{seeder.port}", *h)
-            assert code == 0 and "added to the daemon" in err, err
+            assert code == 0 and "added to the daemon" in err and "done: remote.bin" in err, err  # followed to the end
             remote_id = t_remote.id
-            await daemon.wait_for(remote_id, lambda t: t["progress"] == 1.0, timeout=60)
             assert (target / "remote.bin").read_bytes() == remote.read_bytes()
+            code, _, err = await peerloom("get", magnet_of(seeder.port, t_remote), "--detach", *h)
+            assert code == 1 and "already added" in err and "Traceback" not in err
 
             code, out, err = await peerloom("ls", *h, "--json")
             assert code == 0, err
