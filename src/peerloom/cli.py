@@ -29,7 +29,8 @@ from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import MAX_TORRENT_SIZE, Metainfo, Version
 
 app = typer.Typer(
-    help="peerloom: a peer-to-peer node. Share and fetch files over BitTorrent (v1, v2, hybrid).",
+    help="peerloom: a peer-to-peer node. Share and fetch files over BitTorrent (v1, v2, hybrid), alone or through a "
+         "running `peerloom daemon` (web UI, HTTP API); private swarms over an encrypted peer layer.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
