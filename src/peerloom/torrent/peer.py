@@ -31,10 +31,17 @@ WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
 MAX_PIPELINE = 1500
 SLOW_START = 3.0  # seconds after connecting during which the request pipeline grows per block received
+RECEIVE_MIN = 64 * 1024  # the receive buffer: small while the peer sends little, grown while reads fill it
+RECEIVE_MAX = 1024 * 1024
 
 
-class PeerConnection(asyncio.Protocol):
-    """A peer wire connection, outgoing (`torrent` known) or incoming (torrent found by info-hash)."""
+class PeerConnection(asyncio.BufferedProtocol):
+    """A peer wire connection, outgoing (`torrent` known) or incoming (torrent found by info-hash).
+
+    Over TCP the transport reads straight into a receive buffer of ours (a BufferedProtocol), which is reused:
+    no `bytes` object is made and copied per read, and a busy peer is read a megabyte at a time. Other
+    transports (a stream of the secure layer) hand us bytes through `data_received`.
+    """
 
     def __init__(
         self,
@@ -55,6 +62,8 @@ class PeerConnection(asyncio.Protocol):
         self.handshake: wire.Handshake | None = None
         self.info_hash: bytes | None = None
         self.parser = wire.WireParser()
+        self._receive = bytearray(RECEIVE_MIN)
+        self._receive_busy = False  # a read of RECEIVE_MIN or more since the last tick: keep the buffer large
         self._hs_buffer = bytearray()
         self._out: list[bytes] = []
         self._flush_scheduled = False
@@ -145,7 +154,19 @@ class PeerConnection(asyncio.Protocol):
         if self.torrent is not None and self.pending:
             self.torrent.serve(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self._receive
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buf = self._receive
+        if nbytes >= RECEIVE_MIN:
+            self._receive_busy = True
+            if nbytes == len(buf) and nbytes < RECEIVE_MAX:
+                # a new buffer, not a resize: the messages below hold views of this one until they are handled
+                self._receive = bytearray(2 * nbytes)
+        self.data_received(memoryview(buf)[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         if self.closed:
             return
         self.last_received = time.monotonic()
@@ -177,7 +198,7 @@ class PeerConnection(asyncio.Protocol):
         reserved = wire.make_reserved(fast=True, extensions=True, v2=self.torrent.has_v2, dht=self.torrent.dht_enabled)
         self.send(wire.encode_handshake(wire.Handshake(info_hash, self.node.peer_id, reserved)))
 
-    def _receive_handshake(self, data: bytes) -> bytes:
+    def _receive_handshake(self, data: bytes | memoryview) -> bytes:
         self._hs_buffer += data
         if len(self._hs_buffer) < wire.HANDSHAKE_LENGTH:
             if not wire.PROTOCOL.startswith(bytes(self._hs_buffer[: len(wire.PROTOCOL)])):
@@ -268,6 +289,9 @@ class PeerConnection(asyncio.Protocol):
         self.rate_down += alpha * ((self.bytes_down - down) / dt - self.rate_down)
         self.rate_up += alpha * ((self.bytes_up - up) / dt - self.rate_up)
         self._rate_mark = (now, self.bytes_down, self.bytes_up)
+        if not self._receive_busy and len(self._receive) > RECEIVE_MIN:
+            self._receive = bytearray(RECEIVE_MIN)  # quiet for a while: give the memory back
+        self._receive_busy = False
         # request pipeline sized to the link: enough blocks in flight for ~1 s of data at the current rate;
         # during slow start the rate is still climbing, so the pipeline only grows
         target = max(MIN_PIPELINE, min(MAX_PIPELINE, int(self.rate_down / BLOCK_SIZE) + MIN_PIPELINE))

@@ -79,6 +79,7 @@ class PiecePicker:
         self.rng = rng or random.Random()
         self._verifying: set[int] = set()
         self._have_count = sum(self.have)
+        self._missing = self._count_missing()  # wanted pieces we do not have: `complete` is asked once per piece
         # pieces that may be started (wanted, missing, not started, not being verified), grouped by availability,
         # so rarest-first costs O(1) per new piece instead of a scan of every piece
         self._todo = bytearray(self.num_pieces)
@@ -130,11 +131,14 @@ class PiecePicker:
     # -- state -----------------------------------------------------------------------------
     def missing(self) -> int:
         """Wanted pieces we do not have yet."""
-        return sum(1 for i in range(self.num_pieces) if self.wanted[i] and not self.have[i])
+        return self._missing
+
+    def _count_missing(self) -> int:
+        return sum(1 for h, w in zip(self.have, self.wanted, strict=True) if w and not h)
 
     @property
     def complete(self) -> bool:
-        return all(h or not w for h, w in zip(self.have, self.wanted, strict=True))
+        return self._missing == 0
 
     def interesting(self, bits: Sequence[bool] | bytearray, is_seed: bool = False) -> bool:
         """Whether a peer with these pieces has something we want."""
@@ -145,6 +149,7 @@ class PiecePicker:
 
     def set_wanted(self, wanted: Sequence[bool]) -> None:
         self.wanted = bytearray(bool(w) for w in wanted)
+        self._missing = self._count_missing()
         for i in range(self.num_pieces):
             self._refresh(i)
 
@@ -247,10 +252,14 @@ class PiecePicker:
         b = begin // BLOCK
         if b >= part.blocks or length != min(BLOCK, part.size - begin) or part.state[b] == 2:
             return None
-        who = part.requesters.pop(b, [])
+        who = part.requesters.pop(b, None)
         part.state[b] = 2
         part.received += 1
-        return [p for p in who if p != peer]
+        if who is None:
+            return []
+        if peer in who:
+            who.remove(peer)  # the list is no longer the picker's: hand it over instead of building another
+        return who
 
     def piece_complete(self, index: int) -> bool:
         part = self.partial.get(index)
@@ -293,5 +302,7 @@ class PiecePicker:
         if not self.have[index]:
             self.have[index] = 1
             self._have_count += 1
+            if self.wanted[index]:
+                self._missing -= 1
         self.partial.pop(index, None)
         self._refresh(index)

@@ -467,31 +467,34 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             peer.got_first_message = True
 
     def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
-        n = len(m.data)
+        # once per 16 KiB block received: no allocation or clock read that can be avoided
+        index, begin, data = m
+        n = len(data)
         peer.bytes_down += n
         self.downloaded += n
         self.session_downloaded += n
-        peer.outstanding.pop((m.index, m.begin), None)
+        peer.outstanding.pop((index, begin), None)
         picker = self.picker
-        if picker is None or m.index >= picker.num_pieces:
+        if picker is None or index >= picker.num_pieces:
             raise ProtocolError("piece message for a piece that does not exist")
-        others = picker.block_received(peer, m.index, m.begin, n)
+        others = picker.block_received(peer, index, begin, n)
         if others is None:
             self.wasted += n
             return
-        peer.block_arrived(time.monotonic())
+        peer.block_arrived(peer.last_received)
         peer.snubbed = False
-        buf = self.buffers.get(m.index)
+        buf = self.buffers.get(index)
         if buf is None:
-            buf = self.buffers[m.index] = self._piece_buffer(picker.sizes[m.index])
-        buf[m.begin : m.begin + n] = m.data
-        self.block_senders.setdefault(m.index, {})[m.begin] = peer
+            buf = self.buffers[index] = self._piece_buffer(picker.sizes[index])
+            self.block_senders[index] = {}
+        buf[begin : begin + n] = data
+        self.block_senders[index][begin] = peer
         for other in others:
-            if other.outstanding.pop((m.index, m.begin), None) is not None:
-                other.send(wire.encode(wire.Cancel(m.index, m.begin, n)))
-        if picker.piece_complete(m.index):
-            picker.start_verifying(m.index)
-            self._verify(m.index, self.buffers.pop(m.index), self.block_senders.pop(m.index, {}))
+            if other.outstanding.pop((index, begin), None) is not None:
+                other.send(wire.encode(wire.Cancel(index, begin, n)))
+        if picker.piece_complete(index):
+            picker.start_verifying(index)
+            self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
 
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         picker = self.picker

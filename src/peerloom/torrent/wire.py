@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from peerloom.errors import ProtocolError
 
@@ -110,8 +110,10 @@ class Request:
     length: int
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
+    """A block of a piece. A tuple rather than a frozen dataclass like the other messages: one is built per
+    16 KiB received, and a frozen dataclass costs several times as much to build."""
+
     index: int
     begin: int
     data: bytes | memoryview  # the parser hands out a view of the received bytes
@@ -289,9 +291,10 @@ class WireParser:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Message]:
         """Parse every complete message in `data` (plus what an earlier call left over).
 
-        Messages are cut straight out of `data`: a piece's payload is a memoryview of it, not a copy
-        (keep `data` immutable — asyncio hands us `bytes`). Only a message split across calls is
-        copied, into a small carry-over buffer.
+        Messages are cut straight out of `data`: a piece's payload is a memoryview of it, not a copy, so it
+        is valid only as long as `data` is left unchanged (a receive buffer that is reused must not be
+        refilled before the messages are handled). Only a message split across calls is copied, into a
+        small carry-over buffer.
         """
         out: list[Message] = []
         view = memoryview(data)
