@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from peerloom.api.client import DaemonClient
-from peerloom.api.runner import read_runtime, run_daemon
+from peerloom.api.runtime import read_runtime
 from peerloom.cli import app, err, fail, guarded, human_size, out, parse_size
 from peerloom.cli_transfer import (
     BootstrapOption,
@@ -75,6 +75,8 @@ def daemon(
         err.print(f"web UI: {runtime['api']}/#token={token}", highlight=False, soft_wrap=True)
 
     async def main(stop: asyncio.Event) -> int:
+        from peerloom.api.runner import run_daemon  # the web stack loads only for the daemon itself
+
         await run_daemon(home, api_host=api_host, api_port=api_port, port=port, listen=listen, settings=settings,
                          save_dir=(save_dir or home / "downloads").expanduser().resolve(), stop=stop, ready=ready)
         err.print("daemon stopped; state saved", highlight=False)

@@ -15,7 +15,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from peerloom.api.client import DaemonClient
-from peerloom.api.runner import read_runtime
+from peerloom.api.runtime import read_runtime
 from peerloom.cli import (
     UserError,
     app,

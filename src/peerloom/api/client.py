@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from peerloom.api.runner import DaemonInfo
+from peerloom.api.runtime import DaemonInfo
 from peerloom.errors import PeerloomError
 
 

@@ -1,8 +1,5 @@
-"""Run the daemon: a Node, its managed torrents and the HTTP API, until told to stop.
-
-While it runs, HOME/daemon.json says where its API is (the CLI finds it there) and HOME/api.token
-holds the token. The file goes away on a clean stop; after a crash the CLI sees that its pid is gone.
-"""
+"""Run the daemon: a Node, its managed torrents and the HTTP API, until told to stop (see `runtime` for how
+the CLI finds it)."""
 
 from __future__ import annotations
 
@@ -12,45 +9,17 @@ import json
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from peerloom.api.runtime import RUNTIME_FILE
 from peerloom.api.server import allowed_hosts, load_or_create_token, make_app
 from peerloom.api.service import Daemon
 from peerloom.errors import PeerloomError
 from peerloom.files import write_atomically
 from peerloom.node import Node, Settings
-
-RUNTIME_FILE = "daemon.json"
-
-
-@dataclass(frozen=True, slots=True)
-class DaemonInfo:
-    """Where a running daemon's API is, as its runtime file says."""
-
-    pid: int
-    api: str
-    token: str
-
-
-def read_runtime(home: Path) -> DaemonInfo | None:
-    """The daemon running for `home`, if its runtime file names a live process (None otherwise)."""
-    try:
-        data = json.loads((home / RUNTIME_FILE).read_text())
-        token = (home / "api.token").read_text().strip()
-        pid, api = int(data["pid"]), str(data["api"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, another user's
-    return DaemonInfo(pid, api, token)
 
 
 def _bind(host: str, port: int) -> socket.socket:
