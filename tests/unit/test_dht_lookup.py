@@ -1,7 +1,7 @@
 """Iterative lookups (BEP 5, BEP 44) over an in-memory network of 200 `DhtCore` nodes: packets are delivered
 synchronously through a dict of addresses on a fake clock. find_node converges to the true k closest nodes, get_peers
 finds announced peers, BEP 44 items are stored and found, and dead nodes are timed out. The `Lookup` state machine is
-also driven directly, against an oracle network."""
+also driven directly, against an oracle network, and a core alone packet by packet for the short timeout."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from peerloom.codec.bencode import encode as bencode
 from peerloom.dht.bep44 import Item, mutable_item
-from peerloom.dht.krpc import Address, Response, SampleInfohashes
+from peerloom.dht.krpc import Address, Response, SampleInfohashes, decode, encode
 from peerloom.dht.lookup import CandidateState, Lookup, LookupKind
 from peerloom.dht.node import DhtCore, LookupDone, QueryDone, StoreDone, random_node_id
 
@@ -284,3 +284,66 @@ def test_a_silent_candidate_is_asked_once_more_before_it_counts_as_failed() -> N
         (cand, _), = lookup.next_queries(now)
         lookup.on_timeout(cand, now + 5.0)
     assert lookup.done and lookup.next_queries(10.0) == [] and lookup.result().timeouts == 2
+
+
+def test_a_slow_query_frees_its_slot_and_its_late_answer_is_still_used() -> None:
+    seeds = [(i.to_bytes(20, "big"), (f"10.0.0.{i}", 1)) for i in (1, 2)]
+    lookup = Lookup(b"\x00" * 20, LookupKind.FIND_NODE, seeds, own_id=b"\xff" * 20, now=0.0, alpha=1)
+    (slow, _), = lookup.next_queries(0.0)
+    assert slow.id == 1 and lookup.next_queries(0.5) == []  # alpha 1: its query holds the only slot
+    lookup.on_slow(slow)  # the short timeout: it is asked again, and the next candidate too
+    (retry, _), (quick, _) = lookup.next_queries(1.0)
+    assert retry is slow and slow.state is CandidateState.SLOW and quick.id == 2 and lookup.in_flight == 1
+    lookup.on_response(quick, Response(t=b"", node_id=(2).to_bytes(20, "big")), 1.1)
+    assert not lookup.done  # the closer, slow node is still awaited
+    late = Response(t=b"", node_id=(1).to_bytes(20, "big"), nodes=(((3).to_bytes(20, "big"), "10.0.0.3", 1),))
+    lookup.on_response(slow, late, 3.0)  # the first query, before its full timeout: what it says is used
+    (learnt, _), = lookup.next_queries(3.0)
+    assert learnt.id == 3 and lookup.in_flight == 1
+    lookup.on_timeout(slow, 6.0)  # the retry, lost: too late to matter
+    lookup.on_response(learnt, Response(t=b"", node_id=(3).to_bytes(20, "big")), 6.1)
+    assert lookup.done and [c.id for c in lookup.closest_responded()] == [1, 2, 3]
+    assert lookup.in_flight == 0 and lookup.result().timeouts == 0 and lookup.result().messages == 4
+
+
+TARGET, NEAR_ID, FAR_ID = b"\x00" * 20, b"\x00" * 19 + b"\x01", b"\x00" * 19 + b"\x02"
+NEAR, FAR = ("10.0.0.1", 6881), ("10.0.0.2", 6881)
+
+
+def core_with(*nodes: tuple[bytes, Address], alpha: int = 3) -> DhtCore:
+    """A node whose table holds `nodes` (verified), for lookups driven packet by packet on a fake clock."""
+    node = DhtCore(b"\xff" * 20, now=0.0, alpha=alpha, rng=random.Random(1))
+    for node_id, addr in nodes:
+        node.table.on_response(node_id, addr, 0.0)
+    return node
+
+
+def test_a_silent_node_frees_its_slot_at_the_short_timeout_and_fails_only_at_the_full_one() -> None:
+    node = core_with((NEAR_ID, NEAR), (FAR_ID, FAR), alpha=1)
+    lookup_id, packets = node.start_lookup(LookupKind.FIND_NODE, TARGET, 0.0)
+    assert [to for _, to in packets] == [NEAR]
+    assert node.next_wakeup() == node.short_timeout < node.query_timeout  # the driver wakes up for it
+    assert node.tick(node.short_timeout - 0.01) == []
+    packets = node.tick(node.short_timeout)  # asked again, and the next candidate without waiting for it
+    assert [to for _, to in packets] == [NEAR, FAR]
+    node.receive(encode(Response(t=decode(packets[1][0]).t, node_id=FAR_ID)), FAR, 1.1)
+    assert node.pop_events() == []  # the closer one is still awaited
+    assert node.tick(node.query_timeout) == [] and node.pop_events() == []  # its retry is still out
+    node.tick(node.short_timeout + node.query_timeout)
+    (done,) = node.pop_events()
+    assert isinstance(done, LookupDone) and done.lookup_id == lookup_id
+    assert [node_id for node_id, _, _ in done.result.nodes] == [FAR_ID]
+    assert done.result.timeouts == 2 and done.result.messages == 3
+    assert done.result.duration == node.short_timeout + node.query_timeout
+
+
+def test_a_lost_datagram_costs_the_short_timeout_and_does_not_mark_the_node_failed() -> None:
+    node = core_with((NEAR_ID, NEAR))
+    node.start_lookup(LookupKind.FIND_NODE, TARGET, 0.0)
+    (retry, to), = node.tick(node.short_timeout)
+    node.receive(encode(Response(t=decode(retry).t, node_id=NEAR_ID)), to, 1.2)
+    (done,) = node.pop_events()
+    assert isinstance(done, LookupDone) and done.result.duration == 1.2 and done.result.timeouts == 0
+    node.tick(node.query_timeout)  # the first query times out: a lost datagram, the node answered its retry
+    entry = node.table.find(NEAR_ID)
+    assert node.stats.timeouts == 1 and entry is not None and entry.fails == 0

@@ -2,9 +2,10 @@
 
 The caller feeds it: `next_queries(now)` hands out (candidate, query) pairs to send (the caller sets each query's
 transaction id), and each sent query comes back exactly once through `on_response`, `on_error` or `on_timeout`
-(timing requests out is the caller's job). The lookup keeps a bounded shortlist sorted by XOR distance, keeps at most
-`alpha` queries in flight, and is done when the `k` closest live candidates have all answered (or failed) and no
-closer one is pending.
+(timing requests out is the caller's job); `on_slow` tells it that a query has gone unanswered for the short timeout.
+The lookup keeps a bounded shortlist sorted by XOR distance, keeps at most `alpha` queries in flight (a slow one no
+longer counts: libtorrent's "short timeout"), and is done when the `k` closest live candidates have all answered (or
+failed) and no closer one is pending.
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ QUERY_TRIES = 2  # sends to one candidate before it counts as failed (a timeout 
 class CandidateState(Enum):
     NEW = "new"
     PENDING = "pending"
+    SLOW = "slow"  # unanswered past the short timeout: still awaited, asked again, no longer counted against alpha
     RESPONDED = "responded"
     FAILED = "failed"  # timed out, answered with an error, or not eligible (wrong id, BEP 42 when enforced)
+
+
+_AWAITED = (CandidateState.PENDING, CandidateState.SLOW)
 
 
 class Candidate:
     """A node on the shortlist. `depth` is the hop at which it was found (seeds are hop 1)."""
 
-    __slots__ = ("address", "depth", "distance", "id", "sends", "state", "token")
+    __slots__ = ("address", "depth", "distance", "id", "sends", "state", "token", "waiting")
 
     def __init__(self, node_id: int | None, address: Address, distance: int, depth: int) -> None:
         self.id = node_id
@@ -55,6 +60,7 @@ class Candidate:
         self.state = CandidateState.NEW
         self.token: bytes | None = None
         self.sends = 0
+        self.waiting = 0  # queries to it not yet answered nor timed out
 
     def info(self) -> NodeInfo:
         assert self.id is not None
@@ -151,31 +157,35 @@ class Lookup:
 
     # -- driving the lookup --------------------------------------------------------------------------------------
     def next_queries(self, now: float) -> list[tuple[Candidate, Query]]:
-        """Queries to send now, to the closest unqueried candidates, keeping at most `alpha` in flight."""
+        """Queries to send now: to the closest unqueried candidates, keeping at most `alpha` in flight, and once
+        more to the slow ones among the `k` closest live (not counted against `alpha`: the first query stays out)."""
         out: list[tuple[Candidate, Query]] = []
         if self.finished_at is not None:
             return out
         live = 0
         for cand in self._short:
-            if self.in_flight >= self.alpha or live >= self.k:
+            if live >= self.k:
                 break
-            if cand.state is CandidateState.FAILED:
+            state = cand.state
+            if state is CandidateState.FAILED:
                 continue
             live += 1
-            if cand.state is CandidateState.NEW:
+            if state is CandidateState.NEW and self.in_flight < self.alpha:
                 cand.state = CandidateState.PENDING
-                cand.sends += 1
                 self.in_flight += 1
-                self.messages += 1
-                out.append((cand, self._query()))
+            elif state is not CandidateState.SLOW or cand.sends >= QUERY_TRIES:
+                continue
+            cand.sends += 1
+            cand.waiting += 1
+            self.messages += 1
+            out.append((cand, self._query()))
         self._check_done(now)
         return out
 
     def on_response(self, cand: Candidate, response: Response, now: float) -> None:
         """`cand` answered: learn the nodes, peers, token and item it sent."""
-        if cand.state is not CandidateState.PENDING:
+        if not self._settle(cand):
             return
-        self.in_flight -= 1
         node_id = int.from_bytes(response.node_id, "big")
         if cand.id is None:
             if node_id in self._by_id or node_id == self._own:
@@ -190,7 +200,7 @@ class Lookup:
             cand.state = CandidateState.FAILED  # not the node we were told about: ignore what it says
             self._check_done(now)
             return
-        if cand.state is CandidateState.PENDING:
+        if cand.state is not CandidateState.FAILED:
             eligible = not self.enforce_bep42 or node_id_valid_for_ip(node_id, cand.address[0])
             cand.state = CandidateState.RESPONDED if eligible else CandidateState.FAILED
             cand.token = response.token
@@ -207,21 +217,33 @@ class Lookup:
 
     def on_error(self, cand: Candidate, now: float) -> None:
         """`cand` answered with a KRPC error."""
-        if cand.state is CandidateState.PENDING:
-            self.in_flight -= 1
+        if self._settle(cand):
             self.errors += 1
             cand.state = CandidateState.FAILED
             self._check_done(now)
 
     def on_timeout(self, cand: Candidate, now: float) -> None:
-        """The query to `cand` got no answer in time (or could not be sent). It is asked once more before it
-        counts as failed: with a few percent of datagrams lost, giving up on the first silence would miss the
-        closest node in about one lookup in ten."""
+        """A query to `cand` got no answer in time (or could not be sent). `cand` counts as failed once its last
+        query has timed out and it was asked `QUERY_TRIES` times (else it is asked again): with a few percent of
+        datagrams lost, giving up on the first silence would miss the closest node in about one lookup in ten."""
+        if cand.state not in _AWAITED:
+            return
+        self.timeouts += 1
+        cand.waiting -= 1
+        if cand.waiting:
+            return  # the other query to it is still out
+        self._settle(cand)
+        cand.state = CandidateState.NEW if cand.sends < QUERY_TRIES else CandidateState.FAILED
+        self._check_done(now)
+
+    def on_slow(self, cand: Candidate) -> None:
+        """A query to `cand` has gone unanswered for the short timeout: most such queries were lost, so it stops
+        holding one of the `alpha` slots, `cand` is asked again at once and the next candidate can be asked
+        (libtorrent's "short timeout"; the retry makes a lost datagram cost that short wait, not the full timeout).
+        The query is still awaited: an answer before its full timeout is taken."""
         if cand.state is CandidateState.PENDING:
             self.in_flight -= 1
-            self.timeouts += 1
-            cand.state = CandidateState.NEW if cand.sends < QUERY_TRIES else CandidateState.FAILED
-            self._check_done(now)
+            cand.state = CandidateState.SLOW
 
     # -- results -------------------------------------------------------------------------------------------------
     def closest_responded(self, n: int | None = None) -> list[Candidate]:
@@ -267,6 +289,13 @@ class Lookup:
         if self.kind is LookupKind.GET_PEERS:
             return GetPeers(t=b"", node_id=own, read_only=ro, info_hash=self.target)
         return Get(t=b"", node_id=own, read_only=ro, target=self.target, seq=self.seq)
+
+    def _settle(self, cand: Candidate) -> bool:
+        """`cand`'s query came back; whether it was still awaited (its slot, if it held one, is freed)."""
+        if cand.state is CandidateState.PENDING:
+            self.in_flight -= 1
+            return True
+        return cand.state is CandidateState.SLOW
 
     def _add(self, node_id: int, address: Address, depth: int) -> None:
         if node_id in self._by_id or node_id == self._own:

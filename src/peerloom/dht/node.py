@@ -7,18 +7,22 @@ at or after `next_wakeup()`, and the request methods (`ping`, `query`, `bootstra
 (or not) by the nodes it went to. Lookups the node runs for itself (bucket refresh) report nothing.
 
 The node answers queries (unless read-only, BEP 43), keeps its routing table from what it hears, times out its own
-queries, rotates write tokens, expires stored peers and items, refreshes stale buckets and re-bootstraps an empty
-table. A response is matched by transaction id and must come from the address the query went to. Malformed packets
-are counted and dropped; a malformed query whose transaction id could be read gets a 203 (204 for an unknown method).
-`now` must never go backwards.
+queries (a lookup's query still unanswered after `short_timeout` frees its slot for the next one, as in libtorrent,
+and is sent once more), rotates write tokens, expires stored peers and items, refreshes stale buckets and
+re-bootstraps an empty table. A response is matched by transaction id and must come from the address the query went
+to. Malformed packets are counted and dropped; a malformed query whose transaction id could be read gets a 203 (204
+for an unknown method). `now` must never go backwards.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import TypeVar
 
 from peerloom.dht import krpc
 from peerloom.dht.bep44 import Item
@@ -38,7 +42,7 @@ from peerloom.dht.krpc import (
     Response,
     SampleInfohashes,
 )
-from peerloom.dht.lookup import ALPHA, Candidate, Lookup, LookupKind
+from peerloom.dht.lookup import ALPHA, Candidate, CandidateState, Lookup, LookupKind
 from peerloom.dht.ratelimit import RateLimit, RateLimiter
 from peerloom.dht.routing import REPLACEMENTS, K, NodeEntry, RoutingTable, to_bytes
 from peerloom.dht.storage import ItemError, ItemStore, PeerStore, TokenManager
@@ -52,6 +56,10 @@ __all__ = ["DhtBusyError", "DhtCore", "DhtStats", "Event", "LookupDone", "Packet
 CLIENT_VERSION = b"PL\x00\x01"  # two letters naming the client, two bytes of version, as libtorrent does
 DEFAULT_RATE_LIMIT = RateLimit()
 QUERY_TIMEOUT = 5.0
+# libtorrent's value: ~3x a typical DHT round trip, so it rarely fires on a node that will answer (which would cost a
+# needless retry), yet a lost datagram delays a lookup by 1 s instead of 5 s. A smoothed RTT would not do better: a
+# lookup's candidates are mostly nodes never heard from, whose round trips spread far wider than one average says.
+SHORT_TIMEOUT = 1.0
 MAINTENANCE_INTERVAL = 30.0
 MAX_PENDING = 1024
 MAX_LOOKUPS = 64
@@ -61,6 +69,8 @@ MAX_VERIFY_SENT = 4096  # ids of querying nodes we pinged to verify them, rememb
 SAMPLES_PER_REPLY = 20  # BEP 51: 400 bytes of samples leaves room for the nodes
 SAMPLE_INTERVAL = 300  # BEP 51: seconds before asking this node for samples again is useful
 
+_T = TypeVar("_T")
+_first = itemgetter(0)
 _SHARED_RNG = random.Random()  # for every node built without a generator of its own: a Random weighs 2.5 KB
 
 
@@ -128,9 +138,9 @@ class DhtCore:
 
     __slots__ = (
         "_bootstrap", "_deadlines", "_events", "_limiter", "_lookups", "_next_id", "_next_maintenance", "_own",
-        "_pending", "_tid", "_verify_sent", "alpha", "client_version", "enforce_bep42", "ipv6", "items", "k",
-        "max_lookups",
-        "max_pending", "node_id", "peers", "query_timeout", "read_only", "rng", "stats", "table", "tokens",
+        "_pending", "_slow_deadlines", "_tid", "_verify_sent", "alpha", "client_version", "enforce_bep42", "ipv6",
+        "items", "k", "max_lookups", "max_pending", "node_id", "peers", "query_timeout", "read_only", "rng",
+        "short_timeout", "stats", "table", "tokens",
     )
 
     def __init__(
@@ -147,6 +157,7 @@ class DhtCore:
         rng: random.Random | None = None,
         client_version: bytes | None = CLIENT_VERSION,
         query_timeout: float = QUERY_TIMEOUT,
+        short_timeout: float = SHORT_TIMEOUT,
         max_pending: int = MAX_PENDING,
         max_lookups: int = MAX_LOOKUPS,
         replacements: int = REPLACEMENTS,
@@ -163,6 +174,7 @@ class DhtCore:
         self.ipv6 = ipv6
         self.client_version = client_version
         self.query_timeout = query_timeout
+        self.short_timeout = short_timeout
         self.max_pending = max_pending
         self.max_lookups = max_lookups
         self.table = RoutingTable(own_id, k=k, replacements=replacements, enforce_bep42=enforce_bep42, rng=self.rng,
@@ -175,6 +187,7 @@ class DhtCore:
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
         self._pending: dict[bytes, _Pending] = {}
         self._deadlines: list[_Pending] = []  # in send order, which is deadline order
+        self._slow_deadlines: list[tuple[float, _Pending]] = []  # lookup queries' short timeouts, in send order
         self._verify_sent: set[int] = set()
         self._tid = self.rng.getrandbits(16)
         self._lookups: dict[int, _LookupRun] = {}
@@ -207,17 +220,16 @@ class DhtCore:
     def tick(self, now: float) -> list[Packet]:
         """Time out queries and run periodic upkeep; returns the packets to send."""
         out: list[Packet] = []
-        deadlines = self._deadlines
-        expired = 0
-        while expired < len(deadlines) and deadlines[expired].deadline <= now:
-            expired += 1
-        if expired:
-            due = deadlines[:expired]
-            del deadlines[:expired]
-            for pending in due:
-                if self._pending.get(pending.t) is pending:
-                    del self._pending[pending.t]
-                    self._on_timeout(pending, now, out)
+        for pending in _take_due(self._deadlines, now, _deadline):
+            if self._pending.get(pending.t) is pending:
+                del self._pending[pending.t]
+                self._on_timeout(pending, now, out)
+        for _, pending in _take_due(self._slow_deadlines, now, _first):
+            run = pending.lookup
+            if run is not None and not run.finished:  # still unanswered (an answer clears `lookup`)
+                assert pending.cand is not None
+                run.lookup.on_slow(pending.cand)
+                self._pump(run, now, out)
         if now >= self._next_maintenance:
             self._next_maintenance = now + MAINTENANCE_INTERVAL
             self.tokens.rotate_if_due(now)
@@ -230,9 +242,17 @@ class DhtCore:
 
     def next_wakeup(self) -> float:
         """The time by which `tick` should next run."""
+        wakeup = self._next_maintenance
         if self._deadlines:
-            return min(self._deadlines[0].deadline, self._next_maintenance)
-        return self._next_maintenance
+            wakeup = min(wakeup, self._deadlines[0].deadline)
+        slow = self._slow_deadlines
+        while slow:
+            run = slow[0][1].lookup
+            if run is not None and not run.finished:
+                wakeup = min(wakeup, slow[0][0])
+                break
+            del slow[0]  # answered, or its lookup is over: nothing to wake up for
+        return wakeup
 
     def pop_events(self) -> list[Event]:
         """The events since the last call (at most `MAX_EVENTS` are kept; the oldest go first)."""
@@ -422,9 +442,11 @@ class DhtCore:
 
     def _on_timeout(self, pending: _Pending, now: float, out: list[Packet]) -> None:
         self.stats.timeouts += 1
-        if pending.node_id is not None:
-            self.table.on_failure(pending.node_id, now)
         run, op = pending.lookup, pending.op
+        # A lookup's retry that was answered shows this query was a lost datagram, not a node gone.
+        answered = run is not None and pending.cand is not None and pending.cand.state is CandidateState.RESPONDED
+        if pending.node_id is not None and not answered:
+            self.table.on_failure(pending.node_id, now)
         if run is not None:
             if not run.finished:
                 assert pending.cand is not None
@@ -472,6 +494,8 @@ class DhtCore:
                 pending = self._pending[query.t]
                 pending.lookup = run
                 pending.cand = cand
+                if cand.state is CandidateState.PENDING and self.short_timeout < self.query_timeout:
+                    self._slow_deadlines.append((now + self.short_timeout, pending))  # not for a retry: no slot
                 out.append(packet)
         if lookup.done and not run.finished:
             self._finish(run, now, out)
@@ -586,6 +610,18 @@ class DhtCore:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
+
+
+def _take_due(queue: list[_T], now: float, deadline: Callable[[_T], float]) -> list[_T]:
+    """Remove and return the entries of a deadline-ordered `queue` that are due at `now`."""
+    due = bisect.bisect_right(queue, now, key=deadline)
+    taken = queue[:due]
+    del queue[:due]
+    return taken
+
+
+def _deadline(pending: _Pending) -> float:
+    return pending.deadline
 
 
 def random_node_id(rng: random.Random | None = None) -> bytes:
