@@ -13,7 +13,7 @@ import pytest
 from peerloom.codec.bencode import encode as bencode
 from peerloom.dht.bep44 import Item, mutable_item
 from peerloom.dht.krpc import Address, Response, SampleInfohashes, decode, encode
-from peerloom.dht.lookup import CandidateState, Lookup, LookupKind
+from peerloom.dht.lookup import QUERY_TRIES, CandidateState, Lookup, LookupKind
 from peerloom.dht.node import DhtCore, LookupDone, QueryDone, StoreDone, random_node_id
 
 SIZE = 200
@@ -267,7 +267,7 @@ def test_a_responder_with_another_id_is_not_trusted() -> None:
     assert lookup.done and [n for n, _, _ in lookup.result().nodes] == [(2).to_bytes(20, "big")]
 
 
-def test_a_silent_candidate_is_asked_once_more_before_it_counts_as_failed() -> None:
+def test_a_silent_candidate_is_asked_again_before_it_counts_as_failed() -> None:
     target = b"\x00" * 19 + b"\x01"
     seeds = [((1).to_bytes(20, "big"), ("10.0.0.1", 1))]
     lookup = Lookup(target, LookupKind.FIND_NODE, seeds, own_id=b"\xff" * 20, now=0.0)
@@ -280,10 +280,11 @@ def test_a_silent_candidate_is_asked_once_more_before_it_counts_as_failed() -> N
     assert lookup.done and [c.id for c in lookup.closest_responded()] == [1]
 
     lookup = Lookup(target, LookupKind.FIND_NODE, seeds, own_id=b"\xff" * 20, now=0.0)
-    for now in (0.0, 5.0):
-        (cand, _), = lookup.next_queries(now)
-        lookup.on_timeout(cand, now + 5.0)
-    assert lookup.done and lookup.next_queries(10.0) == [] and lookup.result().timeouts == 2
+    for attempt in range(QUERY_TRIES):
+        assert not lookup.done
+        (cand, _), = lookup.next_queries(5.0 * attempt)
+        lookup.on_timeout(cand, 5.0 * attempt + 5.0)
+    assert lookup.done and lookup.next_queries(20.0) == [] and lookup.result().timeouts == QUERY_TRIES
 
 
 def test_a_slow_query_frees_its_slot_and_its_late_answer_is_still_used() -> None:
@@ -328,13 +329,17 @@ def test_a_silent_node_frees_its_slot_at_the_short_timeout_and_fails_only_at_the
     assert [to for _, to in packets] == [NEAR, FAR]
     node.receive(encode(Response(t=decode(packets[1][0]).t, node_id=FAR_ID)), FAR, 1.1)
     assert node.pop_events() == []  # the closer one is still awaited
-    assert node.tick(node.query_timeout) == [] and node.pop_events() == []  # its retry is still out
-    node.tick(node.short_timeout + node.query_timeout)
+    assert node.next_wakeup() == 2 * node.short_timeout
+    assert [to for _, to in node.tick(2 * node.short_timeout)] == [NEAR]  # the retry went unanswered too: a third try
+    assert node.tick(node.query_timeout) == [] and node.pop_events() == []  # its later tries are still out
+    assert node.tick(node.short_timeout + node.query_timeout) == [] and node.pop_events() == []
+    last = 2 * node.short_timeout + node.query_timeout
+    node.tick(last)
     (done,) = node.pop_events()
     assert isinstance(done, LookupDone) and done.lookup_id == lookup_id
     assert [node_id for node_id, _, _ in done.result.nodes] == [FAR_ID]
-    assert done.result.timeouts == 2 and done.result.messages == 3
-    assert done.result.duration == node.short_timeout + node.query_timeout
+    assert done.result.timeouts == QUERY_TRIES and done.result.messages == QUERY_TRIES + 1
+    assert done.result.duration == last
 
 
 def test_a_lost_datagram_costs_the_short_timeout_and_does_not_mark_the_node_failed() -> None:

@@ -33,7 +33,7 @@ class LookupKind(Enum):
     GET = "get"  # BEP 44
 
 
-QUERY_TRIES = 2  # sends to one candidate before it counts as failed (a timeout is often one lost datagram)
+QUERY_TRIES = 3  # sends to one candidate before it counts as failed (a timeout is often one lost datagram)
 
 
 class CandidateState(Enum):
@@ -50,7 +50,7 @@ _AWAITED = (CandidateState.PENDING, CandidateState.SLOW)
 class Candidate:
     """A node on the shortlist. `depth` is the hop at which it was found (seeds are hop 1)."""
 
-    __slots__ = ("address", "depth", "distance", "id", "sends", "state", "token", "waiting")
+    __slots__ = ("address", "depth", "distance", "id", "retry_due", "sends", "state", "token", "waiting")
 
     def __init__(self, node_id: int | None, address: Address, distance: int, depth: int) -> None:
         self.id = node_id
@@ -61,6 +61,7 @@ class Candidate:
         self.token: bytes | None = None
         self.sends = 0
         self.waiting = 0  # queries to it not yet answered nor timed out
+        self.retry_due = False  # its last query passed the short timeout: ask it again
 
     def info(self) -> NodeInfo:
         assert self.id is not None
@@ -173,8 +174,9 @@ class Lookup:
             if state is CandidateState.NEW and self.in_flight < self.alpha:
                 cand.state = CandidateState.PENDING
                 self.in_flight += 1
-            elif state is not CandidateState.SLOW or cand.sends >= QUERY_TRIES:
+            elif state is not CandidateState.SLOW or not cand.retry_due or cand.sends >= QUERY_TRIES:
                 continue
+            cand.retry_due = False
             cand.sends += 1
             cand.waiting += 1
             self.messages += 1
@@ -244,6 +246,8 @@ class Lookup:
         if cand.state is CandidateState.PENDING:
             self.in_flight -= 1
             cand.state = CandidateState.SLOW
+        if cand.state is CandidateState.SLOW:
+            cand.retry_due = True  # each try that goes unanswered that long brings the next (up to QUERY_TRIES)
 
     # -- results -------------------------------------------------------------------------------------------------
     def closest_responded(self, n: int | None = None) -> list[Candidate]:

@@ -494,8 +494,8 @@ class DhtCore:
                 pending = self._pending[query.t]
                 pending.lookup = run
                 pending.cand = cand
-                if cand.state is CandidateState.PENDING and self.short_timeout < self.query_timeout:
-                    self._slow_deadlines.append((now + self.short_timeout, pending))  # not for a retry: no slot
+                if cand.state in _ASKED and self.short_timeout < self.query_timeout:
+                    self._slow_deadlines.append((now + self.short_timeout, pending))  # each try brings the next
                 out.append(packet)
         if lookup.done and not run.finished:
             self._finish(run, now, out)
@@ -610,6 +610,9 @@ class DhtCore:
     def _new_id(self) -> int:
         self._next_id += 1
         return self._next_id
+
+
+_ASKED = (CandidateState.PENDING, CandidateState.SLOW)
 
 
 def _take_due(queue: list[_T], now: float, deadline: Callable[[_T], float]) -> list[_T]:
