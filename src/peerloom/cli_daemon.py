@@ -28,6 +28,7 @@ from peerloom.cli_transfer import (
     transfer_progress,
 )
 from peerloom.node import default_home
+from peerloom.torrent.magnet import format_peer_address
 
 DEFAULT_API = "127.0.0.1:7881"
 FOLLOW_EVERY = 0.5  # seconds between progress polls of `get` through the daemon
@@ -199,7 +200,7 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[An
         fail("secure-layer peers (--peer /ip4/…/p2p/…) are not taken through the daemon; add --no-daemon", 2)
     save_path = str(output.expanduser().resolve())
     if link.lower().startswith("magnet:?"):
-        extra = "".join(f"&x.pe={host}:{port}" if ":" not in host else f"&x.pe=[{host}]:{port}" for host, port in peers)
+        extra = "".join(f"&x.pe={format_peer_address(peer)}" for peer in peers)
         added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra,
                                                                           "save_path": save_path}))
     else:

@@ -378,6 +378,12 @@ class Node:
         """Where the secure layer listens, each ending in this node's /p2p/ PeerId."""
         return self.secure_host.listen_addrs
 
+    @property
+    def secure_port(self) -> int | None:
+        """The secure layer's TCP port (None before it listens)."""
+        addrs = self.secure_addrs
+        return int(addrs[0].value_for("tcp") or 0) if addrs else None
+
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)
 

@@ -67,7 +67,7 @@ async def run_daemon(
                 "pid": os.getpid(),
                 "api": f"http://{_url_host(api_host)}:{bound}",
                 "port": node.port,
-                "secure_port": int(node.secure_addrs[0].value_for("tcp") or 0) if node.secure_addrs else None,
+                "secure_port": node.secure_port,
                 "secure_addrs": [str(a) for a in node.secure_addrs],
                 "dht_port": node.dht.port if node.dht is not None else None,
             }

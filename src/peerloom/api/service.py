@@ -324,7 +324,7 @@ class Daemon:
             "peer_id": str(node.identity.peer_id),
             "version": __version__,
             "port": node.port,
-            "secure_port": int(node.secure_addrs[0].value_for("tcp") or 0) if node.secure_addrs else None,
+            "secure_port": node.secure_port,
             "dht_port": node.dht.port if node.dht is not None else None,
             "dht_nodes": dht_nodes,
             "listen_addrs": [str(a) for a in node.secure_addrs],

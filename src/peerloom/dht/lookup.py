@@ -158,8 +158,9 @@ class Lookup:
 
     # -- driving the lookup --------------------------------------------------------------------------------------
     def next_queries(self, now: float) -> list[tuple[Candidate, Query]]:
-        """Queries to send now: to the closest unqueried candidates, keeping at most `alpha` in flight, and once
-        more to the slow ones among the `k` closest live (not counted against `alpha`: the first query stays out)."""
+        """Queries to send now: to the closest unqueried candidates, keeping at most `alpha` in flight, and again to
+        the slow ones among the `k` closest live whose last try passed the short timeout (not counted against
+        `alpha`: the earlier queries stay out)."""
         out: list[tuple[Candidate, Query]] = []
         if self.finished_at is not None:
             return out
@@ -240,9 +241,9 @@ class Lookup:
 
     def on_slow(self, cand: Candidate) -> None:
         """A query to `cand` has gone unanswered for the short timeout: most such queries were lost, so it stops
-        holding one of the `alpha` slots, `cand` is asked again at once and the next candidate can be asked
-        (libtorrent's "short timeout"; the retry makes a lost datagram cost that short wait, not the full timeout).
-        The query is still awaited: an answer before its full timeout is taken."""
+        holding one of the `alpha` slots, `cand` is asked again at once (up to `QUERY_TRIES` in all) and the next
+        candidate can be asked (libtorrent's "short timeout"; the retry makes a lost datagram cost that short wait,
+        not the full timeout). The query is still awaited: an answer before its full timeout is taken."""
         if cand.state is CandidateState.PENDING:
             self.in_flight -= 1
             cand.state = CandidateState.SLOW

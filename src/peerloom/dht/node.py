@@ -8,10 +8,10 @@ at or after `next_wakeup()`, and the request methods (`ping`, `query`, `bootstra
 
 The node answers queries (unless read-only, BEP 43), keeps its routing table from what it hears, times out its own
 queries (a lookup's query still unanswered after `short_timeout` frees its slot for the next one, as in libtorrent,
-and is sent once more), rotates write tokens, expires stored peers and items, refreshes stale buckets and
-re-bootstraps an empty table. A response is matched by transaction id and must come from the address the query went
-to. Malformed packets are counted and dropped; a malformed query whose transaction id could be read gets a 203 (204
-for an unknown method). `now` must never go backwards.
+and each such try brings the next, up to three), rotates write tokens, expires stored peers and items, refreshes
+stale buckets and re-bootstraps an empty table. A response is matched by transaction id and must come from the
+address the query went to. Malformed packets are counted and dropped; a malformed query whose transaction id could
+be read gets a 203 (204 for an unknown method). `now` must never go backwards.
 """
 
 from __future__ import annotations

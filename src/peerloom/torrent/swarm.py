@@ -196,14 +196,18 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if self._discovery is not None:
             self._discovery.cancel()
             self._discovery = None
-        for task in list(self._connect_tasks):
-            task.cancel()
-        for peer in list(self.peers):
-            peer.close("paused")
+        self._drop_peers("paused")
         announcers, self.announcers = self.announcers, []
         await asyncio.gather(*(a.stop() for a in announcers))
         if self.state in (State.DOWNLOADING, State.SEEDING):
             self.save_resume(clean=False)
+
+    def _drop_peers(self, reason: str) -> None:
+        """Stop dialling and close every peer."""
+        for task in list(self._connect_tasks):
+            task.cancel()
+        for peer in list(self.peers):
+            peer.close(reason)
 
     def resume(self) -> None:
         """Start transferring again after `pause`."""
@@ -270,10 +274,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 await self._task
         if self._throttle_timer is not None:
             self._throttle_timer.cancel()
-        for task in list(self._connect_tasks):
-            task.cancel()
-        for peer in list(self.peers):
-            peer.close("shutting down")
+        self._drop_peers("shutting down")
         if self.in_flight:
             await asyncio.gather(*self.in_flight, return_exceptions=True)
         await asyncio.gather(*(a.stop() for a in self.announcers))
