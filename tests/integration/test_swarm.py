@@ -176,6 +176,38 @@ async def test_peer_exchange_introduces_a_peer_we_were_not_told_of(tmp_path: Pat
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")
 
 
+async def test_leechers_of_one_seeder_hear_of_each_other_within_seconds(tmp_path: Path) -> None:
+    """The first peer-exchange message goes out as soon as there is a peer to tell of, not a minute later
+    (BEP 11 limits the later ones to one a minute): two leechers told only of the seeder find each other and
+    trade, as libtorrent's do."""
+    data = make_single(tmp_path / "src")
+    async with (
+        node(tmp_path, "seed") as seeder,
+        node(tmp_path, "a", download_rate_limit=1_000_000) as a,
+        node(tmp_path, "b", download_rate_limit=1_000_000) as b,
+    ):  # the default pex_interval (60 s); rate limits keep both downloading while they meet
+        assert seeder.settings.pex_interval == 60.0
+        shared = await seeder.share(data, version="v1", piece_length=65536)
+        assert shared.meta is not None
+        ta = await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port)])
+        tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", seeder.port)])
+        for _ in range(50):
+            if ("127.0.0.1", b.port) in ta.candidates and ("127.0.0.1", a.port) in tb.candidates:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the leechers were not told of each other within 5 s")
+        for _ in range(50):
+            if any(p.address in {("127.0.0.1", a.port), ("127.0.0.1", b.port)} for p in ta.peers + tb.peers):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the leechers did not connect to each other")
+        await wait_done(ta)
+        await wait_done(tb)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-a")
+
+
 async def test_bitfield_comes_first_and_one_after_the_peers_extension_handshake_is_taken(tmp_path: Path) -> None:
     """BEP 3 wants the bitfield first; BEP 10 clients often send their extension handshake before theirs."""
     data = make_single(tmp_path / "src", size=4 * 65536)

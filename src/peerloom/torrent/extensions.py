@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,6 +270,7 @@ class PexState:
 
     def __init__(self) -> None:
         self.sent: set[tuple[str, int]] = set()
+        self.last_sent = -math.inf  # monotonic time of the last message: none yet
 
     def update(
         self, connected: set[tuple[str, int]], flags: Mapping[tuple[str, int], int] | None = None

@@ -29,7 +29,7 @@ KEEPALIVE_EVERY = 90.0
 MAX_PENDING_REQUESTS = 2000  # requests a peer may queue with us (we advertise `reqq` = 1000)
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
-MAX_PIPELINE = 1500
+MAX_PIPELINE = 500
 SLOW_START = 3.0  # seconds after connecting during which the request pipeline grows per block received
 RECEIVE_MIN = 64 * 1024  # the receive buffer: small while the peer sends little, grown while reads fill it
 RECEIVE_MAX = 1024 * 1024
@@ -88,6 +88,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.outstanding: dict[tuple[int, int], float] = {}
         self.pending: deque[tuple[int, int, int]] = deque()
         self.awaiting_piece = -1  # the piece its request queue waits on while it loads from disk
+        self.serving_piece = -1  # the piece its queue's head is served from (read-ahead runs when that changes)
         self.pipeline = MIN_PIPELINE
         self.snubbed = False
         self.write_paused = False

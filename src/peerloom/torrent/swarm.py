@@ -677,9 +677,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.rate_down, self.rate_up = total_down, total_up
         if self._rechoke_due(now):
             self._rechoke()
-        if not self.private and now - self._last_pex >= self.settings.pex_interval:
-            self._last_pex = now
-            self._send_pex()
+        if not self.private:
+            self._send_pex(now)
         self._connect_more(now)
 
     def _snub(self, peer: PeerConnection) -> None:
@@ -697,7 +696,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 self.request_more(other)
 
     _last_rechoke = 0.0
-    _last_pex = 0.0
 
     def _rechoke_due(self, now: float) -> bool:
         if now - self._last_rechoke >= ROUND:

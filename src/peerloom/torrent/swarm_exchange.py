@@ -159,15 +159,22 @@ class ExchangeMixin:
             if other is not peer:
                 self._request_layers(other)
 
-    def _send_pex(self) -> None:
-        """Tell each peer that speaks ut_pex which connectable peers we gained and lost (BEP 11)."""
-        listening = {
-            p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
-            for p in self.peers
-            if p.address is not None
-        }
+    def _send_pex(self, now: float) -> None:
+        """Tell each peer that speaks ut_pex which connectable peers we gained and lost (BEP 11): the first
+        message as soon as there is someone to tell of (so a new swarm starts trading among its leechers
+        within seconds, as libtorrent does), then at most one a `pex_interval` per peer."""
+        listening: dict | None = None
+        interval = self.settings.pex_interval
         for peer in self.peers:
-            if "ut_pex" in peer.ext_ids:
-                msg = peer.pex.update(listening.keys() - {peer.address}, listening)
-                if msg is not None:
-                    peer.send_extended("ut_pex", ext.encode_pex(msg))
+            if "ut_pex" not in peer.ext_ids or now - peer.pex.last_sent < interval:
+                continue
+            if listening is None:
+                listening = {
+                    p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
+                    for p in self.peers
+                    if p.address is not None
+                }
+            msg = peer.pex.update(listening.keys() - {peer.address}, listening)
+            if msg is not None:
+                peer.pex.last_sent = now
+                peer.send_extended("ut_pex", ext.encode_pex(msg))

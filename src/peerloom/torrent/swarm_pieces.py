@@ -5,7 +5,6 @@ A mixin of `Torrent`, split out by concern."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -199,6 +198,9 @@ class PieceFlowMixin:
                     self._load_piece(index).add_done_callback(lambda _f, p=peer: self._piece_loaded(p))
                     self._read_ahead(peer)
                 return
+            if index != peer.serving_piece:  # on to the next piece: keep the ones after it loading meanwhile
+                peer.serving_piece = index
+                self._read_ahead(peer)
             if limited:
                 if allowance(time.monotonic(), *buckets) < length:
                     self._throttle(peer)
@@ -232,12 +234,16 @@ class PieceFlowMixin:
 
     def _read_ahead(self, peer: PeerConnection) -> None:
         """Start loading the next pieces the peer has asked for, so they are cached by the time its queue
-        reaches them instead of stalling it once per piece."""
-        assert self.pieces is not None
+        reaches them instead of stalling it once per piece. Runs each time the queue moves on to another piece;
+        a piece's requests are queued together, so a sample of the queue finds the next pieces cheaply."""
+        assert self.meta is not None and self.pieces is not None
         budget = self.settings.read_cache_bytes // 2  # never so much that it evicts what it loaded
+        pending = peer.pending
+        step = max(1, self.meta.piece_length // wire.BLOCK_SIZE // 4)
         seen = 0
         last = -1
-        for index, _, _ in itertools.islice(peer.pending, READ_AHEAD_REQUESTS):
+        for k in range(0, min(len(pending), READ_AHEAD_REQUESTS), step):
+            index = pending[k][0]
             if index == last:
                 continue
             last = index
