@@ -8,14 +8,16 @@ import binascii
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from peerloom.cli import UserError, app, err, guarded, out
 from peerloom.cli_transfer import BootstrapOption, PublicBootstrapOption, parse_bootstrap, run
-from peerloom.dht.driver import PUBLIC_BOOTSTRAP, Dht
 from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address, parse_peer_address
+
+if TYPE_CHECKING:
+    from peerloom.dht.driver import Dht
 
 dht_app = typer.Typer(
     help="The Mainline DHT: ping a node, find a swarm's peers, show a DHT node's figures. Each command runs its own "
@@ -53,6 +55,8 @@ def parse_info_hash(text: str) -> bytes:
 
 
 def bootstrap_list(bootstrap: list[str] | None, public_bootstrap: bool) -> list[tuple[str, int]]:
+    from peerloom.dht.driver import PUBLIC_BOOTSTRAP  # the DHT loads only for the commands that use it
+
     nodes = parse_bootstrap(bootstrap)
     return nodes or (list(PUBLIC_BOOTSTRAP) if public_bootstrap else [])
 
@@ -61,6 +65,8 @@ async def short_lived(
     port: int, listen: str, bootstrap: list[tuple[str, int]], home: Path | None, timeout: float
 ) -> Dht:
     """This command's own DHT node, started and bootstrapped (within `timeout`)."""
+    from peerloom.dht.driver import Dht
+
     dht = Dht(state=home / "state.sqlite" if home is not None else None, save_interval=0)
     await dht.start(port, listen, bootstrap=bootstrap)
     if bootstrap or dht.table_size:
@@ -83,6 +89,8 @@ def ping(
     target = guarded(lambda: _address(address))
 
     async def main(stop: asyncio.Event) -> int:
+        from peerloom.dht.driver import Dht
+
         async with Dht() as dht:
             await dht.start(port, listen)
             started = time.monotonic()

@@ -29,14 +29,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
 from peerloom import __version__
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.dht.driver import PUBLIC_BOOTSTRAP, Dht
-from peerloom.discovery.lsd_driver import LsdService
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
@@ -48,6 +46,10 @@ from peerloom.torrent.peer import PeerConnection
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
+
+if TYPE_CHECKING:
+    from peerloom.dht.driver import Dht
+    from peerloom.discovery.lsd_driver import LsdService
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -165,6 +167,8 @@ class Node:
         """The DHT on UDP (the BitTorrent port's number unless told otherwise), its table kept in the home; it joins
         through the saved nodes, then the configured bootstrap nodes. The public routers serve only when none are
         configured, and never a node on loopback (it could not reach them)."""
+        from peerloom.dht.driver import PUBLIC_BOOTSTRAP, Dht  # loaded only by nodes that run it
+
         settings = self.settings
         public = settings.public_bootstrap and not _is_loopback(self.host)
         bootstrap = list(settings.bootstrap) or (list(PUBLIC_BOOTSTRAP) if public else [])
@@ -181,6 +185,8 @@ class Node:
 
     async def _start_lsd(self) -> None:
         """Local service discovery on the interface the node listens on (the default one when it listens on all)."""
+        from peerloom.discovery.lsd_driver import LsdService  # loaded only by nodes that run it
+
         interface = self.host if self.host and ":" not in self.host else "0.0.0.0"
         lsd = LsdService(self.port, self._lsd_hashes, self._lsd_peer, interface=interface,
                          group_port=self.settings.lsd_port, interval=self.settings.lsd_interval)
