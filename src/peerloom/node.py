@@ -68,7 +68,7 @@ class Settings:
     idle_timeout: float = 240.0
     tick: float = 1.0
     hash_threads: int = 2
-    max_verify_bytes: int = 64 * 1024 * 1024  # pieces waiting for hashing/writing before we stop requesting
+    max_verify_bytes: int = 32 * 1024 * 1024  # pieces waiting for hashing/writing before we stop requesting
     read_cache_bytes: int = 32 * 1024 * 1024
     download_rate_limit: int = 0  # bytes/s per torrent, 0 = unlimited
     trackers: bool = True

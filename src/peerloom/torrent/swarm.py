@@ -102,8 +102,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.storage: Storage | None = None
         self.verifier: PieceVerifier | None = None
         self.picker: PiecePicker | None = None
-        self.buffers: dict[int, bytearray] = {}
-        self._free_buffers: dict[int, list[bytearray]] = {}
+        self.buffers: dict[int, memoryview] = {}  # pieces being received (views: a block lands in one copy)
+        self._free_buffers: dict[int, list[memoryview]] = {}
         self.block_senders: dict[int, dict[int, Any]] = {}
         self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
         self.in_flight: set[asyncio.Future] = set()
