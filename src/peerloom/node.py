@@ -26,7 +26,6 @@ import logging
 import os
 import secrets
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -46,6 +45,7 @@ from peerloom.torrent.peer import PeerConnection
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
+from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
@@ -122,7 +122,7 @@ class Node:
         self._banned_ids: set[bytes] = set()
         self._connections: set[PeerConnection] = set()
         self._server: asyncio.Server | None = None
-        self.executor: ThreadPoolExecutor | None = None
+        self.workers: WorkerPool | None = None  # threads hashing and doing disk I/O (made at start)
         self.resume: ResumeStore
         self._tracker_client: Any = None
         self.identity: Identity
@@ -143,7 +143,7 @@ class Node:
     async def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.resume = ResumeStore(self.home / "state.sqlite")
-        self.executor = ThreadPoolExecutor(max_workers=self.settings.hash_threads, thread_name_prefix="peerloom-io")
+        self.workers = WorkerPool(self.settings.hash_threads)
         loop = asyncio.get_running_loop()
         try:
             self._server = await loop.create_server(self._incoming, self.host, self.requested_port)
@@ -221,8 +221,8 @@ class Node:
             await self.secure_host.close()
         if self._tracker_client is not None:
             await self._tracker_client.close()
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
+        if self.workers is not None:
+            self.workers.close()
         self.resume.close()
 
     @property
@@ -236,7 +236,10 @@ class Node:
 
     # -- blocking work -------------------------------------------------------------------------
     def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        return asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
+        """`fn(*args)` in one of the node's worker threads (the loop's default executor before the node starts)."""
+        if self.workers is None:
+            return asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+        return self.workers.submit(fn, *args)
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         return await self.run_blocking_future(fn, *args)
