@@ -83,9 +83,18 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     return uvloop.run(wrapper())
 
 
-async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+async def sleep_or_stop(stop: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
+    """Sleep `seconds`, or less if `stop` (or one of the events `also`) is set meanwhile."""
+    if not also:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+        return
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *also)]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
@@ -250,7 +259,9 @@ async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lin
             )
             if st.error or (st.progress >= 1.0 and st.state == "seeding" and not seed):
                 break
-            await sleep_or_stop(stop, 0.5)
+            # a download that is not to be seeded ends the moment it completes, not at the next refresh
+            done = torrent.finished
+            await sleep_or_stop(stop, 0.5, *(() if seed or done.is_set() else (done,)))
     if seed and not stop.is_set() and not torrent.error:
         await seed_until_stopped(torrent, stop, status_lines)
 

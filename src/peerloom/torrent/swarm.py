@@ -306,6 +306,11 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if self.state in (State.DOWNLOADING, State.SEEDING):
             self.save_resume(clean=False)
 
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set when every selected byte is verified, or when the torrent failed or was stopped (see `wait_done`)."""
+        return self._done
+
     async def wait_done(self) -> None:
         """Until every selected byte is verified; raises when the torrent failed or was stopped first."""
         await self._done.wait()
