@@ -207,6 +207,7 @@ _I = struct.Struct(">I")
 _II = struct.Struct(">II")
 _III = struct.Struct(">III")
 _HDR = struct.Struct(">IB")
+_PIECE_HDR = struct.Struct(">IBII")  # length, id, index, begin
 _HASHREQ = struct.Struct(">32sIIII")  # pieces root, base layer, index, length, proof layers
 
 
@@ -342,12 +343,24 @@ class WireParser:
         pos = 0
         end = len(buf)
         unpack_hdr = _HDR.unpack_from
+        unpack_piece = _PIECE_HDR.unpack_from
         limits = self._max
         exact = self._exact
+        piece_max = limits[PIECE]
+        append = out.append
+        new_tuple = tuple.__new__  # builds the Piece named tuple without its Python-level __new__
         while end - pos >= 4:
+            if end - pos >= 13:
+                # the common case, a whole piece message: header, index and begin in one unpack
+                length, msg_id, index, begin = unpack_piece(buf, pos)
+                if msg_id == PIECE and 8 < length - 1 <= piece_max and end - pos >= 4 + length:
+                    start = pos + 13
+                    pos += 4 + length
+                    append(new_tuple(Piece, (index, begin, buf[start:pos])))
+                    continue
             (length,) = _I.unpack_from(buf, pos)
             if length == 0:
-                out.append(_KEEPALIVE)
+                append(_KEEPALIVE)
                 pos += 4
                 continue
             if end - pos < 5:
@@ -365,9 +378,9 @@ class WireParser:
                 if size <= 8:
                     raise WireError("empty piece message")
                 index, begin = _II.unpack_from(buf, start)
-                out.append(Piece(index, begin, buf[start + 8 : pos]))
+                append(new_tuple(Piece, (index, begin, buf[start + 8 : pos])))
             else:
-                out.append(self._parse(msg_id, bytes(buf[start:pos])))
+                append(self._parse(msg_id, bytes(buf[start:pos])))
         return end - pos
 
     @staticmethod
