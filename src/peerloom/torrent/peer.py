@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
-from peerloom.torrent.wire import BLOCK_SIZE
+from peerloom.torrent.wire import BLOCK_SIZE, Piece
 
 if TYPE_CHECKING:
     from peerloom.torrent.swarm import Torrent
@@ -184,10 +184,20 @@ class PeerConnection(asyncio.BufferedProtocol):
         if torrent is None:
             return
         try:
-            for message in messages:
-                torrent.on_message(self, message)
-                if self.closed:
-                    return
+            if self.got_first_message:
+                on_piece, on_message = torrent._on_piece, torrent.on_message
+                for message in messages:
+                    if type(message) is Piece:  # most of what a busy connection brings: straight to its handler
+                        on_piece(self, message)
+                    else:
+                        on_message(self, message)
+                    if self.closed:
+                        return
+            else:
+                for message in messages:
+                    torrent.on_message(self, message)
+                    if self.closed:
+                        return
             torrent.after_messages(self)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
