@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
-from peerloom.torrent.wire import BLOCK_SIZE, Piece
+from peerloom.torrent.wire import BLOCK_SIZE, Piece, Request
 
 if TYPE_CHECKING:
     from peerloom.torrent.swarm import Torrent
@@ -65,7 +65,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self._receive = bytearray(RECEIVE_MIN)
         self._receive_busy = False  # a read of RECEIVE_MIN or more since the last tick: keep the buffer large
         self._hs_buffer = bytearray()
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._flush_scheduled = False
         self.closed = False
         self.close_reason = ""
@@ -185,10 +185,13 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         try:
             if self.got_first_message:
-                on_piece, on_message = torrent._on_piece, torrent.on_message
+                on_piece, on_request, on_message = torrent._on_piece, torrent._on_request, torrent.on_message
                 for message in messages:
-                    if type(message) is Piece:  # most of what a busy connection brings: straight to its handler
+                    kind = type(message)
+                    if kind is Piece:  # most of what a busy connection brings: straight to its handler
                         on_piece(self, message)
+                    elif kind is Request:
+                        on_request(self, message)
                     else:
                         on_message(self, message)
                     if self.closed:
@@ -247,6 +250,15 @@ class PeerConnection(asyncio.BufferedProtocol):
         if self.closed:
             return
         self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def send_parts(self, parts: list[bytes | memoryview]) -> None:
+        """Queue several pieces of bytes at once (a seeder's block headers and data)."""
+        if self.closed:
+            return
+        self._out += parts
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)

@@ -108,7 +108,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
         self.in_flight: set[asyncio.Future] = set()
         self.verifying_bytes = 0
-        self.cache: OrderedDict[int, bytes] = OrderedDict()
+        self.cache: OrderedDict[int, memoryview] = OrderedDict()
         self.cache_bytes = 0
         self.loading: dict[int, asyncio.Future] = {}
         self.assembler: ext.MetadataAssembler | None = None
@@ -503,16 +503,17 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
 
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+        index, begin, length = m
         picker = self.picker
-        if picker is None or m.index >= picker.num_pieces or m.begin + m.length > picker.sizes[m.index]:
+        if picker is None or index >= picker.num_pieces or begin + length > picker.sizes[index]:
             raise ProtocolError("request outside the torrent")
-        if peer.am_choking or not picker.have[m.index]:
+        if peer.am_choking or not picker.have[index]:
             if peer.handshake and peer.handshake.supports_fast:
-                peer.send_message(wire.RejectRequest(m.index, m.begin, m.length))
+                peer.send_message(wire.RejectRequest(index, begin, length))
             return
         if len(peer.pending) >= MAX_PENDING_REQUESTS:
             raise ProtocolError("too many outstanding requests")
-        peer.pending.append((m.index, m.begin, m.length))
+        peer.pending.append(m)  # the request is the (index, begin, length) tuple the queue keeps
 
     def _on_cancel(self, peer: PeerConnection, m: wire.Cancel) -> None:
         with contextlib.suppress(ValueError):

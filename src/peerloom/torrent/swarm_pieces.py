@@ -190,32 +190,37 @@ class PieceFlowMixin:
         queued = 0
         buckets = (self.upload_bucket, self.node.upload_bucket)
         limited = self.upload_bucket.limited or self.node.upload_bucket.limited
-        while peer.pending and not peer.write_paused and not peer.closed and not peer.am_choking:
-            index, begin, length = peer.pending[0]
-            data = self.cache.get(index)
-            if data is None:
-                if peer.awaiting_piece != index:  # once per piece: later calls find it loading already
-                    peer.awaiting_piece = index
-                    self._load_piece(index).add_done_callback(lambda _f, p=peer: self._piece_loaded(p))
-                    self._read_ahead(peer)
-                return
-            if index != peer.serving_piece:  # on to the next piece: keep the ones after it loading meanwhile
-                peer.serving_piece = index
-                self._read_ahead(peer)
-            if limited:
-                if allowance(time.monotonic(), *buckets) < length:
-                    self._throttle(peer)
+        pending, cache, piece_header = peer.pending, self.cache, wire.piece_header
+        parts: list[bytes | memoryview] = []  # each block's header and data, handed over in one go
+        try:
+            while pending and not peer.write_paused and not peer.closed and not peer.am_choking:
+                index, begin, length = pending[0]
+                data = cache.get(index)
+                if data is None:
+                    if peer.awaiting_piece != index:  # once per piece: later calls find it loading already
+                        peer.awaiting_piece = index
+                        self._load_piece(index).add_done_callback(lambda _f, p=peer: self._piece_loaded(p))
+                        self._read_ahead(peer)
                     return
-                spend(length, *buckets)
-            peer.pending.popleft()
-            peer.send(wire.piece_header(index, begin, length))
-            peer.send(memoryview(data)[begin : begin + length])  # joined with the header in one write
-            peer.bytes_up += length
-            self.uploaded += length
-            queued += length
-            if queued >= 4 * 1024 * 1024 and peer.pending:
-                asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
-                return
+                if index != peer.serving_piece:  # on to the next piece: keep the ones after it loading meanwhile
+                    peer.serving_piece = index
+                    self._read_ahead(peer)
+                if limited:
+                    if allowance(time.monotonic(), *buckets) < length:
+                        self._throttle(peer)
+                        return
+                    spend(length, *buckets)
+                pending.popleft()
+                parts += (piece_header(index, begin, length), data[begin : begin + length])
+                queued += length
+                if queued >= 4 * 1024 * 1024 and pending:
+                    asyncio.get_running_loop().call_soon(self.serve, peer)  # after this batch is flushed
+                    return
+        finally:
+            if parts:
+                peer.bytes_up += queued
+                self.uploaded += queued
+                peer.send_parts(parts)  # joined into one write with whatever else is queued
 
     def _throttle(self, peer: PeerConnection) -> None:
         """The upload limit is reached: serve the peer again once the buckets have refilled a little."""
@@ -270,7 +275,7 @@ class PieceFlowMixin:
             if f.cancelled() or f.exception() is not None or f.result() is None:
                 self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
                 return
-            data = f.result()
+            data = memoryview(f.result())  # blocks are served as slices of it
             self.cache[index] = data
             self.cache_bytes += len(data)
             while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:

@@ -103,8 +103,9 @@ class Bitfield:
     bits: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
+    """A block asked for. A named tuple, like `Piece`: a seeder parses one per 16 KiB it sends."""
+
     index: int
     begin: int
     length: int
@@ -208,6 +209,7 @@ _II = struct.Struct(">II")
 _III = struct.Struct(">III")
 _HDR = struct.Struct(">IB")
 _PIECE_HDR = struct.Struct(">IBII")  # length, id, index, begin
+_REQUEST = struct.Struct(">IBIII")  # a whole request message: length (13), id, index, begin, length
 _HASHREQ = struct.Struct(">32sIIII")  # pieces root, base layer, index, length, proof layers
 
 
@@ -216,7 +218,7 @@ def _frame(msg_id: int, payload: bytes = b"") -> bytes:
 
 
 def encode_request(index: int, begin: int, length: int) -> bytes:
-    return b"\x00\x00\x00\x0d\x06" + _III.pack(index, begin, length)
+    return _REQUEST.pack(13, REQUEST, index, begin, length)
 
 
 def encode_have(index: int) -> bytes:
@@ -225,7 +227,7 @@ def encode_have(index: int) -> bytes:
 
 def piece_header(index: int, begin: int, length: int) -> bytes:
     """The 13 bytes that precede a block's data in a Piece frame."""
-    return _HDR.pack(length + 9, PIECE) + _I.pack(index) + _I.pack(begin)
+    return _PIECE_HDR.pack(length + 9, PIECE, index, begin)
 
 
 def encode(msg: Message) -> bytes:
@@ -344,6 +346,7 @@ class WireParser:
         end = len(buf)
         unpack_hdr = _HDR.unpack_from
         unpack_piece = _PIECE_HDR.unpack_from
+        unpack_request = _REQUEST.unpack_from
         limits = self._max
         exact = self._exact
         piece_max = limits[PIECE]
@@ -351,13 +354,19 @@ class WireParser:
         new_tuple = tuple.__new__  # builds the Piece named tuple without its Python-level __new__
         while end - pos >= 4:
             if end - pos >= 13:
-                # the common case, a whole piece message: header, index and begin in one unpack
+                # the common cases, a whole piece or request message: its fields in one unpack
                 length, msg_id, index, begin = unpack_piece(buf, pos)
                 if msg_id == PIECE and 8 < length - 1 <= piece_max and end - pos >= 4 + length:
                     start = pos + 13
                     pos += 4 + length
                     append(new_tuple(Piece, (index, begin, buf[start:pos])))
                     continue
+                if msg_id == REQUEST and length == 13 and end - pos >= 17:
+                    _, _, index, begin, size = unpack_request(buf, pos)
+                    if 0 < size <= BLOCK_SIZE:
+                        pos += 17
+                        append(new_tuple(Request, (index, begin, size)))
+                        continue
             (length,) = _I.unpack_from(buf, pos)
             if length == 0:
                 append(_KEEPALIVE)
