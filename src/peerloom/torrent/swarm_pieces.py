@@ -101,8 +101,10 @@ class PieceFlowMixin:
         return free.pop() if free else memoryview(bytearray(size))
 
     def _recycle(self, buf: memoryview) -> None:
+        """Keep a verified piece's buffer for the next piece: a few suffice (one is taken as soon as a piece starts);
+        more would only hold memory."""
         free = self._free_buffers.setdefault(len(buf), [])
-        if len(free) * len(buf) < self.settings.max_verify_bytes:
+        if len(free) * len(buf) < self.settings.max_verify_bytes // 4:
             free.append(buf)
 
     def _verify(self, index: int, buf: memoryview, senders: dict[int, Any]) -> None:
@@ -134,6 +136,7 @@ class PieceFlowMixin:
                 log.error("verifying piece %d failed", index, exc_info=exc)
                 self._fail(f"internal error while verifying: {exc!r}")
             return
+        cached = False
         if fut.result():
             picker.piece_passed(index)
             if not self._resume_dirty:
@@ -141,9 +144,16 @@ class PieceFlowMixin:
                 asyncio.get_running_loop().call_soon(self._save_have)
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
+            lacking = False
             for peer in self.peers:
                 if not (peer.bits and peer.bits[index]):
                     peer.send(have)
+                    lacking = lacking or peer.peer_interested
+            if lacking and index not in self.cache:
+                # peers that lack the piece will ask for it soon: serve them from memory, not from a read of the file
+                # (the buffer is not reused for another piece then: queued writes may still hold views of it)
+                self._cache_piece(index, buf)
+                cached = True
             if picker.complete and self.state is State.DOWNLOADING:
                 self._completed()
         else:
@@ -156,7 +166,8 @@ class PieceFlowMixin:
                 self.failed[index] = (bytes(buf), senders)
                 while len(self.failed) > MAX_FAILED_KEPT:
                     self.failed.popitem(last=False)
-        self._recycle(buf)
+        if not cached:
+            self._recycle(buf)
         if self.state is State.DOWNLOADING:
             for peer in self.peers:
                 if not peer.peer_choking and peer.am_interested and not peer.snubbed:
@@ -275,12 +286,15 @@ class PieceFlowMixin:
             if f.cancelled() or f.exception() is not None or f.result() is None:
                 self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
                 return
-            data = memoryview(f.result())  # blocks are served as slices of it
-            self.cache[index] = data
-            self.cache_bytes += len(data)
-            while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
-                _, old = self.cache.popitem(last=False)
-                self.cache_bytes -= len(old)
+            self._cache_piece(index, memoryview(f.result()))  # blocks are served as slices of it
 
         fut.add_done_callback(loaded)
         return fut
+
+    def _cache_piece(self, index: int, data: memoryview) -> None:
+        """Keep a verified piece for serving; the least recently added go when the cache is over its size."""
+        self.cache[index] = data
+        self.cache_bytes += len(data)
+        while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
+            _, old = self.cache.popitem(last=False)
+            self.cache_bytes -= len(old)
