@@ -77,6 +77,8 @@ async def test_corrupt_peer_is_banned_and_download_completes(tmp_path: Path) -> 
     ):
         await honest.add(meta, tmp_path / "src", trusted_complete=True)
         await liar.add(meta, tmp_path / "bad", trusted_complete=True)  # claims every piece, serves garbage
+        # the honest seeder is slow, so the liar surely serves pieces (and earns its ban) before the honest one has all
+        honest.upload_bucket.rate = 512 * 1024
         t = await leecher.add(meta, tmp_path / "dst", peers=[("127.0.0.1", liar.port), ("127.0.0.1", honest.port)])
         await wait_done(t)
         st = t.status()
