@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import signal
@@ -85,10 +84,6 @@ def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
     """Sleep `seconds`, or less if `stop` (or one of the events `also`) is set meanwhile."""
-    if not also:
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), seconds)
-        return
     waits = [asyncio.ensure_future(e.wait()) for e in (stop, *also)]
     try:
         await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

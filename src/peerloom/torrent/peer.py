@@ -184,23 +184,20 @@ class PeerConnection(asyncio.BufferedProtocol):
         if torrent is None:
             return
         try:
-            if self.got_first_message:
-                on_piece, on_request, on_message = torrent._on_piece, torrent._on_request, torrent.on_message
-                for message in messages:
-                    kind = type(message)
-                    if kind is Piece:  # most of what a busy connection brings: straight to its handler
-                        on_piece(self, message)
-                    elif kind is Request:
-                        on_request(self, message)
-                    else:
-                        on_message(self, message)
-                    if self.closed:
-                        return
-            else:
-                for message in messages:
-                    torrent.on_message(self, message)
-                    if self.closed:
-                        return
+            # past its first message, pieces and requests (most of what a busy connection brings) go straight to
+            # their handlers; before it, everything goes through `on_message`, which checks the order of messages
+            steady = self.got_first_message
+            on_piece, on_request, on_message = torrent._on_piece, torrent._on_request, torrent.on_message
+            for message in messages:
+                kind = type(message)
+                if steady and kind is Piece:
+                    on_piece(self, message)
+                elif steady and kind is Request:
+                    on_request(self, message)
+                else:
+                    on_message(self, message)
+                if self.closed:
+                    return
             torrent.after_messages(self)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
@@ -251,8 +248,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         self._out.append(data)
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._schedule_flush()
 
     def send_parts(self, parts: list[bytes | memoryview]) -> None:
         """Queue several pieces of bytes at once (a seeder's block headers and data)."""
@@ -260,8 +256,11 @@ class PeerConnection(asyncio.BufferedProtocol):
             return
         self._out += parts
         if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        asyncio.get_running_loop().call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_scheduled = False
