@@ -11,6 +11,7 @@ from support.swarm import assert_same_files, corrupt_copy, make_multi, make_sing
 from peerloom.torrent import wire
 from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
+from peerloom.torrent.resume import pack_bits, unpack_bits
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "hybrid"])
@@ -64,6 +65,28 @@ async def test_existing_complete_data_is_verified_and_seeded_without_download(tm
         await wait_done(t, 30)
         st = t.status()
         assert st.state == "seeding" and st.downloaded == 0 and st.checked_pieces == meta.num_pieces
+
+
+async def test_a_piece_is_in_the_resume_record_before_the_torrent_reports_it(tmp_path: Path) -> None:
+    """What status() shows as had survives a kill -9 at that moment: the record is written when the piece passes."""
+    data = make_single(tmp_path / "src", size=3 * 1024 * 1024)
+    meta = create(data, version="v1", piece_length=32768)
+    async with node(tmp_path, "seed") as seeder, node(tmp_path, "leech", download_rate_limit=4_000_000) as leecher:
+        await seeder.add(meta, tmp_path / "src", trusted_complete=True)
+        t = await leecher.add(meta, tmp_path / "dst", peers=[("127.0.0.1", seeder.port)])
+        checks = 0
+        while not t.finished.is_set():
+            reported = t.status().have_bytes
+            record = leecher.resume.load(t.id)
+            if record is not None and record.have:
+                recorded = sum(unpack_bits(record.have, meta.num_pieces)) * meta.piece_length
+                assert recorded >= reported, "a piece was reported before it was recorded"
+                checks += 1
+            await asyncio.sleep(0)
+        await wait_done(t)
+        assert checks > 50
+        record = leecher.resume.load(t.id)
+        assert record is not None and t.picker is not None and record.have == pack_bits(t.picker.have)
 
 
 async def test_corrupt_peer_is_banned_and_download_completes(tmp_path: Path) -> None:

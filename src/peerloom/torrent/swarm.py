@@ -122,7 +122,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.checked = 0
         self.rate_down = 0.0
         self.rate_up = 0.0
-        self._resume_dirty = False
+        self._have_bits: bytearray | None = None  # the pieces as last written by save_progress (packed bitfield)
         self.download_bucket = TokenBucket(self.settings.download_rate_limit)  # this torrent's own limits
         self.upload_bucket = TokenBucket(0)
         self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
@@ -739,23 +739,23 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             return 1
         return sum(s for i, s in enumerate(self.picker.sizes) if self.picker.wanted[i] and not self.picker.have[i])
 
-    def _save_have(self) -> None:
-        """Pieces verified and written since the last call go to the resume record at once, so a crash
-        (kill -9) never costs a verified piece."""
-        if not self._resume_dirty or self.picker is None:
+    def save_progress(self, passed: int | None = None) -> None:
+        """Write the pieces and the upload/download totals to the resume data now (~20 us: WAL, no fsync).
+        `passed`: the one piece verified since the last call, set in the kept bitfield instead of packing all
+        pieces again (that costs O(pieces), too much per piece for torrents of tens of thousands of pieces)."""
+        if self.picker is None:
             return
-        self._resume_dirty = False
-        self.node.resume.update_have(self.id, pack_bits(self.picker.have), self.downloaded, self.uploaded)
-
-    def save_progress(self) -> None:
-        """Write the pieces and the upload/download totals to the resume data now."""
-        self._resume_dirty = True
-        self._save_have()
+        bits = self._have_bits
+        if bits is None or passed is None:
+            bits = self._have_bits = bytearray(pack_bits(self.picker.have))
+        else:
+            bits[passed >> 3] |= 0x80 >> (passed & 7)
+        self.node.resume.update_have(self.id, bytes(bits), self.downloaded, self.uploaded)
 
     def save_resume(self, clean: bool) -> None:
         if self.meta is None or self.picker is None or self.storage is None:
             return
-        self._resume_dirty = False
+        self._have_bits = None  # packed afresh at the next save_progress
         rec = ResumeRecord(
             id=self.id,
             name=self.name,

@@ -139,9 +139,8 @@ class PieceFlowMixin:
         cached = False
         if fut.result():
             picker.piece_passed(index)
-            if not self._resume_dirty:
-                self._resume_dirty = True
-                asyncio.get_running_loop().call_soon(self._save_have)
+            # recorded before any peer or API client can see the piece: a kill -9 never costs a piece shown as had
+            self.save_progress(index)
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
             lacking = False
