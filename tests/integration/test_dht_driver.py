@@ -180,3 +180,31 @@ async def test_one_node_in_both_dhts_ipv4_and_ipv6() -> None:
     finally:
         await a.close()
         await b.close()
+
+
+def test_the_timer_is_rearmed_for_a_wakeup_already_due_on_uvloop() -> None:
+    """uvloop's `call_at` for a moment already past (or under a millisecond away) returns a plain `Handle`, which has
+    no `when()`: the driver keeps its timer's deadline itself. Queries with a zero timeout are due the moment they are
+    sent; a second one re-arms the timer while the first arming is still pending."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> dict[str, object]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent2:
+            silent.bind((HOST, 0))
+            silent2.bind((HOST, 0))
+            dht = await start(query_timeout=0.0)
+            try:
+                dht.add_node(silent.getsockname())  # its deadline is now: the timer is armed in the past
+                dht.add_node(silent2.getsockname())  # re-arms while that timer has not run yet
+                for _ in range(100):
+                    if dht.stats()["ipv4"]["timeouts"] >= 2:
+                        break
+                    await asyncio.sleep(0.01)
+                return dht.stats()
+            finally:
+                await dht.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        figures = runner.run(main())
+    assert figures["ipv4"]["timeouts"] == 2 and figures["internal_errors"] == 0  # type: ignore[index]

@@ -165,7 +165,10 @@ class Dht:
         self.internal_errors = 0
         self._store: DhtStore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # The armed timer and the moment it was armed for. The deadline is kept here, never read back from the
+        # handle: uvloop's `call_at` for a moment already past returns a plain `Handle`, which has no `when()`.
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._hinted: OrderedDict[Address, None] = OrderedDict()
         self._resolving = False  # bootstrap hostnames are being resolved: the bootstrap is not over
@@ -388,10 +391,11 @@ class Dht:
         when = min(endpoint.core.next_wakeup() for endpoint in self.endpoints)
         timer = self._timer
         if timer is not None:
-            if timer.when() <= when:
+            if self._timer_at <= when:
                 return  # it fires first; it re-arms for the rest
             timer.cancel()
         self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer_at = when
 
     def _on_timer(self) -> None:
         self._timer = None
