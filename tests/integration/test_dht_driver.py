@@ -143,6 +143,40 @@ async def test_malformed_datagrams_are_counted_and_the_node_keeps_answering(netw
     assert await network[3].ping((HOST, target.port)) == target.node_id
 
 
+async def test_peers_come_with_the_first_reply_while_a_departed_node_holds_the_lookup_up() -> None:
+    """Issue 12: a request made right after start does not wait for the bootstrap lookup, and `on_peers` has the
+    seeder's peers from its first reply, while the lookup still waits for the departed node it was told about."""
+    seeder = await start()
+    later = Dht(rate_limit=None, query_timeout=1.5)
+    try:
+        info_hash = os.urandom(20)
+        await seeder.announce(info_hash, 7000)
+        gone = await start(seeder)
+        for _ in range(100):  # the seeder verified it, so it hands it out
+            if seeder.stats()["ipv4"]["good"]:
+                break
+            await asyncio.sleep(0.02)
+        await gone.close()
+        assert seeder.stats()["ipv4"]["good"] == 1
+        batches: list[list[tuple[str, int]]] = []
+        first = asyncio.Event()
+
+        def on_peers(peers: list[tuple[str, int]]) -> None:
+            batches.append(peers)
+            first.set()
+
+        await later.start(0, HOST, bootstrap=[(HOST, seeder.port)])  # no wait for the bootstrap
+        lookup = asyncio.create_task(later.get_peers(info_hash, on_peers=on_peers))
+        await asyncio.wait_for(first.wait(), 30)
+        assert batches == [[(HOST, 7000)]]
+        assert later.stats()["ipv4"]["timeouts"] == 0 and not lookup.done()  # the departed node is still awaited
+        assert await lookup == [(HOST, 7000)]
+        assert later.stats()["ipv4"]["timeouts"] >= 1 and batches == [[(HOST, 7000)]]
+    finally:
+        await later.close()
+        await seeder.close()
+
+
 async def test_close_fails_waiting_requests_and_requests_after_close(tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind((HOST, 0))

@@ -38,6 +38,39 @@ async def test_a_bare_magnet_is_found_through_the_dht_and_downloaded(tmp_path: P
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
 
 
+async def test_a_later_leecher_gets_the_seeder_without_waiting_for_a_departed_leechers_node(tmp_path: Path) -> None:
+    """Issue 12: once a leecher has left, the seeder's DHT node still hands out its node (and its address as a
+    peer); a later leecher bootstrapping from the seeder must get the seeder as a peer from the seeder's first reply,
+    not after its queries to the departed node have timed out (a bootstrap lookup and a get_peers lookup each held
+    up ~7 s by it: the first peer came after 14 s). Checked by what has happened when the first peer connects: no
+    DHT query of the new leecher has timed out yet, and its lookups are still running."""
+    data = make_single(tmp_path / "src", size=300_000)
+    async with node(tmp_path, "seed", **DHT) as seeder:
+        assert seeder.dht is not None
+        shared = await seeder.share(data, version="hybrid", piece_length=32768)
+        bootstrap = [("127.0.0.1", seeder.dht.port)]
+        async with node(tmp_path, "gone", bootstrap=bootstrap, **DHT) as first:
+            t = await first.add(bare_magnet(shared), tmp_path / "dst-gone")
+            await wait_done(t, 20)
+        assert first.dht is not None
+        for _ in range(100):  # the seeder verified the departed leecher's DHT node: it hands it out to others
+            if seeder.dht.table_size >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert seeder.dht.table_size >= 1
+        async with node(tmp_path, "later", bootstrap=bootstrap, **DHT) as later:
+            assert later.dht is not None
+            t = await later.add(bare_magnet(shared), tmp_path / "dst")
+            async with asyncio.timeout(30):  # a safety bound only (the old code got there after 14 s)
+                while t.first_peer_after is None:
+                    await asyncio.sleep(0.01)
+            figures = later.dht.stats()["ipv4"]
+            assert figures["timeouts"] == 0, "the first peer waited for a departed node's DHT queries to time out"
+            assert figures["lookups_running"] >= 1  # peers arrive as replies come, before the lookup is over
+            await wait_done(t, 30)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
+
+
 async def test_peers_on_the_wire_tell_each_other_their_dht_ports(tmp_path: Path) -> None:
     data = make_single(tmp_path / "src", size=200_000)
     async with node(tmp_path, "seed", **DHT) as seeder, node(tmp_path, "leech", **DHT) as leecher:

@@ -14,7 +14,7 @@ from peerloom.codec.bencode import encode as bencode
 from peerloom.dht.bep44 import Item, mutable_item
 from peerloom.dht.krpc import Address, Response, SampleInfohashes, decode, encode
 from peerloom.dht.lookup import QUERY_TRIES, CandidateState, Lookup, LookupKind
-from peerloom.dht.node import DhtCore, LookupDone, QueryDone, StoreDone, random_node_id
+from peerloom.dht.node import DhtCore, LookupDone, PeersFound, QueryDone, StoreDone, random_node_id
 
 SIZE = 200
 K = 8
@@ -352,3 +352,55 @@ def test_a_lost_datagram_costs_the_short_timeout_and_does_not_mark_the_node_fail
     node.tick(node.query_timeout)  # the first query times out: a lost datagram, the node answered its retry
     entry = node.table.find(NEAR_ID)
     assert node.stats.timeouts == 1 and entry is not None and entry.fails == 0
+
+
+def test_get_peers_hands_out_each_replys_peers_before_a_silent_node_has_timed_out() -> None:
+    node = core_with((NEAR_ID, NEAR), (FAR_ID, FAR))  # NEAR is gone: it never answers
+    lookup_id, packets = node.start_lookup(LookupKind.GET_PEERS, TARGET, 0.0)
+    assert sorted(to for _, to in packets) == [NEAR, FAR]
+    query = next(decode(data) for data, to in packets if to == FAR)
+    peers = (("10.1.1.1", 7000), ("10.1.1.2", 7000))
+    node.receive(encode(Response(t=query.t, node_id=FAR_ID, token=b"tk", values=peers)), FAR, 0.01)
+    (found,) = node.pop_events()
+    assert isinstance(found, PeersFound) and found.lookup_id == lookup_id and found.peers == list(peers)
+    assert node.stats.timeouts == 0 and node.lookups_running == 1  # the lookup still waits for NEAR
+    last = 2 * node.short_timeout + node.query_timeout
+    for now in (node.short_timeout, 2 * node.short_timeout, last):
+        node.tick(now)
+    (done,) = node.pop_events()  # the peers were not handed out twice
+    assert isinstance(done, LookupDone) and done.result.peers == list(peers) and done.result.duration == last
+
+
+def test_a_lookup_starts_from_the_bootstrap_addresses_while_the_bootstrap_runs() -> None:
+    node = DhtCore(b"\xff" * 20, now=0.0, rng=random.Random(1))
+    router = ("10.9.9.9", 6881)
+    _, packets = node.bootstrap([router], 0.0)
+    assert [to for _, to in packets] == [router]
+    (bootstrap_query,) = [decode(data) for data, _ in packets]
+    _, packets = node.start_lookup(LookupKind.GET_PEERS, TARGET, 0.0)  # the table is still empty: ask the router
+    assert [to for _, to in packets] == [router]
+    reply = Response(t=bootstrap_query.t, node_id=NEAR_ID, nodes=((FAR_ID, *FAR),))
+    node.receive(encode(reply), router, 0.1)  # the router is in the table; the bootstrap goes on (FAR)
+    _, packets = node.start_lookup(LookupKind.GET_PEERS, TARGET, 0.1)
+    assert sorted(to for _, to in packets) == [router, router]  # known by id, and as a bootstrap address still
+    after = core_with((NEAR_ID, NEAR))  # no bootstrap running, a table: the table alone
+    after.bootstrap([], 0.0)
+    _, packets = after.start_lookup(LookupKind.GET_PEERS, TARGET, 0.0)
+    assert [to for _, to in packets] == [NEAR]
+
+
+def test_a_get_ends_at_the_first_immutable_item_but_a_put_asks_the_closest_nodes() -> None:
+    item = Item(bencode(b"content-addressed"))
+    near_id = (1).to_bytes(20, "big")
+    far_id = (2).to_bytes(20, "big")
+    for put in (False, True):
+        node = core_with((near_id, NEAR), (far_id, FAR))
+        lookup_id, packets = node.put(item, 0.0) if put else node.start_lookup(LookupKind.GET, item.target, 0.0)
+        query = next(decode(data) for data, to in packets if to == FAR)
+        node.receive(encode(Response(t=query.t, node_id=far_id, token=b"tk", value=item.value)), FAR, 0.01)
+        events = node.pop_events()
+        if put:
+            assert events == []  # NEAR, closer, must be heard before the item goes to the closest nodes
+        else:
+            (done,) = events
+            assert isinstance(done, LookupDone) and done.lookup_id == lookup_id and done.result.item == item

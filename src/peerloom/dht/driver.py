@@ -11,6 +11,11 @@ and keeps one `call_at` timer armed for the earliest `next_wakeup()` of its core
 request or lookup id the core hands back and resolved by its events; every wait is bounded by a timeout, and
 `close` fails what is still waiting, cancels the driver's tasks and saves the routing table.
 
+Nothing useful waits on the slowest node: a request starts at once from the table and the bootstrap addresses (it
+waits only while bootstrap hostnames are being resolved and it has nowhere else to start), and `get_peers` and
+`announce` hand each reply's new peers to `on_peers` as they come, long before a departed node among the closest has
+timed out and the lookup is over.
+
 A node is the first place its own announces and BEP 44 puts go: in a small DHT (a LAN, a test) the node that others
 bootstrap from is often the only one near a key, and it answers from its own store like any other node would.
 """
@@ -34,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from peerloom.codec import bencode
 from peerloom.dht.bep44 import MAX_VALUE, Item, mutable_item, mutable_target
-from peerloom.dht.events import LookupDone, QueryDone, StoreDone
+from peerloom.dht.events import LookupDone, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import Address, ErrorMessage, Response
 from peerloom.dht.lookup import LookupKind, LookupResult
 from peerloom.dht.node import DEFAULT_RATE_LIMIT, QUERY_TIMEOUT, DhtBusyError, DhtCore, Packet
@@ -52,7 +57,7 @@ PUBLIC_BOOTSTRAP: tuple[Address, ...] = (
     ("dht.libtorrent.org", 25401),
 )
 OP_TIMEOUT = 60.0  # a lookup crosses a few hops of 5-second timeouts at worst
-READY_WAIT = 10.0  # how long a request waits for the bootstrap lookup before it runs with the table it has
+READY_WAIT = 10.0  # how long a request waits for somewhere to start (bootstrap hostnames being resolved)
 RESOLVE_TIMEOUT = 10.0
 SAVE_INTERVAL = 300.0
 MAX_LOOKUPS = 32  # per family, at a time: the core refuses more than 64 and keeps some for its own refreshes
@@ -97,15 +102,19 @@ class MutableItem:
     salt: bytes
 
 
+PeersCallback = Callable[[list[Address]], None]
+
+
 class _Op:
-    """A request waiting for its events: a query's `QueryDone`, a lookup's `LookupDone`, then (for announce and
-    put) the `StoreDone` that follows."""
+    """A request waiting for its events: a query's `QueryDone`, a lookup's `LookupDone` (and its `PeersFound` on the
+    way, for `on_peers`), then (for announce and put) the `StoreDone` that follows."""
 
-    __slots__ = ("future", "lookup", "store")
+    __slots__ = ("future", "lookup", "on_peers", "store")
 
-    def __init__(self, future: asyncio.Future[Any], store: bool) -> None:
+    def __init__(self, future: asyncio.Future[Any], store: bool, on_peers: PeersCallback | None) -> None:
         self.future = future
         self.store = store
+        self.on_peers = on_peers
         self.lookup: LookupResult | None = None
 
 
@@ -120,6 +129,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.ops: dict[int, _Op] = {}
         self.ready = asyncio.Event()  # the first bootstrap lookup is over
+        self.startable = asyncio.Event()  # a lookup has nodes to start from (or will never get any by waiting)
         self.bootstrap_id: int | None = None
         self.lookups = asyncio.Semaphore(MAX_LOOKUPS)
 
@@ -233,6 +243,8 @@ class Dht:
         for endpoint in self.endpoints:
             seeds = [a for a in self.bootstrap_addresses if (":" in a[0]) == endpoint.v6]
             endpoint.bootstrap_id, packets = endpoint.core.bootstrap(seeds, now)
+            if seeds or endpoint.core.table.size or not self._resolving:
+                endpoint.startable.set()
             self._flush(endpoint, packets)
 
     async def _join(self, literal: list[Address], names: list[Address]) -> None:
@@ -299,6 +311,7 @@ class Dht:
                     op.future.set_exception(DhtError("the DHT was closed"))
             endpoint.ops.clear()
             endpoint.ready.set()
+            endpoint.startable.set()
             if endpoint.transport is not None:
                 endpoint.transport.close()
         if self._store is not None:
@@ -361,7 +374,11 @@ class Dht:
 
     def _dispatch(self, endpoint: _Endpoint) -> None:
         for event in endpoint.core.pop_events():
-            if isinstance(event, QueryDone):
+            if isinstance(event, PeersFound):
+                op = endpoint.ops.get(event.lookup_id)
+                if op is not None and op.on_peers is not None:
+                    self._hand_peers(op.on_peers, event.peers)
+            elif isinstance(event, QueryDone):
                 op = endpoint.ops.pop(event.request_id, None)
                 if op is not None and not op.future.done():
                     op.future.set_result(event.reply)
@@ -383,6 +400,13 @@ class Dht:
                 op = endpoint.ops.pop(event.lookup_id, None)
                 if op is not None and not op.future.done():
                     op.future.set_result((op.lookup, event))
+
+    def _hand_peers(self, on_peers: PeersCallback, peers: list[Address]) -> None:
+        try:
+            on_peers(peers)
+        except Exception:  # the caller's bug must not stop the events of other requests
+            self.internal_errors += 1
+            log.exception("DHT: the peers callback failed")
 
     def _rearm(self) -> None:
         """Keep one timer armed for the earliest moment a core wants its `tick`."""
@@ -419,10 +443,11 @@ class Dht:
 
     async def _request(
         self, endpoint: _Endpoint, start: Callable[[float], tuple[int, list[Packet]]], *, store: bool = False,
-        lookup: bool = True, timeout: float | None = None,
+        lookup: bool = True, timeout: float | None = None, on_peers: PeersCallback | None = None,
     ) -> Any:
-        """Run one core request to its end: wait for the bootstrap (lookups), take a lookup slot, start it, and
-        wait for its events."""
+        """Run one core request to its end: for a lookup, wait until it has somewhere to start (not for the whole
+        bootstrap: the core adds the bootstrap addresses while that runs) and take a lookup slot; start it, and wait
+        for its events."""
         self._check_open()
         loop = self._loop
         assert loop is not None
@@ -432,15 +457,16 @@ class Dht:
                 if lookup:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(min(READY_WAIT, limit / 2)):
-                            await endpoint.ready.wait()
+                            await endpoint.startable.wait()
                     async with endpoint.lookups:
-                        return await self._start_and_wait(endpoint, start, store)
-                return await self._start_and_wait(endpoint, start, store)
+                        return await self._start_and_wait(endpoint, start, store, on_peers)
+                return await self._start_and_wait(endpoint, start, store, on_peers)
         except TimeoutError:
             raise DhtTimeoutError(f"the DHT request got no result within {limit:g} s") from None
 
     async def _start_and_wait(
-        self, endpoint: _Endpoint, start: Callable[[float], tuple[int, list[Packet]]], store: bool
+        self, endpoint: _Endpoint, start: Callable[[float], tuple[int, list[Packet]]], store: bool,
+        on_peers: PeersCallback | None,
     ) -> Any:
         self._check_open()
         assert self._loop is not None
@@ -449,7 +475,7 @@ class Dht:
             request_id, packets = start(self._loop.time())
         except DhtBusyError as exc:
             raise DhtError(str(exc)) from exc
-        endpoint.ops[request_id] = _Op(future, store)
+        endpoint.ops[request_id] = _Op(future, store, on_peers)
         self._flush(endpoint, packets)
         try:
             return await future
@@ -507,31 +533,39 @@ class Dht:
         _, packets = endpoint.core.ping(address, self._loop.time())
         self._flush(endpoint, packets)
 
-    async def get_peers(self, info_hash: bytes, *, timeout: float | None = None) -> list[Address]:
-        """Peers of a swarm: a get_peers lookup on every family, with what this node stores itself."""
+    async def get_peers(
+        self, info_hash: bytes, *, timeout: float | None = None, on_peers: PeersCallback | None = None
+    ) -> list[Address]:
+        """Peers of a swarm: a get_peers lookup on every family, with what this node stores itself. `on_peers` gets
+        them as they are found (this node's own first, then each reply's new ones), before the lookup is over."""
         _check_hash(info_hash)
 
         async def one(endpoint: _Endpoint) -> list[Address]:
+            local = self._local_peers(endpoint, info_hash, on_peers)
             result: LookupResult = await self._request(
                 endpoint, lambda now: endpoint.core.start_lookup(LookupKind.GET_PEERS, info_hash, now),
-                timeout=timeout,
+                timeout=timeout, on_peers=on_peers,
             )
-            return self._local_peers(endpoint, info_hash) + result.peers
+            return local + result.peers
 
         return _unique(p for peers in await self._each(one) for p in peers)
 
     async def announce(
-        self, info_hash: bytes, port: int | None = None, *, timeout: float | None = None
+        self, info_hash: bytes, port: int | None = None, *, timeout: float | None = None,
+        on_peers: PeersCallback | None = None,
     ) -> AnnounceResult:
         """Announce that we are a peer of a swarm: get_peers, then announce_peer with `port` to the closest nodes
-        that answered (None: the DHT socket's port, BEP 5 `implied_port`). Returns the peers found on the way."""
+        that answered (None: the DHT socket's port, BEP 5 `implied_port`). Returns the peers found on the way;
+        `on_peers` gets them as they are found, as with `get_peers`."""
         _check_hash(info_hash)
 
         async def one(endpoint: _Endpoint) -> tuple[list[Address], int]:
+            local = self._local_peers(endpoint, info_hash, on_peers)
             result, done = await self._request(
-                endpoint, lambda now: endpoint.core.announce(info_hash, now, port=port), store=True, timeout=timeout
+                endpoint, lambda now: endpoint.core.announce(info_hash, now, port=port), store=True, timeout=timeout,
+                on_peers=on_peers,
             )
-            peers = self._local_peers(endpoint, info_hash) + result.peers
+            peers = local + result.peers
             own = self._own_address(endpoint, port or self.port)
             if own is not None:
                 endpoint.core.peers.announce(info_hash, own, self._now())
@@ -609,10 +643,14 @@ class Dht:
             best = _newer(best, item)
         return best
 
-    def _local_peers(self, endpoint: _Endpoint, info_hash: bytes) -> list[Address]:
-        """Peers announced to this node itself (a lookup never asks its own node), without our own address."""
+    def _local_peers(self, endpoint: _Endpoint, info_hash: bytes, on_peers: PeersCallback | None) -> list[Address]:
+        """Peers announced to this node itself (a lookup never asks its own node), without our own address; handed
+        to `on_peers` at once."""
         own = {self._own_address(endpoint, self.port)}
-        return [p for p in endpoint.core.peers.get(info_hash, self._now(), v6=endpoint.v6) if p not in own]
+        peers = [p for p in endpoint.core.peers.get(info_hash, self._now(), v6=endpoint.v6) if p not in own]
+        if peers and on_peers is not None:
+            self._hand_peers(on_peers, peers)
+        return peers
 
     @staticmethod
     def _own_address(endpoint: _Endpoint, port: int) -> Address | None:

@@ -26,6 +26,16 @@ class LookupDone:
 
 
 @dataclass(slots=True)
+class PeersFound:
+    """A reply to a running get_peers lookup (of `start_lookup` or `announce`) brought peers it had not seen. They come
+    as the replies do: the lookup may go on for seconds waiting on slow or departed nodes, and a torrent should dial
+    the peers it already has meanwhile (libtorrent hands them to the torrent the same way)."""
+
+    lookup_id: int
+    peers: list[Address]
+
+
+@dataclass(slots=True)
 class StoreDone:
     """The store step of `announce` (kind "announce_peer") or `put` (kind "put") is over: `stored` lists the nodes
     that acknowledged it, `failed` counts those that did not."""
@@ -37,7 +47,7 @@ class StoreDone:
     failed: int
 
 
-Event = QueryDone | LookupDone | StoreDone
+Event = QueryDone | LookupDone | PeersFound | StoreDone
 
 
 class DhtStats:

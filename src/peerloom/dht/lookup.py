@@ -6,6 +6,11 @@ transaction id), and each sent query comes back exactly once through `on_respons
 The lookup keeps a bounded shortlist sorted by XOR distance, keeps at most `alpha` queries in flight (a slow one no
 longer counts: libtorrent's "short timeout"), and is done when the `k` closest live candidates have all answered (or
 failed) and no closer one is pending.
+
+Results do not wait for that end: `on_response` returns the peers a get_peers reply brought that the lookup had not
+seen, so the caller can hand them on at once (as libtorrent does) instead of after the slowest of the closest nodes
+has timed out; and a BEP 44 get of an immutable item made with `until_item` ends with the first valid item (its
+target is the hash of its value: no other node can hold a better one; libtorrent stops there too).
 """
 
 from __future__ import annotations
@@ -94,14 +99,15 @@ class Lookup:
 
     `seeds` are (node id or None, address) pairs, usually the routing table's closest nodes; an unknown id (a
     bootstrap address) is learnt from the node's answer. For BEP 44 `get`, `salt` is the one the target was made with
-    (needed to check mutable items) and `seq` asks only for items newer than it. With `enforce_bep42`, nodes whose id
+    (needed to check mutable items) and `seq` asks only for items newer than it; `until_item` ends the lookup at the
+    first valid immutable item (not for a put, which needs the closest nodes). With `enforce_bep42`, nodes whose id
     does not match their IP may route the lookup but do not count towards its end and get no store.
     """
 
     __slots__ = (
         "_by_id", "_holders", "_item", "_own", "_peers", "_short", "alpha", "enforce_bep42", "errors", "finished_at",
         "in_flight", "k", "kind", "max_candidates", "messages", "own_id", "read_only", "salt", "seq", "started_at",
-        "target", "target_int", "timeouts", "v6",
+        "target", "target_int", "timeouts", "until_item", "v6",
     )
 
     def __init__(
@@ -120,6 +126,7 @@ class Lookup:
         salt: bytes = b"",
         seq: int | None = None,
         max_candidates: int | None = None,
+        until_item: bool = False,
     ) -> None:
         self.target = target
         self.target_int = to_int(target)
@@ -133,6 +140,7 @@ class Lookup:
         self.enforce_bep42 = enforce_bep42
         self.salt = salt
         self.seq = seq
+        self.until_item = until_item
         self.max_candidates = max_candidates or 8 * k
         self.started_at = now
         self.finished_at: float | None = None
@@ -185,10 +193,11 @@ class Lookup:
         self._check_done(now)
         return out
 
-    def on_response(self, cand: Candidate, response: Response, now: float) -> None:
-        """`cand` answered: learn the nodes, peers, token and item it sent."""
+    def on_response(self, cand: Candidate, response: Response, now: float) -> list[Address]:
+        """`cand` answered: learn the nodes, peers, token and item it sent. Returns the peers it gave that are new to
+        this lookup (get_peers), for the caller to use before the lookup is over."""
         if not self._settle(cand):
-            return
+            return []
         node_id = int.from_bytes(response.node_id, "big")
         if cand.id is None:
             if node_id in self._by_id or node_id == self._own:
@@ -202,21 +211,27 @@ class Lookup:
         elif cand.id != node_id:
             cand.state = CandidateState.FAILED  # not the node we were told about: ignore what it says
             self._check_done(now)
-            return
+            return []
         if cand.state is not CandidateState.FAILED:
             eligible = not self.enforce_bep42 or node_id_valid_for_ip(node_id, cand.address[0])
             cand.state = CandidateState.RESPONDED if eligible else CandidateState.FAILED
             cand.token = response.token
         for node_id_bytes, host, port in response.nodes6 if self.v6 else response.nodes:
             self._add(int.from_bytes(node_id_bytes, "big"), (host, port), cand.depth + 1)
+        fresh: list[Address] = []
         if self.kind is LookupKind.GET_PEERS:
             for peer in response.values:
                 if len(self._peers) >= MAX_PEERS:
                     break
-                self._peers[peer] = None
+                if peer not in self._peers:
+                    self._peers[peer] = None
+                    fresh.append(peer)
         elif self.kind is LookupKind.GET and response.value is not None and self._take_item(response):
             self._holders.add(node_id)
+            if self.until_item and response.key is None:
+                self.finished_at = now
         self._check_done(now)
+        return fresh
 
     def on_error(self, cand: Candidate, now: float) -> None:
         """`cand` answered with a KRPC error."""

@@ -3,8 +3,11 @@
 A driver (the asyncio UDP endpoint, or a simulator) calls `receive(data, addr, now)` for every datagram, `tick(now)`
 at or after `next_wakeup()`, and the request methods (`ping`, `query`, `bootstrap`, `start_lookup`, `announce`,
 `put`); each returns the packets to send as (bytes, address) pairs. Results come back as events from `pop_events()`:
-`QueryDone` for a single query, `LookupDone` for a lookup, `StoreDone` once an announce or put has been acknowledged
-(or not) by the nodes it went to. Lookups the node runs for itself (bucket refresh) report nothing.
+`QueryDone` for a single query, `LookupDone` for a lookup (with `PeersFound` before it as get_peers replies bring
+peers), `StoreDone` once an announce or put has been acknowledged (or not) by the nodes it went to. Lookups the node
+runs for itself (bucket refresh) report nothing. While the table is empty or the bootstrap lookup still runs, every
+lookup also starts from the bootstrap addresses (libtorrent's traversal falls back on its router nodes the same way):
+a request never waits for the bootstrap to end, which a departed node among the closest would hold up for seconds.
 
 The node answers queries (unless read-only, BEP 43), keeps its routing table from what it hears, times out its own
 queries (a lookup's query still unanswered after `short_timeout` frees its slot for the next one, as in libtorrent,
@@ -26,7 +29,7 @@ from typing import TypeVar
 
 from peerloom.dht import krpc
 from peerloom.dht.bep44 import Item
-from peerloom.dht.events import DhtStats, Event, LookupDone, QueryDone, StoreDone
+from peerloom.dht.events import DhtStats, Event, LookupDone, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import (
     Address,
     AnnouncePeer,
@@ -50,8 +53,8 @@ from peerloom.errors import PeerloomError
 
 Packet = tuple[bytes, Address]
 
-__all__ = ["DhtBusyError", "DhtCore", "DhtStats", "Event", "LookupDone", "Packet", "QueryDone", "StoreDone",
-           "random_node_id"]
+__all__ = ["DhtBusyError", "DhtCore", "DhtStats", "Event", "LookupDone", "Packet", "PeersFound", "QueryDone",
+           "StoreDone", "random_node_id"]
 
 CLIENT_VERSION = b"PL\x00\x01"  # two letters naming the client, two bytes of version, as libtorrent does
 DEFAULT_RATE_LIMIT = RateLimit()
@@ -137,10 +140,10 @@ class DhtCore:
     the node lives in (BEP 32 keeps the two DHTs apart); `rng` makes a simulation reproducible."""
 
     __slots__ = (
-        "_bootstrap", "_deadlines", "_events", "_limiter", "_lookups", "_next_id", "_next_maintenance", "_own",
-        "_pending", "_slow_deadlines", "_tid", "_verify_sent", "alpha", "client_version", "enforce_bep42", "ipv6",
-        "items", "k", "max_lookups", "max_pending", "node_id", "peers", "query_timeout", "read_only", "rng",
-        "short_timeout", "stats", "table", "tokens",
+        "_bootstrap", "_bootstrapping", "_deadlines", "_events", "_limiter", "_lookups", "_next_id",
+        "_next_maintenance", "_own", "_pending", "_slow_deadlines", "_tid", "_verify_sent", "alpha", "client_version",
+        "enforce_bep42", "ipv6", "items", "k", "max_lookups", "max_pending", "node_id", "peers", "query_timeout",
+        "read_only", "rng", "short_timeout", "stats", "table", "tokens",
     )
 
     def __init__(
@@ -194,6 +197,7 @@ class DhtCore:
         self._next_id = 0
         self._events: list[Event] = []
         self._bootstrap: tuple[Address, ...] = ()
+        self._bootstrapping: int | None = None  # the lookup id of the running `bootstrap`
         self._next_maintenance = now + MAINTENANCE_INTERVAL
 
     # -- the driver's side ---------------------------------------------------------------------------------------
@@ -279,7 +283,8 @@ class DhtCore:
         """Look up our own id from `addrs` and the table's nodes (BEP 5 start-up); the addresses are remembered to
         bootstrap again whenever the table runs empty."""
         self._bootstrap = tuple(addrs)[:64]
-        return self.start_lookup(LookupKind.FIND_NODE, self.node_id, now, seeds=self._bootstrap)
+        self._bootstrapping, packets = self.start_lookup(LookupKind.FIND_NODE, self.node_id, now, seeds=self._bootstrap)
+        return self._bootstrapping, packets
 
     def start_lookup(
         self, kind: LookupKind, target: bytes, now: float, *, seeds: Iterable[Address] = (), salt: bytes = b"",
@@ -426,7 +431,9 @@ class DhtCore:
             if not run.finished:
                 assert cand is not None
                 if isinstance(msg, Response):
-                    run.lookup.on_response(cand, msg, now)
+                    fresh = run.lookup.on_response(cand, msg, now)
+                    if fresh and not run.internal:
+                        self._emit(PeersFound(run.lookup_id, fresh))
                 else:
                     run.lookup.on_error(cand, now)
                 self._pump(run, now, out)
@@ -470,9 +477,15 @@ class DhtCore:
         start: list[tuple[int | None, Address]] = [
             (entry.id, entry.address) for entry in self.table.closest(target, self.k * 2)
         ]
+        seeds = tuple(seeds)
+        if not seeds and (not start or self._bootstrapping in self._lookups):
+            # Their ids are unknown, so they sort after every known node: asked only while fewer than k are alive.
+            seeds = self._bootstrap
         start += [(None, addr) for addr in seeds]
+        # A plain get (no put after it) may end at the first immutable item; a put needs the closest nodes.
         lookup = Lookup(target, kind, start, own_id=self.node_id, now=now, alpha=self.alpha, k=self.k,
-                        read_only=self.read_only, v6=self.ipv6, enforce_bep42=self.enforce_bep42, salt=salt, seq=seq)
+                        read_only=self.read_only, v6=self.ipv6, enforce_bep42=self.enforce_bep42, salt=salt, seq=seq,
+                        until_item=kind is LookupKind.GET and store is None)
         run = _LookupRun(self._new_id(), lookup, store, internal)
         self._lookups[run.lookup_id] = run
         out: list[Packet] = []
