@@ -33,7 +33,7 @@ from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
-from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
+from peerloom.torrent.resume import ResumeRecord, pack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
 from peerloom.torrent.swarm_discovery import DiscoveryMixin
@@ -444,9 +444,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self.peers.remove(peer)
         self._throttled.discard(peer)
         picker = self.picker
+        peer.holdings.forget(picker)
         if picker is not None:
-            if peer.bits:
-                picker.remove_peer_pieces(peer.bits)
             for index, begin in peer.outstanding:
                 picker.abort(peer, index, begin)
         peer.outstanding.clear()
@@ -466,11 +465,11 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
     # -- messages ------------------------------------------------------------------------------
     def on_message(self, peer: PeerConnection, m: wire.Message) -> None:
+        """Any message but a piece or a request. BEP 3 says the bitfield comes first, but that binds senders
+        (`_send_have_pieces` keeps it): as libtorrent does, we take every message at any point after the handshake."""
         handler = _HANDLERS.get(type(m))
         if handler is not None:
             handler(self, peer, m)
-        if type(m) is not wire.Extended:  # clients that send their extension handshake first are common (BEP 10)
-            peer.got_first_message = True
 
     def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
         # once per 16 KiB block received: no allocation or clock read that can be avoided
@@ -542,47 +541,26 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def _on_not_interested(self, peer: PeerConnection, m: wire.NotInterested) -> None:
         peer.peer_interested = False
 
+    # A peer's pieces: bitfield, have, have_all and have_none are taken in any order, any number of times, before
+    # or after the metadata (see `peer_pieces`); each bitfield, have_all or have_none replaces the peer's whole set.
     def _on_have(self, peer: PeerConnection, m: wire.Have) -> None:
         picker = self.picker
-        if picker is None:
-            return
-        if m.index >= picker.num_pieces:
-            raise ProtocolError("have for a piece that does not exist")
-        if not peer.bits:
-            peer.bits = bytearray(picker.num_pieces)
-        if not peer.bits[m.index]:
-            peer.bits[m.index] = 1
-            picker.peer_has(m.index)
-            if not peer.am_interested and picker.wanted[m.index] and not picker.have[m.index]:
+        if peer.holdings.have(m.index, picker) and not peer.am_interested:
+            assert picker is not None
+            if picker.wanted[m.index] and not picker.have[m.index]:
                 peer.set_interested(True)
-            if all(peer.bits):
-                peer.is_seed = True
 
     def _on_bitfield(self, peer: PeerConnection, m: wire.Bitfield) -> None:
-        if peer.got_first_message:
-            raise ProtocolError("bitfield after the first message")
-        if self.picker is None:
-            peer.raw_bitfield = m.bits
-            return
-        self._apply_bitfield(peer, m.bits)
-
-    def _apply_bitfield(self, peer: PeerConnection, bits: bytes) -> None:
-        picker = self.picker
-        assert picker is not None
-        n = picker.num_pieces
-        if len(bits) != (n + 7) // 8 or (n % 8 and bits[-1] & (0xFF >> (n % 8))):
-            raise ProtocolError("bitfield does not match the torrent's piece count")
-        peer.bits = unpack_bits(bits, n)
-        picker.add_peer_pieces(peer.bits)
-        peer.is_seed = all(peer.bits)
+        peer.holdings.bitfield(m.bits, self.picker)
         self._update_interest(peer)
 
     def _on_have_all(self, peer: PeerConnection, m: wire.HaveAll) -> None:
-        peer.is_seed = True
-        if self.picker is not None:
-            peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
-            self.picker.add_peer_pieces(peer.bits)
-            self._update_interest(peer)
+        peer.holdings.have_all(self.picker)
+        self._update_interest(peer)
+
+    def _on_have_none(self, peer: PeerConnection, m: wire.HaveNone) -> None:
+        peer.holdings.have_none(self.picker)
+        self._update_interest(peer)
 
     # -- downloading ---------------------------------------------------------------------------
     def after_messages(self, peer: PeerConnection) -> None:
@@ -814,10 +792,6 @@ def _check_file_numbers(meta: Metainfo, selected: list[int] | None) -> None:
         raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {count} files)")
 
 
-def _ignore(self: Torrent, peer: PeerConnection, m: Any) -> None:
-    return None
-
-
 _HANDLERS: dict[type, Any] = {
     wire.Piece: Torrent._on_piece,
     wire.Request: Torrent._on_request,
@@ -830,7 +804,7 @@ _HANDLERS: dict[type, Any] = {
     wire.Have: Torrent._on_have,
     wire.Bitfield: Torrent._on_bitfield,
     wire.HaveAll: Torrent._on_have_all,
-    wire.HaveNone: _ignore,
+    wire.HaveNone: Torrent._on_have_none,
     wire.Extended: Torrent._on_extended,
     wire.HashRequest: Torrent._on_hash_request,
     wire.Hashes: Torrent._on_hashes,
