@@ -93,6 +93,8 @@ async def test_pieces_announced_before_the_metadata_are_counted_when_it_arrives(
                             wire.Extended(0, ext.encode_ext_handshake(ext.ExtHandshake(
                                 ids={"ut_metadata": our_metadata_id}, metadata_size=len(info)))))
             theirs = await peer.expect(lambda m: isinstance(m, wire.Extended) and m.ext_id == 0)
+            await peer.send(wire.Request(0, 0, 16384))  # not servable yet: rejected (BEP 6), not closed
+            assert await peer.expect(lambda m: isinstance(m, wire.RejectRequest)) == wire.RejectRequest(0, 0, 16384)
             their_metadata_id = ext.parse_ext_handshake(theirs.payload).ids["ut_metadata"]  # type: ignore[union-attr]
             assert len(info) <= ext.METADATA_PIECE  # one request, one answer
             ask = await peer.expect(lambda m: isinstance(m, wire.Extended) and m.ext_id == our_metadata_id)

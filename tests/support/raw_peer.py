@@ -18,7 +18,7 @@ class RawPeer:
         self.reader = reader
         self.writer = writer
         self.parser = wire.WireParser()
-        self.received: list[wire.Message] = []  # everything the node sent after its handshake, in order
+        self.received: list[wire.Message] = []  # what the node sent after its handshake, not yet taken by `expect`
         self.handshake: wire.Handshake | None = None
         self.peer_id = b"-XX0001-" + os.urandom(12)
 
@@ -39,15 +39,13 @@ class RawPeer:
         await self.writer.drain()
 
     async def expect(self, wanted: Callable[[wire.Message], bool], timeout: float = 10.0) -> wire.Message:
-        """The first message from now on (or already read and not yet taken) that `wanted` accepts; fails if the
-        node closes the connection first."""
+        """The first message the node sent that `wanted` accepts and no earlier `expect` took; fails if the node
+        closes the connection first."""
         async with asyncio.timeout(timeout):
             while True:
                 for i, m in enumerate(self.received):
                     if wanted(m):
-                        del self.received[: i + 1]
-                        return m
-                self.received.clear()
+                        return self.received.pop(i)
                 chunk = await self.reader.read(65536)
                 assert chunk, "the node closed the connection"
                 self.received += self.parser.feed(chunk)

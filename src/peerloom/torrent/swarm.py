@@ -504,9 +504,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index, begin, length = m
         picker = self.picker
-        if picker is None or index >= picker.num_pieces or begin + length > picker.sizes[index]:
+        if picker is not None and (index >= picker.num_pieces or begin + length > picker.sizes[index]):
             raise ProtocolError("request outside the torrent")
-        if peer.am_choking or not picker.have[index]:
+        if picker is None or peer.am_choking or not picker.have[index]:  # before the metadata too, as libtorrent
             if peer.handshake and peer.handshake.supports_fast:
                 peer.send_message(wire.RejectRequest(index, begin, length))
             return
