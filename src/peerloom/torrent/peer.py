@@ -212,7 +212,7 @@ class PeerConnection(asyncio.BufferedProtocol):
     def _send_handshake(self, info_hash: bytes) -> None:
         assert self.torrent is not None
         self.info_hash = info_hash
-        reserved = wire.make_reserved(fast=True, extensions=True, v2=self.torrent.has_v2, dht=self.torrent.dht_enabled)
+        reserved = wire.handshake_reserved(info_hash, self.torrent.info_hash_v2, dht=self.torrent.dht_enabled)
         self.send(wire.encode_handshake(wire.Handshake(info_hash, self.node.peer_id, reserved)))
 
     def _receive_handshake(self, data: bytes | memoryview) -> bytes:
@@ -234,9 +234,10 @@ class PeerConnection(asyncio.BufferedProtocol):
             if refusal is not None:
                 raise wire.WireError(refusal)
             self.torrent = torrent
-            self._send_handshake(hs.info_hash)
+            self._send_handshake(wire.answer_info_hash(hs, torrent.info_hash_v2))
         elif hs.info_hash != self.info_hash:
-            if hs.info_hash not in self.torrent.hashes:  # BEP 52: a hybrid's peer may upgrade to the v2 hash
+            assert self.info_hash is not None
+            if not wire.answer_accepted(self.info_hash, hs.info_hash, self.torrent.info_hash_v2):
                 raise wire.WireError("peer answered with another info-hash")
             self.info_hash = hs.info_hash
         self.handshake = hs

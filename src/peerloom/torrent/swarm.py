@@ -81,7 +81,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.info_hash_v2 = source.info_hash_v2
         self.wire_hash: bytes = self.info_hash_v1 or (self.info_hash_v2 or b"")[:20]
         self.id = self.wire_hash.hex()
-        self.has_v2 = self.info_hash_v2 is not None
         self.private = bool(meta and meta.private)
         # a private swarm of the secure layer: only these keys, only over encrypted streams (None: public)
         self.allowed_keys = allowed_keys
