@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.errors import PeerloomError, ProtocolError
+from peerloom.errors import AccessRefused, PeerloomError, ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
@@ -92,6 +92,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.peers: list[PeerConnection] = []
         self.candidates: dict[tuple[str, int], float] = {}  # address -> earliest next connect attempt
         self.failures: dict[tuple[str, int], int] = {}
+        self.refusals: dict[Any, AccessRefused] = {}  # peers that refused our key when we last dialled them
         self.connecting: set[tuple[str, int]] = set()
         self.choker = Choker(self.settings.upload_slots)
         self.strikes: dict[Any, int] = {}
@@ -359,9 +360,12 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 peer = await self.node.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.failures.pop(addr, None)
+            self.refusals.pop(addr, None)
             self.candidates[addr] = time.monotonic() + 60.0
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
             log.debug("connecting to %s failed: %r", addr, exc)
+            if isinstance(exc, AccessRefused):
+                self.refusals[addr] = exc
             fails = self.failures.get(addr, 0) + 1
             self.failures[addr] = fails
             if fails >= 5:
@@ -370,6 +374,13 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 self.candidates[addr] = time.monotonic() + min(300.0, 2.0 * 3**fails)
         finally:
             self.connecting.discard(addr)
+
+    @property
+    def refused_everywhere(self) -> bool:
+        """A private swarm of the secure layer whose every known peer refused our key, with no peer connected: it
+        has no other way to find peers (no DHT, PEX or trackers), so waiting is pointless until an owner allows us."""
+        return (self.secure and bool(self.refusals) and not self.peers and not self.connecting
+                and all(addr in self.refusals for addr in self.candidates))
 
     def admits(self, peer: PeerConnection) -> str | None:
         """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
