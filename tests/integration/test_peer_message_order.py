@@ -112,3 +112,24 @@ async def test_pieces_announced_before_the_metadata_are_counted_when_it_arrives(
         await until(lambda: not torrent.peers)
         assert picker.availability == counts(set())
 
+
+
+async def test_a_v1_magnet_of_a_hybrid_takes_v2_handshakes_once_its_metadata_is_known(tmp_path: Path) -> None:
+    """A btih-only magnet learns from the metadata that the torrent is a hybrid: from then on a dialler that knows
+    it under the v2 hash reaches it, and one that dials v1 with the upgrade bit is answered v2 (BEP 52)."""
+    data = make_single(tmp_path / "src", size=PIECES * 32768 - 1000)
+    async with node(tmp_path, "seed") as seeder, node(tmp_path, "leech") as leecher:
+        shared = await seeder.share(data, version="hybrid", piece_length=32768)
+        meta = shared.meta
+        assert meta is not None and meta.info_hash_v2 is not None
+        magnet = Magnet(meta.info_hash_v1, peers=(("127.0.0.1", seeder.port),))  # no btmh: v2 unknown at first
+        torrent = await leecher.add(str(magnet), tmp_path / "dst")
+        await until(lambda: torrent.meta is not None)
+        v2 = meta.info_hash_v2[:20]
+        for sent, upgrade in ((v2, False), (meta.info_hash_v1, True)):
+            peer = await RawPeer.connect(leecher.port, sent, v2=upgrade)
+            try:
+                assert peer.handshake is not None and peer.handshake.info_hash == v2
+                assert await peer.still_open()
+            finally:
+                peer.close()

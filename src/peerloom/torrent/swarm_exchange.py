@@ -102,6 +102,9 @@ class ExchangeMixin:
         if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
             self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
         self._setup(meta)
+        # a magnet may carry one hash of a hybrid: the other now routes peers too (BEP 52), and answers upgrades
+        self.info_hash_v1 = self.info_hash_v1 or meta.info_hash_v1
+        self.info_hash_v2 = self.info_hash_v2 or meta.info_hash_v2
         assert self.picker is not None
         for peer in list(self.peers):
             try:
