@@ -339,8 +339,8 @@ class Connection(asyncio.BufferedProtocol):
             elif isinstance(event, yamux.StreamReset):
                 if (stream := streams.pop(event.stream_id, None)) is not None:
                     stream._fail("stream reset by the peer")
-            elif isinstance(event, yamux.GoAwayReceived):
-                self._remote_ended = event.error_code == yamux.GO_AWAY_NORMAL  # else: it blames us, we close
+            elif isinstance(event, yamux.GoAwayReceived) and event.error_code == yamux.GO_AWAY_NORMAL:
+                self._remote_ended = True  # (an error code blames us: ConnectionTerminated follows and we close)
             elif isinstance(event, yamux.ConnectionTerminated):
                 self.close(f"peer ended the session (yamux error code {event.error_code})")
         if self._closing:

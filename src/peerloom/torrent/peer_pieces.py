@@ -125,7 +125,7 @@ class PeerPieces:
             if self._early_exact:
                 bits = _unpack_bitfield(bytes(early), n)
             elif len(early) > (n + 7) // 8 or (n % 8 and len(early) == (n + 7) // 8 and early[-1] & (0xFF >> n % 8)):
-                raise WireError(f"have for a piece beyond the torrent's {n}")
+                raise WireError(f"have for a piece beyond the torrent's {n} pieces")
             else:
                 bits = unpack_bits(bytes(early) + bytes((n + 7) // 8 - len(early)), n)
             self._replace(counts, bits)
