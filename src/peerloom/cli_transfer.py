@@ -216,10 +216,13 @@ def get(
             announce_listening(node, status_lines)
             await watch(torrent, stop, seed=seed, status_lines=status_lines, quiet=as_json)
             final = torrent.status()
+            refused = refusal(torrent, node.identity.peer_id) if torrent.refused_everywhere else None
         if as_json:
             out.print_json(json.dumps(asdict(final)))
         if final.error:
             fail(final.error)
+        if refused:
+            fail(refused)
         if final.progress < 1.0:
             fail("stopped before the download was complete", 130)
         if not as_json:
@@ -227,6 +230,14 @@ def get(
         return 0
 
     guarded(lambda: run(main))
+
+
+def refusal(torrent: Torrent, ours: PeerId) -> str:
+    """The one line for a private get that every given peer refused (see `Torrent.refused_everywhere`)."""
+    keys = sorted({str(addr.peer_id) for addr in torrent.refusals if isinstance(addr, Multiaddr)})
+    who = f"peer {keys[0]}" if len(keys) == 1 else f"peers {', '.join(keys)}"
+    return (f"{who} refused our key {ours} (not on its allow-list): ask its owner to allow it "
+            f"(peerloom share ... --private --allow {ours})")
 
 
 def parse_files(text: str | None) -> list[int] | None:
@@ -252,7 +263,7 @@ async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lin
             progress.update(
                 task, description=label, total=st.wanted_bytes or None, completed=st.have_bytes, peers=st.peers
             )
-            if st.error or (st.progress >= 1.0 and st.state == "seeding" and not seed):
+            if st.error or torrent.refused_everywhere or (st.progress >= 1.0 and st.state == "seeding" and not seed):
                 break
             # a download that is not to be seeded ends the moment it completes, not at the next refresh
             done = torrent.finished

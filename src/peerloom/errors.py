@@ -12,3 +12,8 @@ class PeerloomError(Exception):
 
 class ProtocolError(PeerloomError):
     """Input that breaks a wire or file format: the peer or file that sent it is at fault."""
+
+
+class AccessRefused(PeerloomError):
+    """A peer authenticated our key and turned it away (it is not on the peer's allow-list): trying again is
+    pointless until the peer's owner allows our key."""

@@ -6,25 +6,12 @@ import asyncio
 import json
 import os
 import re
-import sys
+
+from support.cli import peerloom
 
 from peerloom.dht.driver import Dht
 
 HOST = "127.0.0.1"
-
-
-async def peerloom(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "peerloom", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, stdout.decode(), stderr.decode()
 
 
 async def test_dht_ping_peers_and_stats_from_the_command_line() -> None:

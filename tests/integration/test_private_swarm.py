@@ -7,10 +7,14 @@ import os
 from pathlib import Path
 
 import pytest
+from support.cli import peerloom
 from support.swarm import make_single, node, wait_done
 
 from peerloom.cli_demo import sha256_of
+from peerloom.errors import AccessRefused
+from peerloom.identity import Identity
 from peerloom.torrent import wire
+from peerloom.torrent.magnet import Magnet
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -42,6 +46,7 @@ async def test_a_key_that_is_not_allowed_gets_nothing(tmp_path: Path) -> None:
         assert t.status().have_bytes == 0 and not t.peers
         assert stranger.identity.peer_id not in seeder.secure_host.connections  # refused at the handshake
         assert t.failures  # its dials were refused
+        assert t.refused_everywhere and all(isinstance(e, AccessRefused) for e in t.refusals.values())
         ok = await friend.add(shared.meta, tmp_path / "dst-f", peers=[seeder.secure_addrs[0]], allow=[])
         await wait_done(ok)
 
@@ -57,3 +62,24 @@ async def test_a_private_torrent_refuses_plain_bittorrent(tmp_path: Path) -> Non
         reply = await asyncio.wait_for(reader.read(), 5.0)  # the seeder closes without answering
         assert reply == b""
         writer.close()
+
+
+async def test_get_from_a_seeder_that_refuses_our_key_says_so_and_fails(tmp_path: Path) -> None:
+    """`peerloom get --private` with a key the seeder does not allow: one line naming both keys, a non-zero exit,
+    soon (every given peer refused and a private swarm has no other source), not "fetching metadata" for ever."""
+    data = make_single(tmp_path / "src")
+    async with node(tmp_path, "seed") as seeder, node(tmp_path, "friend") as friend:
+        shared = await seeder.share(data, allow=[friend.identity.peer_id])
+        assert shared.meta is not None
+        stranger_home = tmp_path / "stranger"
+        stranger = Identity.load_or_create(stranger_home)
+        magnet = str(Magnet.from_metainfo(shared.meta))
+        code, _, err = await peerloom(
+            "get", magnet, "--private", "--peer", str(seeder.secure_addrs[0]), "-o", str(tmp_path / "dst"),
+            "--home", str(stranger_home), "--listen", "127.0.0.1", "--no-dht", "--no-lsd", "--no-daemon", timeout=60,
+        )
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    ours, theirs = str(stranger.peer_id), str(seeder.identity.peer_id)
+    assert f"peer {theirs} refused our key {ours}" in errors[0] and f"--allow {ours}" in errors[0], errors[0]

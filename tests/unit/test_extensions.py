@@ -76,7 +76,7 @@ def test_ext_handshake_ignores_known_keys_of_the_wrong_type_or_range() -> None:
         b"yourip": b"123",
         b"upload_only": 2,
     })
-    assert ext.parse_ext_handshake(payload) == ExtHandshake(ids={"ok": 255, "one": 1})
+    assert ext.parse_ext_handshake(payload) == ExtHandshake(ids={"ut_pex": 0, "ok": 255, "one": 1})  # 0: disabled
 
 
 @pytest.mark.parametrize(
@@ -553,3 +553,15 @@ def test_assembler_fed_junk_raises_only_extension_error_and_never_completes(
         except ExtensionError:
             pass
     assert not assembler.done
+
+
+def test_a_later_ext_handshake_updates_the_earlier_one() -> None:
+    """BEP 10: sent again, it holds only changes; id 0 disables an extension, left-out fields keep their value."""
+    first = ext.update_ext_handshake(None, ext.parse_ext_handshake(encode({
+        b"m": {b"ut_metadata": 3, b"ut_pex": 1, b"lt_donthave": 0}, b"v": b"client 1", b"p": 6881,
+        b"metadata_size": 500})))
+    assert first == ExtHandshake(ids={"ut_metadata": 3, "ut_pex": 1}, client="client 1", port=6881, metadata_size=500)
+    later = ext.update_ext_handshake(first, ext.parse_ext_handshake(encode({
+        b"m": {b"ut_pex": 0, b"ut_holepunch": 4, b"ut_metadata": 5}, b"reqq": 300})))
+    assert later == ExtHandshake(ids={"ut_metadata": 5, "ut_holepunch": 4}, client="client 1", port=6881, reqq=300,
+                                 metadata_size=500)

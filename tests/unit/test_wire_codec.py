@@ -76,3 +76,45 @@ def test_random_bytes_raise_only_wire_errors(data: bytes) -> None:
         wire.WireParser().feed(data)
     except wire.WireError:
         pass
+
+
+# -- BEP 52: which info-hash a hybrid's handshakes carry ----------------------------------------------
+V1, V2 = bytes(range(20)), bytes(range(100, 132))
+ME = b"-PL0100-" + bytes(12)
+
+
+def dialler(info_hash: bytes, *, upgrade: bool) -> wire.Handshake:
+    return wire.Handshake(info_hash, b"-LT2110-" + bytes(12), wire.make_reserved(fast=True, v2=upgrade))
+
+
+def test_a_hybrids_dialler_with_the_upgrade_bit_is_answered_with_the_v2_hash() -> None:
+    """libtorrent may have learnt us under the v2 hash while its v1 handshake was on the way: it then takes only the
+    v2 answer, and answering v2 is what BEP 52 allows and libtorrent itself does."""
+    assert wire.answer_info_hash(dialler(V1, upgrade=True), V2) == V2[:20]
+    assert wire.answer_info_hash(dialler(V2[:20], upgrade=False), V2) == V2[:20]
+    assert wire.answer_info_hash(dialler(V1, upgrade=False), V2) == V1  # a v1-only client keeps v1
+    assert wire.answer_info_hash(dialler(V1, upgrade=True), None) == V1  # a v1 torrent has no v2 hash to give
+
+
+def test_the_upgrade_bit_goes_only_with_a_hybrids_v1_hash() -> None:
+    assert wire.Handshake(V1, ME, wire.handshake_reserved(V1, V2)).supports_v2
+    assert not wire.Handshake(V2[:20], ME, wire.handshake_reserved(V2[:20], V2)).supports_v2  # already v2
+    assert not wire.Handshake(V1, ME, wire.handshake_reserved(V1, None)).supports_v2  # v1 only
+    reserved = wire.Handshake(V1, ME, wire.handshake_reserved(V1, V2, dht=True))
+    assert reserved.supports_fast and reserved.supports_extensions and reserved.supports_dht
+
+
+def test_a_dialler_accepts_the_hash_it_sent_or_the_hybrids_v2_hash() -> None:
+    assert wire.answer_accepted(V1, V1, V2)
+    assert wire.answer_accepted(V1, V2[:20], V2)  # upgraded by the answering side
+    assert wire.answer_accepted(V2[:20], V2[:20], V2)
+    assert not wire.answer_accepted(V2[:20], V1, V2)  # we dialled v2: a v1 answer is a downgrade nobody allows
+    assert not wire.answer_accepted(V1, V2[:20], None)
+    assert not wire.answer_accepted(V1, bytes(20), V2)
+
+
+def test_an_answer_to_our_upgrade_is_taken_end_to_end() -> None:
+    """The answering side's choice, fed to the dialler's check, for every kind of dialler."""
+    for sent, upgrade in ((V1, True), (V1, False), (V2[:20], False)):
+        answer = wire.answer_info_hash(dialler(sent, upgrade=upgrade), V2)
+        assert wire.answer_accepted(sent, answer, V2)

@@ -5,6 +5,16 @@ routes incoming streams to protocol handlers, and speaks identify and ping.
         await host.listen("/ip4/127.0.0.1/tcp/0")
         host.set_handler("/echo/1.0.0", echo)
         stream = await host.new_stream("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...", ["/echo/1.0.0"])
+
+A peer that does not allow our key refuses it, and `new_stream` raises `PeerRefused` (an `AccessRefused`), which
+callers turn into "ask its owner to allow our key" rather than retrying for ever. libp2p has no wire message for
+it, so the dialler recognises the two ways an allow-list can act:
+- per connection (our `allow` today, and libp2p's connection gaters): the peer ends the session right after the
+  secure handshake has shown it our key, before it serves us anything (no stream of its own, no byte on ours);
+- per protocol (admission moved to protocols): the peer answers multistream-select's `na` to a protocol its
+  identify advertises. Admission per protocol must therefore refuse with `na`, keep the protocol in identify, and
+  leave the connection open; a peer that really lacks a protocol does not advertise it (ProtocolNotSupported).
+A peer at its connection limit also closes at once and is reported as refusing; the wording says "refused".
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from peerloom.codec.varint import encode_frame, read_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId, encode_public_key
 from peerloom.net import multistream
-from peerloom.net.connection import Connection, LinkError
+from peerloom.net.connection import Connection, LinkError, PeerRefused
 from peerloom.net.identify import (
     IDENTIFY_PROTOCOL,
     MAX_IDENTIFY_SIZE,
@@ -42,6 +52,7 @@ Handler = Callable[[Stream], Awaitable[None]]
 NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 15.0
 MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
+REFUSAL_IDENTIFY_WAIT = 3.0  # after `na`: how long to wait for identify to say whether the protocol is advertised
 
 
 class ProtocolNotSupported(LinkError):
@@ -217,15 +228,35 @@ class Host:
         else:
             conn = await self.connect(peer)
         protocols = list(protocols)
-        stream = conn.open_stream()
+        stream = None
         try:
+            stream = conn.open_stream()
             await _negotiate(stream, multistream.Dialer(protocols))
         except (PeerloomError, TimeoutError) as exc:
-            stream.reset()
-            if isinstance(exc, multistream.NegotiationFailed):
-                raise ProtocolNotSupported(f"{conn.remote_peer} supports none of {', '.join(protocols)}") from None
-            raise LinkError(f"opening a stream to {conn.remote_peer} failed: {exc or 'timeout'}") from None
+            if stream is not None:
+                stream.reset()
+            raise await self._stream_failure(conn, protocols, exc) from None
         return stream
+
+    async def _stream_failure(self, conn: Connection, protocols: list[str], exc: Exception) -> LinkError:
+        """Why a stream could not be opened. A peer refused our key (PeerRefused) when it ended the session without
+        serving us anything (an allow-list checked per connection, as ours is today), or answered `na` to a protocol
+        that its identify advertises (an allow-list checked per protocol): see the module docstring."""
+        peer = conn.remote_peer
+        other = self.connections.get(peer) if peer is not None else None
+        if conn.refused_us and (other is None or other is conn or other.closed):  # not a simultaneous-dial loser
+            return PeerRefused(f"{peer} refused our key {self.peer_id}")
+        if isinstance(exc, multistream.NegotiationFailed):
+            assert peer is not None
+            try:
+                advertised = set((await self.identify(peer, REFUSAL_IDENTIFY_WAIT)).protocols)
+            except LinkError:
+                advertised = set()
+            refused = [p for p in protocols if p in advertised]
+            if refused:
+                return PeerRefused(f"{peer} refused {refused[0]} to our key {self.peer_id}")
+            return ProtocolNotSupported(f"{peer} supports none of {', '.join(protocols)}")
+        return LinkError(f"opening a stream to {peer} failed: {exc or 'timeout'}")
 
     def _incoming_stream(self, stream: Stream) -> None:
         self._spawn(self._serve_stream(stream))

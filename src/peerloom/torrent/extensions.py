@@ -6,7 +6,7 @@ import hashlib
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from peerloom.codec.bencode import BencodeError, decode, decode_prefix, encode
@@ -80,7 +80,7 @@ def parse_ext_handshake(payload: bytes) -> ExtHandshake:
         raise ExtensionError("extension handshake 'm' is not a dictionary")
     ids = {}
     for k, v in list(m.items())[:64]:
-        if type(v) is int and 0 < v < 256:
+        if type(v) is int and 0 <= v < 256:  # 0: the extension is disabled (it matters in a later handshake)
             ids[k.decode("utf-8", "replace")] = v
     client = d.get(b"v")
     yourip = d.get(b"yourip")
@@ -93,6 +93,23 @@ def parse_ext_handshake(payload: bytes) -> ExtHandshake:
         yourip=yourip if isinstance(yourip, bytes) and len(yourip) in (4, 16) else None,
         upload_only=d.get(b"upload_only") == 1,
     )
+
+
+def update_ext_handshake(previous: ExtHandshake | None, h: ExtHandshake) -> ExtHandshake:
+    """The peer's extensions after another handshake `h`. BEP 10: the handshake may be sent any number of times,
+    and a later one holds only the changes: its `m` adds to the earlier ids, id 0 disables an extension, and
+    fields it leaves out keep their values (a flag such as upload_only is as the latest handshake says)."""
+    if previous is not None:
+        h = ExtHandshake(
+            ids={**previous.ids, **h.ids},
+            client=h.client if h.client is not None else previous.client,
+            port=h.port if h.port is not None else previous.port,
+            reqq=h.reqq if h.reqq is not None else previous.reqq,
+            metadata_size=h.metadata_size if h.metadata_size is not None else previous.metadata_size,
+            yourip=h.yourip if h.yourip is not None else previous.yourip,
+            upload_only=h.upload_only,
+        )
+    return replace(h, ids={name: i for name, i in h.ids.items() if i})
 
 
 # -- BEP 9 metadata ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
+from peerloom.torrent.peer_pieces import PeerPieces
 from peerloom.torrent.wire import BLOCK_SIZE, Piece, Request
 
 if TYPE_CHECKING:
@@ -76,10 +77,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.am_interested = False
         self.peer_choking = True
         self.peer_interested = False
-        self.bits: bytearray = bytearray()  # the peer's pieces (valid once the torrent's metadata is known)
-        self.is_seed = False
-        self.raw_bitfield: bytes | None = None  # received before metadata was known
-        self.got_first_message = False
+        self.holdings = PeerPieces()  # the peer's pieces, from its bitfield/have/have_all/have_none in any order
         self.ext_ids: dict[str, int] = {}
         self.ext_handshake: ext.ExtHandshake | None = None
         self.client = ""
@@ -110,6 +108,15 @@ class PeerConnection(asyncio.BufferedProtocol):
     @property
     def peer_id(self) -> bytes | None:
         return self.handshake.peer_id if self.handshake else None
+
+    @property
+    def bits(self) -> bytearray:
+        """The peer's pieces, one 0/1 byte each once the metadata is known; empty while it has told us nothing."""
+        return self.holdings.bits
+
+    @property
+    def is_seed(self) -> bool:
+        return self.holdings.is_seed
 
     @property
     def key(self) -> Any:
@@ -184,15 +191,14 @@ class PeerConnection(asyncio.BufferedProtocol):
         if torrent is None:
             return
         try:
-            # past its first message, pieces and requests (most of what a busy connection brings) go straight to
-            # their handlers; before it, everything goes through `on_message`, which checks the order of messages
-            steady = self.got_first_message
+            # pieces and requests (most of what a busy connection brings) go straight to their handlers; no message
+            # depends on what came before it (BEP 3's "bitfield first" is a rule for senders: see `on_message`)
             on_piece, on_request, on_message = torrent._on_piece, torrent._on_request, torrent.on_message
             for message in messages:
                 kind = type(message)
-                if steady and kind is Piece:
+                if kind is Piece:
                     on_piece(self, message)
-                elif steady and kind is Request:
+                elif kind is Request:
                     on_request(self, message)
                 else:
                     on_message(self, message)
@@ -206,7 +212,7 @@ class PeerConnection(asyncio.BufferedProtocol):
     def _send_handshake(self, info_hash: bytes) -> None:
         assert self.torrent is not None
         self.info_hash = info_hash
-        reserved = wire.make_reserved(fast=True, extensions=True, v2=self.torrent.has_v2, dht=self.torrent.dht_enabled)
+        reserved = wire.handshake_reserved(info_hash, self.torrent.info_hash_v2, dht=self.torrent.dht_enabled)
         self.send(wire.encode_handshake(wire.Handshake(info_hash, self.node.peer_id, reserved)))
 
     def _receive_handshake(self, data: bytes | memoryview) -> bytes:
@@ -228,9 +234,10 @@ class PeerConnection(asyncio.BufferedProtocol):
             if refusal is not None:
                 raise wire.WireError(refusal)
             self.torrent = torrent
-            self._send_handshake(hs.info_hash)
+            self._send_handshake(wire.answer_info_hash(hs, torrent.info_hash_v2))
         elif hs.info_hash != self.info_hash:
-            if hs.info_hash not in self.torrent.hashes:  # BEP 52: a hybrid's peer may upgrade to the v2 hash
+            assert self.info_hash is not None
+            if not wire.answer_accepted(self.info_hash, hs.info_hash, self.torrent.info_hash_v2):
                 raise wire.WireError("peer answered with another info-hash")
             self.info_hash = hs.info_hash
         self.handshake = hs

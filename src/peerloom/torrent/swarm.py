@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.errors import PeerloomError, ProtocolError
+from peerloom.errors import AccessRefused, PeerloomError, ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
@@ -33,7 +33,7 @@ from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
-from peerloom.torrent.resume import ResumeRecord, pack_bits, unpack_bits
+from peerloom.torrent.resume import ResumeRecord, pack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
 from peerloom.torrent.swarm_discovery import DiscoveryMixin
@@ -81,7 +81,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.info_hash_v2 = source.info_hash_v2
         self.wire_hash: bytes = self.info_hash_v1 or (self.info_hash_v2 or b"")[:20]
         self.id = self.wire_hash.hex()
-        self.has_v2 = self.info_hash_v2 is not None
         self.private = bool(meta and meta.private)
         # a private swarm of the secure layer: only these keys, only over encrypted streams (None: public)
         self.allowed_keys = allowed_keys
@@ -93,6 +92,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.peers: list[PeerConnection] = []
         self.candidates: dict[tuple[str, int], float] = {}  # address -> earliest next connect attempt
         self.failures: dict[tuple[str, int], int] = {}
+        self.refusals: dict[Any, AccessRefused] = {}  # peers that refused our key when we last dialled them
         self.connecting: set[tuple[str, int]] = set()
         self.choker = Choker(self.settings.upload_slots)
         self.strikes: dict[Any, int] = {}
@@ -360,9 +360,12 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 peer = await self.node.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.failures.pop(addr, None)
+            self.refusals.pop(addr, None)
             self.candidates[addr] = time.monotonic() + 60.0
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
             log.debug("connecting to %s failed: %r", addr, exc)
+            if isinstance(exc, AccessRefused):
+                self.refusals[addr] = exc
             fails = self.failures.get(addr, 0) + 1
             self.failures[addr] = fails
             if fails >= 5:
@@ -371,6 +374,13 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 self.candidates[addr] = time.monotonic() + min(300.0, 2.0 * 3**fails)
         finally:
             self.connecting.discard(addr)
+
+    @property
+    def refused_everywhere(self) -> bool:
+        """A private swarm of the secure layer whose every known peer refused our key, with no peer connected: it
+        has no other way to find peers (no DHT, PEX or trackers), so waiting is pointless until an owner allows us."""
+        return (self.secure and bool(self.refusals) and not self.peers and not self.connecting
+                and all(addr in self.refusals for addr in self.candidates))
 
     def admits(self, peer: PeerConnection) -> str | None:
         """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
@@ -444,9 +454,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self.peers.remove(peer)
         self._throttled.discard(peer)
         picker = self.picker
+        peer.holdings.forget(picker)
         if picker is not None:
-            if peer.bits:
-                picker.remove_peer_pieces(peer.bits)
             for index, begin in peer.outstanding:
                 picker.abort(peer, index, begin)
         peer.outstanding.clear()
@@ -466,11 +475,11 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
     # -- messages ------------------------------------------------------------------------------
     def on_message(self, peer: PeerConnection, m: wire.Message) -> None:
+        """Any message but a piece or a request. BEP 3 says the bitfield comes first, but that binds senders
+        (`_send_have_pieces` keeps it): as libtorrent does, we take every message at any point after the handshake."""
         handler = _HANDLERS.get(type(m))
         if handler is not None:
             handler(self, peer, m)
-        if type(m) is not wire.Extended:  # clients that send their extension handshake first are common (BEP 10)
-            peer.got_first_message = True
 
     def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
         # once per 16 KiB block received: no allocation or clock read that can be avoided
@@ -505,9 +514,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index, begin, length = m
         picker = self.picker
-        if picker is None or index >= picker.num_pieces or begin + length > picker.sizes[index]:
+        if picker is not None and (index >= picker.num_pieces or begin + length > picker.sizes[index]):
             raise ProtocolError("request outside the torrent")
-        if peer.am_choking or not picker.have[index]:
+        if picker is None or peer.am_choking or not picker.have[index]:  # before the metadata too, as libtorrent
             if peer.handshake and peer.handshake.supports_fast:
                 peer.send_message(wire.RejectRequest(index, begin, length))
             return
@@ -542,47 +551,26 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def _on_not_interested(self, peer: PeerConnection, m: wire.NotInterested) -> None:
         peer.peer_interested = False
 
+    # A peer's pieces: bitfield, have, have_all and have_none are taken in any order, any number of times, before
+    # or after the metadata (see `peer_pieces`); each bitfield, have_all or have_none replaces the peer's whole set.
     def _on_have(self, peer: PeerConnection, m: wire.Have) -> None:
         picker = self.picker
-        if picker is None:
-            return
-        if m.index >= picker.num_pieces:
-            raise ProtocolError("have for a piece that does not exist")
-        if not peer.bits:
-            peer.bits = bytearray(picker.num_pieces)
-        if not peer.bits[m.index]:
-            peer.bits[m.index] = 1
-            picker.peer_has(m.index)
-            if not peer.am_interested and picker.wanted[m.index] and not picker.have[m.index]:
+        if peer.holdings.have(m.index, picker) and not peer.am_interested:
+            assert picker is not None
+            if picker.wanted[m.index] and not picker.have[m.index]:
                 peer.set_interested(True)
-            if all(peer.bits):
-                peer.is_seed = True
 
     def _on_bitfield(self, peer: PeerConnection, m: wire.Bitfield) -> None:
-        if peer.got_first_message:
-            raise ProtocolError("bitfield after the first message")
-        if self.picker is None:
-            peer.raw_bitfield = m.bits
-            return
-        self._apply_bitfield(peer, m.bits)
-
-    def _apply_bitfield(self, peer: PeerConnection, bits: bytes) -> None:
-        picker = self.picker
-        assert picker is not None
-        n = picker.num_pieces
-        if len(bits) != (n + 7) // 8 or (n % 8 and bits[-1] & (0xFF >> (n % 8))):
-            raise ProtocolError("bitfield does not match the torrent's piece count")
-        peer.bits = unpack_bits(bits, n)
-        picker.add_peer_pieces(peer.bits)
-        peer.is_seed = all(peer.bits)
+        peer.holdings.bitfield(m.bits, self.picker)
         self._update_interest(peer)
 
     def _on_have_all(self, peer: PeerConnection, m: wire.HaveAll) -> None:
-        peer.is_seed = True
-        if self.picker is not None:
-            peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
-            self.picker.add_peer_pieces(peer.bits)
-            self._update_interest(peer)
+        peer.holdings.have_all(self.picker)
+        self._update_interest(peer)
+
+    def _on_have_none(self, peer: PeerConnection, m: wire.HaveNone) -> None:
+        peer.holdings.have_none(self.picker)
+        self._update_interest(peer)
 
     # -- downloading ---------------------------------------------------------------------------
     def after_messages(self, peer: PeerConnection) -> None:
@@ -814,10 +802,6 @@ def _check_file_numbers(meta: Metainfo, selected: list[int] | None) -> None:
         raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {count} files)")
 
 
-def _ignore(self: Torrent, peer: PeerConnection, m: Any) -> None:
-    return None
-
-
 _HANDLERS: dict[type, Any] = {
     wire.Piece: Torrent._on_piece,
     wire.Request: Torrent._on_request,
@@ -830,7 +814,7 @@ _HANDLERS: dict[type, Any] = {
     wire.Have: Torrent._on_have,
     wire.Bitfield: Torrent._on_bitfield,
     wire.HaveAll: Torrent._on_have_all,
-    wire.HaveNone: _ignore,
+    wire.HaveNone: Torrent._on_have_none,
     wire.Extended: Torrent._on_extended,
     wire.HashRequest: Torrent._on_hash_request,
     wire.Hashes: Torrent._on_hashes,

@@ -34,8 +34,8 @@ class ExchangeMixin:
 
     def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
         if m.ext_id == 0:
-            h = ext.parse_ext_handshake(m.payload)
-            peer.ext_handshake = h
+            # at any time, any number of times (BEP 10): a later handshake updates the earlier one
+            h = peer.ext_handshake = ext.update_ext_handshake(peer.ext_handshake, ext.parse_ext_handshake(m.payload))
             peer.ext_ids = dict(h.ids)
             peer.client = (h.client or "")[:64]
             if h.port and peer.remote and not peer.outgoing and peer.secure_key is None:
@@ -102,16 +102,15 @@ class ExchangeMixin:
         if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
             self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
         self._setup(meta)
+        # a magnet may carry one hash of a hybrid: the other now routes peers too (BEP 52), and answers upgrades
+        self.info_hash_v1 = self.info_hash_v1 or meta.info_hash_v1
+        self.info_hash_v2 = self.info_hash_v2 or meta.info_hash_v2
         assert self.picker is not None
-        for peer in self.peers:
-            if peer.is_seed:
-                peer.bits = bytearray(b"\x01" * self.picker.num_pieces)
-                self.picker.add_peer_pieces(peer.bits)
-            elif peer.raw_bitfield is not None:
-                try:
-                    self._apply_bitfield(peer, peer.raw_bitfield)
-                except ProtocolError as exc:
-                    peer.close(str(exc))
+        for peer in list(self.peers):
+            try:
+                peer.holdings.metadata_known(self.picker)  # what it announced before we knew the piece count
+            except ProtocolError as exc:
+                peer.close(f"protocol error: {exc}")
         self.node.metadata_received(self)
 
     def _request_layers(self, peer: PeerConnection) -> None:

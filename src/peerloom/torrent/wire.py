@@ -55,6 +55,32 @@ def make_reserved(*, dht: bool = False, fast: bool = True, extensions: bool = Tr
     return bytes(reserved)
 
 
+def handshake_reserved(info_hash: bytes, info_hash_v2: bytes | None, *, dht: bool = False) -> bytes:
+    """Our reserved bytes for a handshake carrying `info_hash`: fast and extensions always, and the BEP 52 upgrade
+    bit only when we send the v1 hash of a torrent that has a v2 one (a hybrid), as libtorrent does
+    (bt_peer_connection.cpp, write_handshake); a handshake that carries the v2 hash is already v2."""
+    upgrade = info_hash_v2 is not None and info_hash != info_hash_v2[:20]
+    return make_reserved(dht=dht, fast=True, extensions=True, v2=upgrade)
+
+
+def answer_info_hash(theirs: Handshake, info_hash_v2: bytes | None) -> bytes:
+    """The info-hash our answer to a dialler's handshake carries. BEP 52: a hybrid's peer that dials with the v1
+    hash and the upgrade bit may be answered with the truncated v2 hash, which makes the connection v2. libtorrent
+    answers so and, as a dialler, accepts either answer only until it has learnt the peer under the v2 hash (from a
+    tracker, the DHT or PEX); from then on it takes only the v2 one (read_info_hash, associated_info_hash), and that
+    can happen while its v1 handshake is on the way: a v1 answer then costs the connection ("invalid info-hash")."""
+    v2 = info_hash_v2[:20] if info_hash_v2 is not None else None
+    if v2 is not None and theirs.supports_v2:
+        return v2
+    return theirs.info_hash
+
+
+def answer_accepted(sent: bytes, answer: bytes, info_hash_v2: bytes | None) -> bool:
+    """Whether the answer to our handshake, which carried `sent`, is for the same torrent: the same hash, or the
+    truncated v2 hash of a hybrid (BEP 52: the answering side may upgrade the connection to v2)."""
+    return answer == sent or (info_hash_v2 is not None and answer == info_hash_v2[:20])
+
+
 def encode_handshake(h: Handshake) -> bytes:
     if len(h.info_hash) != 20 or len(h.peer_id) != 20 or len(h.reserved) != 8:
         raise ValueError("handshake fields have the wrong size")
