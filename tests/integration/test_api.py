@@ -551,6 +551,12 @@ async def test_save_path_outside_the_download_folder_is_refused(api: Api, tmp_pa
     assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"] and not list(tmp_path.rglob("sub"))
 
 
+@pytest.mark.parametrize("name", ["name_dotdot", "path_absolute", "path_dotdot", "path_dot", "v2_tree_dotdot"])
+async def test_a_torrent_whose_file_names_would_escape_is_refused(api: Api, name: str) -> None:
+    data = (Path(__file__).parents[1] / "data" / "bad_torrents" / f"{name}.torrent").read_bytes()
+    assert "unsafe path component" in await api.refused("POST", f"{V1}/torrents", 400, data=upload_form(data))
+
+
 @pytest.mark.parametrize(("save_path", "where"), [
     ("sub/deeper", "downloads/sub/deeper"), ("sub/../other", "downloads/other"), (".", "downloads"),
     ("{tmp}/downloads/abs", "downloads/abs"), ("{tmp}/downloads/x/../y", "downloads/y"),
