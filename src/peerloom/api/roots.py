@@ -44,7 +44,7 @@ class Roots:
         path = resolve(self.download / user_path(given))
         if not path.is_relative_to(self.download):
             raise OutsideRoots(f"save path {given!r} is outside the daemon's download folder {self.download}: "
-                               "give a folder inside it (the daemon's --save-dir)")
+                               "give a folder inside it (it is set by `peerloom daemon --save-dir`)")
         return path
 
     def share_path(self, given: str) -> Path:
