@@ -51,8 +51,11 @@ def daemon(
     = DEFAULT_API,
     port: PortOption = 0,
     listen: HostOption = "0.0.0.0",
-    save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Where downloads go by default "
-                                                                     "[HOME/downloads].")] = None,
+    save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Where downloads go [HOME/downloads]; the API "
+                                                                     "saves nowhere else.")] = None,
+    share_root: Annotated[list[Path] | None, typer.Option(
+        "--share-root", help="A folder whose files the API may share (repeatable); the download folder always is one, "
+                             "nothing else is unless given here.")] = None,
     bootstrap: BootstrapOption = None,
     public_bootstrap: PublicBootstrapOption = True,
     no_dht: NoDhtOption = False,
@@ -60,8 +63,13 @@ def daemon(
     dht_port: DhtPortOption = 0,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
-    Torrents (and their paused state, file selection and limits) come back on the next start."""
+    Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
+    the API must lie inside the download folder (to save) or a share root (to share), after links and `..`."""
     home = (home or default_home()).expanduser().resolve()
+    share_roots = [root.expanduser().resolve() for root in share_root or []]
+    for root in share_roots:
+        if not root.is_dir():
+            fail(f"--share-root {root}: not a folder", 2)
     api_host, api_port = parse_api_address(api)
     settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
                                              public_bootstrap=public_bootstrap, dht_port=dht_port))
@@ -79,7 +87,8 @@ def daemon(
         from peerloom.api.runner import run_daemon  # the web stack loads only for the daemon itself
 
         await run_daemon(home, api_host=api_host, api_port=api_port, port=port, listen=listen, settings=settings,
-                         save_dir=(save_dir or home / "downloads").expanduser().resolve(), stop=stop, ready=ready)
+                         save_dir=(save_dir or home / "downloads").expanduser().resolve(), share_roots=share_roots,
+                         stop=stop, ready=ready)
         err.print("daemon stopped; state saved", highlight=False)
         return 0
 
@@ -143,11 +152,15 @@ def remove(
     torrent_id: IdArgument,
     home: HomeOption = None,
     delete_data: Annotated[bool, typer.Option("--delete-data", help="Also delete its downloaded files.")] = False,
+    delete_source: Annotated[bool, typer.Option(
+        "--delete-source", help="Also delete the files of a torrent made by `share` (your own, not a download).")]
+    = False,
 ) -> None:
-    """Remove a torrent from the daemon (its files stay unless --delete-data)."""
-    query = "?delete_data=1" if delete_data else ""
+    """Remove a torrent from the daemon (its files stay unless --delete-data; a shared path's files stay unless
+    --delete-source)."""
+    query = "?delete_data=1&delete_source=1" if delete_source else "?delete_data=1" if delete_data else ""
     removed = guarded(lambda: client_for(home).call("DELETE", f"/api/v1/torrents/{torrent_id}{query}"))["removed"]
-    err.print(f"removed {removed[:8]}" + (" and its data" if delete_data else ""), highlight=False)
+    err.print(f"removed {removed[:8]}" + (" and its data" if query else ""), highlight=False)
 
 
 @app.command()
@@ -192,24 +205,24 @@ def limit(
               highlight=False)
 
 
-def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[Any], selected: list[int] | None,
-                   limit: int, as_json: bool, detach: bool) -> None:
+def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: list[Any],
+                   selected: list[int] | None, limit: int, as_json: bool, detach: bool) -> None:
     """`peerloom get` while a daemon runs for the home: hand the torrent to it, then follow it to the end (unless
-    `detach`); Ctrl-C stops following, not the download."""
+    `detach`); Ctrl-C stops following, not the download. Without `output` it goes to the daemon's download folder
+    (the daemon saves nowhere outside it)."""
     if any(not isinstance(p, tuple) for p in peers):
         fail("secure-layer peers (--peer /ip4/…/p2p/…) are not taken through the daemon; add --no-daemon", 2)
-    save_path = str(output.expanduser().resolve())
+    fields = {} if output is None else {"save_path": str(output.expanduser().resolve())}
     if link.lower().startswith("magnet:?"):
         extra = "".join(f"&x.pe={format_peer_address(peer)}" for peer in peers)
-        added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra,
-                                                                          "save_path": save_path}))
+        added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra, **fields}))
     else:
         if peers:
             fail("--peer goes with magnet links when a daemon runs (or add --no-daemon)", 2)
         data = guarded(lambda: Path(link).read_bytes())
-        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data, {"save_path": save_path}))
+        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data, fields))
     torrent = added["torrent"]
-    tid = torrent["id"]
+    tid, save_path = torrent["id"], torrent["save_path"]
     if selected is not None:
         detail = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))
         if detail["files"]:

@@ -160,7 +160,8 @@ def transfer_progress() -> Progress:
 @app.command()
 def get(
     link: Annotated[str, typer.Argument(help="Magnet link or .torrent file.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Directory to save into.")] = Path("."),
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Directory to save into [., or a daemon's download folder].")] = None,
     peer: Annotated[
         list[str] | None, typer.Option("--peer", help="A peer: HOST:PORT, or /ip4/…/tcp/…/p2p/… (secure layer).")
     ] = None,
@@ -205,11 +206,12 @@ def get(
 
         get_via_daemon(client, link, output, peers, selected, limit, as_json, detach)
         return
+    save_to = output or Path(".")
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
             torrent = await node.add(
-                link, output, peers=peers, files=selected, sequential=sequential,
+                link, save_to, peers=peers, files=selected, sequential=sequential,
                 allow=allowed if private else None,
             )
             torrent.download_bucket.rate = limit
@@ -226,7 +228,7 @@ def get(
         if final.progress < 1.0:
             fail("stopped before the download was complete", 130)
         if not as_json:
-            err.print(f"done: {final.name} ({human_size(final.wanted_bytes)}) verified in {output}", highlight=False)
+            err.print(f"done: {final.name} ({human_size(final.wanted_bytes)}) verified in {save_to}", highlight=False)
         return 0
 
     guarded(lambda: run(main))

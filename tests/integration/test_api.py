@@ -22,7 +22,7 @@ from peerloom import __version__
 from peerloom.api import server, service
 from peerloom.api.server import MAX_UPLOAD, OPENAPI_FILE, allowed_hosts, make_app
 from peerloom.api.service import Daemon
-from peerloom.api.store import DaemonStore
+from peerloom.api.store import DaemonStore, Entry
 from peerloom.node import Node
 from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
@@ -149,10 +149,11 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serve(tmp: Path) -> AsyncIterator[Api]:
-    """A node on loopback (no DHT, no LSD), its Daemon and the app, answering only to its own Host names."""
+async def serve(tmp: Path, share_roots: list[Path] | None = None) -> AsyncIterator[Api]:
+    """A node on loopback (no DHT, no LSD), its Daemon (downloads in tmp/downloads, shares from there and from
+    `share_roots`, by default tmp/src) and the app, answering only to its own Host names."""
     async with node(tmp, "daemon") as n:
-        daemon = Daemon(n, tmp / "downloads")
+        daemon = Daemon(n, tmp / "downloads", [tmp / "src"] if share_roots is None else share_roots)
         await daemon.start()
         hosts: set[str] = set()
         client = TestClient(TestServer(make_app(daemon, TOKEN, hosts), host="127.0.0.1"))
@@ -401,14 +402,14 @@ async def test_bad_magnet_is_refused(api: Api, body: dict[str, Any]) -> None:
 
 async def test_upload_torrent_file(api: Api, tmp_path: Path) -> None:
     meta = create(make_single(tmp_path / "src", size=300_000), version="hybrid", piece_length=32768)
-    form = upload_form(meta.to_bytes(), save_path=str(tmp_path / "dst"), paused="true")
+    form = upload_form(meta.to_bytes(), save_path=str(tmp_path / "downloads" / "dst"), paused="true")
     torrent = (await api.call("POST", f"{V1}/torrents", 201, data=form))["torrent"]
     assert torrent["id"] == meta.info_hash_v1.hex() and torrent["paused"] and torrent["name"] == "data.bin"
     engine = api.node.torrents[torrent["id"]]
     assert engine.meta is not None and engine.meta.info_bytes == meta.info_bytes
-    assert engine.save_path == tmp_path / "dst" and engine.paused
+    assert engine.save_path == tmp_path / "downloads" / "dst" and engine.paused
     (entry,) = api.daemon.store.entries()
-    assert entry.torrent == meta.to_bytes() and entry.save_path == str(tmp_path / "dst")
+    assert entry.torrent == meta.to_bytes() and entry.save_path == str(tmp_path / "downloads" / "dst")
     detail = await api.call("GET", f"{V1}/torrents/{torrent['id']}")
     assert detail["info_hash_v2"] == meta.info_hash_v2.hex() and detail["piece_length"] == 32768
     assert detail["pieces"]["count"] == meta.num_pieces and detail["files"][0]["path"] == "data.bin"
@@ -502,7 +503,8 @@ async def test_share_local_path(api: Api, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("body", [
     {"path": "relative/folder"},
-    {"path": "/no/such/path/anywhere"},
+    {"path": "{src}.missing"},
+    {"path": "{src}\0"},
     {"path": "~no-such-user-here/x"},
     {"path": ""},
     {"path": ["/"]},
@@ -513,6 +515,129 @@ async def test_share_refused(api: Api, tmp_path: Path, body: dict[str, Any]) -> 
     src = make_single(tmp_path / "src", size=1000)
     sent = {key: value.format(src=src) if isinstance(value, str) else value for key, value in body.items()}
     await api.refused("POST", f"{V1}/torrents", 400, json=sent)
+
+
+# -- paths stay inside the daemon's folders (downloads: HOME's download folder; shares: it and the share roots) ---
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside every root, holding a secret, and links to it from inside the download folder and the
+    share root."""
+    place = tmp_path / "outside"
+    place.mkdir()
+    (place / "secret.txt").write_text("not for the API")
+    (tmp_path / "downloads").mkdir(exist_ok=True)
+    (tmp_path / "downloads" / "link").symlink_to(place)
+    (tmp_path / "src").mkdir(exist_ok=True)
+    (tmp_path / "src" / "link").symlink_to(place)
+    return place
+
+
+ESCAPING_SAVE_PATHS = ["../../../escape_rel", "../escape_rel", "sub/../../escape_rel", "/etc", "{tmp}/escape_abs",
+                       "{tmp}/downloads/../escape_abs", "link", "link/deeper", "{tmp}/downloads/link", "~"]
+
+
+@pytest.mark.parametrize("save_path", ESCAPING_SAVE_PATHS)
+@pytest.mark.parametrize("how", ["magnet", "upload"])
+async def test_save_path_outside_the_download_folder_is_refused(api: Api, tmp_path: Path, outside: Path,
+                                                                 save_path: str, how: str) -> None:
+    given = save_path.format(tmp=tmp_path)
+    meta = create(make_single(tmp_path / "made", size=1000, name="payload.bin"), version="hybrid")
+    body = ({"json": {"magnet": str(Magnet.from_metainfo(meta)), "save_path": given}} if how == "magnet"
+            else {"data": upload_form(meta.to_bytes(), save_path=given)})
+    message = await api.refused("POST", f"{V1}/torrents", 403, **body)
+    assert str(tmp_path / "downloads") in message and "outside" in message, message
+    await asyncio.sleep(0.1)  # a torrent that had been started would have made its file by now
+    assert not list(tmp_path.rglob("escape_*")) and not Path("/etc/payload.bin").exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"] and not list(tmp_path.rglob("sub"))
+
+
+@pytest.mark.parametrize("name", ["name_dotdot", "path_absolute", "path_dotdot", "path_dot", "v2_tree_dotdot"])
+async def test_a_torrent_whose_file_names_would_escape_is_refused(api: Api, name: str) -> None:
+    data = (Path(__file__).parents[1] / "data" / "bad_torrents" / f"{name}.torrent").read_bytes()
+    assert "unsafe path component" in await api.refused("POST", f"{V1}/torrents", 400, data=upload_form(data))
+
+
+@pytest.mark.parametrize(("save_path", "where"), [
+    ("sub/deeper", "downloads/sub/deeper"), ("sub/../other", "downloads/other"), (".", "downloads"),
+    ("{tmp}/downloads/abs", "downloads/abs"), ("{tmp}/downloads/x/../y", "downloads/y"),
+])
+async def test_save_path_inside_the_download_folder_is_taken(api: Api, tmp_path: Path, save_path: str,
+                                                            where: str) -> None:
+    torrent = await api.add_magnet(magnet(AMBIGUOUS[0]), save_path=save_path.format(tmp=tmp_path))
+    assert torrent["save_path"] == str(tmp_path / where)
+    assert api.node.torrents[AMBIGUOUS[0]].save_path == tmp_path / where
+
+
+async def test_a_torrent_whose_files_would_go_through_a_link_out_of_the_download_folder_is_refused(
+        api: Api, tmp_path: Path, outside: Path) -> None:
+    """The save path is inside, but the torrent's top folder is named like a link that leads outside."""
+    made = tmp_path / "made" / "link"
+    make_single(made, size=1000, name="planted.txt")
+    make_single(made, size=2000, name="planted.bin")
+    meta = create(made, version="hybrid")
+    assert meta.name == "link"
+    message = await api.refused("POST", f"{V1}/torrents", 403, data=upload_form(meta.to_bytes()))
+    assert "outside" in message
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+@pytest.mark.parametrize("path", ["/etc/hostname", "/etc", "/", "{tmp}/outside/secret.txt", "{tmp}/outside",
+                                  "{tmp}/src/link", "{tmp}/src/link/secret.txt", "{tmp}/src/../outside",
+                                  "{tmp}/downloads/link/secret.txt", "{tmp}/no/such/thing", "~"])
+async def test_share_outside_the_share_roots_is_refused(api: Api, tmp_path: Path, outside: Path, path: str) -> None:
+    message = await api.refused("POST", f"{V1}/torrents", 403, json={"path": path.format(tmp=tmp_path)})
+    assert str(tmp_path / "downloads") in message and str(tmp_path / "src") in message, message
+    assert "--share-root" in message
+
+
+async def test_share_inside_a_root_is_taken(api: Api, tmp_path: Path) -> None:
+    """Inside a share root, and inside the download folder (a share root too), also through an inner link."""
+    mine = make_single(tmp_path / "src" / "mine", size=5000, name="mine.bin")
+    (tmp_path / "src" / "alias").symlink_to(mine.parent)
+    torrent = (await api.share(tmp_path / "src" / "alias" / "mine.bin"))["torrent"]
+    assert torrent["save_path"] == str(mine.parent) and torrent["shared"]
+    fetched = make_single(tmp_path / "downloads" / "got", size=6000, name="got.bin")
+    torrent = (await api.share(fetched))["torrent"]
+    assert torrent["save_path"] == str(fetched.parent) and torrent["shared"]
+
+
+async def test_a_shared_source_is_deleted_only_when_asked_explicitly(api: Api, tmp_path: Path) -> None:
+    data = make_multi(tmp_path / "src")
+    tid = (await api.share(data))["torrent"]["id"]
+    for query in ("?delete_data=1", "?delete_data=true&delete_source=0", "?delete_data=yes&delete_source="):
+        message = await api.refused("DELETE", f"{V1}/torrents/{tid}{query}", 409)
+        assert "delete_source" in message and str(data.parent) in message, message
+    await api.refused("DELETE", f"{V1}/torrents/{tid}?delete_source=1", 400)  # with delete_data only
+    await api.refused("DELETE", f"{V1}/torrents/{tid}?delete_data=1&delete_source=maybe", 400)
+    assert (data / "disc 1" / "a.bin").is_file()
+    assert await api.call("DELETE", f"{V1}/torrents/{tid}?delete_data=1&delete_source=1") == {"removed": tid}
+    assert not data.exists() and api.node.torrents == {}
+
+
+async def test_downloaded_data_is_deleted_without_the_extra_flag(api: Api, tmp_path: Path) -> None:
+    meta = create(make_single(tmp_path / "made", size=1000, name="got.bin"), version="hybrid")
+    dst = tmp_path / "downloads" / "dst"
+    make_single(dst, size=1000, name="got.bin")  # the torrent's data, already there: checked, then seeded
+    tid = (await api.call("POST", f"{V1}/torrents", 201, data=upload_form(meta.to_bytes(), save_path="dst")))[
+        "torrent"]["id"]
+    detail = await api.poll(f"{V1}/torrents/{tid}", lambda d: d["torrent"]["state"] == "seeding")
+    assert detail["torrent"]["shared"] is False
+    assert await api.call("DELETE", f"{V1}/torrents/{tid}?delete_data=1") == {"removed": tid}
+    assert not (dst / "got.bin").exists()
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "http://127.0.0.1:1", "https://{host}"])
+@pytest.mark.parametrize("token_in", ["url", "header"])
+async def test_events_refuse_a_foreign_origin_even_with_the_token(api: Api, origin: str, token_in: str) -> None:
+    host = f"127.0.0.1:{api.client.port}"
+    query, headers = (f"?token={TOKEN}", {}) if token_in == "url" else ("", {"X-Peerloom-Token": TOKEN})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await api.client.ws_connect(f"{V1}/events{query}", headers={**headers, "Origin": origin.format(host=host)})
+    assert refused.value.status == 403
+    assert not api.daemon._subscribers
+    for own in ({"Origin": f"http://{host}"}, {}):
+        async with api.client.ws_connect(f"{V1}/events{query}", headers={**headers, **own}) as ws:
+            assert (await asyncio.wait_for(ws.receive_json(), 10))["type"] == "snapshot"
 
 
 # -- managing --------------------------------------------------------------------------------------------
@@ -531,7 +656,7 @@ async def test_transfer_peers_pause_files_limits_resume_remove(api: Api, tmp_pat
             meta, link, port):
         reply = await api.call("PUT", f"{V1}/limits", json={"download": 1})  # below a block a second: stalled
         assert reply == {"limits": {"download": 1, "upload": 0}} and api.node.download_bucket.rate == 1
-        dst = tmp_path / "dst"
+        dst = tmp_path / "downloads" / "dst"
         tid = (await api.add_magnet(link, save_path=str(dst)))["id"]
         url = f"{V1}/torrents/{tid}"
         engine = api.node.torrents[tid]
@@ -594,7 +719,7 @@ async def test_download_paused_half_way_finishes_after_resume(api: Api, tmp_path
 async def test_remove(api: Api, tmp_path: Path, delete_data: str | None) -> None:
     data = make_multi(tmp_path / "src")
     tid = (await api.share(data))["torrent"]["id"]
-    query = "" if delete_data is None else f"?delete_data={delete_data}"
+    query = "" if delete_data is None else f"?delete_data={delete_data}&delete_source={delete_data}"  # shared data
     await api.refused("DELETE", f"{V1}/torrents/{tid}?delete_data=maybe", 400)
     assert await api.call("DELETE", f"{V1}/torrents/{tid}{query}") == {"removed": tid}
     assert api.node.torrents == {} and api.daemon.store.entries() == [] and api.node.resume.load(tid) is None
@@ -778,3 +903,18 @@ async def test_choices_survive_in_the_store_and_across_a_restart(tmp_path: Path)
         assert [f["priority"] for f in detail["files"]] == [1, 0, 1, 0, 1]
         listed = (await api.call("GET", f"{V1}/torrents"))["torrents"]
         assert [(t["id"], t["state"]) for t in listed] == [(shared, "seeding"), (fetching, "paused")]
+
+
+async def test_kept_torrents_outside_the_folders_are_not_restored(tmp_path: Path) -> None:
+    """A torrent kept by an earlier run whose data is outside today's folders (a root given no more, or a path an
+    older daemon took unconfined) stays stopped, and in the store for a start with folders that hold it."""
+    async with serve(tmp_path) as api:
+        shared = (await api.share(make_single(tmp_path / "src", size=5000)))["torrent"]["id"]
+        kept = (await api.add_magnet(magnet(AMBIGUOUS[0]), save_path="in"))["id"]
+        api.daemon.store.save(Entry(id=AMBIGUOUS[1], save_path=str(tmp_path / "escaped"), magnet=magnet(AMBIGUOUS[1])))
+    async with serve(tmp_path, share_roots=[]) as api:
+        assert list(api.node.torrents) == [kept]
+        assert [e.id for e in api.daemon.store.entries()] == [shared, kept, AMBIGUOUS[1]]
+    async with serve(tmp_path) as api:
+        assert list(api.node.torrents) == [shared, kept]
+    assert not (tmp_path / "escaped").exists()

@@ -119,7 +119,7 @@ async def test_cli_commands_work_against_a_running_daemon(tmp_path: Path) -> Non
     remote = make_single(tmp_path / "src", 2 * 1024 * 1024 + 9, "remote.bin")
     async with node(tmp_path, "seeder") as seeder:
         t_remote = await seeder.share(remote)
-        daemon = await DaemonProcess(home, tmp_path / "downloads").start()
+        daemon = await DaemonProcess(home, tmp_path / "downloads", "--share-root", str(tmp_path / "mine")).start()
         h = ["--home", str(home)]
         try:
             code, out, err = await peerloom("share", str(shared), *h)
@@ -127,9 +127,19 @@ async def test_cli_commands_work_against_a_running_daemon(tmp_path: Path) -> Non
             assert out.strip().startswith("magnet:?") and "the daemon seeds mine.bin" in err
             shared_id = Magnet.parse(out.strip()).info_hash_v1.hex()  # type: ignore[union-attr]
 
-            target = tmp_path / "fetched"
-            code, _, err = await peerloom("get", magnet_of(seeder.port, t_remote).split("&x.pe=")[0], "-o",
-                                          str(target), "--peer", f"127.0.0.1:{seeder.port}", *h)
+            code, _, err = await peerloom("share", str(remote), *h)  # outside the daemon's roots
+            (line,) = [line for line in err.splitlines() if "error" in line]  # one line, no traceback
+            assert code == 1 and "Traceback" not in err and "--share-root" in line, err
+            assert "outside the folders this daemon may share" in line, err
+            code, _, err = await peerloom("get", magnet_of(seeder.port, t_remote), "-o", str(tmp_path / "elsewhere"),
+                                          "--detach", *h)
+            (line,) = [line for line in err.splitlines() if "error" in line]
+            assert code == 1 and "Traceback" not in err and "outside the daemon's download folder" in line, err
+            assert not (tmp_path / "elsewhere").exists()
+
+            target = tmp_path / "downloads"  # without -o: the daemon's download folder
+            code, _, err = await peerloom("get", magnet_of(seeder.port, t_remote).split("&x.pe=")[0],
+                                          "--peer", f"127.0.0.1:{seeder.port}", *h)
             assert code == 0 and "added to the daemon" in err and "done: remote.bin" in err, err  # followed to the end
             remote_id = t_remote.id
             assert (target / "remote.bin").read_bytes() == remote.read_bytes()
@@ -161,10 +171,16 @@ async def test_cli_commands_work_against_a_running_daemon(tmp_path: Path) -> Non
             code, _, err = await peerloom("rm", remote_id[:8], "--delete-data", *h)
             assert code == 0 and not (target / "remote.bin").exists()
             assert [t["id"] for t in (await daemon.ok("GET", "/api/v1/torrents"))["torrents"]] == [shared_id]
+            code, _, err = await peerloom("rm", shared_id[:8], "--delete-data", *h)  # the user's own file
+            assert code == 1 and "--delete-source" in err and shared.exists(), err
+            code, _, err = await peerloom("rm", shared_id[:8], "--delete-source", *h)
+            assert code == 0 and not shared.exists(), err
         finally:
             assert daemon.stop() == 0
         code, _, err = await peerloom("ls", *h)  # no daemon any more
         assert code == 1 and "no daemon runs" in err
+        code, _, err = await peerloom("daemon", *h, "--share-root", str(tmp_path / "no-such-folder"))
+        assert code == 2 and "not a folder" in err and "Traceback" not in err, err
 
 
 async def test_sigterm_with_an_event_stream_open_stops_cleanly_and_closes_the_stream(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,15 @@ async def run_daemon(
     listen: str,
     settings: Settings,
     save_dir: Path,
+    share_roots: Sequence[Path] = (),
     stop: asyncio.Event,
     ready: Callable[[dict[str, Any], str], None],
 ) -> None:
-    """Serve until `stop` is set; `ready(runtime, token)` is called once everything listens."""
+    """Serve until `stop` is set; `ready(runtime, token)` is called once everything listens. The API may save
+    downloads under `save_dir` only, and share paths under it or under `share_roots`."""
     save_dir.mkdir(parents=True, exist_ok=True)
     async with Node(home, port=port, host=listen, settings=settings) as node:
-        daemon = Daemon(node, save_dir)
+        daemon = Daemon(node, save_dir, share_roots)
         runner: web.AppRunner | None = None
         try:
             await daemon.start()

@@ -5,7 +5,9 @@ token kept in HOME/api.token (mode 0600), in `X-Peerloom-Token` or `Authorizatio
 WebSocket, which browsers cannot give headers, takes it as `?token=`. No CORS headers are ever sent and
 preflights are refused, so another web site can neither read answers nor send the custom header; a
 request from a foreign Origin without the token is refused outright, and Host headers other than this
-server's own addresses are refused (DNS rebinding).
+server's own addresses are refused (DNS rebinding). The WebSocket refuses a foreign Origin even with the
+token: browsers apply no same-origin rule to WebSockets, so a page elsewhere that learnt the token could
+otherwise read the event stream.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     protected = (path.startswith("/api/") and path not in PUBLIC_API) or path == "/metrics"
     if request.method == "OPTIONS":
         return error(403, "cross-origin requests are refused")
+    if path == EVENTS_PATH and _foreign_origin(request):
+        return error(403, "cross-origin WebSocket refused")
     if protected:
         # only the WebSocket takes the token in the URL (browsers cannot give it headers); elsewhere it would
         # end up in logs and histories for nothing
@@ -226,7 +230,9 @@ async def resume(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     torrent = daemon.torrent(request.match_info["id"])
-    await daemon.remove(torrent, delete_data=_flag(request.query.get("delete_data"), "delete_data"))
+    query = request.query
+    await daemon.remove(torrent, delete_data=_flag(query.get("delete_data"), "delete_data"),
+                        delete_source=_flag(query.get("delete_source"), "delete_source"))
     return web.json_response({"removed": torrent.id})
 
 

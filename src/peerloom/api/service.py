@@ -13,10 +13,12 @@ import base64
 import contextlib
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from peerloom import __version__
+from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside, resolve
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
 from peerloom.node import DuplicateTorrent, Node
@@ -44,11 +46,12 @@ class ApiError(Exception):
 
 
 class Daemon:
-    """The torrents of a long-running node, as its users manage them."""
+    """The torrents of a long-running node, as its users manage them. Downloads go only under `save_dir`, and
+    only paths under it or under `share_roots` are shared (see `roots`)."""
 
-    def __init__(self, node: Node, save_dir: Path) -> None:
+    def __init__(self, node: Node, save_dir: Path, share_roots: Iterable[Path] = ()) -> None:
         self.node = node
-        self.save_dir = Path(save_dir)
+        self.roots = Roots.of(Path(save_dir), share_roots)
         self.store = DaemonStore(node.home / "state.sqlite")
         self.entries: dict[str, Entry] = {}
         self.started_at = time.time()
@@ -65,6 +68,7 @@ class Daemon:
         self.node.upload_bucket.rate = self.store.setting("upload_limit", 0)
         for entry in self.store.entries():
             try:
+                self._confine_kept(entry)
                 await self._start(entry, trusted=False)
             except PeerloomError as exc:  # e.g. a save path on a disk that is gone: the others still run
                 log.warning("cannot restore torrent %s: %s", entry.id, exc)
@@ -87,6 +91,17 @@ class Daemon:
             _offer(queue, None, force=True)  # even a full queue learns that the stream ends
         self._subscribers.clear()
 
+    def _confine_kept(self, entry: Entry) -> None:
+        """A torrent kept from an earlier run comes back only if its data still lies inside the daemon's folders:
+        they may have changed since, and earlier versions did not confine paths. It stays in the store, so a
+        start with folders that hold it brings it back."""
+        data, roots = Path(entry.save_path), (self.roots.download,)
+        if entry.shared and entry.torrent is not None:  # the user's own file or folder, seeded where it is
+            data, roots = data / Metainfo.parse(entry.torrent).name, self.roots.share
+        if not inside(resolve(data), roots):
+            raise OutsideRoots(f"{data} is outside the daemon's folders ({', '.join(map(str, roots))}): start it "
+                               "with a --save-dir or --share-root that holds it")
+
     async def _start(self, entry: Entry, *, trusted: bool) -> Torrent:
         source: Metainfo | str = Metainfo.parse(entry.torrent) if entry.torrent else entry.magnet or ""
         torrent = await self.node.add(source, entry.save_path, files=entry.files, paused=entry.paused,
@@ -104,7 +119,9 @@ class Daemon:
         except PeerloomError as exc:
             raise ApiError(400, f"not a magnet link: {exc}") from exc
         self._refuse_duplicate([magnet.info_hash_v1, magnet.info_hash_v2])
-        return await self._add(Entry(id="", save_path=self._save_path(save_path), magnet=str(magnet), paused=paused))
+        with _path_errors():
+            save = self.roots.save_path(save_path)
+        return await self._add(Entry(id="", save_path=str(save), magnet=str(magnet), paused=paused))
 
     async def add_torrent(self, data: bytes, save_path: str | None = None, *, paused: bool = False) -> Torrent:
         try:
@@ -112,26 +129,29 @@ class Daemon:
         except PeerloomError as exc:
             raise ApiError(400, f"not a torrent file: {exc}") from exc
         self._refuse_duplicate([meta.info_hash_v1, meta.info_hash_v2])
-        return await self._add(Entry(id="", save_path=self._save_path(save_path), torrent=meta.to_bytes(),
-                                     paused=paused))
+        with _path_errors():
+            save = self.roots.save_path(save_path)
+            await asyncio.to_thread(check_files, meta, save, [self.roots.download])
+        return await self._add(Entry(id="", save_path=str(save), torrent=meta.to_bytes(), paused=paused))
 
     async def share(self, path: str, version: str = "hybrid") -> Torrent:
-        """Make a torrent of a local file or folder and seed it from where it is."""
+        """Make a torrent of a local file or folder (inside a share root) and seed it from where it is."""
         if version not in ("v1", "v2", "hybrid"):
             raise ApiError(400, "version must be v1, v2 or hybrid")
-        target = _user_path(path)
-        if not target.is_absolute():
-            raise ApiError(400, f"give the absolute path of what to share, not {path!r}")
+        with _path_errors():
+            target = self.roots.share_path(path)
         if not target.exists():
             raise ApiError(400, f"no such file or folder: {target}")
         from peerloom.torrent.create import create
 
         try:
-            meta = await asyncio.to_thread(create, target.resolve(), version=version)
+            meta = await asyncio.to_thread(create, target, version=version)
         except PeerloomError as exc:
             raise ApiError(400, str(exc)) from exc
+        with _path_errors():
+            await asyncio.to_thread(check_files, meta, target.parent, self.roots.share)
         self._refuse_duplicate([meta.info_hash_v1, meta.info_hash_v2])
-        entry = Entry(id="", save_path=str(target.resolve().parent), torrent=meta.to_bytes(), shared=True)
+        entry = Entry(id="", save_path=str(target.parent), torrent=meta.to_bytes(), shared=True)
         return await self._add(entry)
 
     async def _add(self, entry: Entry) -> Torrent:
@@ -146,12 +166,6 @@ class Daemon:
         self.store.save(entry)
         self._publish({"type": "added", "torrent": self.summary(torrent)})
         return torrent
-
-    def _save_path(self, save_path: str | None) -> str:
-        if not save_path:
-            return str(self.save_dir)
-        path = _user_path(save_path)
-        return str(path if path.is_absolute() else self.save_dir / path)
 
     def _refuse_duplicate(self, hashes: list[bytes | None]) -> None:
         for h in hashes:
@@ -182,7 +196,16 @@ class Daemon:
         torrent.resume()
         self._update(torrent.id, paused=False)
 
-    async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
+    async def remove(self, torrent: Torrent, *, delete_data: bool = False, delete_source: bool = False) -> None:
+        """Forget a torrent; with `delete_data`, delete its files too, but the files of a shared path are the
+        user's own, not a download: those go only with `delete_source` as well."""
+        if delete_source and not delete_data:
+            raise ApiError(400, "delete_source goes with delete_data")
+        entry = self.entries.get(torrent.id)
+        if delete_data and entry is not None and entry.shared and not delete_source:
+            raise ApiError(409, f"{torrent.name} was shared from your own files in {entry.save_path}, not "
+                                "downloaded: add delete_source=true (`peerloom rm --delete-source`) to delete them "
+                                "too, or remove it without delete_data")
         for key in ("hash_failures", "wasted"):
             self._gone[key] += getattr(torrent, key)
         self._gone["downloaded"] += torrent.session_downloaded
@@ -252,6 +275,7 @@ class Daemon:
             "seeds": st.seeds,
             "eta": None if eta is None else round(eta, 1),
             "save_path": str(torrent.save_path),
+            "shared": bool(entry and entry.shared),
             "error": st.error,
             "added_at": entry.added_at if entry else None,
             "limits": {"download": torrent.download_bucket.rate, "upload": torrent.upload_bucket.rate},
@@ -335,6 +359,8 @@ class Daemon:
             "torrents": len(torrents),
             "limits": {"download": node.download_bucket.rate, "upload": node.upload_bucket.rate},
             "uptime": round(time.time() - self.started_at, 1),
+            "download_root": str(self.roots.download),
+            "share_roots": [str(p) for p in self.roots.share],
         }
 
     def metrics(self) -> str:
@@ -433,12 +459,15 @@ def _offer(queue: asyncio.Queue[Any], item: Any, *, force: bool = False) -> bool
     return True
 
 
-def _user_path(text: str) -> Path:
-    """A path as the user wrote it, `~` and `~user` expanded (an unknown user is bad input, not a crash)."""
+@contextlib.contextmanager
+def _path_errors() -> Iterator[None]:
+    """A path from outside the daemon's folders is forbidden (403); one that is not a path is bad input (400)."""
     try:
-        return Path(text).expanduser()
-    except RuntimeError as exc:
-        raise ApiError(400, f"cannot expand {text!r}: {exc}") from None
+        yield
+    except OutsideRoots as exc:
+        raise ApiError(403, str(exc)) from None
+    except BadPath as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 def _limit(value: Any, name: str) -> int | None:

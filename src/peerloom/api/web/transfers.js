@@ -31,6 +31,8 @@ async function act(promise) {
 
 async function askRemove(torrent) {
   removeDialog.querySelector('.name').textContent = torrent.name;
+  // a shared path's files are the user's own, not a download: the UI never deletes them (the CLI can, when asked)
+  removeDialog.querySelector('button[value="delete"]').hidden = torrent.shared;
   removeDialog.returnValue = 'cancel';
   removeDialog.showModal();
   await new Promise((resolve) => removeDialog.addEventListener('close', resolve, { once: true }));
