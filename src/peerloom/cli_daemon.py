@@ -193,7 +193,7 @@ def limit(
 
 
 def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[Any], selected: list[int] | None,
-                   limit: int, as_json: bool, detach: bool) -> None:
+                   limit: int, as_json: bool, detach: bool, *, overwrite: bool = False) -> None:
     """`peerloom get` while a daemon runs for the home: hand the torrent to it, then follow it to the end (unless
     `detach`); Ctrl-C stops following, not the download."""
     if any(not isinstance(p, tuple) for p in peers):
@@ -202,12 +202,14 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path, peers: list[An
     if link.lower().startswith("magnet:?"):
         extra = "".join(f"&x.pe={format_peer_address(peer)}" for peer in peers)
         added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra,
-                                                                          "save_path": save_path}))
+                                                                          "save_path": save_path,
+                                                                          "overwrite": overwrite}))
     else:
         if peers:
             fail("--peer goes with magnet links when a daemon runs (or add --no-daemon)", 2)
         data = guarded(lambda: Path(link).read_bytes())
-        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data, {"save_path": save_path}))
+        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data,
+                                              {"save_path": save_path, "overwrite": "1" if overwrite else "0"}))
     torrent = added["torrent"]
     tid = torrent["id"]
     if selected is not None:

@@ -158,13 +158,14 @@ async def add_torrent(request: web.Request) -> web.Response:
         if data is None:
             raise ApiError(400, "the form has no 'torrent' file")
         torrent = await daemon.add_torrent(data, fields.get("save_path") or None,
-                                           paused=_flag(fields.get("paused"), "paused"))
+                                           paused=_flag(fields.get("paused"), "paused"),
+                                           overwrite=_flag(fields.get("overwrite"), "overwrite"))
     elif request.content_type == "application/json":
         body = await _json_body(request)
         paused = _flag(body.get("paused"), "paused")
         if "magnet" in body:
             torrent = await daemon.add_magnet(_text(body, "magnet", required=True) or "", _text(body, "save_path"),
-                                              paused=paused)
+                                              paused=paused, overwrite=_flag(body.get("overwrite"), "overwrite"))
         elif "path" in body:
             torrent = await daemon.share(_text(body, "path", required=True) or "", _text(body, "version") or "hybrid")
         else:
@@ -194,7 +195,7 @@ async def _read_form(request: web.Request) -> tuple[bytes | None, dict[str, str]
         value = b"".join(chunks)
         if part.name == "torrent":
             data = value
-        elif part.name in ("save_path", "paused"):
+        elif part.name in ("save_path", "paused", "overwrite"):
             fields[part.name] = value.decode("utf-8", "replace")
     return data, fields
 

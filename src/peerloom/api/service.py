@@ -87,10 +87,11 @@ class Daemon:
             _offer(queue, None, force=True)  # even a full queue learns that the stream ends
         self._subscribers.clear()
 
-    async def _start(self, entry: Entry, *, trusted: bool) -> Torrent:
+    async def _start(self, entry: Entry, *, trusted: bool, overwrite: bool = False) -> Torrent:
         source: Metainfo | str = Metainfo.parse(entry.torrent) if entry.torrent else entry.magnet or ""
+        # a shared folder is the user's: checked when it comes back after a restart, never written
         torrent = await self.node.add(source, entry.save_path, files=entry.files, paused=entry.paused,
-                                      trusted_complete=trusted)
+                                      trusted_complete=trusted, seed_only=entry.shared, overwrite=overwrite)
         torrent.download_bucket.rate = entry.download_limit
         torrent.upload_bucket.rate = entry.upload_limit
         self._upload_base[torrent.id] = torrent.uploaded
@@ -98,22 +99,25 @@ class Daemon:
         return torrent
 
     # -- adding ----------------------------------------------------------------------------------
-    async def add_magnet(self, link: str, save_path: str | None = None, *, paused: bool = False) -> Torrent:
+    async def add_magnet(self, link: str, save_path: str | None = None, *, paused: bool = False,
+                         overwrite: bool = False) -> Torrent:
         try:
             magnet = Magnet.parse(link)
         except PeerloomError as exc:
             raise ApiError(400, f"not a magnet link: {exc}") from exc
         self._refuse_duplicate([magnet.info_hash_v1, magnet.info_hash_v2])
-        return await self._add(Entry(id="", save_path=self._save_path(save_path), magnet=str(magnet), paused=paused))
+        return await self._add(Entry(id="", save_path=self._save_path(save_path), magnet=str(magnet), paused=paused),
+                               overwrite=overwrite)
 
-    async def add_torrent(self, data: bytes, save_path: str | None = None, *, paused: bool = False) -> Torrent:
+    async def add_torrent(self, data: bytes, save_path: str | None = None, *, paused: bool = False,
+                          overwrite: bool = False) -> Torrent:
         try:
             meta = Metainfo.parse(data)
         except PeerloomError as exc:
             raise ApiError(400, f"not a torrent file: {exc}") from exc
         self._refuse_duplicate([meta.info_hash_v1, meta.info_hash_v2])
         return await self._add(Entry(id="", save_path=self._save_path(save_path), torrent=meta.to_bytes(),
-                                     paused=paused))
+                                     paused=paused), overwrite=overwrite)
 
     async def share(self, path: str, version: str = "hybrid") -> Torrent:
         """Make a torrent of a local file or folder and seed it from where it is."""
@@ -134,9 +138,10 @@ class Daemon:
         entry = Entry(id="", save_path=str(target.resolve().parent), torrent=meta.to_bytes(), shared=True)
         return await self._add(entry)
 
-    async def _add(self, entry: Entry) -> Torrent:
+    async def _add(self, entry: Entry, *, overwrite: bool = False) -> Torrent:
+        """`overwrite` holds for this first start only: once checked, the resume record vouches for the files."""
         try:
-            torrent = await self._start(entry, trusted=entry.shared)
+            torrent = await self._start(entry, trusted=entry.shared, overwrite=overwrite)
         except DuplicateTorrent as exc:  # added by a concurrent request since our check
             raise ApiError(409, str(exc)) from exc
         except PeerloomError as exc:
