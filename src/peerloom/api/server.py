@@ -23,6 +23,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api.service import ApiError, Daemon
 from peerloom.files import write_atomically
+from peerloom.statedb import StateError
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return error(exc.status, exc.message)
+    except StateError as exc:  # the home's disk is full, read-only, ...: say so, the daemon goes on
+        return error(500, str(exc))
     except web.HTTPRequestEntityTooLarge:
         return error(413, f"request body too large (at most {MAX_UPLOAD // (1024 * 1024)} MiB)")
     except web.HTTPException as exc:

@@ -20,6 +20,7 @@ from peerloom import __version__
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
 from peerloom.node import DuplicateTorrent, Node
+from peerloom.statedb import StateError
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.resume import pack_bits
@@ -424,7 +425,10 @@ class Daemon:
         while True:
             await asyncio.sleep(SAVE_PROGRESS_EVERY)
             for torrent in list(self.node.torrents.values()):
-                torrent.save_progress()
+                try:
+                    torrent.save_progress()
+                except StateError as exc:  # totals only (pieces are saved as they verify, and fail their torrent)
+                    log.warning("cannot save the totals of %s: %s", torrent.name, exc)
 
 
 def _offer(queue: asyncio.Queue[Any], item: Any, *, force: bool = False) -> bool:

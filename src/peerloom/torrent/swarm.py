@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError, ProtocolError
+from peerloom.statedb import StateError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
@@ -285,7 +286,10 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             await asyncio.gather(*self.in_flight, return_exceptions=True)
         await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
-            self.save_resume(clean=True)
+            try:
+                self.save_resume(clean=True)
+            except StateError as exc:  # stopping goes on (files closed, waiters woken); the torrent says why
+                self._fail(str(exc))
         if self.storage is not None:
             await self.node.run_blocking(self.storage.close)
         if self.state is not State.ERROR:
@@ -765,7 +769,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         return sum(s for i, s in enumerate(self.picker.sizes) if self.picker.wanted[i] and not self.picker.have[i])
 
     def save_progress(self, passed: int | None = None) -> None:
-        """Write the pieces and the upload/download totals to the resume data now (~20 us: WAL, no fsync).
+        """Write the pieces and the upload/download totals to the resume data now (~20 us: WAL, no fsync); raises
+        `StateError` when the state file cannot be written (as `save_resume` does).
         `passed`: the one piece verified since the last call, set in the kept bitfield instead of packing all
         pieces again (that costs O(pieces), too much per piece for torrents of tens of thousands of pieces)."""
         if self.picker is None:

@@ -9,6 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from peerloom.statedb import StateError
 from peerloom.torrent import wire
 from peerloom.torrent.existing import files_written, refuse_foreign_files
 from peerloom.torrent.ratelimit import allowance, spend
@@ -172,7 +173,11 @@ class PieceFlowMixin:
         if fut.result():
             picker.piece_passed(index)
             # recorded before any peer or API client can see the piece: a kill -9 never costs a piece shown as had
-            self.save_progress(index)
+            try:
+                self.save_progress(index)
+            except StateError as exc:  # the home's disk is full, say: stop here rather than go on unrecorded
+                self._fail(str(exc))
+                return
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
             lacking = False
@@ -186,7 +191,10 @@ class PieceFlowMixin:
                 self._cache_piece(index, buf)
                 cached = True
             if picker.complete and self.state is State.DOWNLOADING:
-                self._completed()
+                try:
+                    self._completed()
+                except StateError as exc:
+                    self._fail(str(exc))
         else:
             picker.piece_failed(index)
             self.hash_failures += 1
