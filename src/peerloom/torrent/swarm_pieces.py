@@ -38,26 +38,30 @@ class PieceFlowMixin:
         picker, pieces, storage = self.picker, self.pieces, self.storage
         n = pieces.num_pieces
         rec = self.record
-        state = await self.node.run_blocking(storage.file_state)
-        sizes = [size for size, _ in state]
         outcomes: list[bool | None] = [None] * n  # per piece: verified, failed, or not read whole
-        to_check: set[int]
-        if self.trusted_complete:
+        to_check: set[int] = set()
+        sizes: list[int] = []
+        if self.trusted_complete:  # nothing to look at: seeding starts at once, before any peer can connect
             for i in range(n):
                 picker.mark_have(i)
-            to_check = set()
-        elif rec is not None and rec.have:
-            saved = unpack_bits(rec.have, n)
-            if rec.clean and rec.file_state == [list(s) for s in state]:
-                for i in range(n):
-                    if saved[i]:
-                        picker.mark_have(i)
-                        outcomes[i] = True
-                to_check = set()
-            else:
-                to_check = {i for i in range(n) if saved[i]}  # crashed: re-hash only what we had
         else:
-            to_check = set(range(n)) if any(size > 0 for size in sizes) else set()
+            # with a record, stat on the loop (one stat a file): a seed back from a clean stop is seeding before a
+            # peer can connect and be told "none" first (a peerloom leecher without the metadata yet drops the
+            # `have`s that follow)
+            recorded = rec is not None and bool(rec.have)
+            state = storage.file_state() if recorded else await self.node.run_blocking(storage.file_state)
+            sizes = [size for size, _ in state]
+            if rec is not None and rec.have:
+                saved = unpack_bits(rec.have, n)
+                if rec.clean and rec.file_state == [list(s) for s in state]:
+                    for i in range(n):
+                        if saved[i]:
+                            picker.mark_have(i)
+                            outcomes[i] = True
+                else:
+                    to_check = {i for i in range(n) if saved[i]}  # crashed: re-hash only what we had
+            elif any(size > 0 for size in sizes):
+                to_check = set(range(n))
         suspects = [] if self.trusted_complete or self.seed_only else self._unvouched_files(sizes)
         for index in suspects:  # the rule for existing files needs every piece covering them checked
             to_check.update(p for p in pieces.pieces_of_file(index) if not picker.have[p])
