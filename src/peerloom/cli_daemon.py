@@ -206,7 +206,8 @@ def limit(
 
 
 def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: list[Any],
-                   selected: list[int] | None, limit: int, as_json: bool, detach: bool) -> None:
+                   selected: list[int] | None, limit: int, as_json: bool, detach: bool, *,
+                   overwrite: bool = False) -> None:
     """`peerloom get` while a daemon runs for the home: hand the torrent to it, then follow it to the end (unless
     `detach`); Ctrl-C stops following, not the download. Without `output` it goes to the daemon's download folder
     (the daemon saves nowhere outside it)."""
@@ -215,12 +216,14 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: 
     fields = {} if output is None else {"save_path": str(output.expanduser().resolve())}
     if link.lower().startswith("magnet:?"):
         extra = "".join(f"&x.pe={format_peer_address(peer)}" for peer in peers)
-        added = guarded(lambda: client.call("POST", "/api/v1/torrents", {"magnet": link + extra, **fields}))
+        added = guarded(lambda: client.call("POST", "/api/v1/torrents",
+                                            {"magnet": link + extra, **fields, "overwrite": overwrite}))
     else:
         if peers:
             fail("--peer goes with magnet links when a daemon runs (or add --no-daemon)", 2)
         data = guarded(lambda: Path(link).read_bytes())
-        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data, fields))
+        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data,
+                                              {**fields, "overwrite": "1" if overwrite else "0"}))
     torrent = added["torrent"]
     tid, save_path = torrent["id"], torrent["save_path"]
     if selected is not None:

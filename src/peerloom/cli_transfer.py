@@ -170,6 +170,9 @@ def get(
     files: Annotated[str | None, typer.Option("--files", help="Only these files (numbers from `info`): 0,2")] = None,
     sequential: Annotated[bool, typer.Option("--sequential", help="Fetch pieces in order (streaming).")] = False,
     seed: Annotated[bool, typer.Option("--seed/--no-seed", help="Keep seeding when done.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Write over existing files that are not the torrent's data.")
+    ] = False,
     limit_rate: Annotated[str | None, typer.Option("--limit-rate", help="Cap the download rate (bytes/s): 5M")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
     private: PrivateOption = False,
@@ -204,14 +207,14 @@ def get(
             fail("--private, --sequential, --seed and --status-lines run their own node: add --no-daemon", 2)
         from peerloom.cli_daemon import get_via_daemon
 
-        get_via_daemon(client, link, output, peers, selected, limit, as_json, detach)
+        get_via_daemon(client, link, output, peers, selected, limit, as_json, detach, overwrite=overwrite)
         return
     save_to = output or Path(".")
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
             torrent = await node.add(
-                link, save_to, peers=peers, files=selected, sequential=sequential,
+                link, save_to, peers=peers, files=selected, sequential=sequential, overwrite=overwrite,
                 allow=allowed if private else None,
             )
             torrent.download_bucket.rate = limit

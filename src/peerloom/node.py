@@ -254,11 +254,17 @@ class Node:
         files: list[int] | None = None,
         sequential: bool = False,
         trusted_complete: bool = False,
+        seed_only: bool = False,
+        overwrite: bool = False,
         allow: list[PeerId] | None = None,
         paused: bool = False,
     ) -> Torrent:
         """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it (`paused`: check its
         data but do not look for peers until `torrent.resume()`).
+
+        Data found at `save` is checked and the pieces that verify are kept; a file there that is not the
+        torrent's makes the torrent fail instead of being written over, unless `overwrite`. `seed_only`: the files
+        are the user's own (a shared folder): seed what verifies, never create, cut or write a file.
 
         With `allow` (even empty), the torrent is a private swarm of the secure layer: it talks only to
         those keys and to the PeerIds of the multiaddrs in `peers`, over encrypted streams, never over
@@ -298,6 +304,8 @@ class Node:
             sequential=sequential,
             record=record if record and Path(record.save_path) == Path(save) else None,
             trusted_complete=trusted_complete,
+            seed_only=seed_only,
+            overwrite=overwrite,
             allowed_keys=None if allow is None else _allowed_keys(allow, peers or []),
         )
         self.torrents[torrent.id] = torrent
@@ -326,7 +334,7 @@ class Node:
             create, path, version=version, piece_length=piece_length, trackers=[[t] for t in trackers or []],
             private=private or allow is not None, progress=progress,
         )
-        return await self.add(meta, path.parent, trusted_complete=True, allow=allow)
+        return await self.add(meta, path.parent, trusted_complete=True, seed_only=True, allow=allow)
 
     async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
         await torrent.stop()

@@ -392,6 +392,7 @@ async def test_add_magnet(api: Api, tmp_path: Path, paused: bool) -> None:
     {"magnet": None},
     {"magnet": "magnet:?xt=urn:btih:" + "a" * 40, "paused": "maybe"},
     {"magnet": "magnet:?xt=urn:btih:" + "a" * 40, "paused": 1},
+    {"magnet": "magnet:?xt=urn:btih:" + "a" * 40, "overwrite": "perhaps"},
     {"magnet": "magnet:?xt=urn:btih:" + "a" * 40, "save_path": 7},
     {"magnet": "magnet:?xt=urn:btih:" + "a" * 40, "save_path": "~no-such-user-here/x"},
     {"nothing": "useful"},
@@ -713,6 +714,35 @@ async def test_download_paused_half_way_finishes_after_resume(api: Api, tmp_path
         await api.call("PUT", f"{V1}/limits", json={"download": 0})
         await api.call("POST", f"{url}/resume")
         await api.poll(url, lambda d: d["torrent"]["progress"] == 1, timeout=4)
+
+
+@pytest.mark.parametrize("how", ["magnet", "upload"])
+async def test_a_users_file_in_the_way_fails_the_torrent_unless_overwrite(api: Api, tmp_path: Path, how: str) -> None:
+    """A file at the save path that is not the torrent's is left alone and named in the torrent's error; added again
+    with `"overwrite": true`, it is replaced by the torrent's bytes."""
+    data = make_single(tmp_path / "src", size=300_000)
+    mine = tmp_path / "downloads" / "dst" / data.name
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"my own notes")
+    async with seeder_of(tmp_path, data, version="hybrid", piece_length=32768) as (meta, link, _port):
+        async def add(**extra: str | bool) -> str:
+            if how == "magnet":
+                return (await api.add_magnet(link, save_path=str(mine.parent), **extra))["id"]
+            form = upload_form(meta.to_bytes(), save_path=str(mine.parent), **{k: str(v) for k, v in extra.items()})
+            torrent = (await api.call("POST", f"{V1}/torrents", 201, data=form))["torrent"]
+            api.node.torrents[torrent["id"]].add_peers([("127.0.0.1", _port)])
+            return torrent["id"]
+
+        tid = await add()
+        failed = (await api.poll(f"{V1}/torrents/{tid}", lambda d: d["torrent"]["state"] == "error"))["torrent"]
+        assert failed["error"] == f"{mine} already exists and is not this torrent's data; move it away or use " \
+                                  "--overwrite"
+        assert mine.read_bytes() == b"my own notes"
+        await api.call("DELETE", f"{V1}/torrents/{tid}")
+
+        tid = await add(overwrite=True)
+        await api.poll(f"{V1}/torrents/{tid}", lambda d: d["torrent"]["state"] == "seeding")
+    assert mine.read_bytes() == data.read_bytes()
 
 
 @pytest.mark.parametrize("delete_data", ["1", "true", "0", None])

@@ -59,7 +59,7 @@ def test_write_pieces_rebuilds_the_files(tmp_path: Path, version: str) -> None:
     meta = create(top, version=version, piece_length=PIECE)
     source = Storage(meta, tmp_path / "src")
     target = Storage(meta, tmp_path / "dst")
-    target.create_files()
+    target.fit_files(range(len(meta.files)))
     for i in reversed(range(meta.num_pieces)):
         data = source.read(i)
         assert data is not None

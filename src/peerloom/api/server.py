@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api.service import ApiError, Daemon
 from peerloom.files import write_atomically
+from peerloom.statedb import StateError
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,8 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except ApiError as exc:
         return error(exc.status, exc.message)
+    except StateError as exc:  # the home's disk is full, read-only, ...: say so, the daemon goes on
+        return error(500, str(exc))
     except web.HTTPRequestEntityTooLarge:
         return error(413, f"request body too large (at most {MAX_UPLOAD // (1024 * 1024)} MiB)")
     except web.HTTPException as exc:
@@ -162,13 +165,14 @@ async def add_torrent(request: web.Request) -> web.Response:
         if data is None:
             raise ApiError(400, "the form has no 'torrent' file")
         torrent = await daemon.add_torrent(data, fields.get("save_path") or None,
-                                           paused=_flag(fields.get("paused"), "paused"))
+                                           paused=_flag(fields.get("paused"), "paused"),
+                                           overwrite=_flag(fields.get("overwrite"), "overwrite"))
     elif request.content_type == "application/json":
         body = await _json_body(request)
         paused = _flag(body.get("paused"), "paused")
         if "magnet" in body:
             torrent = await daemon.add_magnet(_text(body, "magnet", required=True) or "", _text(body, "save_path"),
-                                              paused=paused)
+                                              paused=paused, overwrite=_flag(body.get("overwrite"), "overwrite"))
         elif "path" in body:
             torrent = await daemon.share(_text(body, "path", required=True) or "", _text(body, "version") or "hybrid")
         else:
@@ -198,7 +202,7 @@ async def _read_form(request: web.Request) -> tuple[bytes | None, dict[str, str]
         value = b"".join(chunks)
         if part.name == "torrent":
             data = value
-        elif part.name in ("save_path", "paused"):
+        elif part.name in ("save_path", "paused", "overwrite"):
             fields[part.name] = value.decode("utf-8", "replace")
     return data, fields
 

@@ -22,6 +22,7 @@ from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
 from peerloom.node import DuplicateTorrent, Node
+from peerloom.statedb import StateError
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.resume import pack_bits
@@ -102,10 +103,11 @@ class Daemon:
             raise OutsideRoots(f"{data} is outside the daemon's folders ({', '.join(map(str, roots))}): start it "
                                "with a --save-dir or --share-root that holds it")
 
-    async def _start(self, entry: Entry, *, trusted: bool) -> Torrent:
+    async def _start(self, entry: Entry, *, trusted: bool, overwrite: bool = False) -> Torrent:
         source: Metainfo | str = Metainfo.parse(entry.torrent) if entry.torrent else entry.magnet or ""
+        # a shared folder is the user's: checked when it comes back after a restart, never written
         torrent = await self.node.add(source, entry.save_path, files=entry.files, paused=entry.paused,
-                                      trusted_complete=trusted)
+                                      trusted_complete=trusted, seed_only=entry.shared, overwrite=overwrite)
         torrent.download_bucket.rate = entry.download_limit
         torrent.upload_bucket.rate = entry.upload_limit
         self._upload_base[torrent.id] = torrent.uploaded
@@ -113,7 +115,8 @@ class Daemon:
         return torrent
 
     # -- adding ----------------------------------------------------------------------------------
-    async def add_magnet(self, link: str, save_path: str | None = None, *, paused: bool = False) -> Torrent:
+    async def add_magnet(self, link: str, save_path: str | None = None, *, paused: bool = False,
+                         overwrite: bool = False) -> Torrent:
         try:
             magnet = Magnet.parse(link)
         except PeerloomError as exc:
@@ -121,9 +124,11 @@ class Daemon:
         self._refuse_duplicate([magnet.info_hash_v1, magnet.info_hash_v2])
         with _path_errors():
             save = self.roots.save_path(save_path)
-        return await self._add(Entry(id="", save_path=str(save), magnet=str(magnet), paused=paused))
+        return await self._add(Entry(id="", save_path=str(save), magnet=str(magnet), paused=paused),
+                               overwrite=overwrite)
 
-    async def add_torrent(self, data: bytes, save_path: str | None = None, *, paused: bool = False) -> Torrent:
+    async def add_torrent(self, data: bytes, save_path: str | None = None, *, paused: bool = False,
+                          overwrite: bool = False) -> Torrent:
         try:
             meta = Metainfo.parse(data)
         except PeerloomError as exc:
@@ -132,7 +137,8 @@ class Daemon:
         with _path_errors():
             save = self.roots.save_path(save_path)
             await asyncio.to_thread(check_files, meta, save, [self.roots.download])
-        return await self._add(Entry(id="", save_path=str(save), torrent=meta.to_bytes(), paused=paused))
+        return await self._add(Entry(id="", save_path=str(save), torrent=meta.to_bytes(), paused=paused),
+                               overwrite=overwrite)
 
     async def share(self, path: str, version: str = "hybrid") -> Torrent:
         """Make a torrent of a local file or folder (inside a share root) and seed it from where it is."""
@@ -154,9 +160,10 @@ class Daemon:
         entry = Entry(id="", save_path=str(target.parent), torrent=meta.to_bytes(), shared=True)
         return await self._add(entry)
 
-    async def _add(self, entry: Entry) -> Torrent:
+    async def _add(self, entry: Entry, *, overwrite: bool = False) -> Torrent:
+        """`overwrite` holds for this first start only: once checked, the resume record vouches for the files."""
         try:
-            torrent = await self._start(entry, trusted=entry.shared)
+            torrent = await self._start(entry, trusted=entry.shared, overwrite=overwrite)
         except DuplicateTorrent as exc:  # added by a concurrent request since our check
             raise ApiError(409, str(exc)) from exc
         except PeerloomError as exc:
@@ -445,7 +452,10 @@ class Daemon:
         while True:
             await asyncio.sleep(SAVE_PROGRESS_EVERY)
             for torrent in list(self.node.torrents.values()):
-                torrent.save_progress()
+                try:
+                    torrent.save_progress()
+                except StateError as exc:  # totals only (pieces are saved as they verify, and fail their torrent)
+                    log.warning("cannot save the totals of %s: %s", torrent.name, exc)
 
 
 def _offer(queue: asyncio.Queue[Any], item: Any, *, force: bool = False) -> bool:

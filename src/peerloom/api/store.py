@@ -8,12 +8,13 @@ so a restart (clean or after SIGKILL) brings every torrent back as it was.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCHEMA = """
+from peerloom.statedb import StateDb
+
+SCHEMA = ("""
 CREATE TABLE IF NOT EXISTS daemon_torrents (
     id TEXT PRIMARY KEY,
     magnet TEXT,
@@ -25,9 +26,7 @@ CREATE TABLE IF NOT EXISTS daemon_torrents (
     upload_limit INTEGER NOT NULL DEFAULT 0,
     shared INTEGER NOT NULL DEFAULT 0,
     added_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS daemon_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
+)""", "CREATE TABLE IF NOT EXISTS daemon_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
 @dataclass(slots=True)
@@ -48,11 +47,11 @@ class Entry:
 
 
 class DaemonStore:
+    """The daemon's tables of the state database; every method raises `StateError` when the file or its disk fails
+    (full, read-only, locked, corrupt)."""
+
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(SCHEMA)
+        self.db = StateDb(path, SCHEMA)
 
     def entries(self) -> list[Entry]:
         rows = self.db.execute(
@@ -76,8 +75,8 @@ class DaemonStore:
         self.db.execute("DELETE FROM daemon_torrents WHERE id = ?", (torrent_id,))
 
     def setting(self, key: str, default: int) -> int:
-        row = self.db.execute("SELECT value FROM daemon_settings WHERE key = ?", (key,)).fetchone()
-        return default if row is None else int(json.loads(row[0]))
+        rows = self.db.execute("SELECT value FROM daemon_settings WHERE key = ?", (key,))
+        return int(json.loads(rows[0][0])) if rows else default
 
     def set_setting(self, key: str, value: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO daemon_settings VALUES (?, ?)", (key, json.dumps(value)))

@@ -47,6 +47,7 @@ from peerloom.dht.persist import DhtStore
 from peerloom.dht.ratelimit import RateLimit
 from peerloom.dht.storage import ItemError
 from peerloom.errors import PeerloomError
+from peerloom.statedb import StateError
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +318,13 @@ class Dht:
         if self._store is not None:
             store = self._store
             snapshots = self._snapshots()
-            await asyncio.to_thread(self._save, store, snapshots)
-            await asyncio.to_thread(store.close)
+            try:
+                await asyncio.to_thread(self._save, store, snapshots)
+            except StateError as exc:  # a full disk costs the saved table, never the shutdown
+                log.warning("DHT: cannot save the routing table: %s", exc)
+            finally:
+                with contextlib.suppress(StateError):
+                    await asyncio.to_thread(store.close)
 
     def _snapshots(self) -> list[tuple[int, list[Any]]]:
         return [(6 if e.v6 else 4, e.core.snapshot()) for e in self.endpoints]

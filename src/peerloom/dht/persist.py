@@ -8,12 +8,12 @@ transaction, so a crash leaves the previous snapshot whole.
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
 from peerloom.dht.krpc import NodeInfo
+from peerloom.statedb import StateDb
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS dht_state (key TEXT PRIMARY KEY, value BLOB NOT NULL)",
@@ -24,23 +24,19 @@ MAX_SAVED = 2000  # more than any routing table holds (160 buckets of 8 are neve
 
 
 class DhtStore:
-    """The `dht_state` and `dht_nodes` tables of a SQLite file; safe to call from a worker thread."""
+    """The `dht_state` and `dht_nodes` tables of a SQLite file; safe to call from a worker thread. Every method
+    raises `StateError` when the file or its disk fails (full, read-only, locked, corrupt)."""
 
     def __init__(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        for statement in SCHEMA:
-            self.db.execute(statement)
+        self.db = StateDb(Path(path), SCHEMA)
 
     def node_id(self) -> bytes:
         """This node's DHT id: made at random on first use, then kept."""
         with self._lock:
-            row = self.db.execute("SELECT value FROM dht_state WHERE key = 'node_id'").fetchone()
-            if row is not None and len(row[0]) == 20:
-                return bytes(row[0])
+            rows = self.db.execute("SELECT value FROM dht_state WHERE key = 'node_id'")
+            if rows and len(rows[0][0]) == 20:
+                return bytes(rows[0][0])
             node_id = os.urandom(20)
             self.db.execute("INSERT OR REPLACE INTO dht_state VALUES ('node_id', ?)", (node_id,))
             return node_id
@@ -50,21 +46,15 @@ class DhtStore:
         with self._lock:
             rows = self.db.execute(
                 "SELECT node_id, ip, port FROM dht_nodes WHERE family = ? ORDER BY rowid LIMIT ?", (family, MAX_SAVED)
-            ).fetchall()
+            )
         return [(bytes(node_id), ip, port) for node_id, ip, port in rows if len(node_id) == 20]
 
     def save_nodes(self, family: int, nodes: Iterable[NodeInfo]) -> int:
         """Replace the family's saved nodes; returns how many were written."""
         rows = [(family, node_id, ip, port) for node_id, ip, port in nodes][:MAX_SAVED]
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.db.execute("DELETE FROM dht_nodes WHERE family = ?", (family,))
-                self.db.executemany("INSERT OR REPLACE INTO dht_nodes VALUES (?, ?, ?, ?)", rows)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+        with self._lock, self.db.transaction():
+            self.db.execute("DELETE FROM dht_nodes WHERE family = ?", (family,))
+            self.db.executemany("INSERT OR REPLACE INTO dht_nodes VALUES (?, ?, ?, ?)", rows)
         return len(rows)
 
     def close(self) -> None:

@@ -9,10 +9,11 @@ are trusted; after a crash (kill -9) or when files changed, only the recorded pi
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from peerloom.statedb import StateDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS torrents (
@@ -78,14 +79,11 @@ def unpack_bits(data: bytes, count: int) -> bytearray:
 
 
 class ResumeStore:
-    """The torrents table of a node's state database."""
+    """The torrents table of a node's state database; every method raises `StateError` when the file or its disk
+    fails (full, read-only, locked, corrupt)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(SCHEMA)
+        self.db = StateDb(path, [SCHEMA])
 
     def save(self, rec: ResumeRecord) -> None:
         self.db.execute(
@@ -115,8 +113,8 @@ class ResumeStore:
         )
 
     def load(self, torrent_id: str) -> ResumeRecord | None:
-        row = self.db.execute("SELECT * FROM torrents WHERE id = ?", (torrent_id,)).fetchone()
-        return None if row is None else self._record(row)
+        rows = self.db.execute("SELECT * FROM torrents WHERE id = ?", (torrent_id,))
+        return self._record(rows[0]) if rows else None
 
     def all(self) -> list[ResumeRecord]:
         return [self._record(r) for r in self.db.execute("SELECT * FROM torrents ORDER BY added_at")]

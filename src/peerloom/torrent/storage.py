@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
@@ -100,20 +101,28 @@ class PieceMap:
             return range(0)
         return range(f.offset // self.piece_length, (f.offset + f.length - 1) // self.piece_length + 1)
 
-    def wanted_pieces(self, selected: Iterable[int] | None) -> list[bool]:
-        """Which pieces hold bytes of the selected files (indexes into `data_files` order)."""
-        if selected is None:
-            return [True] * self.num_pieces
-        chosen = set(selected)
-        wanted = [False] * self.num_pieces
+    def file_mask(self, selected: Iterable[int] | None) -> list[bool]:
+        """Which of `files` (pad files included, never chosen) the selection of data files (indexes into
+        `data_files` order; None: all) chooses."""
+        chosen = None if selected is None else set(selected)
+        mask = [False] * len(self.files)
         data_index = 0
         for index, f in enumerate(self.files):
             if f.is_pad:
                 continue
-            if data_index in chosen:
+            mask[index] = chosen is None or data_index in chosen
+            data_index += 1
+        return mask
+
+    def wanted_pieces(self, selected: Iterable[int] | None) -> list[bool]:
+        """Which pieces hold bytes of the selected files (indexes into `data_files` order)."""
+        if selected is None:
+            return [True] * self.num_pieces
+        wanted = [False] * self.num_pieces
+        for index, chosen in enumerate(self.file_mask(selected)):
+            if chosen:
                 for p in self.pieces_of_file(index):
                     wanted[p] = True
-            data_index += 1
         return wanted
 
 
@@ -153,12 +162,17 @@ class PieceVerifier:
 
 
 class Storage:
-    """The files of one torrent under `save_path`. Blocking I/O: call from an executor thread."""
+    """The files of one torrent under `save_path`. Blocking I/O: call from an executor thread.
 
-    def __init__(self, meta: Metainfo, save_path: Path, pieces: PieceMap | None = None) -> None:
+    A `writable=False` storage only reads (a folder the user shares: it is opened read-only, so read-only files
+    and media can be seeded, and nothing can ever write to them)."""
+
+    def __init__(self, meta: Metainfo, save_path: Path, pieces: PieceMap | None = None, *,
+                 writable: bool = True) -> None:
         self.meta = meta
         self.save_path = Path(save_path)
         self.pieces = pieces or PieceMap(meta)
+        self.writable = writable
         self._fds: dict[int, int] = {}
 
     def path_of(self, file_index: int) -> Path:
@@ -169,12 +183,14 @@ class Storage:
         if fd is not None:
             return fd
         path = self.path_of(file_index)
+        if create and not self.writable:
+            raise StorageError(f"{path}: not written (these are the user's own files, only seeded)")
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             else:
-                fd = os.open(path, os.O_RDWR)
+                fd = os.open(path, os.O_RDWR if self.writable else os.O_RDONLY)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -182,18 +198,57 @@ class Storage:
         self._fds[file_index] = fd
         return fd
 
-    def create_files(self, selected: list[bool] | None = None) -> None:
-        """Create every (selected) data file at its full length, sparse; leave existing data alone."""
-        for index, f in enumerate(self.meta.files):
-            if f.is_pad or (selected is not None and not selected[index]):
+    def fit_files(self, files: Iterable[int], *, grow: bool = True) -> None:
+        """Give each of these files exactly its length in the torrent: bytes past it are cut (they are not the
+        torrent's, and a finished file must be exactly its bytes); with `grow`, a missing file is created and a
+        short one extended, sparse (existing data is left alone)."""
+        for index in files:
+            f = self.meta.files[index]
+            if f.is_pad:
                 continue
-            fd = self._fd(index, create=True)
-            assert fd is not None
+            fd = self._fd(index, create=grow)
+            if fd is None:
+                continue
             try:
-                if os.fstat(fd).st_size < f.length:
+                size = os.fstat(fd).st_size
+                if size > f.length or (grow and size < f.length):
                     os.ftruncate(fd, f.length)
             except OSError as exc:
                 raise StorageError(f"cannot size {self.path_of(index)}: {exc.strerror}") from exc
+
+    def holds_data(self, file_index: int) -> bool:
+        """Whether the file holds a byte that is not zero (a preallocated file, sparse or zero-filled, holds none).
+        The holes of a sparse file are skipped unread (SEEK_DATA); data is compared a megabyte at a time."""
+        path = self.path_of(file_index)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
+        try:
+            size = os.fstat(fd).st_size
+            pos = 0
+            while pos < size:
+                try:
+                    pos = os.lseek(fd, pos, os.SEEK_DATA)
+                    end = os.lseek(fd, pos, os.SEEK_HOLE)
+                except OSError as exc:
+                    if exc.errno == errno.ENXIO:  # no data after pos: only a hole is left
+                        return False
+                    end = size  # the file system cannot tell holes: read it all
+                while pos < end:
+                    chunk = os.pread(fd, min(1 << 20, end - pos), pos)
+                    if not chunk:
+                        return False
+                    if chunk.count(0) != len(chunk):
+                        return True
+                    pos += len(chunk)
+            return False
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+        finally:
+            os.close(fd)
 
     def write_piece(self, index: int, data: bytes | bytearray | memoryview, begin: int = 0) -> None:
         view = memoryview(data)
@@ -258,11 +313,12 @@ class Storage:
         return state
 
     def sync(self) -> None:
-        for fd in self._fds.values():
+        """Flush every written file to the disk: a write-back failure (disk full, I/O error) is an error here."""
+        for index, fd in self._fds.items():
             try:
                 os.fsync(fd)
-            except OSError:
-                pass
+            except OSError as exc:
+                raise StorageError(f"cannot write {self.path_of(index)}: {exc.strerror}") from exc
 
     def delete_files(self) -> None:
         """Delete the torrent's files, then the folders they leave empty (never the save path itself, nor a

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import AccessRefused, PeerloomError, ProtocolError
+from peerloom.statedb import StateError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
@@ -64,6 +65,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         sequential: bool = False,
         record: ResumeRecord | None = None,
         trusted_complete: bool = False,
+        seed_only: bool = False,
+        overwrite: bool = False,
         allowed_keys: set[Any] | None = None,
     ) -> None:
         self.node = node
@@ -75,6 +78,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.sequential = sequential
         self.record = record
         self.trusted_complete = trusted_complete
+        # the user's own files (a shared folder): checked and seeded, never created, cut or written
+        self.seed_only = seed_only
+        self.overwrite = overwrite  # write over existing files that are not this torrent's (see `existing`)
         source = meta or magnet
         assert source is not None
         self.info_hash_v1 = source.info_hash_v1
@@ -151,7 +157,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.name = meta.name
         self.private = meta.private
         self.pieces = PieceMap(meta)
-        self.storage = Storage(meta, self.save_path, self.pieces)
+        self.storage = Storage(meta, self.save_path, self.pieces,
+                               writable=not (self.seed_only or self.trusted_complete))
         self.verifier = PieceVerifier(meta, self.pieces)
         _check_file_numbers(meta, self.selected)
         wanted = self.pieces.wanted_pieces(self.selected)
@@ -279,7 +286,10 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             await asyncio.gather(*self.in_flight, return_exceptions=True)
         await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
-            self.save_resume(clean=True)
+            try:
+                self.save_resume(clean=True)
+            except StateError as exc:  # stopping goes on (files closed, waiters woken); the torrent says why
+                self._fail(str(exc))
         if self.storage is not None:
             await self.node.run_blocking(self.storage.close)
         if self.state is not State.ERROR:
@@ -634,16 +644,35 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         for announcer in self.announcers:
             announcer.completed()
         self.save_resume(clean=False)
-        if self.storage is not None:
-            fut = self.node.run_blocking_future(self.storage.sync)
-            self.in_flight.add(fut)
-            fut.add_done_callback(self.in_flight.discard)
         for peer in list(self.peers):
             if peer.is_seed:
                 peer.close("both complete")  # two seeds have nothing to trade
             else:
                 peer.set_interested(False)
-        self._done.set()
+        if self.storage is None:
+            self._done.set()
+            return
+        # done once the files are exactly the torrent's (a file selected while running may have been longer) and
+        # on disk; `stop` waits for this too
+        storage, pieces = self.storage, self.pieces
+        assert pieces is not None
+        mask = pieces.file_mask(self.selected)
+
+        def finish() -> None:
+            storage.fit_files((i for i, chosen in enumerate(mask) if chosen), grow=False)
+            storage.sync()
+
+        fut = self.node.run_blocking_future(finish)
+        self.in_flight.add(fut)
+        fut.add_done_callback(self._finished_writing)
+
+    def _finished_writing(self, fut: asyncio.Future) -> None:
+        self.in_flight.discard(fut)
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            self._fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
+        elif self.state is State.SEEDING and self.picker is not None and self.picker.complete:
+            self._done.set()
 
     # -- periodic work -------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -728,7 +757,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         return sum(s for i, s in enumerate(self.picker.sizes) if self.picker.wanted[i] and not self.picker.have[i])
 
     def save_progress(self, passed: int | None = None) -> None:
-        """Write the pieces and the upload/download totals to the resume data now (~20 us: WAL, no fsync).
+        """Write the pieces and the upload/download totals to the resume data now (~20 us: WAL, no fsync); raises
+        `StateError` when the state file cannot be written (as `save_resume` does).
         `passed`: the one piece verified since the last call, set in the kept bitfield instead of packing all
         pieces again (that costs O(pieces), too much per piece for torrents of tens of thousands of pieces)."""
         if self.picker is None:

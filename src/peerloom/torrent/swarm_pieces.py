@@ -9,7 +9,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from peerloom.statedb import StateError
 from peerloom.torrent import wire
+from peerloom.torrent.existing import files_written, refuse_foreign_files
 from peerloom.torrent.ratelimit import allowance, spend
 from peerloom.torrent.resume import unpack_bits
 from peerloom.torrent.state import State
@@ -29,58 +31,67 @@ THROTTLE_WAIT = 0.05  # seconds an upload over its limit waits before trying aga
 
 class PieceFlowMixin:
     async def _check(self) -> None:
+        """Find what is on disk: trust the resume record where it allows, hash the rest, then make the files ready
+        to be written (see `existing` for which existing files may be written into, and `_prepare_files`)."""
         assert self.meta and self.storage and self.picker and self.pieces and self.verifier
         self.state = State.CHECKING
-        picker = self.picker
-        n = self.pieces.num_pieces
+        picker, pieces, storage = self.picker, self.pieces, self.storage
+        n = pieces.num_pieces
         rec = self.record
-        to_check: list[int]
-        if self.trusted_complete:
+        outcomes: list[bool | None] = [None] * n  # per piece: verified, failed, or not read whole
+        to_check: set[int] = set()
+        sizes: list[int] = []
+        if self.trusted_complete:  # nothing to look at: seeding starts at once, before any peer can connect
             for i in range(n):
                 picker.mark_have(i)
-            to_check = []
-        elif rec is not None and rec.have:
-            saved = unpack_bits(rec.have, n)
-            if rec.clean and rec.file_state == [list(s) for s in self.storage.file_state()]:
-                for i in range(n):
-                    if saved[i]:
-                        picker.mark_have(i)
-                to_check = []
-            else:
-                to_check = [i for i in range(n) if saved[i]]  # crashed: re-hash only what we had
         else:
-            to_check = list(range(n)) if await self.node.run_blocking(self._any_file_exists) else []
+            # with a record, stat on the loop (one stat a file): a seed back from a clean stop is seeding before a
+            # peer can connect and be told "none" first (a peerloom leecher without the metadata yet drops the
+            # `have`s that follow)
+            recorded = rec is not None and bool(rec.have)
+            state = storage.file_state() if recorded else await self.node.run_blocking(storage.file_state)
+            sizes = [size for size, _ in state]
+            if rec is not None and rec.have:
+                saved = unpack_bits(rec.have, n)
+                if rec.clean and rec.file_state == [list(s) for s in state]:
+                    for i in range(n):
+                        if saved[i]:
+                            picker.mark_have(i)
+                            outcomes[i] = True
+                else:
+                    to_check = {i for i in range(n) if saved[i]}  # crashed: re-hash only what we had
+            elif any(size > 0 for size in sizes):
+                to_check = set(range(n))
+        suspects = [] if self.trusted_complete or self.seed_only else self._unvouched_files(sizes)
+        for index in suspects:  # the rule for existing files needs every piece covering them checked
+            to_check.update(p for p in pieces.pieces_of_file(index) if not picker.have[p])
         self.checked = 0
-        storage, verifier = self.storage, self.verifier
+        verifier = self.verifier
 
-        def check(index: int) -> bool:
+        def check(index: int) -> bool | None:
             data = storage.read(index)
-            return data is not None and verifier.verify(index, data)
+            return None if data is None else verifier.verify(index, data)
+
+        def checked(index: int, outcome: bool | None) -> None:
+            outcomes[index] = outcome
+            if outcome:
+                picker.mark_have(index)
+            self.checked += 1
 
         window = 2 * self.settings.hash_threads
         pending: dict[asyncio.Future, int] = {}
-        for index in to_check:
+        for index in sorted(to_check):
             if len(pending) >= window:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
-                    if fut.result():
-                        picker.mark_have(pending[fut])
-                    del pending[fut]
-                    self.checked += 1
+                    checked(pending.pop(fut), fut.result())
             pending[self.node.run_blocking_future(check, index)] = index
         for fut, index in pending.items():
-            if await fut:
-                picker.mark_have(index)
-            self.checked += 1
-        if not picker.complete:
-            selected_files = None
-            if self.selected is not None:
-                sel = set(self.selected)
-                data_ids = [i for i, f in enumerate(self.meta.files) if not f.is_pad]
-                selected_files = [False] * len(self.meta.files)
-                for k, fi in enumerate(data_ids):
-                    selected_files[fi] = k in sel
-            await self.node.run_blocking(self.storage.create_files, selected_files)
+            checked(index, await fut)
+        if self.seed_only and not self.trusted_complete and not picker.complete:
+            raise StorageError(self._changed_since_shared())
+        if not self.trusted_complete and not self.seed_only:
+            await self.node.run_blocking(self._prepare_files, suspects, sizes, outcomes)
         self.state = State.SEEDING if picker.complete else State.DOWNLOADING
         self.save_resume(clean=False)
         if picker.complete:
@@ -89,9 +100,35 @@ class PieceFlowMixin:
             self._send_have_pieces(peer)
             self._update_interest(peer)
 
-    def _any_file_exists(self) -> bool:
-        assert self.storage is not None
-        return any(size > 0 for size, _ in self.storage.file_state())
+    def _unvouched_files(self, sizes: list[int]) -> list[int]:
+        """Existing, non-empty files the download may write into that the resume record does not vouch for (the
+        record means peerloom created the files selected then)."""
+        assert self.pieces is not None and self.picker is not None
+        vouched = self.pieces.file_mask(self.record.selected) if self.record is not None else None
+        written = files_written(self.pieces, self.pieces.file_mask(self.selected), self.picker.wanted,
+                                [0] * self.pieces.num_pieces)
+        return [i for i in written if sizes[i] > 0 and not (vouched is not None and vouched[i])]
+
+    def _prepare_files(self, suspects: list[int], sizes: list[int], outcomes: list[bool | None]) -> None:
+        """Blocking. Refuse to start over a user's file that is not this torrent's (unless told to overwrite), then
+        give every selected file exactly its length: missing ones created sparse, bytes past the end cut. Files
+        that are not selected are never created or cut."""
+        assert self.storage is not None and self.pieces is not None and self.picker is not None
+        written = set(files_written(self.pieces, self.pieces.file_mask(self.selected), self.picker.wanted,
+                                    self.picker.have))
+        if not self.overwrite:
+            refuse_foreign_files(self.storage, [i for i in suspects if i in written], sizes, outcomes)
+        mask = self.pieces.file_mask(self.selected)
+        self.storage.fit_files(i for i, chosen in enumerate(mask) if chosen)
+
+    def _changed_since_shared(self) -> str:
+        """Why a shared folder cannot be seeded: the first file holding a piece that no longer verifies."""
+        assert self.pieces is not None and self.picker is not None and self.storage is not None
+        picker = self.picker
+        index = next(i for i in range(picker.num_pieces) if picker.wanted[i] and not picker.have[i])
+        file_index = next(s.file_index for s in self.pieces.segments(index) if s.file_index >= 0)
+        return (f"{self.storage.path_of(file_index)} changed since it was shared (piece {index} no longer matches);"
+                " share it again")
 
     def _piece_buffer(self, size: int) -> memoryview:
         """A buffer for an incoming piece, reused from a verified one when possible: fresh megabytes
@@ -140,7 +177,11 @@ class PieceFlowMixin:
         if fut.result():
             picker.piece_passed(index)
             # recorded before any peer or API client can see the piece: a kill -9 never costs a piece shown as had
-            self.save_progress(index)
+            try:
+                self.save_progress(index)
+            except StateError as exc:  # the home's disk is full, say: stop here rather than go on unrecorded
+                self._fail(str(exc))
+                return
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
             lacking = False
@@ -154,7 +195,10 @@ class PieceFlowMixin:
                 self._cache_piece(index, buf)
                 cached = True
             if picker.complete and self.state is State.DOWNLOADING:
-                self._completed()
+                try:
+                    self._completed()
+                except StateError as exc:
+                    self._fail(str(exc))
         else:
             picker.piece_failed(index)
             self.hash_failures += 1
