@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.torrent_shapes import PIECE, SHAPES, VERSIONS, libtorrent_torrent
 
 from peerloom.torrent.create import create
 from peerloom.torrent.metainfo import Metainfo
@@ -22,111 +22,10 @@ lt = pytest.importorskip("libtorrent", reason="libtorrent Python bindings are no
 
 pytestmark = pytest.mark.interop
 
-PIECE = 32 * 1024
-FLAGS = {"v1": "v1_only", "v2": "v2_only", "hybrid": None}
-VERSIONS = ["v1", "v2", "hybrid"]
-
-
-def _write(path: Path, size: int, seed: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(bytes((i * 31 + seed) % 251 for i in range(size)))
-
-
-def _single(base: Path) -> Path:
-    _write(base / "movie.bin", 5 * PIECE + 1234, 1)
-    return base / "movie.bin"
-
-
-def _single_whole_pieces(base: Path) -> Path:
-    _write(base / "exact.bin", 4 * PIECE, 2)
-    return base / "exact.bin"
-
-
-def _one_in_folder(base: Path) -> Path:
-    _write(base / "d" / "f", 3 * PIECE + 77, 3)
-    return base / "d"
-
-
-def _one_in_subfolder(base: Path) -> Path:
-    _write(base / "d" / "x" / "y" / "f", 2 * PIECE + 5, 4)
-    return base / "d"
-
-
-def _one_and_an_empty_file(base: Path) -> Path:
-    _write(base / "d" / "f", 2 * PIECE + 9, 5)
-    (base / "d" / "zero").write_bytes(b"")
-    return base / "d"
-
-
-def _several(base: Path) -> Path:
-    for i, size in enumerate((100_000, 50_000, 1, PIECE - 1, PIECE + 1)):
-        _write(base / "several" / f"file{i}", size, 6 + i)
-    return base / "several"
-
-
-def _empty_files(base: Path) -> Path:
-    top = base / "empties"
-    top.mkdir()
-    (top / "a-empty").write_bytes(b"")  # first
-    _write(top / "b-data", 40_000, 11)
-    (top / "c-empty").write_bytes(b"")  # after a file that ends inside a piece
-    _write(top / "d" / "inner", 10, 12)
-    (top / "d" / "z-empty").write_bytes(b"")  # empty in a sub-folder, last in the v1 list
-    return top
-
-
-def _whole_pieces(base: Path) -> Path:
-    _write(base / "exact" / "a", 2 * PIECE, 13)  # no pad files needed anywhere
-    _write(base / "exact" / "b", PIECE, 14)
-    return base / "exact"
-
-
-def _nested(base: Path) -> Path:
-    tree = base / "album"
-    _write(tree / "b-second.bin", 3 * PIECE, 15)
-    _write(tree / "a-first.bin", 100_000, 16)
-    (tree / "empty.txt").write_bytes(b"")
-    _write(tree / "dir" / "nested" / "deep.bin", 40_000, 17)
-    _write(tree / "dir" / "ünïcødé ☃.txt", 777, 18)
-    _write(tree / "tiny", 10, 19)
-    return tree
-
-
-def _executable(base: Path) -> Path:
-    _write(base / "tools" / "run.sh", 300, 20)
-    (base / "tools" / "run.sh").chmod(0o755)  # BEP 47 attr "x", as libtorrent writes it
-    _write(base / "tools" / "readme", 50_000, 21)
-    return base / "tools"
-
-
-SHAPES: dict[str, Callable[[Path], Path]] = {
-    "single": _single,
-    "single_whole_pieces": _single_whole_pieces,
-    "one_in_folder": _one_in_folder,
-    "one_in_subfolder": _one_in_subfolder,
-    "one_and_an_empty_file": _one_and_an_empty_file,
-    "several": _several,
-    "empty_files": _empty_files,
-    "whole_pieces": _whole_pieces,
-    "nested": _nested,
-    "executable": _executable,
-}
-
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: make(tmp_path_factory.mktemp(name)) for name, make in SHAPES.items()}
-
-
-def _libtorrent_torrent(path: Path, version: str, flags: int = 0) -> bytes:
-    if FLAGS[version] is not None:
-        flags |= getattr(lt.create_torrent, FLAGS[version])
-    # libtorrent keeps a v1 torrent's files in directory-listing order; v1 defines no order, so give
-    # it the files sorted as BEP 52 sorts them (v2 and hybrid torrents are sorted by libtorrent too).
-    entries = sorted(lt.list_files(str(path)), key=lambda e: e.filename.encode().split(b"/"))
-    creator = lt.create_torrent(entries, PIECE, flags=flags)
-    lt.set_piece_hashes(creator, str(path.parent))
-    return lt.bencode(creator.generate())
 
 
 def _libtorrent_view(data: bytes) -> tuple[object, list[tuple[tuple[str, ...], int]]]:
@@ -163,7 +62,7 @@ def _assert_same_reading(meta: Metainfo, data: bytes) -> None:
 def test_same_info_dictionary_as_libtorrent(inputs: dict[str, Path], shape: str, version: str) -> None:
     path = inputs[shape]
     ours = create(path, version=version, piece_length=PIECE)
-    data = _libtorrent_torrent(path, version)
+    data = libtorrent_torrent(path, version)
     theirs = Metainfo.parse(data)
 
     assert ours.info_bytes == theirs.info_bytes
@@ -186,7 +85,7 @@ def test_libtorrent_loads_peerloom_torrents(inputs: dict[str, Path], shape: str,
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_hybrid_without_tail_padding_is_read(inputs: dict[str, Path], shape: str) -> None:
     """libtorrent before 2.0.? put pads before files and none after the last; it still reads those, so do we."""
-    data = _libtorrent_torrent(inputs[shape], "hybrid", flags=lt.create_torrent.canonical_files_no_tail_padding)
+    data = libtorrent_torrent(inputs[shape], "hybrid", tail_padding=False)
     meta = Metainfo.parse(data)
     assert meta.version == "hybrid"
     _assert_same_reading(meta, data)
@@ -195,9 +94,9 @@ def test_hybrid_without_tail_padding_is_read(inputs: dict[str, Path], shape: str
 
 def test_hybrids_of_several_files_have_pad_files(inputs: dict[str, Path]) -> None:
     """BEP 47 pads after every file that ends inside a piece, the last one too; none for a lone file."""
-    several = Metainfo.parse(_libtorrent_torrent(inputs["several"], "hybrid"))
+    several = Metainfo.parse(libtorrent_torrent(inputs["several"], "hybrid"))
     assert [f.is_pad for f in several.files] == [False, True] * 5
-    alone = Metainfo.parse(_libtorrent_torrent(inputs["one_in_folder"], "hybrid"))
+    alone = Metainfo.parse(libtorrent_torrent(inputs["one_in_folder"], "hybrid"))
     assert [f.path for f in alone.files] == [("d", "f")]
 
 

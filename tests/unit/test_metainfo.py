@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ from peerloom.codec.bencode import decode, encode
 from peerloom.torrent.create import create
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
 
-BAD = sorted((Path(__file__).parent.parent / "data" / "bad_torrents").glob("*.torrent"))
+DATA = Path(__file__).parent.parent / "data"
+BAD = sorted((DATA / "bad_torrents").glob("*.torrent"))
+LIBTORRENT = json.loads((DATA / "libtorrent_torrents" / "manifest.json").read_text())
 
 
 def test_corpus_is_present():
@@ -238,3 +241,15 @@ def test_hybrid_with_extra_pieces_of_padding_at_the_end_is_refused():
     )
     with pytest.raises(MetainfoError, match="4 pieces in v1, 3 in v2"):
         Metainfo.from_info(encode(info))
+
+
+@pytest.mark.parametrize("name", sorted(LIBTORRENT))
+def test_libtorrent_torrents_are_read_as_libtorrent_reads_them(name: str):
+    """libtorrent 2.1.1's torrents of every shape (tests/data/make_libtorrent_torrents.py), and what it saw."""
+    meta = Metainfo.parse((DATA / "libtorrent_torrents" / name).read_bytes())
+    want = LIBTORRENT[name]
+    assert (meta.info_hash_v1 or b"").hex() == (want["info_hash_v1"] or "")
+    assert (meta.info_hash_v2 or b"").hex() == (want["info_hash_v2"] or "")
+    assert meta.num_pieces == want["num_pieces"] and meta.piece_length == want["piece_length"]
+    assert [[list(f.path), f.length] for f in meta.data_files] == want["files"]
+    assert Metainfo.parse(meta.to_bytes()) == meta
