@@ -154,13 +154,14 @@ def report_skipped(source: Source) -> None:
     """One line on stderr for each kind of entry a scan left out: symlinks (never followed) and special files.
     Plain `print`, not rich: file names are not markup. Unprintable names are shown escaped."""
     for kind, why, paths in (
-        ("symlinks", "not followed", source.symlinks),
-        ("special files", "not regular files", source.special),
+        ("symlink", "not followed", source.symlinks),
+        ("special file", "FIFO, socket or device", source.special),
     ):
         if paths:
             shown = [p if p.isprintable() else repr(p) for p in paths[:20]]
             more = f", and {len(paths) - 20} more" if len(paths) > 20 else ""
-            print(f"skipped {len(paths)} {kind} ({why}): {', '.join(shown)}{more}", file=sys.stderr)
+            counted = f"{len(paths)} {kind}" + ("s" if len(paths) > 1 else "")
+            print(f"skipped {counted} ({why}): {', '.join(shown)}{more}", file=sys.stderr)
 
 
 @app.command()

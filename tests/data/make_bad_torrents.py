@@ -136,6 +136,10 @@ def cases() -> dict[str, bytes]:
         "v2_too_many_pieces": encode(
             with_info(v2, file_tree={"f.bin": {"": {"length": 2**50, "pieces root": bytes(32)}}})
         ),
+        "path_twice": encode(with_info(v1, files=[{"length": 10, "path": ["a"]}, {"length": 5, "path": ["a"]}])),
+        "path_file_over_folder": encode(
+            with_info(v1, files=[{"length": 10, "path": ["a"]}, {"length": 5, "path": ["a", "b"]}])
+        ),
         "name_too_long": encode(with_info(v1, name="n" * 256)),
         "path_component_too_long": encode(with_info(v1, files=[{"length": 15, "path": ["é" * 128]}])),
         "v2_tree_key_too_long": encode(

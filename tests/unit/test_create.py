@@ -221,3 +221,11 @@ def test_dot_is_the_current_folder(tmp_path: Path, monkeypatch):
     (tmp_path / "here" / "f").write_bytes(b"x")
     monkeypatch.chdir(tmp_path / "here")
     assert create(".").name == "here"
+
+
+def test_folders_nested_too_deep_are_refused(tmp_path: Path):
+    deep = tmp_path.joinpath("top", *["d"] * 70)
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    with pytest.raises(CreateError, match="nested more than 64"):
+        scan(tmp_path / "top")

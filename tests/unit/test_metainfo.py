@@ -253,3 +253,32 @@ def test_libtorrent_torrents_are_read_as_libtorrent_reads_them(name: str):
     assert meta.num_pieces == want["num_pieces"] and meta.piece_length == want["piece_length"]
     assert [[list(f.path), f.length] for f in meta.data_files] == want["files"]
     assert Metainfo.parse(meta.to_bytes()) == meta
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"name": "d", "piece length": 16384, "pieces": bytes(20),
+         "files": [{"length": 5, "path": ["a"]}, {"length": 6, "path": ["a"]}]},
+        {"name": "d", "piece length": 16384, "pieces": bytes(20),
+         "files": [{"length": 5, "path": ["a"]}, {"length": 6, "path": ["a", "b"]}]},
+        # two keys that are different bytes but the same text once undecodable bytes are replaced
+        {"name": "d", "piece length": 16384, "meta version": 2, "file tree": {
+            b"\xff": {"": {"length": 5, "pieces root": b"r" * 32}},
+            b"\xfe": {"": {"length": 5, "pieces root": b"s" * 32}}}},
+    ],
+    ids=["v1_same_path_twice", "v1_file_over_a_folder", "v2_names_equal_once_decoded"],
+)
+def test_two_files_at_one_path_are_refused(info: dict):
+    """Both would be written to one place on disk (or one under the other, which cannot be created)."""
+    with pytest.raises(MetainfoError, match=r"two files|file and a folder"):
+        Metainfo.from_info(encode(info))
+
+
+def test_pad_files_may_share_a_path():
+    """libtorrent names pads by their size (.pad/N): two files with the same tail get two equal pads."""
+    info = {"name": "d", "piece length": 16384, "pieces": bytes(60), "files": [
+        {"length": 100, "path": ["a"]}, {"length": 16284, "path": [".pad", "16284"], "attr": "p"},
+        {"length": 100, "path": ["b"]}, {"length": 16284, "path": [".pad", "16284"], "attr": "p"},
+        {"length": 100, "path": ["c"]}]}
+    assert [f.path[-1] for f in Metainfo.from_info(encode(info)).data_files] == ["a", "b", "c"]

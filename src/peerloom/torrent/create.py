@@ -30,7 +30,7 @@ from peerloom import __version__
 from peerloom.codec.bencode import encode
 from peerloom.errors import PeerloomError
 from peerloom.torrent.merkle import BLOCK_SIZE, merkle_root, pad_hash, piece_hash
-from peerloom.torrent.metainfo import Metainfo, Version
+from peerloom.torrent.metainfo import MAX_PATH_DEPTH, Metainfo, Version
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Bytes read and handed to a hashing thread at once (rounded to whole pieces)."""
@@ -100,6 +100,8 @@ def scan(path: str | os.PathLike[str]) -> Source:
 
 
 def _walk(directory: Path, relative: tuple[str, ...], source: Source) -> None:
+    if len(relative) >= MAX_PATH_DEPTH:  # no torrent reader would take deeper paths
+        raise CreateError(f"{directory}: folders nested more than {MAX_PATH_DEPTH} deep")
     try:
         with os.scandir(directory) as entries:
             listed = list(entries)
@@ -134,8 +136,7 @@ def check_piece_length(piece_length: int) -> None:
 
 def _size(n: int) -> str:
     """`n` bytes in the largest binary unit that divides it (a piece length as the user likely typed it)."""
-    for unit in ("TiB", "GiB", "MiB", "KiB"):
-        scale = 1024 ** (" KMGT".index(unit[0]))
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale and n % scale == 0:
             return f"{n // scale} {unit}"
     return f"{n} bytes"

@@ -9,6 +9,7 @@ descriptions agree on the data, so the two info-hashes can never name different 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -131,6 +132,7 @@ class Metainfo:
 
         files_v2: list[FileInfo] | None = None
         single = True
+        count_v1 = count_v2 = 0
         if has_v2:
             if piece_length < BLOCK_SIZE or piece_length & (piece_length - 1):
                 raise MetainfoError("v2 piece length must be a power of two of at least 16 KiB")
@@ -157,6 +159,7 @@ class Metainfo:
             files_v1 = [f if f.is_pad else replace(f, pieces_root=next(roots)) for f in files_v1]
         files = files_v1 if files_v1 is not None else files_v2
         assert files is not None
+        _check_distinct_paths(files)
         layers = _check_piece_layers(files_v2 or [], piece_layers or {}, piece_length)
         return cls(
             name=name,
@@ -351,6 +354,19 @@ def _v2_leaf(path: tuple[str, ...], leaf: Any) -> tuple[tuple[str, ...], int, by
     if not isinstance(attr, bytes):
         raise MetainfoError("file attr is not a string")
     return path, length, root, attr.decode("ascii", errors="replace")
+
+
+def _check_distinct_paths(files: list[FileInfo]) -> None:
+    """No two files at one path, and no file where another needs a folder: one would overwrite the other,
+    or could not be created. Names are compared as decoded (two undecodable names can become one). Pads
+    are never written, and libtorrent names them by size (.pad/N), so equal pads are fine. Sorted, a path
+    that collides with another is next to it, so this takes one sort and no set of every folder."""
+    paths = sorted(f.path for f in files if not f.is_pad)
+    for before, after in itertools.pairwise(paths):
+        if after == before:
+            raise MetainfoError(f"two files at {'/'.join(after)!r}")
+        if after[: len(before)] == before:
+            raise MetainfoError(f"{'/'.join(before)!r} is both a file and a folder")
 
 
 def _check_hybrid(files_v1: list[FileInfo], files_v2: list[FileInfo]) -> None:
