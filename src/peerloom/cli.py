@@ -23,8 +23,8 @@ from rich.progress import (
 from peerloom import __version__
 from peerloom.errors import PeerloomError
 from peerloom.files import write_atomically
+from peerloom.torrent.create import Source, check_piece_length, scan
 from peerloom.torrent.create import create as create_torrent
-from peerloom.torrent.create import scan
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import MAX_TORRENT_SIZE, Metainfo, Version
 
@@ -121,14 +121,18 @@ def create(
 
     def run() -> Metainfo:
         size = parse_size(piece_length) if piece_length else None
+        if size is not None:
+            check_piece_length(size)
         target = output or Path(f"{path.resolve().name}.torrent")
         if target.exists() and not force:
             raise UserError(f"{target} already exists (use --force to overwrite)")
-        total = sum(f.length for f in scan(path))
+        source = scan(path)
+        report_skipped(source)
+        total = source.total_length
         with hashing_progress(total, "hashing") as progress:
             task = progress.add_task(f"hashing {path.name}", total=total)
             meta = create_torrent(
-                path,
+                source,
                 version=version,
                 piece_length=size,
                 trackers=tracker or (),
@@ -144,6 +148,20 @@ def create(
 
     meta = guarded(run)
     show_metainfo(meta, as_json)
+
+
+def report_skipped(source: Source) -> None:
+    """One line on stderr for each kind of entry a scan left out: symlinks (never followed) and special files.
+    Plain `print`, not rich: file names are not markup. Unprintable names are shown escaped."""
+    for kind, why, paths in (
+        ("symlink", "not followed", source.symlinks),
+        ("special file", "FIFO, socket or device", source.special),
+    ):
+        if paths:
+            shown = [p if p.isprintable() else repr(p) for p in paths[:20]]
+            more = f", and {len(paths) - 20} more" if len(paths) > 20 else ""
+            counted = f"{len(paths)} {kind}" + ("s" if len(paths) > 1 else "")
+            print(f"skipped {counted} ({why}): {', '.join(shown)}{more}", file=sys.stderr)
 
 
 @app.command()

@@ -26,11 +26,13 @@ from peerloom.cli import (
     human_size,
     out,
     parse_size,
+    report_skipped,
     write_atomically,
 )
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.identity import PeerId, PeerIdError
 from peerloom.node import Node, Settings, default_home
+from peerloom.torrent.create import scan
 from peerloom.torrent.magnet import Magnet, MagnetError, parse_peer_address
 from peerloom.torrent.swarm import Torrent, TorrentStatus
 
@@ -325,6 +327,8 @@ def share(
     version = "v1" if v1 else "v2" if v2 else "hybrid"
     if not path.exists():
         fail(f"no such file or directory: {path}")
+    source = guarded(lambda: scan(path))
+    report_skipped(source)
     client = None if no_daemon else running_daemon(home)
     if client is not None:
         if private or tracker or torrent_out or status_lines:
@@ -336,7 +340,7 @@ def share(
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
-            total = sum(f.stat().st_size for f in ([path] if path.is_file() else path.rglob("*")) if f.is_file())
+            total = source.total_length
             with hashing_progress(total, "hashing") as bar:
                 task = bar.add_task(f"hashing {path.name}", total=total)
                 loop = asyncio.get_running_loop()

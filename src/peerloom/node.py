@@ -38,7 +38,7 @@ from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
 from peerloom.net.stream import Stream, StreamTransport
-from peerloom.torrent.create import create
+from peerloom.torrent.create import create, seed_directory
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import PeerConnection
@@ -334,7 +334,7 @@ class Node:
             create, path, version=version, piece_length=piece_length, trackers=[[t] for t in trackers or []],
             private=private or allow is not None, progress=progress,
         )
-        return await self.add(meta, path.parent, trusted_complete=True, seed_only=True, allow=allow)
+        return await self.add(meta, seed_directory(path, meta), trusted_complete=True, seed_only=True, allow=allow)
 
     async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
         await torrent.stop()

@@ -60,6 +60,18 @@ def cases() -> dict[str, bytes]:
         v2, file_tree={"f.bin": {"": {"length": 3 * PIECE, "pieces root": bytes(32)}}}
     )
     big_v2["piece layers"] = {bytes(32): bytes(96)}
+    # a folder `d` holding `f` (3 pieces), hybrid as libtorrent makes it; each case below breaks one agreement
+    one_in_folder = {
+        "info": {
+            "name": "d",
+            "piece length": PIECE,
+            "meta version": 2,
+            "files": [{"length": 40_000, "path": ["f"]}],
+            "file tree": {"f": {"": {"length": 40_000, "pieces root": bytes(32)}}},
+            "pieces": bytes(60),
+        }
+    }
+    pad = {"length": PIECE, "path": [".pad", str(PIECE)], "attr": "p"}
     return {
         "empty": b"",
         "not_bencode": b"this is not a torrent\n",
@@ -114,6 +126,25 @@ def cases() -> dict[str, bytes]:
         "v2_piece_layer_wrong_root": encode(big_v2),
         "v2_piece_layers_bad_type": encode({**v2, "piece layers": {b"short": b""}}),
         "hybrid_v1_v2_disagree": encode(hybrid),
+        "hybrid_v1_file_a_piece_late": encode(
+            with_info(one_in_folder, files=[pad, {"length": 40_000, "path": ["f"]}], pieces=bytes(80))
+        ),
+        "hybrid_v1_more_pieces_than_v2": encode(
+            with_info(one_in_folder, files=[{"length": 40_000, "path": ["f"]}, pad], pieces=bytes(80))
+        ),
+        "hybrid_v1_single_file_v2_in_folder": encode(with_info(one_in_folder, files=None, length=40_000)),
+        "v2_too_many_pieces": encode(
+            with_info(v2, file_tree={"f.bin": {"": {"length": 2**50, "pieces root": bytes(32)}}})
+        ),
+        "path_twice": encode(with_info(v1, files=[{"length": 10, "path": ["a"]}, {"length": 5, "path": ["a"]}])),
+        "path_file_over_folder": encode(
+            with_info(v1, files=[{"length": 10, "path": ["a"]}, {"length": 5, "path": ["a", "b"]}])
+        ),
+        "name_too_long": encode(with_info(v1, name="n" * 256)),
+        "path_component_too_long": encode(with_info(v1, files=[{"length": 15, "path": ["é" * 128]}])),
+        "v2_tree_key_too_long": encode(
+            with_info(v2, file_tree={"x" * 256: {"": {"length": 100, "pieces root": bytes(32)}}})
+        ),
     }
 
 

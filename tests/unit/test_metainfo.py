@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ from peerloom.codec.bencode import decode, encode
 from peerloom.torrent.create import create
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
 
-BAD = sorted((Path(__file__).parent.parent / "data" / "bad_torrents").glob("*.torrent"))
+DATA = Path(__file__).parent.parent / "data"
+BAD = sorted((DATA / "bad_torrents").glob("*.torrent"))
+LIBTORRENT = json.loads((DATA / "libtorrent_torrents" / "manifest.json").read_text())
 
 
 def test_corpus_is_present():
@@ -146,3 +149,136 @@ def test_mutated_valid_torrent_raises_only_metainfo_error(data):
         Metainfo.parse(bytes(good))
     except MetainfoError:
         pass
+
+
+def hybrid_one_file_in_folder_info(**extra) -> dict:
+    """libtorrent's hybrid of a folder `d` holding one file `f` of 3 pieces: a v1 `files` list of one
+    entry and no pad (libtorrent pads only torrents of several files), a v2 tree of one leaf."""
+    return {
+        "name": "d",
+        "piece length": 16384,
+        "meta version": 2,
+        "files": [{"length": 40000, "path": ["f"]}],
+        "file tree": {"f": {"": {"length": 40000, "pieces root": b"r" * 32}}},
+        "pieces": b"h" * 60,
+        **extra,
+    }
+
+
+def test_hybrid_of_a_folder_holding_one_file():
+    meta = Metainfo.from_info(encode(hybrid_one_file_in_folder_info()))
+    assert meta.version == "hybrid"
+    assert not meta.single_file  # the v1 `files` list says so: the file goes into the folder
+    assert [(f.path, f.length, f.pieces_root) for f in meta.files] == [(("d", "f"), 40000, b"r" * 32)]
+    assert meta.num_pieces == 3
+
+
+def test_v2_tree_of_one_leaf_without_a_v1_list_is_a_single_file():
+    """BEP 52 has no single/multi flag; libtorrent reads a tree of one file at its top as a single file
+    saved by the tree's key (not by `name`), and so do we, or the two would save it to different paths."""
+    info = hybrid_one_file_in_folder_info()
+    for key in ("files", "pieces"):
+        del info[key]
+    meta = Metainfo.from_info(encode(info))
+    assert meta.single_file
+    assert [f.path for f in meta.files] == [("f",)]
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        # v1 says "a single file named d", v2 says "a file named f"
+        ({"files": None, "length": 40000}, "different files"),
+        # the v1 stream puts f a whole piece later than the v2 layout does
+        ({"files": [{"length": 16384, "path": [".pad", "16384"], "attr": "p"}, {"length": 40000, "path": ["f"]}],
+          "pieces": b"h" * 80}, "offset"),
+    ],
+)
+def test_hybrid_whose_v1_and_v2_disagree_is_refused(change: dict, match: str):
+    info = hybrid_one_file_in_folder_info()
+    for key, value in change.items():
+        if value is None:
+            del info[key]
+        else:
+            info[key] = value
+    with pytest.raises(MetainfoError, match=match):
+        Metainfo.from_info(encode(info))
+
+
+@pytest.mark.parametrize(
+    ("info", "match"),
+    [
+        (v1_single_info(**{"piece length": 1 << 40}), "piece length"),
+        (v1_single_info(**{"piece length": (1 << 28) + 16384}), "piece length"),
+        # 2**21 + 1 pieces, each hash present: bounded like libtorrent's default max_pieces
+        (v1_single_info(**{"length": (2**21 + 1) * 16384, "pieces": bytes(20 * (2**21 + 1))}), "pieces"),
+        # a v2 file claiming 2**50 bytes in 16 KiB pieces: 2**36 pieces, no hash list to give it away
+        ({"name": "f", "piece length": 16384, "meta version": 2,
+          "file tree": {"f": {"": {"length": 1 << 50, "pieces root": b"r" * 32}}}}, "pieces"),
+        (v1_single_info(name="n" * 256), "too long"),
+        ({"name": "d", "piece length": 16384, "pieces": bytes(20),
+          "files": [{"length": 5, "path": ["ok", "é" * 128]}]}, "too long"),
+        ({"name": "d", "piece length": 16384, "meta version": 2,
+          "file tree": {"x" * 256: {"": {"length": 5, "pieces root": b"r" * 32}}}}, "too long"),
+    ],
+    ids=["piece_length_2_40", "piece_length_over_256M", "v1_too_many_pieces", "v2_too_many_pieces",
+         "long_name", "long_v1_component", "long_v2_component"],
+)
+def test_claimed_sizes_are_bounded_before_use(info: dict, match: str):
+    with pytest.raises(MetainfoError, match=match):
+        Metainfo.from_info(encode(info))
+
+
+def test_largest_accepted_piece_length():
+    meta = Metainfo.from_info(encode(v1_single_info(**{"piece length": 1 << 28, "pieces": bytes(20)})))
+    assert meta.piece_length == 1 << 28 and meta.num_pieces == 1
+
+
+def test_hybrid_with_extra_pieces_of_padding_at_the_end_is_refused():
+    info = hybrid_one_file_in_folder_info(
+        files=[{"length": 40000, "path": ["f"]}, {"length": 8768 + 16384, "path": [".pad", "25152"], "attr": "p"}],
+        pieces=b"h" * 80,
+    )
+    with pytest.raises(MetainfoError, match="4 pieces in v1, 3 in v2"):
+        Metainfo.from_info(encode(info))
+
+
+@pytest.mark.parametrize("name", sorted(LIBTORRENT))
+def test_libtorrent_torrents_are_read_as_libtorrent_reads_them(name: str):
+    """libtorrent 2.1.1's torrents of every shape (tests/data/make_libtorrent_torrents.py), and what it saw."""
+    meta = Metainfo.parse((DATA / "libtorrent_torrents" / name).read_bytes())
+    want = LIBTORRENT[name]
+    assert (meta.info_hash_v1 or b"").hex() == (want["info_hash_v1"] or "")
+    assert (meta.info_hash_v2 or b"").hex() == (want["info_hash_v2"] or "")
+    assert meta.num_pieces == want["num_pieces"] and meta.piece_length == want["piece_length"]
+    assert [[list(f.path), f.length] for f in meta.data_files] == want["files"]
+    assert Metainfo.parse(meta.to_bytes()) == meta
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"name": "d", "piece length": 16384, "pieces": bytes(20),
+         "files": [{"length": 5, "path": ["a"]}, {"length": 6, "path": ["a"]}]},
+        {"name": "d", "piece length": 16384, "pieces": bytes(20),
+         "files": [{"length": 5, "path": ["a"]}, {"length": 6, "path": ["a", "b"]}]},
+        # two keys that are different bytes but the same text once undecodable bytes are replaced
+        {"name": "d", "piece length": 16384, "meta version": 2, "file tree": {
+            b"\xff": {"": {"length": 5, "pieces root": b"r" * 32}},
+            b"\xfe": {"": {"length": 5, "pieces root": b"s" * 32}}}},
+    ],
+    ids=["v1_same_path_twice", "v1_file_over_a_folder", "v2_names_equal_once_decoded"],
+)
+def test_two_files_at_one_path_are_refused(info: dict):
+    """Both would be written to one place on disk (or one under the other, which cannot be created)."""
+    with pytest.raises(MetainfoError, match=r"two files|file and a folder"):
+        Metainfo.from_info(encode(info))
+
+
+def test_pad_files_may_share_a_path():
+    """libtorrent names pads by their size (.pad/N): two files with the same tail get two equal pads."""
+    info = {"name": "d", "piece length": 16384, "pieces": bytes(60), "files": [
+        {"length": 100, "path": ["a"]}, {"length": 16284, "path": [".pad", "16284"], "attr": "p"},
+        {"length": 100, "path": ["b"]}, {"length": 16284, "path": [".pad", "16284"], "attr": "p"},
+        {"length": 100, "path": ["c"]}]}
+    assert [f.path[-1] for f in Metainfo.from_info(encode(info)).data_files] == ["a", "b", "c"]

@@ -148,16 +148,17 @@ class Daemon:
             target = self.roots.share_path(path)
         if not target.exists():
             raise ApiError(400, f"no such file or folder: {target}")
-        from peerloom.torrent.create import create
+        from peerloom.torrent.create import create, seed_directory
 
         try:
             meta = await asyncio.to_thread(create, target, version=version)
         except PeerloomError as exc:
             raise ApiError(400, str(exc)) from exc
+        folder = seed_directory(target, meta)  # a v2-only torrent of a one-file folder is seeded from inside it
         with _path_errors():
-            await asyncio.to_thread(check_files, meta, target.parent, self.roots.share)
+            await asyncio.to_thread(check_files, meta, folder, self.roots.share)
         self._refuse_duplicate([meta.info_hash_v1, meta.info_hash_v2])
-        entry = Entry(id="", save_path=str(target.parent), torrent=meta.to_bytes(), shared=True)
+        entry = Entry(id="", save_path=str(folder), torrent=meta.to_bytes(), shared=True)
         return await self._add(entry)
 
     async def _add(self, entry: Entry, *, overwrite: bool = False) -> Torrent:

@@ -3,14 +3,21 @@
 Hashing is the cost, so it streams: files are read in chunks of whole pieces into a few reused
 buffers, and worker threads hash them (hashlib releases the GIL), so memory stays bounded and both
 cores work. Files are ordered as BEP 52's file tree orders them (sorted by name at each level), and
-for hybrid torrents each file is aligned to a piece boundary by BEP 47 pad files, as mainstream
-clients do.
+for hybrid torrents of several files each file is aligned to a piece boundary by BEP 47 pad files,
+as libtorrent does; the info dictionary is byte for byte the one libtorrent 2.x makes of the same
+input.
+
+Symbolic links inside a folder are never followed, neither to files nor to folders: a link could
+publish a file from outside the folder (`ln -s ~/.ssh/id_ed25519`) or loop. `scan` lists the links
+and special files it left out so that the caller can say so. The path given itself may be a link:
+the user named it, so it is resolved, and the torrent takes the name of what it points to.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -23,14 +30,19 @@ from peerloom import __version__
 from peerloom.codec.bencode import encode
 from peerloom.errors import PeerloomError
 from peerloom.torrent.merkle import BLOCK_SIZE, merkle_root, pad_hash, piece_hash
-from peerloom.torrent.metainfo import Metainfo, Version
+from peerloom.torrent.metainfo import MAX_PATH_DEPTH, Metainfo, Version
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Bytes read and handed to a hashing thread at once (rounded to whole pieces)."""
+BUFFER_BUDGET = 64 * 1024 * 1024
+"""Bytes of read buffers when pieces are large (a chunk is at least one piece): at least two buffers."""
 
 MIN_PIECE_LENGTH = BLOCK_SIZE
+MAX_PIECE_LENGTH = 128 * 1024 * 1024
+"""libtorrent refuses to create larger pieces ("some clients don't support pieces this large")."""
 MAX_AUTO_PIECE_LENGTH = 16 * 1024 * 1024
 TARGET_MAX_PIECES = 2000
+_ZEROS = memoryview(bytes(1024 * 1024))
 
 
 class CreateError(PeerloomError):
@@ -44,35 +56,98 @@ class SourceFile:
     path: tuple[str, ...]
     disk_path: Path
     length: int
+    executable: bool = False
 
 
-def scan(root: Path) -> list[SourceFile]:
-    """The regular files under `root` (or `root` itself), in BEP 52 file-tree order.
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What `scan` found: the files to hash, and what it left out (paths relative to `root`)."""
 
-    Symbolic links to files are followed; links to directories are not (they could loop).
+    root: Path
+    files: list[SourceFile]
+    symlinks: list[str]
+    special: list[str]  # FIFOs, sockets, devices
+
+    @property
+    def total_length(self) -> int:
+        return sum(f.length for f in self.files)
+
+
+def scan(path: str | os.PathLike[str]) -> Source:
+    """The regular files under `path` (or `path` itself), in BEP 52 file-tree order.
+
+    `path` is resolved (a link given here is followed); inside a folder, links are skipped, never followed.
     """
-    if not root.exists():
-        raise CreateError(f"{root}: no such file or directory")
-    if root.is_file():
-        return [SourceFile((root.name,), root, root.stat().st_size)]
-    if not root.is_dir():
-        raise CreateError(f"{root}: not a regular file or directory")
-    files = []
-    for directory, dirnames, filenames in os.walk(root, onerror=_raise_walk_error):
-        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(directory, d))]
-        relative = Path(directory).relative_to(root).parts
-        for filename in filenames:
-            disk_path = Path(directory, filename)
-            if disk_path.is_file():
-                files.append(SourceFile((*relative, filename), disk_path, disk_path.stat().st_size))
-    if not files:
-        raise CreateError(f"{root}: directory holds no files")
-    files.sort(key=lambda f: [part.encode("utf-8", errors="surrogateescape") for part in f.path])
-    return files
+    root = Path(path).resolve()
+    try:
+        info = root.stat()
+    except FileNotFoundError:
+        raise CreateError(f"{path}: no such file or directory") from None
+    except OSError as exc:
+        raise CreateError(f"{path}: {exc.strerror}") from exc
+    if stat.S_ISREG(info.st_mode):
+        return Source(root, [SourceFile((root.name,), root, info.st_size, _executable(info.st_mode))], [], [])
+    if not stat.S_ISDIR(info.st_mode):
+        raise CreateError(f"{path}: not a regular file or directory")
+    source = Source(root, [], [], [])
+    _walk(root, (), source)
+    if not source.files:
+        raise CreateError(f"{path}: directory holds no files")
+    source.files.sort(key=lambda f: [part.encode("utf-8", errors="surrogateescape") for part in f.path])
+    source.symlinks.sort()
+    source.special.sort()
+    return source
 
 
-def _raise_walk_error(error: OSError) -> None:
-    raise CreateError(f"{error.filename}: {error.strerror}")
+def _walk(directory: Path, relative: tuple[str, ...], source: Source) -> None:
+    if len(relative) >= MAX_PATH_DEPTH:  # no torrent reader would take deeper paths
+        raise CreateError(f"{directory}: folders nested more than {MAX_PATH_DEPTH} deep")
+    try:
+        with os.scandir(directory) as entries:
+            listed = list(entries)
+    except OSError as exc:
+        raise CreateError(f"{directory}: {exc.strerror}") from exc
+    for entry in listed:
+        path = (*relative, entry.name)
+        try:
+            if entry.is_symlink():
+                source.symlinks.append("/".join(path))
+            elif entry.is_dir(follow_symlinks=False):
+                _walk(Path(entry.path), path, source)
+            elif entry.is_file(follow_symlinks=False):
+                info = entry.stat(follow_symlinks=False)
+                source.files.append(SourceFile(path, Path(entry.path), info.st_size, _executable(info.st_mode)))
+            else:
+                source.special.append("/".join(path))
+        except OSError as exc:
+            raise CreateError(f"{entry.path}: {exc.strerror}") from exc
+
+
+def _executable(mode: int) -> bool:
+    """Marked executable in the torrent (BEP 47 attr "x") when its owner may run it, as libtorrent does."""
+    return bool(mode & stat.S_IXUSR)
+
+
+def check_piece_length(piece_length: int) -> None:
+    """Refuse a piece length a torrent should not have, before anything is read or allocated."""
+    if not MIN_PIECE_LENGTH <= piece_length <= MAX_PIECE_LENGTH or piece_length & (piece_length - 1):
+        raise CreateError(f"piece length must be a power of two from 16 KiB to 128 MiB, not {_size(piece_length)}")
+
+
+def _size(n: int) -> str:
+    """`n` bytes in the largest binary unit that divides it (a piece length as the user likely typed it)."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def seed_directory(path: str | os.PathLike[str], meta: Metainfo) -> Path:
+    """The folder a torrent made of `path` is seeded from: the one holding `path`, except for a folder
+    holding one file made into a v2-only torrent. Its file tree is that one file (BEP 52 has no way to
+    say "in a folder"; libtorrent reads it so), which is then found inside the folder itself."""
+    root = Path(path).resolve()
+    return root if meta.single_file and root.is_dir() else root.parent
 
 
 def auto_piece_length(total_length: int) -> int:
@@ -93,7 +168,7 @@ class _Job:
 
 
 def create(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Source,
     *,
     version: Version = "hybrid",
     piece_length: int | None = None,
@@ -106,24 +181,25 @@ def create(
     progress: Callable[[int], None] | None = None,
     threads: int | None = None,
 ) -> Metainfo:
-    """Hash `path` and return its torrent.
+    """Hash `path` (or what a `scan` found) and return its torrent.
 
     `trackers` holds URLs or tiers of URLs (BEP 12). `progress` is called with each count of bytes
     hashed. `creation_date` defaults to now.
     """
-    root = Path(path)
-    files = scan(root)
-    total = sum(f.length for f in files)
+    if piece_length is not None:
+        check_piece_length(piece_length)
+    source = path if isinstance(path, Source) else scan(path)
+    files = source.files
     if piece_length is None:
-        piece_length = auto_piece_length(total)
-    elif piece_length < MIN_PIECE_LENGTH or piece_length & (piece_length - 1):
-        raise CreateError("piece length must be a power of two of at least 16 KiB")
-    single = root.is_file()
-    pads = version == "hybrid" and not single
+        piece_length = auto_piece_length(source.total_length)
+    single = source.root.is_file()
+    # libtorrent pads only torrents of several files (create_torrent.cpp, canonicalize): a lone file,
+    # alone or in a folder, has nothing after it to align.
+    pads = version == "hybrid" and len(files) > 1
     hasher = _Hasher(files, piece_length, version, pads, threads or min(2, os.cpu_count() or 1))
     hasher.run(progress)
 
-    info: dict[str, Any] = {"name": root.name, "piece length": piece_length}
+    info: dict[str, Any] = {"name": source.root.name, "piece length": piece_length}
     if private:
         info["private"] = 1
     if version in ("v1", "hybrid"):
@@ -152,12 +228,16 @@ def _v1_file_list(files: Sequence[SourceFile], piece_length: int, pads: bool) ->
     filling that piece (the last file too), the layout libtorrent writes for hybrid torrents."""
     entries: list[dict[str, Any]] = []
     for f in files:
-        entries.append({"length": f.length, "path": list(f.path)})
+        entries.append({"length": f.length, "path": list(f.path), **_attr(f)})
         tail = f.length % piece_length
         if pads and tail:
             pad = piece_length - tail
             entries.append({"attr": "p", "length": pad, "path": [".pad", str(pad)]})
     return entries
+
+
+def _attr(f: SourceFile) -> dict[str, str]:
+    return {"attr": "x"} if f.executable else {}
 
 
 def _file_tree(files: Sequence[SourceFile], roots: Sequence[bytes | None]) -> dict[str, Any]:
@@ -166,7 +246,7 @@ def _file_tree(files: Sequence[SourceFile], roots: Sequence[bytes | None]) -> di
         node = tree
         for part in f.path[:-1]:
             node = node.setdefault(part, {})
-        leaf: dict[str, Any] = {"length": f.length}
+        leaf: dict[str, Any] = {"length": f.length, **_attr(f)}
         if root is not None:
             leaf["pieces root"] = root
         node[f.path[-1]] = {"": leaf}
@@ -190,10 +270,10 @@ class _Hasher:
         self.roots: list[bytes | None] = [None] * len(files)
         self.layers: dict[bytes, bytes] = {}
         self._file_pieces: list[list[bytes]] = [[] for _ in files]
-        self._zeros = bytes(piece_length) if pads else b""
 
     def run(self, progress: Callable[[int], None] | None) -> None:
-        buffers = [bytearray(self.chunk) for _ in range(2 * self.threads + 1)]
+        count = max(2, min(2 * self.threads + 1, BUFFER_BUDGET // self.chunk))
+        buffers = [bytearray(self.chunk) for _ in range(count)]
         pending: deque[tuple[_Job, Future[Any], bytearray]] = deque()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="peerloom-hash") as pool:
             jobs = self._jobs_by_file() if self.v2 else self._jobs_v1_stream()
@@ -232,7 +312,8 @@ class _Hasher:
             tail = len(data) % step
             if job.pad_to_piece and tail:
                 last = hashlib.sha1(data[len(data) - tail :])
-                last.update(self._zeros[tail:])
+                for done in range(tail, step, len(_ZEROS)):  # the pad file's zeros
+                    last.update(_ZEROS[: min(len(_ZEROS), step - done)])
                 sha1s[-1] = last.digest()
         nodes = []
         if self.v2:

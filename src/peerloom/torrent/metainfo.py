@@ -9,6 +9,7 @@ descriptions agree on the data, so the two info-hashes can never name different 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -23,7 +24,13 @@ MAX_TORRENT_SIZE = 100 * 1024 * 1024
 
 MAX_FILES = 1_000_000
 MAX_PATH_DEPTH = 64
-MAX_PIECE_LENGTH = 1 << 28  # 256 MiB; mainstream clients stop at 16-32 MiB
+MAX_COMPONENT_BYTES = 255
+"""Longest file or folder name (UTF-8 bytes): what Linux, macOS and Windows file systems store."""
+MAX_PIECE_LENGTH = 1 << 28
+"""256 MiB, the largest piece mktorrent makes; libtorrent loads up to ~512 MiB but creates at most 128 MiB."""
+MAX_PIECES = 1 << 21
+"""libtorrent's default `max_pieces` when it loads a torrent: a claimed length can never make us size a
+bitfield or a per-piece table beyond this (a v2 torrent carries no hash list that would give a lie away)."""
 MAX_TOTAL_LENGTH = 1 << 53  # 8 PiB
 
 Version = Literal["v1", "v2", "hybrid"]
@@ -125,10 +132,15 @@ class Metainfo:
 
         files_v2: list[FileInfo] | None = None
         single = True
+        count_v1 = count_v2 = 0
         if has_v2:
             if piece_length < BLOCK_SIZE or piece_length & (piece_length - 1):
                 raise MetainfoError("v2 piece length must be a power of two of at least 16 KiB")
-            files_v2, single = _v2_files(info.get(b"file tree"), name, piece_length)
+            # A hybrid's v1 half says whether the files sit in a folder (a `files` list) or the torrent is
+            # one file (`length`); a v2 tree alone cannot tell a folder holding one file from a single file.
+            multi = b"files" in info if has_v1 else None
+            files_v2, single = _v2_files(info.get(b"file tree"), name, piece_length, multi)
+            count_v2 = _check_piece_count(sum(math.ceil(f.length / piece_length) for f in files_v2))
         pieces_v1 = None
         files_v1: list[FileInfo] | None = None
         if has_v1:
@@ -136,17 +148,18 @@ class Metainfo:
             pieces_v1 = info[b"pieces"]
             if not isinstance(pieces_v1, bytes) or len(pieces_v1) % 20:
                 raise MetainfoError("pieces is not a whole number of SHA-1 hashes")
-            stream = sum(f.length for f in files_v1)
-            if len(pieces_v1) // 20 != math.ceil(stream / piece_length):
-                raise MetainfoError(
-                    f"{len(pieces_v1) // 20} piece hashes for {math.ceil(stream / piece_length)} pieces"
-                )
+            count_v1 = _check_piece_count(math.ceil(sum(f.length for f in files_v1) / piece_length))
+            if len(pieces_v1) // 20 != count_v1:
+                raise MetainfoError(f"{len(pieces_v1) // 20} piece hashes for {count_v1} pieces")
         if files_v1 is not None and files_v2 is not None:
-            _check_hybrid(files_v1, files_v2, piece_length)
+            _check_hybrid(files_v1, files_v2)
+            if count_v1 != count_v2:
+                raise MetainfoError(f"hybrid torrent: {count_v1} pieces in v1, {count_v2} in v2")
             roots = iter(f.pieces_root for f in files_v2)
             files_v1 = [f if f.is_pad else replace(f, pieces_root=next(roots)) for f in files_v1]
         files = files_v1 if files_v1 is not None else files_v2
         assert files is not None
+        _check_distinct_paths(files)
         layers = _check_piece_layers(files_v2 or [], piece_layers or {}, piece_length)
         return cls(
             name=name,
@@ -230,8 +243,16 @@ def _optional_text(d: dict[bytes, Any], key: bytes) -> str | None:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else None
 
 
+def _check_piece_count(count: int) -> int:
+    if count > MAX_PIECES:
+        raise MetainfoError(f"{count} pieces: more than {MAX_PIECES}")
+    return count
+
+
 def _check_component(name: str) -> None:
     """Refuse a path component that could leave the download directory or is not a plain name."""
+    if len(name.encode("utf-8", errors="surrogatepass")) > MAX_COMPONENT_BYTES:
+        raise MetainfoError(f"file name {name[:40]!r}... is too long (over {MAX_COMPONENT_BYTES} bytes)")
     if name in ("", ".", ".."):
         raise MetainfoError(f"unsafe path component {name!r}")
     if "/" in name or "\\" in name or "\x00" in name:
@@ -277,13 +298,15 @@ def _v1_files(info: dict[bytes, Any], name: str) -> tuple[list[FileInfo], bool]:
     return files, False
 
 
-def _v2_files(tree: Any, name: str, piece_length: int) -> tuple[list[FileInfo], bool]:
+def _v2_files(tree: Any, name: str, piece_length: int, multi: bool | None) -> tuple[list[FileInfo], bool]:
+    """The files of a v2 file tree. `multi` is what a hybrid's v1 half says (None for v2 only)."""
     if not isinstance(tree, dict) or not tree:
         raise MetainfoError("file tree missing or empty")
     found: list[tuple[tuple[str, ...], int, bytes | None, str]] = []
     _walk_tree(tree, (), found)
-    # A tree holding one file at its top is a single-file torrent: the file is saved by its name.
-    single = len(found) == 1 and len(found[0][0]) == 1
+    # Without a v1 half, a tree holding one file at its top is a single-file torrent saved by the file's
+    # key, as libtorrent reads it (torrent_info.cpp, extract_files2).
+    single = not multi if multi is not None else len(found) == 1 and len(found[0][0]) == 1
     files = []
     offset = 0
     for path, length, root, attr in found:
@@ -333,14 +356,31 @@ def _v2_leaf(path: tuple[str, ...], leaf: Any) -> tuple[tuple[str, ...], int, by
     return path, length, root, attr.decode("ascii", errors="replace")
 
 
-def _check_hybrid(files_v1: list[FileInfo], files_v2: list[FileInfo], piece_length: int) -> None:
-    """A hybrid's v1 file list must be its v2 file tree in order, with pads aligning each file."""
+def _check_distinct_paths(files: list[FileInfo]) -> None:
+    """No two files at one path, and no file where another needs a folder: one would overwrite the other,
+    or could not be created. Names are compared as decoded (two undecodable names can become one). Pads
+    are never written, and libtorrent names them by size (.pad/N), so equal pads are fine. Sorted, a path
+    that collides with another is next to it, so this takes one sort and no set of every folder."""
+    paths = sorted(f.path for f in files if not f.is_pad)
+    for before, after in itertools.pairwise(paths):
+        if after == before:
+            raise MetainfoError(f"two files at {'/'.join(after)!r}")
+        if after[: len(before)] == before:
+            raise MetainfoError(f"{'/'.join(before)!r} is both a file and a folder")
+
+
+def _check_hybrid(files_v1: list[FileInfo], files_v2: list[FileInfo]) -> None:
+    """A hybrid's v1 file list must be its v2 file tree in order, each file at the same offset of the piece
+    stream (BEP 47 pads align them), so piece i is the same bytes under both info-hashes. The pad after the
+    last file may be missing, as older libtorrent versions wrote hybrids; that changes no piece count."""
     data_v1 = [f for f in files_v1 if not f.is_pad]
     if [(f.path, f.length) for f in data_v1] != [(f.path, f.length) for f in files_v2]:
         raise MetainfoError("hybrid torrent: v1 file list and v2 file tree describe different files")
-    for f in data_v1:
-        if f.length and f.offset % piece_length:
-            raise MetainfoError(f"hybrid torrent: {'/'.join(f.path)!r} does not start on a piece boundary")
+    for one, two in zip(data_v1, files_v2, strict=True):
+        if one.length and one.offset != two.offset:
+            raise MetainfoError(
+                f"hybrid torrent: {'/'.join(one.path)!r} is at offset {one.offset} in v1, {two.offset} in v2"
+            )
 
 
 def _check_piece_layers(
