@@ -147,13 +147,37 @@ def parse_host_port(text: str, option: str, *, zero: str | None = None) -> tuple
     return host, port
 
 
+def parse_listen_address(text: str, option: str) -> str:
+    """An address to listen on: an IP address or a name, without a port (that has an option of its own)."""
+    host = text.strip()
+    if host[:1] == "[" and host[-1:] == "]":
+        host = host[1:-1]
+    if ":" in host:
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            host = ""
+    if not host or "/" in host or UNSAFE.search(host) or " " in host:
+        raise UserError(f"{option} takes an address to listen on, like 0.0.0.0, 127.0.0.1 or :: (the port goes in "
+                        f"--port; got {printable(repr(text))})")
+    return host
+
+
+def checked_option(option: str, help: str, check: Callable[[str, str], T], metavar: str) -> Any:
+    """A typer option whose text `check(text, option)` reads while the command line is read, before anything starts:
+    a mistake is one line and exit 2."""
+    return typer.Option(option, help=help, metavar=metavar, parser=lambda text: usage(lambda: check(text, option)))
+
+
 def port_option(option: str, help: str, *, zero: str | None = None) -> Any:
-    """A typer option taking a port, checked while the command line is read (before anything starts)."""
+    """A typer option taking a port: 1-65535, or 0 where `zero` says what 0 means."""
+    return checked_option(option, f"{help} (0: {zero})" if zero else help,
+                          lambda text, option: parse_port(text, option, zero=zero), "PORT")
 
-    def check(text: str) -> int:
-        return usage(lambda: parse_port(text, option, zero=zero))
 
-    return typer.Option(option, help=f"{help} (0: {zero})" if zero else help, metavar="PORT", parser=check)
+def address_option(option: str, help: str) -> Any:
+    """A typer option taking an address to listen on."""
+    return checked_option(option, help, parse_listen_address, "ADDRESS")
 
 
 def parse_size(text: str) -> int:

@@ -11,7 +11,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from peerloom.cli import UserError, app, err, guarded, out, parse_host_port, port_option, print_json, printable, usage
+from peerloom.cli import (
+    UserError,
+    address_option,
+    app,
+    err,
+    guarded,
+    out,
+    parse_host_port,
+    port_option,
+    print_json,
+    printable,
+    usage,
+)
 from peerloom.cli_transfer import BootstrapOption, PublicBootstrapOption, parse_bootstrap, run
 from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address
 
@@ -27,7 +39,7 @@ dht_app = typer.Typer(
 app.add_typer(dht_app, name="dht")
 
 PortOption = Annotated[int, port_option("--port", "UDP port of this command's DHT node", zero="any free port")]
-ListenOption = Annotated[str, typer.Option("--listen", help="Address this command's DHT node binds.")]
+ListenOption = Annotated[str, address_option("--listen", "Address this command's DHT node binds.")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 HomeOption = Annotated[

@@ -20,6 +20,7 @@ from peerloom.api.runtime import read_runtime
 from peerloom.cli import (
     RateColumn,
     UserError,
+    address_option,
     app,
     description_column,
     err,
@@ -47,7 +48,7 @@ HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Node state directory (resume data, identity) [env PEERLOOM_HOME].")
 ]
 PortOption = Annotated[int, port_option("--port", "TCP port to listen on (printed)", zero="any free port")]
-HostOption = Annotated[str, typer.Option("--listen", help="Address to listen on.")]
+HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0: every IPv4 interface).")]
 StatusLines = Annotated[bool, typer.Option("--status-lines", hidden=True, help="Print a JSON status line each tick.")]
 PrivateOption = Annotated[
     bool, typer.Option("--private", help="A private swarm: only allowed keys, encrypted (secure peer layer).")
