@@ -41,6 +41,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts are plain: "[default: NAME.torrent]" is not markup
 )
 
+
 def console(*, stderr: bool = False) -> Console:
     """A console that prints every string as it is: names, paths and error texts come from the network and the file
     system, so nothing is read as rich markup (`[/x]` would crash it) or as an emoji code (`:-1:`), nothing is
@@ -172,7 +173,7 @@ def checked_option(option: str, help: str, check: Callable[[str, str], T], metav
 def port_option(option: str, help: str, *, zero: str | None = None) -> Any:
     """A typer option taking a port: 1-65535, or 0 where `zero` says what 0 means."""
     return checked_option(option, f"{help} (0: {zero})" if zero else help,
-                          lambda text, option: parse_port(text, option, zero=zero), "PORT")
+                          lambda text, name: parse_port(text, name, zero=zero), "PORT")
 
 
 def address_option(option: str, help: str) -> Any:

@@ -27,6 +27,7 @@ from rich.text import Text
 from peerloom.cli import UserError, app, err, fail, guarded, human_size, out, parse_size, printable
 from peerloom.cli_transfer import run, transfer_progress
 
+LOG_LINE = 4096  # bytes kept of a child's stderr line
 STALL_TIMEOUT = 120.0  # seconds without progress before a leecher counts as failed (a piece takes well under 1 s)
 
 
@@ -99,8 +100,17 @@ class Child:
 
     async def _read_log(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").strip()
+        # in chunks, not lines: a line longer than the reader's 64 KiB limit would end the loop and stop the draining
+        partial = b""
+        while chunk := await self.proc.stderr.read(1 << 16):
+            *lines, partial = (partial + chunk).split(b"\n")
+            partial = partial[:LOG_LINE]  # a line is known by its start
+            self._keep(lines)
+        self._keep([partial])
+
+    def _keep(self, lines: list[bytes]) -> None:
+        for raw in lines:
+            line = raw[:LOG_LINE].decode(errors="replace").strip()
             if line:
                 self.last_lines.append(line.removeprefix("error: "))
 
