@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import sys
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -15,10 +17,12 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeRemainingColumn,
-    TransferSpeedColumn,
 )
+from rich.text import Text
 
 from peerloom import __version__
 from peerloom.errors import PeerloomError
@@ -34,9 +38,47 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help texts are plain: "[default: NAME.torrent]" is not markup
 )
-out = Console()
-err = Console(stderr=True)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A console that prints every string as it is: names, paths and error texts come from the network and the file
+    system, so nothing is read as rich markup (`[/x]` would crash it) or as an emoji code (`:-1:`), nothing is
+    highlighted; and nothing is wrapped, so a magnet link or a multiaddr stays one line to copy, from a terminal as
+    from a log. (Tables and progress bars still fit their cells: they lay themselves out.)"""
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+out = console()
+err = console(stderr=True)
+
+# What must never reach a terminal raw (an escape sequence can rewrite the screen, a bidi override reorders what is
+# read): C0 and C1 controls and DEL (Unicode Cc), lone surrogates (undecodable bytes of a file name), the line and
+# paragraph separators, and the bidirectional formatting characters (Unicode Bidi_Control).
+_UNSAFE_PAST_C0 = r"\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff"
+UNSAFE = re.compile(rf"[\x00-\x1f{_UNSAFE_PAST_C0}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_UNSAFE_PAST_C0}]")  # json.dumps escapes C0 itself (and the rest must stay: indents)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if "\udc80" <= char <= "\udcff":  # a byte of a file name that is not UTF-8 (surrogateescape): show the byte
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def printable(text: object) -> str:
+    """`text` to show on a terminal: its control characters escaped as Python writes them (`\\x1b`, `\\r`,
+    `\\u202e`). Every name, path or message that comes from outside goes through here before it is printed."""
+    return UNSAFE.sub(_escape, str(text))
+
+
+def print_json(data: Any) -> None:
+    """Machine output on stdout: the values exactly, with every character of UNSAFE as a JSON escape."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    print(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text), flush=True)
+
 
 T = TypeVar("T")
 
@@ -46,7 +88,7 @@ class UserError(PeerloomError):
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", printable(message)))
     raise typer.Exit(code)
 
 
@@ -62,16 +104,96 @@ def guarded(action: Callable[[], T]) -> T:
         fail("interrupted", 130)
 
 
+def usage(action: Callable[[], T]) -> T:
+    """Run `action`, a check of the command line: a mistake is one line and exit 2, as every usage error."""
+    try:
+        return action()
+    except UserError as exc:
+        fail(str(exc), 2)
+
+
+def _port(digits: str, zero: str | None) -> int | None:
+    # ASCII digits only, and few of them: int() takes '²' badly, and 70000 must not wrap around to 4464 in bind()
+    if digits.isascii() and digits.isdigit() and len(digits) <= 5 and (1 if zero is None else 0) <= int(digits) < 65536:
+        return int(digits)
+    return None
+
+
+def _port_range(zero: str | None) -> str:
+    return "1 to 65535" if zero is None else f"0 ({zero}) to 65535"
+
+
+def parse_port(text: object, option: str, *, zero: str | None = None) -> int:
+    """A port given for `option`: 1-65535, or 0 where 0 means something (`zero` says what, e.g. "any free port")."""
+    port = _port(str(text).strip(), zero)
+    if port is None:
+        raise UserError(f"{option} takes a port number from {_port_range(zero)} (got {printable(repr(str(text)))})")
+    return port
+
+
+def parse_host_port(text: str, option: str, *, zero: str | None = None) -> tuple[str, int]:
+    """HOST:PORT, or [IPv6]:PORT, given for `option`; its port checked as `parse_port` does."""
+    host, sep, digits = text.rpartition(":")
+    if host[:1] == "[" and host[-1:] == "]":
+        try:
+            host = str(ipaddress.IPv6Address(host[1:-1]))
+        except ValueError:
+            host = ""
+    elif ":" in host:  # an IPv6 address without brackets: where its port starts is a guess
+        host = ""
+    port = _port(digits, zero) if sep and host else None
+    if port is None:
+        raise UserError(f"{option} takes HOST:PORT ([IPv6]:PORT) with a port from {_port_range(zero)} "
+                        f"(got {printable(repr(text))})")
+    return host, port
+
+
+def parse_listen_address(text: str, option: str) -> str:
+    """An address to listen on: an IP address or a name, without a port (that has an option of its own)."""
+    host = text.strip()
+    if host[:1] == "[" and host[-1:] == "]":
+        host = host[1:-1]
+    if ":" in host:
+        try:
+            host = str(ipaddress.IPv6Address(host))
+        except ValueError:
+            host = ""
+    if not host or "/" in host or UNSAFE.search(host) or " " in host:
+        raise UserError(f"{option} takes an address to listen on, like 0.0.0.0, 127.0.0.1 or :: (the port goes in "
+                        f"--port; got {printable(repr(text))})")
+    return host
+
+
+def checked_option(option: str, help: str, check: Callable[[str, str], T], metavar: str) -> Any:
+    """A typer option whose text `check(text, option)` reads while the command line is read, before anything starts:
+    a mistake is one line and exit 2."""
+    return typer.Option(option, help=help, metavar=metavar, parser=lambda text: usage(lambda: check(text, option)))
+
+
+def port_option(option: str, help: str, *, zero: str | None = None) -> Any:
+    """A typer option taking a port: 1-65535, or 0 where `zero` says what 0 means."""
+    return checked_option(option, f"{help} (0: {zero})" if zero else help,
+                          lambda text, name: parse_port(text, name, zero=zero), "PORT")
+
+
+def address_option(option: str, help: str) -> Any:
+    """A typer option taking an address to listen on."""
+    return checked_option(option, help, parse_listen_address, "ADDRESS")
+
+
 def parse_size(text: str) -> int:
-    """`262144`, `256K`, `256KiB`, `4M`, `1G` -> bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE)
+    """`262144`, `256K`, `256KiB`, `1.5M`, `0.5G` -> bytes. Units are binary (K = 1024), as everywhere the CLI shows
+    a size or a rate; a fraction of a byte is rounded."""
+    # ASCII digits only, and few of them: int() would refuse '²' and numbers of more than 4300 digits with a traceback
+    match = re.fullmatch(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*([kmgt]?)(i?b)?\s*", text, re.IGNORECASE | re.ASCII)
     if not match:
-        raise UserError(f"invalid size {text!r} (examples: 262144, 256K, 4M)")
+        raise UserError(f"invalid size {printable(repr(text))} (examples: 262144, 256K, 1.5M)")
     unit = " kmgt".index(match.group(2).lower() or " ")
-    return int(match.group(1)) * 1024**unit
+    return round(Fraction(match.group(1)) * 1024**unit)
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
+    """Binary units (KiB, MiB, …), as `parse_size` reads them."""
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if value < 1024 or unit == "TiB":
@@ -80,12 +202,30 @@ def human_size(n: int) -> str:
     raise AssertionError("unreachable")
 
 
+def human_rate(rate: float) -> str:
+    """A rate limit or a speed: `5.0 MiB/s`; 0 is no limit."""
+    return f"{human_size(rate)}/s" if rate else "unlimited"
+
+
+class RateColumn(ProgressColumn):
+    """A task's transfer rate in binary units (rich's TransferSpeedColumn shows decimal MB/s)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?" if speed is None else f"{human_size(speed)}/s", style="progress.data.speed")
+
+
+def description_column() -> TextColumn:
+    """A progress bar's label: a torrent's or a file's name, so plain text, never markup."""
+    return TextColumn("{task.description}", style="bold", markup=False)
+
+
 def hashing_progress(total: int, label: str) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        description_column(),
         BarColumn(),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        RateColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
@@ -130,7 +270,7 @@ def create(
         report_skipped(source)
         total = source.total_length
         with hashing_progress(total, "hashing") as progress:
-            task = progress.add_task(f"hashing {path.name}", total=total)
+            task = progress.add_task(f"hashing {printable(path.name)}", total=total)
             meta = create_torrent(
                 source,
                 version=version,
@@ -143,7 +283,7 @@ def create(
             )
         write_atomically(target, meta.to_bytes())
         if not as_json:
-            err.print(f"wrote {target}", highlight=False)
+            err.print(f"wrote {printable(target)}")
         return meta
 
     meta = guarded(run)
@@ -152,13 +292,13 @@ def create(
 
 def report_skipped(source: Source) -> None:
     """One line on stderr for each kind of entry a scan left out: symlinks (never followed) and special files.
-    Plain `print`, not rich: file names are not markup. Unprintable names are shown escaped."""
+    Plain `print`, not rich: file names are not markup; control characters are shown escaped."""
     for kind, why, paths in (
         ("symlink", "not followed", source.symlinks),
         ("special file", "FIFO, socket or device", source.special),
     ):
         if paths:
-            shown = [p if p.isprintable() else repr(p) for p in paths[:20]]
+            shown = [printable(p) for p in paths[:20]]
             more = f", and {len(paths) - 20} more" if len(paths) > 20 else ""
             counted = f"{len(paths)} {kind}" + ("s" if len(paths) > 1 else "")
             print(f"skipped {counted} ({why}): {', '.join(shown)}{more}", file=sys.stderr)
@@ -205,7 +345,7 @@ def metainfo_dict(meta: Metainfo) -> dict[str, Any]:
         "comment": meta.comment,
         "created_by": meta.created_by,
         "creation_date": meta.creation_date,
-        "files": [{"path": "/".join(f.path), "size": f.length} for f in meta.data_files],
+        "files": [{"index": i, "path": "/".join(f.path), "size": f.length} for i, f in enumerate(meta.data_files)],
         "magnet": str(Magnet.from_metainfo(meta)),
     }
 
@@ -213,7 +353,7 @@ def metainfo_dict(meta: Metainfo) -> dict[str, Any]:
 def show_metainfo(meta: Metainfo, as_json: bool) -> None:
     facts = metainfo_dict(meta)
     if as_json:
-        print(json.dumps(facts, ensure_ascii=False, indent=2))
+        print_json(facts)
         return
     rows = [
         ("name", meta.name),
@@ -230,12 +370,13 @@ def show_metainfo(meta: Metainfo, as_json: bool) -> None:
     rows += [("comment", meta.comment)] if meta.comment else []
     rows.append(("magnet", facts["magnet"]))
     print_rows(rows)
-    if not meta.single_file:
+    if not meta.single_file:  # numbered as `get --files` takes them
         shown = meta.data_files[:50]
-        for f in shown:
-            out.print(f"  {human_size(f.length):>10}  {'/'.join(f.path)}", highlight=False, markup=False)
+        width = len(str(len(shown) - 1))
+        for index, f in enumerate(shown):
+            out.print(f"  {index:>{width}}  {human_size(f.length):>10}  {printable('/'.join(f.path))}")
         if len(meta.data_files) > len(shown):
-            out.print(f"  ... and {len(meta.data_files) - len(shown):,} more (see --json)", highlight=False)
+            out.print(f"  ... and {len(meta.data_files) - len(shown):,} more (see --json)")
 
 
 def show_magnet(magnet: Magnet, as_json: bool) -> None:
@@ -250,7 +391,7 @@ def show_magnet(magnet: Magnet, as_json: bool) -> None:
         "magnet": str(magnet),
     }
     if as_json:
-        print(json.dumps(facts, ensure_ascii=False, indent=2))
+        print_json(facts)
         return
     rows = [("name", magnet.name or "(not given)")]
     rows += [("info-hash v1", facts["info_hash_v1"])] if magnet.info_hash_v1 else []
@@ -263,7 +404,7 @@ def show_magnet(magnet: Magnet, as_json: bool) -> None:
 def print_rows(rows: list[tuple[str, Any]]) -> None:
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
-        out.print(f"{label + ':':<{width + 2}}{value}", highlight=False, markup=False, soft_wrap=True)
+        out.print(f"{label + ':':<{width + 2}}{printable(value)}")
 
 
 def version_callback(value: bool) -> None:
@@ -281,12 +422,21 @@ def common(
     """peerloom: a peer-to-peer node."""
 
 
-def main() -> None:
-    # the node-running commands register themselves on `app`; imported here so `create`/`info` stay light
+def every_command() -> typer.Typer:
+    """`app` with every command: the node-running ones register themselves on it when their modules load, which
+    importing this module alone does not do (so that `create`/`info` stay light)."""
     from peerloom import cli_daemon, cli_demo, cli_dht, cli_net, cli_transfer  # noqa: F401
 
-    app(prog_name="peerloom")
+    return app
+
+
+def main() -> None:
+    every_command()(prog_name="peerloom")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m peerloom.cli`: this file runs as `__main__`, while the command modules register on the `app` of
+    # `peerloom.cli`, another copy of it; run that one, which has every command
+    from peerloom.cli import main as main_of_the_package
+
+    sys.exit(main_of_the_package())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +12,20 @@ from rich.table import Table
 
 from peerloom.api.client import DaemonClient
 from peerloom.api.runtime import read_runtime
-from peerloom.cli import app, err, fail, guarded, human_size, out, parse_size
+from peerloom.cli import (
+    app,
+    err,
+    fail,
+    guarded,
+    human_rate,
+    human_size,
+    out,
+    parse_host_port,
+    parse_size,
+    print_json,
+    printable,
+    usage,
+)
 from peerloom.cli_transfer import (
     BootstrapOption,
     DhtPortOption,
@@ -24,6 +36,7 @@ from peerloom.cli_transfer import (
     PortOption,
     PublicBootstrapOption,
     node_settings,
+    progress_label,
     run,
     transfer_progress,
 )
@@ -36,19 +49,11 @@ SHARE_TIMEOUT = 6 * 3600.0  # the daemon answers a share once the path is hashed
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-def parse_api_address(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        fail(f"--api takes HOST:PORT, like {DEFAULT_API} (got {text!r})", 2)
-    return host, int(port)
-
-
 @app.command()
 def daemon(
     home: HomeOption = None,
-    api: Annotated[str, typer.Option("--api", help="Where the HTTP API and web UI listen (HOST:PORT; 0: any port).")]
-    = DEFAULT_API,
+    api: Annotated[str, typer.Option("--api", help="Where the HTTP API and web UI listen, HOST:PORT (port 0: any "
+                                                    "free port).")] = DEFAULT_API,
     port: PortOption = 0,
     listen: HostOption = "0.0.0.0",
     save_dir: Annotated[Path | None, typer.Option("--save-dir", help="Where downloads go [HOME/downloads]; the API "
@@ -69,19 +74,19 @@ def daemon(
     share_roots = [root.expanduser().resolve() for root in share_root or []]
     for root in share_roots:
         if not root.is_dir():
-            fail(f"--share-root {root}: not a folder", 2)
-    api_host, api_port = parse_api_address(api)
-    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
-                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
+            fail(f"--share-root {printable(root)}: not a folder", 2)
+    api_host, api_port = usage(lambda: parse_host_port(api, "--api", zero="any free port"))
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")
 
     def ready(runtime: dict[str, Any], token: str) -> None:
-        err.print(f"peerloom daemon for {home}: BitTorrent port {runtime['port']}, "
-                  f"DHT {runtime['dht_port'] or 'off'}", highlight=False)
-        err.print(f"API at {runtime['api']}/api/v1 (token in {home / 'api.token'})", highlight=False)
-        err.print(f"web UI: {runtime['api']}/#token={token}", highlight=False, soft_wrap=True)
+        err.print(f"peerloom daemon for {printable(home)}: BitTorrent port {runtime['port']}, "
+                  f"DHT {runtime['dht_port'] or 'off'}")
+        err.print(f"API at {runtime['api']}/api/v1 (token in {printable(home / 'api.token')})")
+        err.print(f"web UI: {runtime['api']}/#token={token}")
 
     async def main(stop: asyncio.Event) -> int:
         from peerloom.api.runner import run_daemon  # the web stack loads only for the daemon itself
@@ -89,7 +94,7 @@ def daemon(
         await run_daemon(home, api_host=api_host, api_port=api_port, port=port, listen=listen, settings=settings,
                          save_dir=(save_dir or home / "downloads").expanduser().resolve(), share_roots=share_roots,
                          stop=stop, ready=ready)
-        err.print("daemon stopped; state saved", highlight=False)
+        err.print("daemon stopped; state saved")
         return 0
 
     guarded(lambda: run(main))
@@ -105,7 +110,7 @@ def client_for(home: Path | None) -> DaemonClient:
 
 
 def _rate(value: float) -> str:
-    return f"{human_size(int(value))}/s" if value >= 1 else "-"
+    return f"{human_size(value)}/s" if value >= 1 else "-"
 
 
 @app.command("ls")
@@ -114,20 +119,25 @@ def list_torrents(home: HomeOption = None, as_json: JsonOption = False) -> None:
     client = client_for(home)
     torrents = guarded(lambda: client.call("GET", "/api/v1/torrents"))["torrents"]
     if as_json:
-        out.print_json(json.dumps(torrents))
+        print_json(torrents)
         return
+    if torrents:
+        out.print(torrents_table(torrents))
+    else:
+        err.print("no torrents (add one with `peerloom get LINK` or `peerloom share PATH`)")
+
+
+def torrents_table(torrents: list[dict[str, Any]]) -> Table:
+    """`peerloom ls`'s table of the daemon's torrent summaries."""
     table = Table(box=None, header_style="bold")
     for column, justify in (("ID", "left"), ("Name", "left"), ("Size", "right"), ("Done", "right"),
                             ("Down", "right"), ("Up", "right"), ("Peers", "right"), ("State", "left")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for t in torrents:
-        table.add_row(t["id"][:8], t["name"], human_size(t["size"]), f"{100 * t['progress']:.1f}%",
-                      _rate(t["download_rate"]), _rate(t["upload_rate"]), str(t["peers"]),
-                      t["state"] + (f": {t['error']}" if t["error"] else ""))
-    if torrents:
-        out.print(table)
-    else:
-        err.print("no torrents (add one with `peerloom get LINK` or `peerloom share PATH`)")
+        table.add_row(printable(t["id"][:8]), printable(t["name"]), human_size(t["size"]),
+                      f"{100 * t['progress']:.1f}%", _rate(t["download_rate"]), _rate(t["upload_rate"]),
+                      str(t["peers"]), printable(t["state"] + (f": {t['error']}" if t["error"] else "")))
+    return table
 
 
 IdArgument = Annotated[str, typer.Argument(help="Torrent id (its info-hash) or the first characters of it.")]
@@ -137,14 +147,14 @@ IdArgument = Annotated[str, typer.Argument(help="Torrent id (its info-hash) or t
 def pause(torrent_id: IdArgument, home: HomeOption = None) -> None:
     """Pause a torrent of the daemon (no peers, no transfer) until `peerloom resume`."""
     t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/pause"))["torrent"]
-    err.print(f"paused {t['name']} ({t['id'][:8]})", highlight=False)
+    err.print(f"paused {printable(t['name'])} ({printable(t['id'][:8])})")
 
 
 @app.command()
 def resume(torrent_id: IdArgument, home: HomeOption = None) -> None:
     """Resume a paused torrent of the daemon."""
     t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/resume"))["torrent"]
-    err.print(f"resumed {t['name']} ({t['id'][:8]}): {t['state']}", highlight=False)
+    err.print(f"resumed {printable(t['name'])} ({printable(t['id'][:8])}): {printable(t['state'])}")
 
 
 @app.command("rm")
@@ -160,7 +170,7 @@ def remove(
     --delete-source)."""
     query = "?delete_data=1&delete_source=1" if delete_source else "?delete_data=1" if delete_data else ""
     removed = guarded(lambda: client_for(home).call("DELETE", f"/api/v1/torrents/{torrent_id}{query}"))["removed"]
-    err.print(f"removed {removed[:8]}" + (" and its data" if query else ""), highlight=False)
+    err.print(f"removed {printable(removed[:8])}" + (" and its data" if query else ""))
 
 
 @app.command()
@@ -168,7 +178,7 @@ def stats(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """The daemon's node: PeerId, ports, DHT size, rates, totals, limits."""
     info = guarded(lambda: client_for(home).call("GET", "/api/v1/node"))
     if as_json:
-        out.print_json(json.dumps(info))
+        print_json(info)
         return
     limits = info["limits"]
     lines = [
@@ -179,18 +189,19 @@ def stats(home: HomeOption = None, as_json: JsonOption = False) -> None:
         ("torrents", str(info["torrents"])),
         ("rates", f"down {_rate(info['download_rate'])}, up {_rate(info['upload_rate'])}"),
         ("totals", f"downloaded {human_size(info['downloaded'])}, uploaded {human_size(info['uploaded'])}"),
-        ("limits", f"down {_rate(limits['download']) if limits['download'] else 'none'}, "
-                   f"up {_rate(limits['upload']) if limits['upload'] else 'none'}"),
+        ("limits", f"down {human_rate(limits['download'])}, up {human_rate(limits['upload'])}"),
         ("uptime", time.strftime("%H:%M:%S", time.gmtime(info["uptime"]))),
     ]
     for key, value in lines:
-        out.print(f"{key:>16}  {value}", highlight=False, soft_wrap=True)
+        out.print(f"{key:>16}  {printable(value)}")
 
 
 @app.command()
 def limit(
-    download: Annotated[str | None, typer.Option("--down", help="Download limit (bytes/s, 0: none): 5M")] = None,
-    upload: Annotated[str | None, typer.Option("--up", help="Upload limit (bytes/s, 0: none): 1M")] = None,
+    download: Annotated[str | None, typer.Option("--down", help="Download limit, bytes/s (K = 1024), 0: unlimited: "
+                                                                 "5M, 1.5M")] = None,
+    upload: Annotated[str | None, typer.Option("--up", help="Upload limit, bytes/s (K = 1024), 0: unlimited: 1M")]
+    = None,
     torrent_id: Annotated[str | None, typer.Option("--torrent", help="Limit this torrent only.")] = None,
     home: HomeOption = None,
 ) -> None:
@@ -201,8 +212,7 @@ def limit(
     path = f"/api/v1/torrents/{torrent_id}/limits" if torrent_id else "/api/v1/limits"
     answer = guarded(lambda: client_for(home).call("PUT", path, body))
     limits = answer["torrent"]["limits"] if torrent_id else answer["limits"]
-    err.print(f"limits now: down {limits['download'] or 'none'} B/s, up {limits['upload'] or 'none'} B/s",
-              highlight=False)
+    err.print(f"limits now: down {human_rate(limits['download'])}, up {human_rate(limits['upload'])}")
 
 
 def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: list[Any],
@@ -232,20 +242,21 @@ def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: 
             priorities = [1 if f["index"] in selected else 0 for f in detail["files"]]
             guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/files", {"priorities": priorities}))
         else:
-            err.print("note: --files applies once the metadata has arrived; set it in the web UI", highlight=False)
+            err.print("note: --files applies once the metadata has arrived; set it in the web UI")
     if limit:
         guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/limits", {"download": limit}))
-    err.print(f"added to the daemon at {client.info.api}: {torrent['name']} ({tid[:8]}) into {save_path}",
-              highlight=False, soft_wrap=True)
+    err.print(f"added to the daemon at {client.info.api}: {printable(torrent['name'])} ({printable(tid[:8])}) "
+              f"into {printable(save_path)}")
     if not detach:
         try:
             torrent = follow(client, tid, quiet=as_json)
         except KeyboardInterrupt:
             fail("no longer following; the daemon keeps downloading (see `peerloom ls`)", 130)
     if as_json:
-        out.print_json(json.dumps(torrent))
+        print_json(torrent)
     elif not detach:
-        err.print(f"done: {torrent['name']} ({human_size(torrent['size'])}) verified in {save_path}", highlight=False)
+        err.print(f"done: {printable(torrent['name'])} ({human_size(torrent['size'])}) verified in "
+                  f"{printable(save_path)}")
 
 
 def follow(client: DaemonClient, tid: str, *, quiet: bool) -> dict[str, Any]:
@@ -253,12 +264,11 @@ def follow(client: DaemonClient, tid: str, *, quiet: bool) -> dict[str, Any]:
     progress = transfer_progress()
     progress.disable = quiet
     with progress:
-        task = progress.add_task(tid[:8], total=None, peers=0)
+        task = progress.add_task(printable(tid[:8]), total=None, peers=0)
         while True:
             t = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))["torrent"]
-            label = t["name"] if t["state"] in ("downloading", "seeding") else f"{t['name']} ({t['state']})"
-            progress.update(task, description=label, total=t["size"] or None, completed=t["have_bytes"],
-                            peers=t["peers"])
+            progress.update(task, description=progress_label(t["name"], t["state"]), total=t["size"] or None,
+                            completed=t["have_bytes"], peers=t["peers"])
             if t["error"]:
                 fail(t["error"])
             if t["progress"] >= 1.0 and t["state"] in ("seeding", "paused"):
@@ -268,10 +278,10 @@ def follow(client: DaemonClient, tid: str, *, quiet: bool) -> dict[str, Any]:
 
 def share_via_daemon(client: DaemonClient, path: Path, version: str) -> None:
     """`peerloom share` while a daemon runs for the home: the daemon hashes and seeds the path."""
-    err.print(f"asking the daemon at {client.info.api} to share {path} (it hashes it first)", highlight=False)
+    err.print(f"asking the daemon at {client.info.api} to share {printable(path)} (it hashes it first)")
     hashing = DaemonClient(client.info, timeout=SHARE_TIMEOUT)
     torrent = guarded(lambda: hashing.call("POST", "/api/v1/torrents",
                                           {"path": str(path.expanduser().resolve()), "version": version}))["torrent"]
-    out.print(torrent["magnet"], highlight=False, soft_wrap=True)
-    err.print(f"the daemon seeds {torrent['name']} ({human_size(torrent['size'])}), id {torrent['id'][:8]}",
-              highlight=False)
+    out.print(printable(torrent["magnet"]))
+    err.print(f"the daemon seeds {printable(torrent['name'])} ({human_size(torrent['size'])}), "
+              f"id {printable(torrent['id'][:8])}")

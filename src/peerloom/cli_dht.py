@@ -5,16 +5,27 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from peerloom.cli import UserError, app, err, guarded, out
+from peerloom.cli import (
+    UserError,
+    address_option,
+    app,
+    err,
+    guarded,
+    out,
+    parse_host_port,
+    port_option,
+    print_json,
+    printable,
+    usage,
+)
 from peerloom.cli_transfer import BootstrapOption, PublicBootstrapOption, parse_bootstrap, run
-from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address, parse_peer_address
+from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address
 
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
@@ -23,11 +34,12 @@ dht_app = typer.Typer(
     help="The Mainline DHT: ping a node, find a swarm's peers, show a DHT node's figures. Each command runs its own "
          "short-lived DHT node in this process.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # as the main app's: help texts are plain
 )
 app.add_typer(dht_app, name="dht")
 
-PortOption = Annotated[int, typer.Option("--port", help="UDP port of this command's DHT node (0: any free one).")]
-ListenOption = Annotated[str, typer.Option("--listen", help="Address this command's DHT node binds.")]
+PortOption = Annotated[int, port_option("--port", "UDP port of this command's DHT node", zero="any free port")]
+ListenOption = Annotated[str, address_option("--listen", "Address this command's DHT node binds.")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 HomeOption = Annotated[
@@ -50,7 +62,8 @@ def parse_info_hash(text: str) -> bytes:
     except (ValueError, binascii.Error):
         raw = b""
     if len(raw) != 20:
-        raise UserError(f"not an info-hash (40 hex digits, 32 base32 letters or a magnet link): {text!r}")
+        raise UserError(f"not an info-hash (40 hex digits, 32 base32 letters or a magnet link): "
+                        f"{printable(repr(text))}")
     return raw
 
 
@@ -73,7 +86,7 @@ async def short_lived(
         ready = await dht.wait_ready(timeout)
         if not ready:
             err.print(f"the bootstrap lookup did not finish in {timeout:.0f} s; going on with "
-                      f"{dht.table_size} nodes", highlight=False)
+                      f"{dht.table_size} nodes")
     return dht
 
 
@@ -86,7 +99,7 @@ def ping(
     as_json: JsonOption = False,
 ) -> None:
     """Ping a DHT node and print its node id and the round-trip time."""
-    target = guarded(lambda: _address(address))
+    target = usage(lambda: parse_host_port(address, "ADDRESS"))
 
     async def main(stop: asyncio.Event) -> int:
         from peerloom.dht.driver import Dht
@@ -97,9 +110,9 @@ def ping(
             node_id = await dht.ping(target, timeout=timeout)
             rtt = time.monotonic() - started
         if as_json:
-            out.print_json(json.dumps({"address": address, "node_id": node_id.hex(), "rtt": rtt}))
+            print_json({"address": address, "node_id": node_id.hex(), "rtt": rtt})
         else:
-            out.print(f"pong from {address}: node id {node_id.hex()} in {rtt * 1000:.1f} ms", highlight=False)
+            out.print(f"pong from {printable(address)}: node id {node_id.hex()} in {rtt * 1000:.1f} ms")
         return 0
 
     guarded(lambda: run(main))
@@ -118,7 +131,7 @@ def peers(
 ) -> None:
     """Join the DHT, look up a swarm's peers (get_peers) and print them, one HOST:PORT a line."""
     key = guarded(lambda: parse_info_hash(info_hash))
-    nodes = guarded(lambda: bootstrap_list(bootstrap, public_bootstrap))
+    nodes = usage(lambda: bootstrap_list(bootstrap, public_bootstrap))
 
     async def main(stop: asyncio.Event) -> int:
         dht = await short_lived(port, listen, nodes, home, timeout)
@@ -132,13 +145,12 @@ def peers(
         finally:
             await dht.close()
         if as_json:
-            out.print_json(json.dumps({"info_hash": key.hex(), "peers": [format_peer_address(p) for p in found],
-                                       "seconds": elapsed, "table_size": table}))
+            print_json({"info_hash": key.hex(), "peers": [format_peer_address(p) for p in found],
+                        "seconds": elapsed, "table_size": table})
             return 0
         for peer in found:
-            out.print(format_peer_address(peer), highlight=False)
-        err.print(f"{len(found)} peers of {key.hex()} in {elapsed:.1f} s (our routing table: {table} nodes)",
-                  highlight=False)
+            out.print(printable(format_peer_address(peer)))
+        err.print(f"{len(found)} peers of {key.hex()} in {elapsed:.1f} s (our routing table: {table} nodes)")
         return 0
 
     guarded(lambda: run(main))
@@ -156,7 +168,7 @@ def stats(
 ) -> None:
     """Bootstrap a short-lived DHT node in this process and show its figures (routing table, buckets, queries in
     and out). These are this command's own node's, not those of a `share`/`get` running elsewhere."""
-    nodes = guarded(lambda: bootstrap_list(bootstrap, public_bootstrap))
+    nodes = usage(lambda: bootstrap_list(bootstrap, public_bootstrap))
 
     async def main(stop: asyncio.Event) -> int:
         dht = await short_lived(port, listen, nodes, home, timeout)
@@ -165,9 +177,9 @@ def stats(
         finally:
             await dht.close()
         if as_json:
-            out.print_json(json.dumps(figures))
+            print_json(figures)
             return 0
-        err.print("figures of this process's own short-lived DHT node, just after its bootstrap:", highlight=False)
+        err.print("figures of this process's own short-lived DHT node, just after its bootstrap:")
         show_stats(figures)
         return 0
 
@@ -175,7 +187,7 @@ def stats(
 
 
 def show_stats(figures: dict[str, Any]) -> None:
-    out.print(f"node id: {figures['node_id']}\nUDP port: {figures['port']}", highlight=False)
+    out.print(f"node id: {figures['node_id']}\nUDP port: {figures['port']}")
     for family in ("ipv4", "ipv6"):
         fam = figures.get(family)
         if fam is None:
@@ -186,13 +198,6 @@ def show_stats(figures: dict[str, Any]) -> None:
             f"{fam['questionable']} questionable, {fam['bad']} bad, {fam['replacements']} waiting); "
             f"packets in {fam['packets_in']} / out {fam['packets_out']}; queries in "
             f"{sum(queries_in.values())} ({', '.join(f'{k} {v}' for k, v in sorted(queries_in.items())) or 'none'}); "
-            f"responses in {fam['responses_in']}, timeouts {fam['timeouts']}, malformed {fam['malformed']}",
-            highlight=False,
+            f"responses in {fam['responses_in']}, timeouts {fam['timeouts']}, malformed {fam['malformed']}"
         )
 
-
-def _address(text: str) -> tuple[str, int]:
-    try:
-        return parse_peer_address(text)
-    except MagnetError as exc:
-        raise UserError(f"expected HOST:PORT: {exc}") from exc

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from peerloom.cli import app, err, fail, guarded, out
-from peerloom.cli_transfer import HomeOption, run
-from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
+from peerloom.cli import app, err, fail, guarded, out, port_option, print_json, printable, usage
+from peerloom.cli_transfer import HomeOption, parse_multiaddr, run
 from peerloom.identity import Identity
 from peerloom.node import default_home
 
@@ -20,7 +18,7 @@ from peerloom.node import default_home
 @app.command("id")
 def show_id(
     home: HomeOption = None,
-    port: Annotated[int, typer.Option("--port", help="Also show the addresses for this secure-layer port.")] = 0,
+    port: Annotated[int | None, port_option("--port", "Also show the addresses for this secure-layer port.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print this node's PeerId (created on first use, kept in the home) and its addresses."""
@@ -29,14 +27,14 @@ def show_id(
     peer_id = identity.peer_id
     addrs = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"] if port else []
     if as_json:
-        out.print_json(json.dumps({"peer_id": str(peer_id), "cid": peer_id.to_cid(), "addrs": addrs}))
+        print_json({"peer_id": str(peer_id), "cid": peer_id.to_cid(), "addrs": addrs})
         return
-    out.print(str(peer_id), highlight=False)
-    err.print(f"as a CID: {peer_id.to_cid()}\nkey file: {home_dir / 'identity.key'}", highlight=False)
+    out.print(str(peer_id))
+    err.print(f"as a CID: {peer_id.to_cid()}\nkey file: {printable(home_dir / 'identity.key')}")
     for addr in addrs:
-        err.print(f"listen address: {addr}", highlight=False)
+        err.print(f"listen address: {addr}")
     if not addrs:
-        err.print("listen addresses are chosen when a node starts (`share`/`get` print them)", highlight=False)
+        err.print("listen addresses are chosen when a node starts (`share`/`get` print them)")
 
 
 @app.command()
@@ -46,10 +44,7 @@ def ping(
     home: HomeOption = None,
 ) -> None:
     """Connect to a node over the secure layer (Noise + yamux), ping it and show who it says it is."""
-    try:
-        target = Multiaddr(address)
-    except MultiaddrError as exc:
-        fail(f"not a multiaddr: {exc}")
+    target = usage(lambda: parse_multiaddr(address, "ADDRESS"))
     if count < 1:
         fail("--count must be at least 1", 2)
     home_dir = Path(home) if home is not None else default_home()
@@ -65,14 +60,13 @@ def ping(
             for _ in range(count):
                 rtt = (await host.ping(conn.remote_peer))[0]
                 rtts.append(rtt)
-                out.print(f"pong from {conn.remote_peer}: {rtt * 1000:.2f} ms", highlight=False)
+                out.print(f"pong from {conn.remote_peer}: {rtt * 1000:.2f} ms")
                 if stop.is_set():
                     break
             info = await host.identify(conn.remote_peer)
-            err.print(
+            err.print(  # the agent and protocols are the other node's words
                 f"{len(rtts)} pings, median {statistics.median(rtts) * 1000:.2f} ms; "
-                f"agent {info.agent_version or '?'}; protocols: {', '.join(info.protocols)}",
-                highlight=False,
+                f"agent {printable(info.agent_version or '?')}; protocols: {printable(', '.join(info.protocols))}"
             )
         return 0
 

@@ -12,35 +12,45 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from peerloom.api.client import DaemonClient
 from peerloom.api.runtime import read_runtime
 from peerloom.cli import (
+    RateColumn,
     UserError,
+    address_option,
     app,
+    description_column,
     err,
     fail,
     guarded,
     hashing_progress,
     human_size,
     out,
+    parse_host_port,
+    parse_port,
     parse_size,
+    port_option,
+    print_json,
+    printable,
     report_skipped,
+    usage,
     write_atomically,
 )
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.identity import PeerId, PeerIdError
 from peerloom.node import Node, Settings, default_home
 from peerloom.torrent.create import scan
-from peerloom.torrent.magnet import Magnet, MagnetError, parse_peer_address
+from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.swarm import Torrent, TorrentStatus
 
 HomeOption = Annotated[
     Path | None, typer.Option("--home", help="Node state directory (resume data, identity) [env PEERLOOM_HOME].")
 ]
-PortOption = Annotated[int, typer.Option("--port", help="TCP port to listen on (0: a free one, printed).")]
-HostOption = Annotated[str, typer.Option("--listen", help="Address to listen on.")]
+PortOption = Annotated[int, port_option("--port", "TCP port to listen on (printed)", zero="any free port")]
+HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0: every IPv4 interface).")]
 StatusLines = Annotated[bool, typer.Option("--status-lines", hidden=True, help="Print a JSON status line each tick.")]
 PrivateOption = Annotated[
     bool, typer.Option("--private", help="A private swarm: only allowed keys, encrypted (secure peer layer).")
@@ -63,7 +73,7 @@ NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer disco
 NoDaemonOption = Annotated[
     bool, typer.Option("--no-daemon", help="Run a node of its own even when a daemon runs for the home.")
 ]
-DhtPortOption = Annotated[int, typer.Option("--dht-port", help="UDP port of the DHT (0: the TCP port's number).")]
+DhtPortOption = Annotated[int, port_option("--dht-port", "UDP port of the DHT", zero="the TCP port's number")]
 
 
 def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
@@ -96,10 +106,19 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float, *also: asyncio.Even
 
 def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
     """HOST:PORT for plain BitTorrent, or a multiaddr (/ip4/…/tcp/…/p2p/…) of the secure layer."""
+    return [parse_multiaddr(v, "--peer") if v.startswith("/") else parse_host_port(v, "--peer") for v in values or []]
+
+
+def parse_multiaddr(text: str, option: str) -> Multiaddr:
+    """A multiaddr to dial; a TCP port in it is checked as every port option is (port 0 cannot be dialled)."""
     try:
-        return [Multiaddr(v) if v.startswith("/") else parse_peer_address(v) for v in values or []]
-    except (ValueError, MultiaddrError) as exc:
-        raise UserError(str(exc)) from exc
+        addr = Multiaddr(text)
+    except MultiaddrError as exc:
+        raise UserError(f"{option}: {exc}") from exc
+    tcp = addr.value_for("tcp")
+    if tcp is not None:
+        parse_port(tcp, f"the /tcp of {option}")
+    return addr
 
 
 def running_daemon(home: Path | None) -> DaemonClient | None:
@@ -110,10 +129,7 @@ def running_daemon(home: Path | None) -> DaemonClient | None:
 
 def parse_bootstrap(values: list[str] | None) -> list[tuple[str, int]]:
     """HOST:PORT (a name or an address, [IPv6]:PORT) of DHT nodes to join through."""
-    try:
-        return [parse_peer_address(v) for v in values or []]
-    except MagnetError as exc:
-        raise UserError(f"--bootstrap takes HOST:PORT: {exc}") from exc
+    return [parse_host_port(v, "--bootstrap") for v in values or []]
 
 
 def node_settings(
@@ -136,7 +152,7 @@ def announce_listening(node: Node, status_lines: bool, **extra: str) -> None:
     secure = str(node.secure_addrs[0]) if node.secure_addrs else ""
     dht_port = node.dht.port if node.dht is not None else None
     dht = f"DHT on UDP port {dht_port}" if dht_port else "no DHT"
-    err.print(f"listening on port {node.port} ({dht}); secure layer at {secure}", highlight=False)
+    err.print(f"listening on port {node.port} ({dht}); secure layer at {secure}")
     if status_lines:
         print(json.dumps({"event": "listening", "port": node.port, "dht_port": dht_port, "secure_addr": secure,
                           **extra}), flush=True)
@@ -148,11 +164,11 @@ def status_line(st: TorrentStatus) -> str:
 
 def transfer_progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        description_column(),
         BarColumn(),
         TextColumn("{task.percentage:>5.1f}%"),
         DownloadColumn(binary_units=True),
-        TransferSpeedColumn(),
+        RateColumn(),
         TextColumn("{task.fields[peers]} peers"),
         TimeRemainingColumn(),
         console=err,
@@ -191,9 +207,9 @@ def get(
 ) -> None:
     """Download a torrent; exits 0 only when every selected byte is verified. With a bare magnet link, peers are
     found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
-    peers = guarded(lambda: parse_peers(peer))
-    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
-                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
+    peers = usage(lambda: parse_peers(peer))
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(isinstance(p, Multiaddr) for p in peers):
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
@@ -225,7 +241,7 @@ def get(
             final = torrent.status()
             refused = refusal(torrent, node.identity.peer_id) if torrent.refused_everywhere else None
         if as_json:
-            out.print_json(json.dumps(asdict(final)))
+            print_json(asdict(final))
         if final.error:
             fail(final.error)
         if refused:
@@ -233,7 +249,8 @@ def get(
         if final.progress < 1.0:
             fail("stopped before the download was complete", 130)
         if not as_json:
-            err.print(f"done: {final.name} ({human_size(final.wanted_bytes)}) verified in {save_to}", highlight=False)
+            err.print(f"done: {printable(final.name)} ({human_size(final.wanted_bytes)}) verified in "
+                      f"{printable(save_to)}")
         return 0
 
     guarded(lambda: run(main))
@@ -253,7 +270,7 @@ def parse_files(text: str | None) -> list[int] | None:
     try:
         return sorted({int(x) for x in text.split(",") if x.strip()})
     except ValueError:
-        raise UserError(f"--files takes file numbers like 0,2 (got {text!r})") from None
+        raise UserError(f"--files takes file numbers like 0,2 (got {printable(repr(text))})") from None
 
 
 async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lines: bool, quiet: bool) -> None:
@@ -261,14 +278,14 @@ async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lin
     progress = transfer_progress()
     progress.disable = quiet or status_lines
     with progress:
-        task = progress.add_task(torrent.name, total=None, peers=0)
+        task = progress.add_task(printable(torrent.name), total=None, peers=0)
         while not stop.is_set():
             st = torrent.status()
             if status_lines:
                 print(status_line(st), flush=True)
-            label = st.name if st.state in ("downloading", "seeding") else f"{st.name} ({st.state})"
             progress.update(
-                task, description=label, total=st.wanted_bytes or None, completed=st.have_bytes, peers=st.peers
+                task, description=progress_label(st.name, st.state), total=st.wanted_bytes or None,
+                completed=st.have_bytes, peers=st.peers,
             )
             if st.error or torrent.refused_everywhere or (st.progress >= 1.0 and st.state == "seeding" and not seed):
                 break
@@ -279,16 +296,21 @@ async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lin
         await seed_until_stopped(torrent, stop, status_lines)
 
 
+def progress_label(name: str, state: str) -> str:
+    """A torrent's progress bar label: its name, and its state unless it is moving data."""
+    return printable(name if state in ("downloading", "seeding") else f"{name} ({state})")
+
+
 async def seed_until_stopped(torrent: Torrent, stop: asyncio.Event, status_lines: bool) -> None:
     with err.status("") as line:
         while not stop.is_set():
             st = torrent.status()
             if status_lines:
                 print(status_line(st), flush=True)
-            line.update(
-                f"seeding {st.name}: {st.peers} peers, up {human_size(int(st.upload_rate))}/s, "
+            line.update(Text(  # a str would be read as markup
+                f"seeding {printable(st.name)}: {st.peers} peers, up {human_size(int(st.upload_rate))}/s, "
                 f"uploaded {human_size(st.uploaded)}"
-            )
+            ))
             await sleep_or_stop(stop, 1.0)
 
 
@@ -315,8 +337,8 @@ def share(
 ) -> None:
     """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others).
     When a daemon runs for the home, it seeds PATH instead."""
-    settings = guarded(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
-                                             public_bootstrap=public_bootstrap, dht_port=dht_port))
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
     if sum((v1, v2, hybrid)) > 1:
         fail("choose one of --v1, --v2, --hybrid", 2)
     allowed = guarded(lambda: parse_allow(allow))
@@ -342,7 +364,7 @@ def share(
         async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
             total = source.total_length
             with hashing_progress(total, "hashing") as bar:
-                task = bar.add_task(f"hashing {path.name}", total=total)
+                task = bar.add_task(f"hashing {printable(path.name)}", total=total)
                 loop = asyncio.get_running_loop()
                 torrent = await node.share(
                     path, version=version, trackers=tracker or [], allow=allowed if private else None,
@@ -354,14 +376,11 @@ def share(
                 write_atomically(torrent_out, meta.to_bytes())
             magnet = str(Magnet.from_metainfo(meta))
             announce_listening(node, status_lines, magnet=magnet)
-            out.print(magnet, highlight=False, soft_wrap=True)
-            err.print(f"seeding {meta.name} ({human_size(meta.total_length)}) on port {node.port}", highlight=False)
+            out.print(magnet)
+            err.print(f"seeding {printable(meta.name)} ({human_size(meta.total_length)}) on port {node.port}")
             if private:
-                err.print(
-                    f"private swarm of {len(allowed)} key(s); they fetch it with:\n  peerloom get '{magnet}' "
-                    f"--private --peer {node.secure_addrs[0]}",
-                    highlight=False, soft_wrap=True,
-                )
+                err.print(f"private swarm of {len(allowed)} key(s); they fetch it with:\n  peerloom get '{magnet}' "
+                          f"--private --peer {node.secure_addrs[0]}")
             await seed_until_stopped(torrent, stop, status_lines)
         return 0
 

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
+from support.daemon import DaemonProcess
 from typer.testing import CliRunner
 
-from peerloom.cli import app, parse_size
+from peerloom.cli import UserError, every_command, human_rate, parse_size
+from peerloom.cli_transfer import transfer_progress
 from peerloom.torrent.metainfo import Metainfo
 
 runner = CliRunner()
+app = every_command()
 BAD = sorted((Path(__file__).parent.parent / "data" / "bad_torrents").glob("*.torrent"))
 
 
@@ -27,12 +33,24 @@ def data(tmp_path: Path) -> Path:
     return root
 
 
-def test_help_lists_the_commands():
-    peerloom = shutil.which("peerloom", path=str(Path(sys.executable).parent))
-    assert peerloom, "the console script is installed next to the interpreter"
-    result = subprocess.run([peerloom, "--help"], capture_output=True, text=True, timeout=60)
+COMMANDS = {"create", "info", "get", "share", "daemon", "ls", "pause", "resume", "rm", "stats", "limit", "demo", "id",
+            "ping", "dht"}
+
+
+@pytest.mark.parametrize("entry", ["peerloom", "-m peerloom", "-m peerloom.cli"])
+def test_help_lists_every_command_whichever_way_it_is_run(entry: str):
+    if entry == "peerloom":
+        peerloom = shutil.which("peerloom", path=str(Path(sys.executable).parent))
+        assert peerloom, "the console script is installed next to the interpreter"
+        command = [peerloom]
+    else:
+        command = [sys.executable, *entry.split()]
+    result = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    assert "create" in result.stdout and "info" in result.stdout
+    listed = set(re.findall(r"^  (\w+)  ", result.stdout, re.M))
+    assert listed >= COMMANDS, COMMANDS - listed
+    get = subprocess.run([*command, "get", "--help"], capture_output=True, text=True, timeout=60)
+    assert get.returncode == 0 and "--files" in get.stdout, get.stderr
 
 
 def test_create_then_info(data: Path, tmp_path: Path):
@@ -56,7 +74,9 @@ def test_create_then_info(data: Path, tmp_path: Path):
 
     human = runner.invoke(app, ["info", str(out)])
     assert meta.info_hash_v1.hex() in human.stdout
-    assert "share/sub/two.txt" in human.stdout
+    assert re.search(r"^  0 +48\.8 KiB  share/one\.bin$", human.stdout, re.M), human.stdout  # numbered as --files
+    assert re.search(r"^  1 +[\d.]+ KiB  share/sub/two\.txt$", human.stdout, re.M), human.stdout  # takes them
+    assert [f["index"] for f in facts["files"]] == [0, 1]
 
     magnet = runner.invoke(app, ["info", facts["magnet"], "--json"])
     assert magnet.exit_code == 0
@@ -113,11 +133,38 @@ def test_parse_size():
     assert parse_size("262144") == 262144
     assert parse_size("256K") == parse_size("256KiB") == parse_size("256kb") == 262144
     assert parse_size("4M") == 4 * 2**20
+    assert parse_size("1.5M") == parse_size("1.5 MiB") == 3 * 2**19  # binary units, decimals taken
+    assert parse_size("0.5G") == 2**29
+    assert parse_size("0.1K") == 102  # a fraction of a byte is rounded
 
 
-def test_module_entry_point_shows_a_clean_error(tmp_path: Path):
+@pytest.mark.parametrize("text", ["-1M", "1.5.2M", "M", "1e3", "", "1,5M", "²", "٣K", "1" * 5000, "1.M", ".5M", "5X"])
+def test_parse_size_refuses_the_rest_in_one_line(text: str, data: Path):
+    with pytest.raises(UserError, match="invalid size"):
+        parse_size(text)
+    result = runner.invoke(app, ["create", str(data), "--piece-length", text or " "])
+    assert "invalid size" in one_line_error(result) and "Traceback" not in result.output
+
+
+def test_rates_and_sizes_are_in_binary_units():
+    clock = [0.0]
+    progress = transfer_progress()
+    progress.get_time = lambda: clock[0]
+    task = progress.add_task("x", total=10 * 2**20, peers=1)
+    for second in range(1, 4):
+        clock[0] = float(second)
+        progress.update(task, completed=second * 2**20)  # 1 MiB/s
+    shown = Console(file=io.StringIO(), width=200)
+    shown.print(progress.get_renderable())
+    text = shown.file.getvalue()  # type: ignore[attr-defined]
+    assert "1.0 MiB/s" in text and "3.0/10.0 MiB" in text, text
+    assert human_rate(0) == "unlimited" and human_rate(1536 * 1024) == "1.5 MiB/s"
+
+
+@pytest.mark.parametrize("command", ["info", "get"])
+def test_module_entry_point_shows_a_clean_error(tmp_path: Path, command: str):
     result = subprocess.run(
-        [sys.executable, "-m", "peerloom.cli", "info", str(tmp_path / "missing.torrent")],
+        [sys.executable, "-m", "peerloom.cli", command, str(tmp_path / "missing.torrent")],
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,3 +172,19 @@ def test_module_entry_point_shows_a_clean_error(tmp_path: Path):
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error:")
     assert "Traceback" not in result.stderr
+
+
+async def test_limit_and_stats_print_limits_in_binary_units(tmp_path: Path):
+    home = tmp_path / "home"
+    daemon = await DaemonProcess(home, tmp_path / "downloads").start()
+    try:
+        limit = subprocess.run([sys.executable, "-m", "peerloom", "limit", "--down", "0", "--up", "1.5M", "--home",
+                                str(home)], capture_output=True, text=True, timeout=60)
+        assert limit.returncode == 0, limit.stderr
+        assert limit.stderr.strip() == "limits now: down unlimited, up 1.5 MiB/s"
+        assert (await daemon.ok("GET", "/api/v1/node"))["limits"] == {"download": 0, "upload": 3 * 2**19}
+        stats = subprocess.run([sys.executable, "-m", "peerloom", "stats", "--home", str(home)], capture_output=True,
+                               text=True, timeout=60)
+        assert "limits  down unlimited, up 1.5 MiB/s" in stats.stdout, stats.stdout
+    finally:
+        assert daemon.stop() == 0
