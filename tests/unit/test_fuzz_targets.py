@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from support.mutations import mutated
 
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
-EXPECTED = {"fuzz_bencode", "fuzz_cli_render", "fuzz_extensions", "fuzz_metainfo", "fuzz_noise", "fuzz_tracker", "fuzz_wire"}
+EXPECTED = {
+    "fuzz_bencode", "fuzz_cli_render", "fuzz_extensions", "fuzz_metainfo", "fuzz_noise", "fuzz_tracker", "fuzz_wire",
+}
 
 
 def load(path: Path) -> ModuleType:
