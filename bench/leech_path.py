@@ -69,7 +69,7 @@ async def download(torrent_path: Path, source: memoryview, work: Path) -> tuple[
             await asyncio.sleep(0.01)
         cpu0, wall0, main0 = time.process_time(), time.perf_counter(), time.thread_time()
         faults0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        peer = PeerConnection(node, t, address=("127.0.0.1", 6881), outgoing=True)
+        peer = PeerConnection(node.engine, t, address=("127.0.0.1", 6881), outgoing=True)
         transport = FakeTransport()
         peer.connection_made(transport)
         reserved = wire.make_reserved(fast=True, extensions=False, v2=t.has_v2, dht=False)

@@ -167,19 +167,20 @@ async def test_a_handshake_with_a_bad_signature_is_refused(monkeypatch: pytest.M
         assert not a.connections  # a refused the forged handshake: no connection, no stream
 
 
-async def test_allow_list_refuses_other_keys_before_any_stream() -> None:
+async def test_admission_per_protocol_refuses_other_keys_with_na_and_serves_identify_and_ping() -> None:
     friend = Identity.generate()
-    a = Host(Identity.generate(), allow=lambda peer: peer == PeerId.from_public_key(friend.public_key))
-    a.set_handler(ECHO, echo)
+    a = Host(Identity.generate())
+    a.set_handler(ECHO, echo, admits=lambda peer, protocol: peer == PeerId.from_public_key(friend.public_key))
     addr = await a.listen("/ip4/127.0.0.1/tcp/0")
     async with a, Host(Identity.generate()) as stranger, Host(friend) as ally:
         for _ in range(5):  # the refusal is told apart from other failures every time, whatever the timing
             with pytest.raises(PeerRefused) as refused:
                 await stranger.new_stream(addr, [ECHO])
             assert str(a.peer_id) in str(refused.value) and str(stranger.peer_id) in str(refused.value)
-        assert not any(p == stranger.peer_id for p in a.connections)
-        assert await ally.ping(addr)
-        stream = await ally.new_stream(addr, [ECHO])  # an allowed key is served
+        assert await stranger.ping(addr)  # identify and ping stay open to every key
+        assert ECHO in (await stranger.identify(a.peer_id)).protocols  # and the refused protocol stays advertised
+        assert stranger.peer_id in a.connections
+        stream = await ally.new_stream(addr, [ECHO])  # an admitted key is served
         await stream.write(b"hello")
         assert await stream.read() == b"hello"
 

@@ -44,7 +44,7 @@ async def test_a_key_that_is_not_allowed_gets_nothing(tmp_path: Path) -> None:
         t = await stranger.add(shared.meta, tmp_path / "dst-x", peers=[seeder.secure_addrs[0]], allow=[])
         await asyncio.sleep(2.0)
         assert t.status().have_bytes == 0 and not t.peers
-        assert stranger.identity.peer_id not in seeder.secure_host.connections  # refused at the handshake
+        assert stranger.identity.peer_id in seeder.secure_host.connections  # refused per protocol, not connection
         assert t.failures  # its dials were refused
         assert t.refused_everywhere and all(isinstance(e, AccessRefused) for e in t.refusals.values())
         ok = await friend.add(shared.meta, tmp_path / "dst-f", peers=[seeder.secure_addrs[0]], allow=[])

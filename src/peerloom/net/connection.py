@@ -58,8 +58,8 @@ class PeerIdMismatch(LinkError):
 
 
 class PeerRefused(LinkError, AccessRefused):
-    """The peer authenticated our key and refused it: it ended the session before serving us anything, or refused
-    a protocol that it advertises (see `peerloom.net.host`)."""
+    """The peer authenticated our key and refused it: it answered `na` to a protocol that it advertises (admission per
+    protocol, see `peerloom.net.host`)."""
 
 
 class Phase(enum.Enum):
@@ -114,8 +114,6 @@ class Connection(asyncio.BufferedProtocol):
         self._paused = False
         self._timers: list[asyncio.TimerHandle] = []
         self._closing: set[int] = set()  # streams half-closed by either side: forgotten once yamux drops them
-        self._served = False  # the remote opened a stream to us or sent bytes on one
-        self._remote_ended = False  # the remote sent Go Away or closed the TCP connection (we did not close it)
 
     def __repr__(self) -> str:
         return f"<connection {self.remote_peer or '?'} {self.phase.value}>"
@@ -123,13 +121,6 @@ class Connection(asyncio.BufferedProtocol):
     @property
     def closed(self) -> bool:
         return self.phase is Phase.CLOSED
-
-    @property
-    def refused_us(self) -> bool:
-        """The remote ended the session after the secure handshake, having authenticated our key, and before serving
-        us anything (no stream of its own, no byte on ours): what an allow-list checked per connection does (ours,
-        and libp2p's connection gaters). A remote at its connection limit looks the same."""
-        return self.session is not None and self._remote_ended and not self._served
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -145,7 +136,6 @@ class Connection(asyncio.BufferedProtocol):
         self._write_raw(self._select.initiate())
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._remote_ended = self._remote_ended or self.phase is not Phase.CLOSED
         self._closed(self.close_reason or (f"connection lost: {exc}" if exc else "connection closed by the peer"))
 
     def pause_writing(self) -> None:
@@ -317,14 +307,12 @@ class Connection(asyncio.BufferedProtocol):
         streams = self.streams
         for event in events:
             if isinstance(event, yamux.DataReceived):
-                self._served = True
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream._feed(event.data)
                 elif self.session is not None:  # data for a stream we already gave up: credit and drop it
                     self.session.acknowledge_received(event.stream_id, len(event.data), time.monotonic())
             elif isinstance(event, yamux.StreamOpened):
-                self._served = True
                 stream = Stream(self, event.stream_id)
                 streams[event.stream_id] = stream
                 if self._on_stream is not None:
@@ -339,8 +327,6 @@ class Connection(asyncio.BufferedProtocol):
             elif isinstance(event, yamux.StreamReset):
                 if (stream := streams.pop(event.stream_id, None)) is not None:
                     stream._fail("stream reset by the peer")
-            elif isinstance(event, yamux.GoAwayReceived) and event.error_code == yamux.GO_AWAY_NORMAL:
-                self._remote_ended = True  # (an error code blames us: ConnectionTerminated follows and we close)
             elif isinstance(event, yamux.ConnectionTerminated):
                 self.close(f"peer ended the session (yamux error code {event.error_code})")
         if self._closing:

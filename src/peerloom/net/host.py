@@ -6,15 +6,15 @@ routes incoming streams to protocol handlers, and speaks identify and ping.
         host.set_handler("/echo/1.0.0", echo)
         stream = await host.new_stream("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW...", ["/echo/1.0.0"])
 
-A peer that does not allow our key refuses it, and `new_stream` raises `PeerRefused` (an `AccessRefused`), which
-callers turn into "ask its owner to allow our key" rather than retrying for ever. libp2p has no wire message for
-it, so the dialler recognises the two ways an allow-list can act:
-- per connection (our `allow` today, and libp2p's connection gaters): the peer ends the session right after the
-  secure handshake has shown it our key, before it serves us anything (no stream of its own, no byte on ours);
-- per protocol (admission moved to protocols): the peer answers multistream-select's `na` to a protocol its
-  identify advertises. Admission per protocol must therefore refuse with `na`, keep the protocol in identify, and
-  leave the connection open; a peer that really lacks a protocol does not advertise it (ProtocolNotSupported).
-A peer at its connection limit also closes at once and is reported as refusing; the wording says "refused".
+Admission is per protocol, never per connection: every peer that completes the secure handshake is served identify
+and ping, and each other protocol's `admits(peer, protocol)` rule (given with its handler) decides whether that
+peer may open a stream of it. A refused protocol is answered with multistream-select's `na` while identify keeps
+advertising it, so a refused dialler can tell a refusal from a missing protocol: `new_stream` raises `PeerRefused`
+(an `AccessRefused`) for `na` to a protocol the peer's identify lists, which callers turn into "ask its owner to
+allow our key" rather than retrying for ever, and `ProtocolNotSupported` for one it does not list. libp2p has no
+wire message for a refusal; this is the only signal we read as one.
+
+Peer events (connected, identified with its protocols and addresses, disconnected) reach whoever `subscribe`s.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from peerloom.net.stream import Stream, StreamError
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Stream], Awaitable[None]]
+Admission = Callable[[PeerId, str], bool]  # may this peer open a stream of this protocol?
 NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 15.0
 MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
@@ -57,6 +58,41 @@ REFUSAL_IDENTIFY_WAIT = 3.0  # after `na`: how long to wait for identify to say 
 
 class ProtocolNotSupported(LinkError):
     """The peer answered `na` to every protocol we offered on a new stream."""
+
+
+@dataclass(frozen=True)
+class PeerConnected:
+    """A secure connection to `peer` is open (dialled or accepted)."""
+
+    peer: PeerId
+    address: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class PeerIdentified:
+    """`peer` answered identify: the protocols it serves and where it listens."""
+
+    peer: PeerId
+    protocols: tuple[str, ...]
+    listen_addrs: tuple[Multiaddr, ...]
+    agent_version: str
+
+
+@dataclass(frozen=True)
+class PeerDisconnected:
+    """Our connection to `peer` closed (a simultaneous dial's loser does not count: the peer stays connected)."""
+
+    peer: PeerId
+    reason: str
+
+
+PeerEvent = PeerConnected | PeerIdentified | PeerDisconnected
+
+
+@dataclass(frozen=True)
+class _Route:
+    handler: Handler
+    admits: Admission | None
 
 
 @dataclass
@@ -75,17 +111,16 @@ class Host:
         *,
         agent_version: str = "peerloom/0.1.0",
         limits: HostLimits | None = None,
-        allow: Callable[[PeerId], bool] | None = None,
     ) -> None:
         self.identity = identity
         self.peer_id = PeerId.from_public_key(identity.public_key)
         self.agent_version = agent_version
         self.limits = limits or HostLimits()
-        self.allow = allow  # refuse every other peer right after its handshake, before any stream
         self.connections: dict[PeerId, Connection] = {}
         self._pending: set[Connection] = set()
         self._dialing: dict[PeerId, asyncio.Future[Connection]] = {}
-        self._handlers: dict[str, Handler] = {}
+        self._routes: dict[str, _Route] = {}
+        self._listeners: list[Callable[[PeerEvent], None]] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._listen_addrs: list[Multiaddr] = []
@@ -101,15 +136,31 @@ class Host:
         await self.close()
 
     # -- configuration ---------------------------------------------------------------------------
-    def set_handler(self, protocol: str, handler: Handler) -> None:
-        self._handlers[protocol] = handler
+    def set_handler(self, protocol: str, handler: Handler, admits: Admission | None = None) -> None:
+        """Serve `protocol` with `handler`, to the peers `admits(peer, protocol)` accepts (every peer without it).
+        A refused peer gets `na` while identify keeps listing the protocol (see the module docstring)."""
+        self._routes[protocol] = _Route(handler, admits)
 
     def remove_handler(self, protocol: str) -> None:
-        self._handlers.pop(protocol, None)
+        self._routes.pop(protocol, None)
 
     @property
     def protocols(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted(self._routes)
+
+    # -- peer events -----------------------------------------------------------------------------
+    def subscribe(self, listener: Callable[[PeerEvent], None]) -> Callable[[], None]:
+        """Call `listener` with each peer event from now on; returns the function that unsubscribes it.
+        Listeners run on the event loop inside the host's own callbacks: they must not block."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _emit(self, event: PeerEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("peer event listener %r failed on %r", listener, event)
 
     @property
     def listen_addrs(self) -> list[Multiaddr]:
@@ -190,9 +241,6 @@ class Host:
         self._pending.discard(conn)
         peer = conn.remote_peer
         assert peer is not None
-        if self.allow is not None and not self.allow(peer):
-            conn.close(f"{peer} is not allowed here")
-            return False
         if peer == self.peer_id:
             conn.close("connected to ourselves")
             return False
@@ -210,6 +258,7 @@ class Host:
             conn.close("too many connections")
             return False
         self.connections[peer] = conn
+        self._emit(PeerConnected(peer, conn.remote_address))
         self._spawn(self._identify(conn))
         return True
 
@@ -217,6 +266,7 @@ class Host:
         self._pending.discard(conn)
         if conn.remote_peer is not None and self.connections.get(conn.remote_peer) is conn:
             del self.connections[conn.remote_peer]
+            self._emit(PeerDisconnected(conn.remote_peer, conn.close_reason))
 
     # -- streams ---------------------------------------------------------------------------------
     async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str]) -> Stream:
@@ -239,13 +289,9 @@ class Host:
         return stream
 
     async def _stream_failure(self, conn: Connection, protocols: list[str], exc: Exception) -> LinkError:
-        """Why a stream could not be opened. A peer refused our key (PeerRefused) when it ended the session without
-        serving us anything (an allow-list checked per connection, as ours is today), or answered `na` to a protocol
-        that its identify advertises (an allow-list checked per protocol): see the module docstring."""
+        """Why a stream could not be opened. A peer refused our key (PeerRefused) when it answered `na` to a protocol
+        that its identify advertises (admission per protocol): see the module docstring."""
         peer = conn.remote_peer
-        other = self.connections.get(peer) if peer is not None else None
-        if conn.refused_us and (other is None or other is conn or other.closed):  # not a simultaneous-dial loser
-            return PeerRefused(f"{peer} refused our key {self.peer_id}")
         if isinstance(exc, multistream.NegotiationFailed):
             assert peer is not None
             try:
@@ -261,19 +307,28 @@ class Host:
     def _incoming_stream(self, stream: Stream) -> None:
         self._spawn(self._serve_stream(stream))
 
+    def _admits(self, peer: PeerId, protocol: str) -> bool:
+        """Whether `peer` may open a stream of `protocol`: identify and ping are served to every peer, each other
+        protocol to the peers its own rule admits (admission per protocol, never per connection)."""
+        route = self._routes.get(protocol)
+        if route is None:
+            return False
+        return route.admits is None or protocol in (IDENTIFY_PROTOCOL, PING_PROTOCOL) or route.admits(peer, protocol)
+
     async def _serve_stream(self, stream: Stream) -> None:
+        peer = stream.remote_peer
         try:
-            protocol = await _negotiate(stream, multistream.Listener(lambda p: p in self._handlers))
+            protocol = await _negotiate(stream, multistream.Listener(lambda p: self._admits(peer, p)))
         except (PeerloomError, TimeoutError) as exc:
             log.debug("negotiation on %r failed: %r", stream, exc)
             stream.reset()
             return
-        handler = self._handlers.get(protocol)
-        if handler is None:
+        route = self._routes.get(protocol)
+        if route is None:
             stream.reset()
             return
         try:
-            await handler(stream)
+            await route.handler(stream)
         except (PeerloomError, ConnectionError) as exc:
             log.debug("handler of %s ended: %r", stream.protocol, exc)
             stream.reset()
@@ -319,11 +374,13 @@ class Host:
                         raise LinkError("identify stream ended early")
                     data += chunk
             await stream.close()
-            conn.info = decode_identify(frame[0])
-            self.peer_info[conn.remote_peer] = conn.info
+            info = conn.info = decode_identify(frame[0])
+            self.peer_info[conn.remote_peer] = info
             self.peer_info.move_to_end(conn.remote_peer)
             while len(self.peer_info) > MAX_PEER_INFO:
                 self.peer_info.popitem(last=False)
+            self._emit(PeerIdentified(conn.remote_peer, tuple(info.protocols), tuple(info.listen_addrs),
+                                      info.agent_version))
         except (PeerloomError, TimeoutError) as exc:
             log.debug("identify of %s failed: %r", conn.remote_peer, exc)
 
@@ -376,6 +433,7 @@ class Host:
     async def close(self) -> None:
         if self._trim_task is not None:
             self._trim_task.cancel()
+            self._tasks.add(self._trim_task)  # awaited below with the others: nothing is left running
         for server in self._servers:
             server.close()
         for conn in [*self.connections.values(), *self._pending]:

@@ -21,6 +21,7 @@ from peerloom.torrent.peer_pieces import PeerPieces
 from peerloom.torrent.wire import BLOCK_SIZE, Piece, Request
 
 if TYPE_CHECKING:
+    from peerloom.torrent.context import SwarmContext
     from peerloom.torrent.swarm import Torrent
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,12 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     def __init__(
         self,
-        node: Any,
+        engine: SwarmContext,
         torrent: Torrent | None,
         address: Any = None,
         outgoing: bool = False,
     ) -> None:
-        self.node = node
+        self.engine = engine
         self.torrent: Torrent | None = torrent
         # the peer's listen address when known (outgoing, or learnt from the ext handshake): (host, port) for
         # plain BitTorrent, a multiaddr for the secure layer
@@ -152,7 +153,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.connected.exception()  # an incoming connection has no one waiting on it: not an unhandled error
         if self.torrent is not None:
             self.torrent.peer_lost(self)
-        self.node.peer_lost(self)
+        self.engine.peer_lost(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -213,7 +214,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         assert self.torrent is not None
         self.info_hash = info_hash
         reserved = wire.handshake_reserved(info_hash, self.torrent.info_hash_v2, dht=self.torrent.dht_enabled)
-        self.send(wire.encode_handshake(wire.Handshake(info_hash, self.node.peer_id, reserved)))
+        self.send(wire.encode_handshake(wire.Handshake(info_hash, self.engine.peer_id, reserved)))
 
     def _receive_handshake(self, data: bytes | memoryview) -> bytes:
         self._hs_buffer += data
@@ -224,10 +225,10 @@ class PeerConnection(asyncio.BufferedProtocol):
         hs = wire.parse_handshake(bytes(self._hs_buffer[: wire.HANDSHAKE_LENGTH]))
         rest = bytes(self._hs_buffer[wire.HANDSHAKE_LENGTH :])
         self._hs_buffer = bytearray()
-        if hs.peer_id == self.node.peer_id:
+        if hs.peer_id == self.engine.peer_id:
             raise wire.WireError("connected to ourselves")
         if self.torrent is None:
-            torrent = self.node.torrent_for_hash(hs.info_hash)
+            torrent = self.engine.torrent_for_hash(hs.info_hash)
             if torrent is None:
                 raise wire.WireError("unknown info-hash")
             refusal = torrent.admits(self)

@@ -42,7 +42,7 @@ from peerloom.torrent.swarm_exchange import ExchangeMixin
 from peerloom.torrent.swarm_pieces import PieceFlowMixin
 
 if TYPE_CHECKING:
-    from peerloom.node import Node
+    from peerloom.torrent.context import SwarmContext
     from peerloom.torrent.peer import PeerConnection
     from peerloom.torrent.tracker import AnnounceRequest
     from peerloom.torrent.tracker_client import Announcer
@@ -56,7 +56,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
     def __init__(
         self,
-        node: Node,
+        engine: SwarmContext,
         *,
         meta: Metainfo | None,
         magnet: Magnet | None,
@@ -69,8 +69,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         overwrite: bool = False,
         allowed_keys: set[Any] | None = None,
     ) -> None:
-        self.node = node
-        self.settings = node.settings
+        self.engine = engine
+        self.settings = engine.settings
         self.meta: Metainfo | None = None
         self.magnet = magnet
         self.save_path = Path(save_path)
@@ -188,7 +188,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             # a hybrid is announced under both info-hashes, so v1-only and v2 peers find it (BEP 52)
             self.announcers = [
                 Announcer(
-                    self.node.tracker_client, trackers, functools.partial(self._announce_request, info_hash=h),
+                    self.engine.tracker_client, trackers, functools.partial(self._announce_request, info_hash=h),
                     self.add_peers, min_wait=self.settings.tracker_min_wait,
                 )
                 for h in self.hashes
@@ -291,7 +291,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             except StateError as exc:  # stopping goes on (files closed, waiters woken); the torrent says why
                 self._fail(str(exc))
         if self.storage is not None:
-            await self.node.run_blocking(self.storage.close)
+            await self.engine.run_blocking(self.storage.close)
         if self.state is not State.ERROR:
             self.state = State.STOPPED
         self._done.set()
@@ -343,7 +343,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 break
             if self.secure and not isinstance(addr, Multiaddr):
                 continue  # a private swarm never speaks plain BitTorrent
-            if addr not in self.candidates and not self.node.is_banned(addr) and not self.node.is_self(addr):
+            if addr not in self.candidates and not self.engine.is_banned(addr) and not self.engine.is_self(addr):
                 self.candidates[addr] = now
 
     def _connect_more(self, now: float) -> None:
@@ -365,9 +365,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     async def _connect(self, addr: tuple[str, int] | Multiaddr) -> None:
         try:
             if isinstance(addr, Multiaddr):
-                peer = await self.node.connect_secure(self, addr)
+                peer = await self.engine.connect_secure(self, addr)
             else:
-                peer = await self.node.connect(self, addr)
+                peer = await self.engine.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.failures.pop(addr, None)
             self.refusals.pop(addr, None)
@@ -413,13 +413,13 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if refusal is not None:
             peer.close(refusal)
             return False
-        if self.node.is_banned(peer.key, peer.peer_id):
+        if self.engine.is_banned(peer.key, peer.peer_id):
             peer.close("banned")
             return False
         for other in self.peers:
             if other.peer_id == peer.peer_id:
                 # both sides dialled: keep the connection opened by the lower peer id, on both ends
-                mine = self.node.peer_id < (peer.peer_id or b"")
+                mine = self.engine.peer_id < (peer.peer_id or b"")
                 keep_new = peer.outgoing == mine
                 loser = other if keep_new else peer
                 loser.close("duplicate connection")
@@ -479,7 +479,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     def ban(self, peer: PeerConnection, reason: str) -> None:
         log.info("banning %r: %s", peer, reason)
         self.banned_count += 1
-        self.node.ban(peer.key, peer.peer_id)
+        self.engine.ban(peer.key, peer.peer_id)
         self.candidates.pop(peer.key, None)
         peer.close(f"banned: {reason}")
 
@@ -604,8 +604,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         want = peer.pipeline - len(peer.outstanding)
         if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
             return
-        buckets = (self.download_bucket, self.node.download_bucket)
-        limited = self.download_bucket.limited or self.node.download_bucket.limited
+        buckets = (self.download_bucket, self.engine.download_bucket)
+        limited = self.download_bucket.limited or self.engine.download_bucket.limited
         if limited:
             want = min(want, int(allowance(time.monotonic(), *buckets) // wire.BLOCK_SIZE))
             if want <= 0:
@@ -662,7 +662,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             storage.fit_files((i for i, chosen in enumerate(mask) if chosen), grow=False)
             storage.sync()
 
-        fut = self.node.run_blocking_future(finish)
+        fut = self.engine.run_blocking_future(finish)
         self.in_flight.add(fut)
         fut.add_done_callback(self._finished_writing)
 
@@ -742,13 +742,13 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
 
         return AnnounceRequest(
             info_hash=info_hash,
-            peer_id=self.node.peer_id,
-            port=self.node.port,
+            peer_id=self.engine.peer_id,
+            port=self.engine.port,
             uploaded=self.uploaded,
             downloaded=self.downloaded,
             left=self.left(),
             event=event,
-            key=self.node.tracker_key,
+            key=self.engine.tracker_key,
         )
 
     def left(self) -> int:
@@ -768,7 +768,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             bits = self._have_bits = bytearray(pack_bits(self.picker.have))
         else:
             bits[passed >> 3] |= 0x80 >> (passed & 7)
-        self.node.resume.update_have(self.id, bytes(bits), self.downloaded, self.uploaded)
+        self.engine.resume.update_have(self.id, bytes(bits), self.downloaded, self.uploaded)
 
     def save_resume(self, clean: bool) -> None:
         if self.meta is None or self.picker is None or self.storage is None:
@@ -788,7 +788,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             downloaded=self.downloaded,
             added_at=self.record.added_at if self.record else time.time(),
         )
-        self.node.resume.save(rec)
+        self.engine.resume.save(rec)
 
     # -- status --------------------------------------------------------------------------------
     def status(self) -> TorrentStatus:

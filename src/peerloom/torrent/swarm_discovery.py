@@ -6,7 +6,7 @@ announce_peer with our BitTorrent port) under each of its info-hashes at once wh
 the lookup is over: a departed node among the closest holds a lookup up for seconds (issue 12: the first peer came
 after 14 s instead of 16 ms). Peers that tell us their DHT port (the PORT message)
 are pinged into the node's table. Private torrents (BEP 27) and private swarms of the secure layer stay out of both.
-The node's DHT and LSD are used duck-typed: this package knows nothing of theirs.
+The node's DHT and LSD are reached through the engine (`SwarmContext.dht`/`.lsd`), typed by small protocols.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from peerloom.errors import PeerloomError
 from peerloom.torrent import wire
 
 if TYPE_CHECKING:
+    from peerloom.torrent.context import SwarmContext
     from peerloom.torrent.peer import PeerConnection
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class DiscoveryMixin:
     """DHT and LSD for `Torrent` (see the module docstring)."""
 
-    node: Any
+    engine: SwarmContext
     settings: Any
     private: bool
     secure: bool
@@ -44,15 +45,15 @@ class DiscoveryMixin:
 
     @property
     def dht_enabled(self) -> bool:
-        return self.discoverable and self.node.dht is not None
+        return self.discoverable and self.engine.dht is not None
 
     def _start_discovery(self) -> asyncio.Task[None] | None:
         """Announce on the LAN now, and start asking the DHT; returns the DHT task (the caller owns it)."""
         if not self.discoverable:
             return None
-        if self.node.lsd is not None:
-            self.node.lsd.announce_soon()
-        if self.node.dht is None:
+        if self.engine.lsd is not None:
+            self.engine.lsd.announce_soon()
+        if self.engine.dht is None:
             return None
         return asyncio.create_task(self._dht_loop(), name=f"dht {self.name}")
 
@@ -66,7 +67,7 @@ class DiscoveryMixin:
 
     async def _dht_announce(self, info_hash: bytes) -> None:
         try:
-            result = await self.node.dht.announce(info_hash, self.node.port, on_peers=self._dht_peers)
+            result = await self.engine.dht.announce(info_hash, self.engine.port, on_peers=self._dht_peers)
         except PeerloomError as exc:
             log.debug("%s: DHT announce failed: %s", self.name, exc)
             return
@@ -87,9 +88,9 @@ class DiscoveryMixin:
         """BEP 5: tell a peer that set the DHT bit in its handshake where our DHT node listens."""
         hs = peer.handshake
         if self.dht_enabled and hs is not None and hs.supports_dht:
-            peer.send_message(wire.Port(self.node.dht.port))
+            peer.send_message(wire.Port(self.engine.dht.port))
 
     def _on_port(self, peer: PeerConnection, m: wire.Port) -> None:
         """BEP 5 PORT: the peer runs a DHT node there; ping it into our table."""
         if self.dht_enabled and peer.remote is not None and 0 < m.port < 65536:
-            self.node.dht.add_node((peer.remote[0], m.port))
+            self.engine.dht.add_node((peer.remote[0], m.port))

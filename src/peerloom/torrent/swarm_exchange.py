@@ -26,8 +26,8 @@ class ExchangeMixin:
             ids.pop("ut_pex", None)
         return ext.ExtHandshake(
             ids=ids,
-            client=self.node.client_name,
-            port=self.node.port,
+            client=self.engine.client_name,
+            port=self.engine.port,
             reqq=1000,
             metadata_size=len(self.meta.info_bytes) if self.meta else None,
         )
@@ -111,7 +111,7 @@ class ExchangeMixin:
                 peer.holdings.metadata_known(self.picker)  # what it announced before we knew the piece count
             except ProtocolError as exc:
                 peer.close(f"protocol error: {exc}")
-        self.node.metadata_received(self)
+        self.engine.metadata_received(self)
 
     def _request_layers(self, peer: PeerConnection) -> None:
         if peer.no_hashes or not (peer.handshake and (peer.handshake.supports_v2 or self.info_hash_v1 is None)):

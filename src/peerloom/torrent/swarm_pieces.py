@@ -49,7 +49,7 @@ class PieceFlowMixin:
             # peer can connect and be told "none" first (a peerloom leecher without the metadata yet drops the
             # `have`s that follow)
             recorded = rec is not None and bool(rec.have)
-            state = storage.file_state() if recorded else await self.node.run_blocking(storage.file_state)
+            state = storage.file_state() if recorded else await self.engine.run_blocking(storage.file_state)
             sizes = [size for size, _ in state]
             if rec is not None and rec.have:
                 saved = unpack_bits(rec.have, n)
@@ -85,13 +85,13 @@ class PieceFlowMixin:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
                     checked(pending.pop(fut), fut.result())
-            pending[self.node.run_blocking_future(check, index)] = index
+            pending[self.engine.run_blocking_future(check, index)] = index
         for fut, index in pending.items():
             checked(index, await fut)
         if self.seed_only and not self.trusted_complete and not picker.complete:
             raise StorageError(self._changed_since_shared())
         if not self.trusted_complete and not self.seed_only:
-            await self.node.run_blocking(self._prepare_files, suspects, sizes, outcomes)
+            await self.engine.run_blocking(self._prepare_files, suspects, sizes, outcomes)
         self.state = State.SEEDING if picker.complete else State.DOWNLOADING
         self.save_resume(clean=False)
         if picker.complete:
@@ -155,7 +155,7 @@ class PieceFlowMixin:
             storage.write_piece(index, buf)
             return True
 
-        fut = self.node.run_blocking_future(verify_and_write)
+        fut = self.engine.run_blocking_future(verify_and_write)
         self.in_flight.add(fut)
         fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
 
@@ -231,7 +231,7 @@ class PieceFlowMixin:
             self._strike(peer, f"sent bad data for piece {index}")
 
     def _strike(self, peer: PeerConnection, reason: str) -> None:
-        if self.node.is_banned(peer.key, peer.peer_id):
+        if self.engine.is_banned(peer.key, peer.peer_id):
             return
         key = peer.peer_id or peer.key
         self.strikes[key] = self.strikes.get(key, 0) + 1
@@ -242,8 +242,8 @@ class PieceFlowMixin:
     def serve(self, peer: PeerConnection) -> None:
         """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
         queued = 0
-        buckets = (self.upload_bucket, self.node.upload_bucket)
-        limited = self.upload_bucket.limited or self.node.upload_bucket.limited
+        buckets = (self.upload_bucket, self.engine.upload_bucket)
+        limited = self.upload_bucket.limited or self.engine.upload_bucket.limited
         pending, cache, piece_header = peer.pending, self.cache, wire.piece_header
         parts: list[bytes | memoryview] = []  # each block's header and data, handed over in one go
         try:
@@ -321,7 +321,7 @@ class PieceFlowMixin:
         if fut is not None:
             return fut
         assert self.storage is not None
-        fut = self.node.run_blocking_future(self.storage.read, index)
+        fut = self.engine.run_blocking_future(self.storage.read, index)
         self.loading[index] = fut
 
         def loaded(f: asyncio.Future) -> None:

@@ -1,0 +1,41 @@
+"""The node's settings: the knobs of the BitTorrent engine, the DHT, LSD and the secure layer's port.
+
+They live below every package that reads them (torrent/, the node, the CLI) so that none of those has to import the
+node to know their type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Settings:
+    """Knobs of the engine; defaults suit real swarms, tests shorten the timeouts."""
+
+    max_peers: int = 50
+    max_candidates: int = 2000
+    upload_slots: int = 8
+    connect_timeout: float = 10.0
+    snub_timeout: float = 30.0
+    idle_timeout: float = 240.0
+    tick: float = 1.0
+    hash_threads: int = 2
+    max_verify_bytes: int = 32 * 1024 * 1024  # pieces waiting for hashing/writing before we stop requesting
+    read_cache_bytes: int = 32 * 1024 * 1024
+    download_rate_limit: int = 0  # bytes/s per torrent, 0 = unlimited
+    trackers: bool = True
+    tracker_min_wait: float = 30.0
+    pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
+    secure_port: int = 0  # the secure peer layer's TCP port (0: any free one)
+    dht: bool = True  # Mainline DHT (BEP 5): find peers of public torrents without a tracker
+    dht_port: int = 0  # its UDP port (0: the same number as the BitTorrent port)
+    bootstrap: list[tuple[str, int]] = field(default_factory=list)  # DHT nodes to join through (host, port)
+    public_bootstrap: bool = True  # with no `bootstrap` given, join through the public routers
+    dht_ipv6: bool = False  # also join the IPv6 DHT (BEP 32) when the node listens on IPv4
+    dht_interval: float = 15 * 60.0  # ask the DHT for peers (and announce) this often per torrent...
+    dht_interval_few: float = 60.0  # ...or this often while the torrent has fewer than `dht_few_peers` peers
+    dht_few_peers: int = 5
+    lsd: bool = True  # local service discovery (BEP 14): find peers on the LAN by multicast
+    lsd_interval: float = 5 * 60.0
+    lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)

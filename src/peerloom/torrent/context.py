@@ -1,0 +1,116 @@
+"""What `torrent/` needs from outside itself, declared here so that it never imports the node.
+
+`SwarmContext` is the one interface a `Torrent` and its `PeerConnection`s see of the world around them (like
+libtorrent's `session_interface`, kept small): our peer id, port and client name, a runner for blocking work, the
+dialer, bans, the global rate limits, the resume store and the peer sources (DHT, LSD, trackers). The BitTorrent
+engine (`torrent.engine`) implements it. `EngineNode` is what the engine itself uses of the node it runs in: the
+slice of `peerloom.service.NodeContext` it reads, matched structurally (torrent/ sits below the service layer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.identity import Identity
+from peerloom.net.stream import Stream
+from peerloom.settings import Settings
+from peerloom.torrent.ratelimit import TokenBucket
+from peerloom.torrent.resume import ResumeStore
+
+if TYPE_CHECKING:
+    from peerloom.torrent.peer import PeerConnection
+    from peerloom.torrent.swarm import Torrent
+    from peerloom.torrent.tracker_client import TrackerClient
+
+T = TypeVar("T")
+Address = tuple[str, int]
+
+
+class DhtAnnounced(Protocol):
+    peers: list[Address]
+    stored: int
+
+
+class DhtPeers(Protocol):
+    """The Mainline DHT as a peer source (BEP 5)."""
+
+    port: int  # our DHT node's UDP port, told to peers in PORT messages
+
+    async def announce(self, info_hash: bytes, port: int | None = None, *, timeout: float | None = None,
+                       on_peers: Callable[[list[Address]], None] | None = None) -> DhtAnnounced: ...
+
+    def add_node(self, address: Address) -> None: ...
+
+
+class LanPeers(Protocol):
+    """Local service discovery (BEP 14) as a peer source."""
+
+    def announce_soon(self) -> None: ...
+
+
+class SwarmContext(Protocol):
+    """What a torrent and its peer connections use from outside `torrent/` (see the module docstring)."""
+
+    settings: Settings
+    peer_id: bytes  # our BitTorrent peer id (20 bytes)
+    port: int  # the plain BitTorrent TCP port
+    client_name: str
+    tracker_key: int
+    download_bucket: TokenBucket  # the node's global rate limits, on top of each torrent's own
+    upload_bucket: TokenBucket
+    resume: ResumeStore
+
+    @property
+    def dht(self) -> DhtPeers | None: ...
+
+    @property
+    def lsd(self) -> LanPeers | None: ...
+
+    @property
+    def tracker_client(self) -> TrackerClient: ...
+
+    def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]: ...
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T: ...
+
+    async def connect(self, torrent: Torrent, address: Address) -> PeerConnection: ...
+
+    async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection: ...
+
+    def torrent_for_hash(self, info_hash: bytes) -> Torrent | None: ...
+
+    def metadata_received(self, torrent: Torrent) -> None: ...
+
+    def peer_lost(self, conn: PeerConnection) -> None: ...
+
+    def ban(self, address: Address, peer_id: bytes | None) -> None: ...
+
+    def is_banned(self, address: Address, peer_id: bytes | None = None) -> bool: ...
+
+    def is_self(self, address: Address | Multiaddr) -> bool: ...
+
+
+class SecureStreams(Protocol):
+    """The secure layer's host as the engine uses it: streams of a protocol to a peer's multiaddr."""
+
+    async def new_stream(self, peer: Any, protocols: Any) -> Stream: ...
+
+
+class EngineTasks(Protocol):
+    def spawn(self, coro: Any, *, name: str | None = None) -> asyncio.Task[Any]: ...
+
+
+class EngineNode(Protocol):
+    """What the engine uses of the node (a structural slice of `peerloom.service.NodeContext`)."""
+
+    identity: Identity
+    home: Path
+    host: SecureStreams
+    workers: Any  # a `peerloom.workers.WorkerPool`: `submit(fn, *args)` runs blocking work in a thread
+    dht: DhtPeers | None
+    lsd: LanPeers | None
+    tasks: EngineTasks

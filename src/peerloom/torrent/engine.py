@@ -1,0 +1,335 @@
+"""The BitTorrent engine: the node's first service.
+
+It keeps the torrents by info-hash, listens for plain BitTorrent over TCP and routes each incoming handshake to its
+torrent by info-hash, dials peers (plain TCP, or a stream of the secure layer for a private swarm), and holds what
+the torrents share: bans, the global rate limits, the resume store, the tracker client, and the peer sources it was
+given (DHT, LSD). Torrents see it only through `SwarmContext`, which it implements.
+
+Private swarms run the same peer wire over Noise + yamux streams of `/peerloom/bittorrent/1.0.0`. Their allow-lists
+gate that protocol only (`admits`): a key no private swarm allows is still served identify, ping and every other
+service's protocols, and is refused on this one with multistream-select's `na`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ipaddress
+import logging
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.errors import PeerloomError
+from peerloom.identity import PeerId
+from peerloom.net.stream import Stream, StreamTransport
+from peerloom.settings import Settings
+from peerloom.torrent.create import create, seed_directory
+from peerloom.torrent.magnet import Magnet
+from peerloom.torrent.metainfo import Metainfo
+from peerloom.torrent.peer import PeerConnection
+from peerloom.torrent.ratelimit import TokenBucket
+from peerloom.torrent.resume import ResumeStore
+from peerloom.torrent.swarm import Torrent
+
+if TYPE_CHECKING:
+    from peerloom.torrent.context import DhtPeers, EngineNode, LanPeers
+    from peerloom.torrent.tracker_client import TrackerClient
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
+
+
+class DuplicateTorrent(PeerloomError):
+    """The node already has a torrent with this info-hash."""
+
+
+class BitTorrentEngine:
+    """The BitTorrent service: torrents, incoming handshakes, the dialer, bans, limits (see the module docstring)."""
+
+    name = "bittorrent"
+    protocols = (BITTORRENT_PROTOCOL,)
+
+    def __init__(self, settings: Settings, *, client_name: str) -> None:
+        self.settings = settings
+        self.client_name = client_name
+        self.peer_id = b"-PL0100-" + secrets.token_bytes(12)
+        self.tracker_key = secrets.randbits(32)
+        self.port = 0  # the plain BitTorrent TCP port (set by `listen`)
+        self.torrents: dict[str, Torrent] = {}
+        self.download_bucket = TokenBucket(0)  # the node's global rate limits, on top of each torrent's own
+        self.upload_bucket = TokenBucket(0)
+        self.resume: ResumeStore  # opened by `start`
+        self._node: EngineNode | None = None
+        self._interface = ""
+        self._by_hash: dict[bytes, Torrent] = {}
+        self._banned_addresses: set[tuple[str, int]] = set()
+        self._banned_ids: set[bytes] = set()
+        self._connections: set[PeerConnection] = set()
+        self._secure_transports: set[StreamTransport] = set()
+        self._server: asyncio.Server | None = None
+        self._tracker_client: TrackerClient | None = None
+
+    # -- the service -------------------------------------------------------------------------------
+    async def listen(self, host: str, port: int) -> int:
+        """Listen for plain BitTorrent on `host:port` and return the port. The node calls this before it starts the
+        DHT and LSD, which announce this port."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._server = await loop.create_server(self._incoming, host, port)
+        except OSError as exc:
+            raise PeerloomError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+        self._interface = host
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def start(self, node: EngineNode) -> None:
+        self._node = node
+        self.resume = ResumeStore(node.home / "state.sqlite")
+
+    async def handle(self, stream: Stream, protocol: str) -> None:
+        """An incoming peer wire over a secure stream: its torrent is found by the info-hash of its handshake."""
+        await self._hold(self._attach(stream, PeerConnection(self, None)))
+
+    def admits(self, peer: PeerId, protocol: str) -> bool:
+        """Any key while no private swarm restricts them; then only the keys some private swarm allows. Each
+        torrent checks its own allow-list again at the handshake (`Torrent.admits`)."""
+        restricted = [t.allowed_keys for t in self.torrents.values() if t.allowed_keys is not None]
+        return not restricted or any(peer in keys for keys in restricted)
+
+    async def stop(self) -> None:
+        """Stop every torrent (they save their resume data), close every peer, the trackers and the resume store."""
+        if self._server is not None:
+            self._server.close()
+        await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
+        for conn in list(self._connections):
+            conn.close("node stopping")
+        for transport in list(self._secure_transports):
+            transport.abort()
+        if self._tracker_client is not None:
+            await self._tracker_client.close()
+        if hasattr(self, "resume"):
+            self.resume.close()
+
+    # -- what the torrents use (SwarmContext) ------------------------------------------------------
+    @property
+    def dht(self) -> DhtPeers | None:
+        return self._node.dht if self._node is not None else None
+
+    @property
+    def lsd(self) -> LanPeers | None:
+        return self._node.lsd if self._node is not None else None
+
+    @property
+    def tracker_client(self) -> TrackerClient:
+        """The HTTP/UDP tracker client, made on first use (most swarms in tests have no tracker)."""
+        if self._tracker_client is None:
+            from peerloom.torrent.tracker_client import TrackerClient
+
+            self._tracker_client = TrackerClient()
+        return self._tracker_client
+
+    def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """`fn(*args)` in one of the node's worker threads (the loop's default executor before the engine starts)."""
+        if self._node is None:
+            return asyncio.get_running_loop().run_in_executor(None, functools.partial(fn, *args))
+        return self._node.workers.submit(fn, *args)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.run_blocking_future(fn, *args)
+
+    def torrent_for_hash(self, info_hash: bytes) -> Torrent | None:
+        return self._by_hash.get(info_hash)
+
+    def metadata_received(self, torrent: Torrent) -> None:
+        """A magnet's info dictionary arrived; its v2 hash may now route peers too."""
+        for h in torrent.hashes:
+            self._by_hash.setdefault(h, torrent)
+
+    async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: PeerConnection(self, torrent, address, outgoing=True), *address),
+            self.settings.connect_timeout,
+        )
+        self._connections.add(conn)
+        return conn
+
+    async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection:
+        """A peer wire connection over a stream of the secure layer (the remote key must match /p2p/)."""
+        assert self._node is not None, "the engine dials once started"
+        stream = await self._node.host.new_stream(address, [BITTORRENT_PROTOCOL])
+        conn = PeerConnection(self, torrent, address, outgoing=True)
+        self._node.tasks.spawn(self._hold(self._attach(stream, conn)), name=f"peer {address}")
+        return conn
+
+    def _attach(self, stream: Stream, conn: PeerConnection) -> StreamTransport:
+        self._connections.add(conn)
+        transport = StreamTransport(stream, conn)
+        self._secure_transports.add(transport)
+        return transport
+
+    async def _hold(self, transport: StreamTransport) -> None:
+        """Keep a peer wire over a secure stream until it closes (cancelling this aborts the stream)."""
+        try:
+            await transport.wait_closed()
+        finally:
+            self._secure_transports.discard(transport)
+
+    def _incoming(self) -> PeerConnection:
+        conn = PeerConnection(self, None)
+        self._connections.add(conn)
+        return conn
+
+    def peer_lost(self, conn: PeerConnection) -> None:
+        self._connections.discard(conn)
+
+    def ban(self, address: tuple[str, int], peer_id: bytes | None) -> None:
+        self._banned_addresses.add(address)
+        if peer_id:
+            self._banned_ids.add(peer_id)
+
+    def is_banned(self, address: tuple[str, int], peer_id: bytes | None = None) -> bool:
+        return address in self._banned_addresses or (peer_id is not None and peer_id in self._banned_ids)
+
+    def is_self(self, address: tuple[str, int] | Multiaddr) -> bool:
+        if isinstance(address, Multiaddr):
+            return self._node is not None and address.peer_id == self._node.identity.peer_id
+        if address[1] != self.port:
+            return False
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(address[0])
+            return ip.is_loopback or ip.is_unspecified or address[0] == self._interface
+        return False
+
+    # -- LAN discovery (BEP 14): the node's LSD asks and tells us through these ---------------------
+    def local_hashes(self) -> list[bytes]:
+        """The info-hashes to announce on the LAN: every public torrent that is not paused."""
+        return [h for t in self.torrents.values() if t.discoverable and not t.paused for h in t.hashes]
+
+    def local_peer(self, info_hash: bytes, address: tuple[str, int]) -> None:
+        """A LAN peer announced `info_hash` at `address`."""
+        torrent = self._by_hash.get(info_hash)
+        if torrent is not None and torrent.discoverable and not torrent.paused:
+            torrent.peers_discovered([address])
+
+    # -- torrents ----------------------------------------------------------------------------------
+    async def add(
+        self,
+        source: str | Path | Metainfo | Magnet,
+        save: str | Path = ".",
+        *,
+        peers: list[tuple[str, int] | Multiaddr] | None = None,
+        files: list[int] | None = None,
+        sequential: bool = False,
+        trusted_complete: bool = False,
+        seed_only: bool = False,
+        overwrite: bool = False,
+        allow: list[PeerId] | None = None,
+        paused: bool = False,
+    ) -> Torrent:
+        """Add a torrent by magnet link, .torrent path, or parsed metainfo, and start it (`paused`: check its
+        data but do not look for peers until `torrent.resume()`).
+
+        Data found at `save` is checked and the pieces that verify are kept; a file there that is not the
+        torrent's makes the torrent fail instead of being written over, unless `overwrite`. `seed_only`: the files
+        are the user's own (a shared folder): seed what verifies, never create, cut or write a file.
+
+        With `allow` (even empty), the torrent is a private swarm of the secure layer: it talks only to
+        those keys and to the PeerIds of the multiaddrs in `peers`, over encrypted streams, never over
+        plain BitTorrent.
+        """
+        meta: Metainfo | None = None
+        magnet: Magnet | None = None
+        if isinstance(source, Metainfo):
+            meta = source
+        elif isinstance(source, Magnet):
+            magnet = source
+        elif isinstance(source, str) and source[:8].lower() == "magnet:?":
+            magnet = Magnet.parse(source)
+        else:
+            path = Path(source)
+            try:
+                data = await self.run_blocking(path.read_bytes)
+            except FileNotFoundError:
+                raise PeerloomError(f"no such file: {path}") from None
+            except OSError as exc:
+                raise PeerloomError(f"cannot read {path}: {exc.strerror}") from exc
+            meta = Metainfo.parse(data)
+        hashes = [h for h in ((meta or magnet).info_hash_v1, ((meta or magnet).info_hash_v2 or b"")[:20]) if h]
+        for h in hashes:
+            if h in self._by_hash:
+                raise DuplicateTorrent(f"torrent {h.hex()} is already added")
+        tid = hashes[0].hex()
+        record = self.resume.load(tid)
+        if meta is None and record is not None and record.torrent:
+            meta = Metainfo.parse(record.torrent)  # metadata fetched in an earlier run
+        torrent = Torrent(
+            self,
+            meta=meta,
+            magnet=magnet,
+            save_path=Path(save),
+            selected=files,
+            sequential=sequential,
+            record=record if record and Path(record.save_path) == Path(save) else None,
+            trusted_complete=trusted_complete,
+            seed_only=seed_only,
+            overwrite=overwrite,
+            allowed_keys=None if allow is None else _allowed_keys(allow, peers or []),
+        )
+        self.torrents[torrent.id] = torrent
+        for h in torrent.hashes:
+            self._by_hash[h] = torrent
+        if peers:
+            torrent.add_peers(list(peers))
+        await torrent.start(paused=paused)
+        return torrent
+
+    async def share(
+        self,
+        path: str | Path,
+        *,
+        version: str = "hybrid",
+        trackers: list[str] | None = None,
+        piece_length: int | None = None,
+        private: bool = False,
+        allow: list[PeerId] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Torrent:
+        """Make a torrent of a file or folder and seed it from where it is. With `allow`, it is a private
+        swarm of those keys on the secure layer (and marked private, BEP 27: no DHT, no peer exchange)."""
+        path = Path(path).resolve()
+        meta = await asyncio.to_thread(
+            create, path, version=version, piece_length=piece_length, trackers=[[t] for t in trackers or []],
+            private=private or allow is not None, progress=progress,
+        )
+        return await self.add(meta, seed_directory(path, meta), trusted_complete=True, seed_only=True, allow=allow)
+
+    async def remove(self, torrent: Torrent, *, delete_data: bool = False) -> None:
+        await torrent.stop()
+        self.torrents.pop(torrent.id, None)
+        for h in torrent.hashes:
+            self._by_hash.pop(h, None)
+        self.resume.delete(torrent.id)
+        if delete_data and torrent.storage is not None:
+            await self.run_blocking(torrent.storage.delete_files)
+
+
+def _allowed_keys(allow: list[PeerId], peers: list[tuple[str, int] | Multiaddr]) -> set[PeerId]:
+    keys = set(allow)
+    for peer in peers:
+        if isinstance(peer, Multiaddr):
+            if peer.peer_id is None:
+                raise PeerloomError(f"a peer of a private swarm needs its /p2p/ id: {peer}")
+            keys.add(peer.peer_id)
+    return keys
