@@ -109,6 +109,8 @@ class Node:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        resume = self.engine.resume = ResumeStore(self.home / "state.sqlite")  # first: a bad home fails here
+        stack.callback(resume.close)
         workers = self.workers = WorkerPool(self.settings.hash_threads)
         stack.callback(workers.close)
         self.identity = await self.run_blocking(Identity.load_or_create, self.home)

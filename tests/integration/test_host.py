@@ -14,7 +14,15 @@ from peerloom.errors import AccessRefused
 from peerloom.identity import Identity, PeerId
 from peerloom.net import connection as connection_module
 from peerloom.net.connection import LinkError, PeerIdMismatch, PeerRefused
-from peerloom.net.host import Host, HostLimits, ProtocolNotSupported
+from peerloom.net.host import (
+    Host,
+    HostLimits,
+    PeerConnected,
+    PeerDisconnected,
+    PeerEvent,
+    PeerIdentified,
+    ProtocolNotSupported,
+)
 from peerloom.net.noise import NoiseHandshake, _encode_payload, _encode_public_key
 from peerloom.net.stream import Stream, StreamError
 
@@ -183,6 +191,27 @@ async def test_admission_per_protocol_refuses_other_keys_with_na_and_serves_iden
         stream = await ally.new_stream(addr, [ECHO])  # an admitted key is served
         await stream.write(b"hello")
         assert await stream.read() == b"hello"
+
+
+async def test_peer_events_tell_connected_identified_and_disconnected() -> None:
+    a, b, addr = await pair()
+    async with a, b:
+        events: list[PeerEvent] = []
+        unsubscribe = a.subscribe(events.append)
+        conn = await b.connect(addr)
+        await a.identify(b.peer_id)
+        conn.close("done")
+        for _ in range(100):
+            if any(isinstance(e, PeerDisconnected) for e in events):
+                break
+            await asyncio.sleep(0.02)
+        unsubscribe()
+        await b.connect(addr)  # no longer reported
+        assert [type(e) for e in events] == [PeerConnected, PeerIdentified, PeerDisconnected]
+        identified = events[1]
+        assert isinstance(identified, PeerIdentified) and identified.peer == b.peer_id
+        assert "/ipfs/ping/1.0.0" in identified.protocols and identified.agent_version.startswith("peerloom/")
+        assert all(e.peer == b.peer_id for e in events)
 
 
 async def test_a_peer_opening_thousands_of_streams_is_held_to_the_limit() -> None:

@@ -5,13 +5,15 @@ libtorrent's `session_interface`, kept small): our peer id, port and client name
 dialer, bans, the global rate limits, the resume store and the peer sources (DHT, LSD, trackers). The BitTorrent
 engine (`torrent.engine`) implements it. `EngineNode` is what the engine itself uses of the node it runs in: the
 slice of `peerloom.service.NodeContext` it reads, matched structurally (torrent/ sits below the service layer).
+
+This module imports neither `swarm` nor `peer` (they import it): a torrent is passed through as `Any`, a peer wire
+connection as the little `Dialled` the torrent reads of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from peerloom.codec.multiaddr import Multiaddr
@@ -20,10 +22,9 @@ from peerloom.net.stream import Stream
 from peerloom.settings import Settings
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
+from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:
-    from peerloom.torrent.peer import PeerConnection
-    from peerloom.torrent.swarm import Torrent
     from peerloom.torrent.tracker_client import TrackerClient
 
 T = TypeVar("T")
@@ -52,6 +53,12 @@ class LanPeers(Protocol):
     def announce_soon(self) -> None: ...
 
 
+class Dialled(Protocol):
+    """A peer wire connection being dialled: `connected` resolves once its handshake is done."""
+
+    connected: asyncio.Future[None]
+
+
 class SwarmContext(Protocol):
     """What a torrent and its peer connections use from outside `torrent/` (see the module docstring)."""
 
@@ -77,15 +84,15 @@ class SwarmContext(Protocol):
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T: ...
 
-    async def connect(self, torrent: Torrent, address: Address) -> PeerConnection: ...
+    async def connect(self, torrent: Any, address: Address) -> Dialled: ...
 
-    async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection: ...
+    async def connect_secure(self, torrent: Any, address: Multiaddr) -> Dialled: ...
 
-    def torrent_for_hash(self, info_hash: bytes) -> Torrent | None: ...
+    def torrent_for_hash(self, info_hash: bytes) -> Any: ...  # the `Torrent` of that info-hash, or None
 
-    def metadata_received(self, torrent: Torrent) -> None: ...
+    def metadata_received(self, torrent: Any) -> None: ...
 
-    def peer_lost(self, conn: PeerConnection) -> None: ...
+    def peer_lost(self, conn: Any) -> None: ...
 
     def ban(self, address: Address, peer_id: bytes | None) -> None: ...
 
@@ -108,9 +115,8 @@ class EngineNode(Protocol):
     """What the engine uses of the node (a structural slice of `peerloom.service.NodeContext`)."""
 
     identity: Identity
-    home: Path
     host: SecureStreams
-    workers: Any  # a `peerloom.workers.WorkerPool`: `submit(fn, *args)` runs blocking work in a thread
+    workers: WorkerPool
     dht: DhtPeers | None
     lsd: LanPeers | None
     tasks: EngineTasks

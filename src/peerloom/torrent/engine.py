@@ -63,7 +63,7 @@ class BitTorrentEngine:
         self.torrents: dict[str, Torrent] = {}
         self.download_bucket = TokenBucket(0)  # the node's global rate limits, on top of each torrent's own
         self.upload_bucket = TokenBucket(0)
-        self.resume: ResumeStore  # opened by `start`
+        self.resume: ResumeStore  # the node opens it before anything else (its state file) and sets it here
         self._node: EngineNode | None = None
         self._interface = ""
         self._by_hash: dict[bytes, Torrent] = {}
@@ -95,7 +95,6 @@ class BitTorrentEngine:
 
     async def start(self, node: EngineNode) -> None:
         self._node = node
-        self.resume = ResumeStore(node.home / "state.sqlite")
 
     async def handle(self, stream: Stream, protocol: str) -> None:
         """An incoming peer wire over a secure stream: its torrent is found by the info-hash of its handshake."""
@@ -108,7 +107,7 @@ class BitTorrentEngine:
         return not restricted or any(peer in keys for keys in restricted)
 
     async def stop(self) -> None:
-        """Stop every torrent (they save their resume data), close every peer, the trackers and the resume store."""
+        """Stop every torrent (they save their resume data), close every peer and the tracker client."""
         if self._server is not None:
             self._server.close()
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
@@ -118,8 +117,6 @@ class BitTorrentEngine:
             transport.abort()
         if self._tracker_client is not None:
             await self._tracker_client.close()
-        if hasattr(self, "resume"):
-            self.resume.close()
 
     # -- what the torrents use (SwarmContext) ------------------------------------------------------
     @property
