@@ -179,7 +179,8 @@ async def test_ls_pause_and_get_through_a_daemon_show_hostile_names(tmp_path: Pa
             assert code == 0, err
             assert_shown(err, name)
 
-        code, _, err = await peerloom("get", magnet("[/x] again", "e" * 40), "--detach", "-o", str(tmp_path / "o"), *h)
+        code, _, err = await peerloom("get", magnet("[/x] again", "e" * 40), "--detach", "-o",
+                                       str(tmp_path / "downloads" / "o"), *h)
         assert code == 0 and "added to the daemon" in err and "[/x] again" in err, err
     finally:
         assert daemon.stop() == 0
