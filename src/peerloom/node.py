@@ -38,6 +38,7 @@ from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
 from peerloom.net.stream import Stream, StreamTransport
+from peerloom.state import State
 from peerloom.torrent.create import create, seed_directory
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
@@ -123,6 +124,7 @@ class Node:
         self._connections: set[PeerConnection] = set()
         self._server: asyncio.Server | None = None
         self.workers: WorkerPool | None = None  # threads hashing and doing disk I/O (made at start)
+        self.state: State  # HOME/state.sqlite, opened at start: every store of the node is a schema of it
         self.resume: ResumeStore
         self._tracker_client: Any = None
         self.identity: Identity
@@ -142,7 +144,8 @@ class Node:
 
     async def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.resume = ResumeStore(self.home / "state.sqlite")
+        self.state = State(self.home / "state.sqlite")
+        self.resume = ResumeStore(self.state)
         self.workers = WorkerPool(self.settings.hash_threads)
         loop = asyncio.get_running_loop()
         try:
@@ -175,7 +178,7 @@ class Node:
         host6 = None
         if settings.dht_ipv6 and ":" not in self.host:
             host6 = "::1" if self.host.startswith("127.") else "::"
-        dht = Dht(state=self.home / "state.sqlite")
+        dht = Dht(state=self.state)
         try:
             await dht.start(settings.dht_port or self.port, self.host, bootstrap=bootstrap, host6=host6)
         except OSError as exc:
@@ -223,7 +226,7 @@ class Node:
             await self._tracker_client.close()
         if self.workers is not None:
             self.workers.close()
-        self.resume.close()
+        self.state.close()
 
     @property
     def tracker_client(self) -> Any:
