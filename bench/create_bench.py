@@ -20,7 +20,7 @@ from pathlib import Path
 
 import libtorrent as lt
 
-from peerloom.cli import parse_size
+from peerloom.cli.common import parse_size
 from peerloom.torrent.create import auto_piece_length, create
 
 

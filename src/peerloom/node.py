@@ -36,6 +36,7 @@ from peerloom.identity import Identity
 from peerloom.net.host import Host
 from peerloom.service import NodeContext, Service, ServiceTasks
 from peerloom.settings import Settings
+from peerloom.state import State
 from peerloom.torrent.engine import BITTORRENT_PROTOCOL, BitTorrentEngine, DuplicateTorrent
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
@@ -91,7 +92,7 @@ class Node:
         self.secure_host: Host
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
-        self.state: Any = None  # the state database every service keeps its schema in (see `peerloom.state`)
+        self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -109,8 +110,9 @@ class Node:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        resume = self.engine.resume = ResumeStore(self.home / "state.sqlite")  # first: a bad home fails here
-        stack.callback(resume.close)
+        state = self.state = State(self.home / "state.sqlite")  # first: a bad home fails here
+        stack.callback(state.close)
+        self.engine.resume = ResumeStore(state)
         workers = self.workers = WorkerPool(self.settings.hash_threads)
         stack.callback(workers.close)
         self.identity = await self.run_blocking(Identity.load_or_create, self.home)
@@ -134,7 +136,7 @@ class Node:
     async def _start_service(self, stack: contextlib.AsyncExitStack, service: Service) -> None:
         """Start one service with its own context and route its protocols to it. Its stop and the cancelling of its
         tasks go on the stack before it starts: a start that fails part way is stopped too."""
-        assert self.workers is not None
+        assert self.workers is not None and self.state is not None
         tasks = ServiceTasks(service.name)
         stack.push_async_callback(tasks.close)
         stack.push_async_callback(service.stop)
@@ -161,7 +163,7 @@ class Node:
         host6 = None
         if settings.dht_ipv6 and ":" not in self.host:
             host6 = "::1" if self.host.startswith("127.") else "::"
-        dht = Dht(state=self.home / "state.sqlite")
+        dht = Dht(state=self.state)
         stack.push_async_callback(dht.close)
         try:
             await dht.start(settings.dht_port or self.port, self.host, bootstrap=bootstrap, host6=host6)

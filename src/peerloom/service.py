@@ -30,6 +30,7 @@ from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
 from peerloom.net.stream import Stream
 from peerloom.settings import Settings
+from peerloom.state import State
 from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class NodeContext:
     workers: WorkerPool  # threads for disk I/O and hashing
     dht: Dht | None  # the Mainline DHT (None when off)
     lsd: LsdService | None  # local service discovery (None when off or without multicast)
-    state: Any  # the node's state database (`peerloom.state.State`: a schema per service), None until it has one
+    state: State  # the node's state database: each service keeps its own schema in it
     tasks: ServiceTasks  # the service's own background tasks, cancelled when it stops
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:

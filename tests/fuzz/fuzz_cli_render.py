@@ -18,9 +18,9 @@ from urllib.parse import quote
 
 import typer
 
-from peerloom.cli import UNSAFE, fail, printable, show_magnet, show_metainfo
-from peerloom.cli_daemon import torrents_table
-from peerloom.cli_transfer import out, progress_label, transfer_progress
+from peerloom.cli.common import UNSAFE, fail, out, printable, progress_label, transfer_progress
+from peerloom.cli.daemon import torrents_table
+from peerloom.cli.files import show_magnet, show_metainfo
 from peerloom.codec.bencode import encode
 from peerloom.torrent.magnet import Magnet, MagnetError
 from peerloom.torrent.metainfo import Metainfo, MetainfoError

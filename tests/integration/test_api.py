@@ -910,12 +910,9 @@ async def test_choices_survive_in_the_store_and_across_a_restart(tmp_path: Path)
         fetching = (await api.add_magnet(magnet(AMBIGUOUS[0]), save_path="later"))["id"]
         await api.call("POST", f"{V1}/torrents/{fetching}/pause")
         await api.call("PUT", f"{V1}/limits", json={"download": 3000, "upload": 4000})
-        store = DaemonStore(api.node.home / "state.sqlite")
-        try:
-            entries = {e.id: e for e in store.entries()}
-            assert [store.setting(k, -1) for k in ("download_limit", "upload_limit")] == [3000, 4000]
-        finally:
-            store.close()
+        store = DaemonStore(api.node.state)
+        entries = {e.id: e for e in store.entries()}
+        assert [store.setting(k, -1) for k in ("download_limit", "upload_limit")] == [3000, 4000]
         assert list(entries) == [shared, fetching]
         assert entries[shared].files == [0, 2, 4] and not entries[shared].paused and entries[shared].shared
         assert (entries[shared].download_limit, entries[shared].upload_limit) == (1000, 2000)

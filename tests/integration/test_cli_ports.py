@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from peerloom.cli import every_command
+from peerloom.cli import app
 
 runner = CliRunner()
-app = every_command()
 OUT_OF_RANGE = ["70000", "131073", "65536", "-1", "abc", "", "1e3", "٣", "+80", "00000080"]
 PEER_ID = "12D3KooWHJfdk4CxUWYdb9sY1Wz2x3dubkgbscbiDwPPJUH3buJa"
 HASH = "ab" * 20

@@ -20,10 +20,9 @@ import pytest
 from support.daemon import DaemonProcess
 from typer.testing import CliRunner
 
-from peerloom.cli import every_command
+from peerloom.cli import app
 
 runner = CliRunner()
-app = every_command()
 PEERLOOM = [sys.executable, "-m", "peerloom"]
 ENV = {**os.environ, "COLUMNS": "250", "LINES": "50"}
 QUIET = ["--no-dht", "--no-lsd", "--no-public-bootstrap", "--listen", "127.0.0.1"]
@@ -179,7 +178,8 @@ async def test_ls_pause_and_get_through_a_daemon_show_hostile_names(tmp_path: Pa
             assert code == 0, err
             assert_shown(err, name)
 
-        code, _, err = await peerloom("get", magnet("[/x] again", "e" * 40), "--detach", "-o", str(tmp_path / "o"), *h)
+        inside = str(tmp_path / "downloads" / "o")  # the daemon saves inside its download folder only
+        code, _, err = await peerloom("get", magnet("[/x] again", "e" * 40), "--detach", "-o", inside, *h)
         assert code == 0 and "added to the daemon" in err and "[/x] again" in err, err
     finally:
         assert daemon.stop() == 0

@@ -10,7 +10,7 @@ import pytest
 from support.cli import peerloom
 from support.swarm import make_single, node, wait_done
 
-from peerloom.cli_demo import sha256_of
+from peerloom.cli.demo import sha256_of
 from peerloom.errors import AccessRefused
 from peerloom.identity import Identity
 from peerloom.torrent import wire

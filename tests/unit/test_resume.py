@@ -7,6 +7,7 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from peerloom.state import State
 from peerloom.torrent.resume import ResumeRecord, ResumeStore, pack_bits, unpack_bits
 
 
@@ -22,14 +23,17 @@ def test_pack_bits_is_high_bit_first() -> None:
 
 
 def test_records_survive_reopen(tmp_path: Path) -> None:
-    store = ResumeStore(tmp_path / "state.sqlite")
+    state = State(tmp_path / "state.sqlite")
+    store = ResumeStore(state)
     rec = ResumeRecord(id="ab" * 20, name="x", save_path="/tmp/x", torrent=b"d4:infoe", have=b"\xf0",
                        clean=True, file_state=[[10, 20]], selected=[0, 2], uploaded=5, downloaded=7)
     store.save(rec)
-    store.close()
-    again = ResumeStore(tmp_path / "state.sqlite")
+    state.close()
+    state = State(tmp_path / "state.sqlite")
+    again = ResumeStore(state)
     loaded = again.load("ab" * 20)
     assert loaded == rec
     assert [r.id for r in again.all()] == ["ab" * 20]
     again.delete("ab" * 20)
     assert again.load("ab" * 20) is None
+    state.close()

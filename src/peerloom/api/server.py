@@ -25,7 +25,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api.service import ApiError, Daemon
 from peerloom.files import write_atomically
-from peerloom.statedb import StateError
+from peerloom.state import StateError
 
 log = logging.getLogger(__name__)
 

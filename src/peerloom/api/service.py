@@ -22,7 +22,7 @@ from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
 from peerloom.node import DuplicateTorrent, Node
-from peerloom.statedb import StateError
+from peerloom.state import StateError
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.resume import pack_bits
@@ -53,7 +53,7 @@ class Daemon:
     def __init__(self, node: Node, save_dir: Path, share_roots: Iterable[Path] = ()) -> None:
         self.node = node
         self.roots = Roots.of(Path(save_dir), share_roots)
-        self.store = DaemonStore(node.home / "state.sqlite")
+        self.store = DaemonStore(node.state)
         self.entries: dict[str, Entry] = {}
         self.started_at = time.time()
         self._subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
@@ -84,7 +84,6 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self.end_streams()
-        self.store.close()
 
     def end_streams(self) -> None:
         """Tell every subscriber that the stream ends (so open WebSockets close and do not hold up a shutdown)."""

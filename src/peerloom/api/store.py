@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from peerloom.statedb import StateDb
+from peerloom.state import Migration, State
 
-SCHEMA = ("""
+MIGRATIONS: list[Migration] = [
+    # 1: the tables as peerloom made them before the state file had schemas (homes made then are adopted as they are)
+    """
 CREATE TABLE IF NOT EXISTS daemon_torrents (
     id TEXT PRIMARY KEY,
     magnet TEXT,
@@ -26,7 +27,10 @@ CREATE TABLE IF NOT EXISTS daemon_torrents (
     upload_limit INTEGER NOT NULL DEFAULT 0,
     shared INTEGER NOT NULL DEFAULT 0,
     added_at REAL NOT NULL
-)""", "CREATE TABLE IF NOT EXISTS daemon_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+);
+CREATE TABLE IF NOT EXISTS daemon_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+""",
+]
 
 
 @dataclass(slots=True)
@@ -47,11 +51,11 @@ class Entry:
 
 
 class DaemonStore:
-    """The daemon's tables of the state database; every method raises `StateError` when the file or its disk fails
-    (full, read-only, locked, corrupt)."""
+    """The `daemon` schema of the node's state database; every method raises `StateError` when the file or its disk
+    fails (full, read-only, locked, corrupt)."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = StateDb(path, SCHEMA)
+    def __init__(self, state: State) -> None:
+        self.db = state.schema("daemon", MIGRATIONS)
 
     def entries(self) -> list[Entry]:
         rows = self.db.execute(
@@ -80,6 +84,3 @@ class DaemonStore:
 
     def set_setting(self, key: str, value: int) -> None:
         self.db.execute("INSERT OR REPLACE INTO daemon_settings VALUES (?, ?)", (key, json.dumps(value)))
-
-    def close(self) -> None:
-        self.db.close()

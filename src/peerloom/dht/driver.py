@@ -1,6 +1,6 @@
 """`Dht`: the asyncio driver of the Mainline DHT: UDP sockets around `DhtCore`, and an awaitable API.
 
-    dht = Dht(state=home / "state.sqlite")
+    dht = Dht(state=node_state)  # the node's `State` (or a path: a DHT of its own, outside a node)
     await dht.start(6881, "0.0.0.0", bootstrap=[("router.example", 6881)])
     peers = await dht.get_peers(info_hash)
     await dht.close()
@@ -47,7 +47,7 @@ from peerloom.dht.persist import DhtStore
 from peerloom.dht.ratelimit import RateLimit
 from peerloom.dht.storage import ItemError
 from peerloom.errors import PeerloomError
-from peerloom.statedb import StateError
+from peerloom.state import State, StateError
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,15 @@ class _Endpoint(asyncio.DatagramProtocol):
 
 
 class Dht:
-    """The DHT node of this process. `state`: the SQLite file that keeps the node id and the routing table between
-    runs (None: nothing is kept). `rate_limit` bounds the queries answered per source IP (None: no limit)."""
+    """The DHT node of this process. `state`: the node's state database, where its `dht` schema keeps the node id
+    and the routing table between runs; a path instead opens that file for this DHT alone (a DHT outside a node,
+    as the `dht` command runs), closed with it; None: nothing is kept. `rate_limit` bounds the queries answered
+    per source IP (None: no limit)."""
 
     def __init__(
         self,
         *,
-        state: str | Path | None = None,
+        state: State | str | Path | None = None,
         node_id: bytes | None = None,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         query_timeout: float = QUERY_TIMEOUT,
@@ -163,7 +165,7 @@ class Dht:
         save_interval: float = SAVE_INTERVAL,
         read_only: bool = False,
     ) -> None:
-        self.state_path = Path(state) if state is not None else None
+        self.state = state
         self.node_id = node_id
         self.rate_limit = rate_limit
         self.query_timeout = query_timeout
@@ -175,6 +177,7 @@ class Dht:
         self.bootstrap_addresses: list[Address] = []
         self.internal_errors = 0
         self._store: DhtStore | None = None
+        self._own_state: State | None = None  # opened from a path by this DHT, closed by it
         self._loop: asyncio.AbstractEventLoop | None = None
         # The armed timer and the moment it was armed for. The deadline is kept here, never read back from the
         # handle: uvloop's `call_at` for a moment already past returns a plain `Handle`, which has no `when()`.
@@ -212,8 +215,11 @@ class Dht:
         self._started = True
         loop = self._loop = asyncio.get_running_loop()
         try:
-            if self.state_path is not None:
-                self._store = await asyncio.to_thread(DhtStore, self.state_path)
+            if isinstance(self.state, str | Path):
+                self._own_state = await asyncio.to_thread(State, Path(self.state))
+            state = self._own_state or self.state
+            if isinstance(state, State):
+                self._store = await asyncio.to_thread(DhtStore, state)
                 if self.node_id is None:
                     self.node_id = await asyncio.to_thread(self._store.node_id)
             if self.node_id is None:
@@ -315,16 +321,15 @@ class Dht:
             endpoint.startable.set()
             if endpoint.transport is not None:
                 endpoint.transport.close()
-        if self._store is not None:
-            store = self._store
-            snapshots = self._snapshots()
-            try:
-                await asyncio.to_thread(self._save, store, snapshots)
-            except StateError as exc:  # a full disk costs the saved table, never the shutdown
-                log.warning("DHT: cannot save the routing table: %s", exc)
-            finally:
+        try:
+            if self._store is not None:
+                await asyncio.to_thread(self._save, self._store, self._snapshots())
+        except StateError as exc:  # a full disk costs the saved table, never the shutdown
+            log.warning("DHT: cannot save the routing table: %s", exc)
+        finally:
+            if self._own_state is not None:
                 with contextlib.suppress(StateError):
-                    await asyncio.to_thread(store.close)
+                    await asyncio.to_thread(self._own_state.close)
 
     def _snapshots(self) -> list[tuple[int, list[Any]]]:
         return [(6 if e.v6 else 4, e.core.snapshot()) for e in self.endpoints]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from peerloom.statedb import StateDb
+from peerloom.state import Migration, State
 
-SCHEMA = """
+MIGRATIONS: list[Migration] = [
+    # 1: the table as peerloom made it before the state file had schemas (homes made then are adopted as they are)
+    """
 CREATE TABLE IF NOT EXISTS torrents (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -31,7 +32,10 @@ CREATE TABLE IF NOT EXISTS torrents (
     state TEXT NOT NULL DEFAULT 'active',
     added_at REAL NOT NULL
 )
-"""
+""",
+    # 2: named with its schema's prefix
+    "ALTER TABLE torrents RENAME TO torrent_resume",
+]
 
 
 @dataclass(slots=True)
@@ -79,15 +83,15 @@ def unpack_bits(data: bytes, count: int) -> bytearray:
 
 
 class ResumeStore:
-    """The torrents table of a node's state database; every method raises `StateError` when the file or its disk
-    fails (full, read-only, locked, corrupt)."""
+    """The `torrent` schema of a node's state database (its table `torrent_resume`); every method raises
+    `StateError` when the file or its disk fails (full, read-only, locked, corrupt)."""
 
-    def __init__(self, path: Path) -> None:
-        self.db = StateDb(path, [SCHEMA])
+    def __init__(self, state: State) -> None:
+        self.db = state.schema("torrent", MIGRATIONS)
 
     def save(self, rec: ResumeRecord) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO torrents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO torrent_resume VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 rec.id,
                 rec.name,
@@ -108,22 +112,19 @@ class ResumeStore:
     def update_have(self, torrent_id: str, have: bytes, downloaded: int, uploaded: int) -> None:
         """Record newly verified pieces: cheap enough to run after every piece (WAL, no fsync per commit)."""
         self.db.execute(
-            "UPDATE torrents SET have = ?, downloaded = ?, uploaded = ? WHERE id = ?",
+            "UPDATE torrent_resume SET have = ?, downloaded = ?, uploaded = ? WHERE id = ?",
             (have, downloaded, uploaded, torrent_id),
         )
 
     def load(self, torrent_id: str) -> ResumeRecord | None:
-        rows = self.db.execute("SELECT * FROM torrents WHERE id = ?", (torrent_id,))
+        rows = self.db.execute("SELECT * FROM torrent_resume WHERE id = ?", (torrent_id,))
         return self._record(rows[0]) if rows else None
 
     def all(self) -> list[ResumeRecord]:
-        return [self._record(r) for r in self.db.execute("SELECT * FROM torrents ORDER BY added_at")]
+        return [self._record(r) for r in self.db.execute("SELECT * FROM torrent_resume ORDER BY added_at")]
 
     def delete(self, torrent_id: str) -> None:
-        self.db.execute("DELETE FROM torrents WHERE id = ?", (torrent_id,))
-
-    def close(self) -> None:
-        self.db.close()
+        self.db.execute("DELETE FROM torrent_resume WHERE id = ?", (torrent_id,))
 
     @staticmethod
     def _record(row: tuple) -> ResumeRecord:

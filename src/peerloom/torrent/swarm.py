@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import AccessRefused, PeerloomError, ProtocolError
-from peerloom.statedb import StateError
+from peerloom.state import StateError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView

@@ -9,7 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from peerloom.statedb import StateError
+from peerloom.state import StateError
 from peerloom.torrent import wire
 from peerloom.torrent.existing import files_written, refuse_foreign_files
 from peerloom.torrent.ratelimit import allowance, spend

@@ -1,28 +1,19 @@
-"""`peerloom share`, `peerloom get` and `peerloom demo`: the commands that run a node."""
+"""`peerloom get` and `peerloom share`: the commands that run a node of their own (or hand the work to the
+daemon that runs for the home)."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from peerloom.api.client import DaemonClient
-from peerloom.api.runtime import read_runtime
-from peerloom.cli import (
-    RateColumn,
+from peerloom.cli.common import (
     UserError,
-    address_option,
-    app,
-    description_column,
     err,
     fail,
     guarded,
@@ -30,78 +21,45 @@ from peerloom.cli import (
     human_size,
     out,
     parse_host_port,
-    parse_port,
+    parse_multiaddr,
     parse_size,
-    port_option,
     print_json,
     printable,
+    progress_label,
     report_skipped,
+    torrent_version,
+    transfer_progress,
     usage,
-    write_atomically,
 )
-from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
-from peerloom.identity import PeerId, PeerIdError
-from peerloom.node import Node, Settings, default_home
+from peerloom.cli.options import (
+    AllowOption,
+    BootstrapOption,
+    DhtPortOption,
+    HomeOption,
+    HostOption,
+    HybridOption,
+    NoDaemonOption,
+    NoDhtOption,
+    NoLsdOption,
+    PortOption,
+    PrivateOption,
+    PublicBootstrapOption,
+    StatusLines,
+    TrackerOption,
+    V1Option,
+    V2Option,
+)
+from peerloom.cli.running import home_or_default, node_settings, run, sleep_or_stop
+from peerloom.cli.via_daemon import get_via_daemon, running_daemon, share_via_daemon
+from peerloom.files import write_atomically
 from peerloom.torrent.create import scan
 from peerloom.torrent.magnet import Magnet
-from peerloom.torrent.swarm import Torrent, TorrentStatus
 
-HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="Node state directory (resume data, identity) [env PEERLOOM_HOME].")
-]
-PortOption = Annotated[int, port_option("--port", "TCP port to listen on (printed)", zero="any free port")]
-HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0: every IPv4 interface).")]
-StatusLines = Annotated[bool, typer.Option("--status-lines", hidden=True, help="Print a JSON status line each tick.")]
-PrivateOption = Annotated[
-    bool, typer.Option("--private", help="A private swarm: only allowed keys, encrypted (secure peer layer).")
-]
-AllowOption = Annotated[
-    list[str] | None, typer.Option("--allow", help="A PeerId allowed in the private swarm (repeat for more).")
-]
-BootstrapOption = Annotated[
-    list[str] | None,
-    typer.Option("--bootstrap", help="A DHT node to join through, HOST:PORT (repeat for more; replaces the public "
-                                     "routers)."),
-]
-PublicBootstrapOption = Annotated[
-    bool,
-    typer.Option("--public-bootstrap/--no-public-bootstrap",
-                 help="Join the DHT through the public routers when no --bootstrap is given."),
-]
-NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no trackerless peer discovery).")]
-NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
-NoDaemonOption = Annotated[
-    bool, typer.Option("--no-daemon", help="Run a node of its own even when a daemon runs for the home.")
-]
-DhtPortOption = Annotated[int, port_option("--dht-port", "UDP port of the DHT", zero="the TCP port's number")]
-
-
-def run(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
-    """Run `main(stop)` on uvloop when available; SIGINT/SIGTERM set `stop` for a clean shutdown."""
-    gc.freeze()  # what the imports made lives as long as the process: keep it out of every full collection
-
-    async def wrapper() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await main(stop)
-
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(wrapper())
-    return uvloop.run(wrapper())
-
-
-async def sleep_or_stop(stop: asyncio.Event, seconds: float, *also: asyncio.Event) -> None:
-    """Sleep `seconds`, or less if `stop` (or one of the events `also`) is set meanwhile."""
-    waits = [asyncio.ensure_future(e.wait()) for e in (stop, *also)]
-    try:
-        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
+if TYPE_CHECKING:
+    from peerloom.codec.multiaddr import Multiaddr
+    from peerloom.identity import PeerId
+    from peerloom.node import Node
+    from peerloom.torrent.swarm import Torrent, TorrentStatus
 
 
 def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
@@ -109,39 +67,9 @@ def parse_peers(values: list[str] | None) -> list[tuple[str, int] | Multiaddr]:
     return [parse_multiaddr(v, "--peer") if v.startswith("/") else parse_host_port(v, "--peer") for v in values or []]
 
 
-def parse_multiaddr(text: str, option: str) -> Multiaddr:
-    """A multiaddr to dial; a TCP port in it is checked as every port option is (port 0 cannot be dialled)."""
-    try:
-        addr = Multiaddr(text)
-    except MultiaddrError as exc:
-        raise UserError(f"{option}: {exc}") from exc
-    tcp = addr.value_for("tcp")
-    if tcp is not None:
-        parse_port(tcp, f"the /tcp of {option}")
-    return addr
-
-
-def running_daemon(home: Path | None) -> DaemonClient | None:
-    """A client of the daemon running for the home, if one does."""
-    info = read_runtime((home or default_home()).expanduser().resolve())
-    return None if info is None else DaemonClient(info)
-
-
-def parse_bootstrap(values: list[str] | None) -> list[tuple[str, int]]:
-    """HOST:PORT (a name or an address, [IPv6]:PORT) of DHT nodes to join through."""
-    return [parse_host_port(v, "--bootstrap") for v in values or []]
-
-
-def node_settings(
-    *, no_dht: bool = False, no_lsd: bool = False, bootstrap: list[str] | None = None, public_bootstrap: bool = True,
-    dht_port: int = 0,
-) -> Settings:
-    """The node's settings from the discovery options shared by `share` and `get`."""
-    return Settings(dht=not no_dht, lsd=not no_lsd, bootstrap=parse_bootstrap(bootstrap),
-                    public_bootstrap=public_bootstrap, dht_port=dht_port)
-
-
 def parse_allow(values: list[str] | None) -> list[PeerId]:
+    from peerloom.identity import PeerId, PeerIdError
+
     try:
         return [PeerId.from_string(v) for v in values or []]
     except PeerIdError as exc:
@@ -162,20 +90,6 @@ def status_line(st: TorrentStatus) -> str:
     return json.dumps({"event": "status", **asdict(st)})
 
 
-def transfer_progress() -> Progress:
-    return Progress(
-        description_column(),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f}%"),
-        DownloadColumn(binary_units=True),
-        RateColumn(),
-        TextColumn("{task.fields[peers]} peers"),
-        TimeRemainingColumn(),
-        console=err,
-    )
-
-
-@app.command()
 def get(
     link: Annotated[str, typer.Argument(help="Magnet link or .torrent file.")],
     output: Annotated[Path | None, typer.Option(
@@ -211,7 +125,7 @@ def get(
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port))
     allowed = guarded(lambda: parse_allow(allow))
-    if private and not any(isinstance(p, Multiaddr) for p in peers):
+    if private and not any(not isinstance(p, tuple) for p in peers):  # a multiaddr: the secure layer
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
     if allowed and not private:
         fail("--allow goes with --private", 2)
@@ -223,14 +137,13 @@ def get(
     if client is not None:
         if private or sequential or seed or status_lines:
             fail("--private, --sequential, --seed and --status-lines run their own node: add --no-daemon", 2)
-        from peerloom.cli_daemon import get_via_daemon
-
         get_via_daemon(client, link, output, peers, selected, limit, as_json, detach, overwrite=overwrite)
         return
     save_to = output or Path(".")
+    from peerloom.node import Node  # the node's modules load only for the commands that run one
 
     async def main(stop: asyncio.Event) -> int:
-        async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
+        async with Node(home_or_default(home), port=port, host=listen, settings=settings) as node:
             torrent = await node.add(
                 link, save_to, peers=peers, files=selected, sequential=sequential, overwrite=overwrite,
                 allow=allowed if private else None,
@@ -258,6 +171,8 @@ def get(
 
 def refusal(torrent: Torrent, ours: PeerId) -> str:
     """The one line for a private get that every given peer refused (see `Torrent.refused_everywhere`)."""
+    from peerloom.codec.multiaddr import Multiaddr
+
     keys = sorted({str(addr.peer_id) for addr in torrent.refusals if isinstance(addr, Multiaddr)})
     who = f"peer {keys[0]}" if len(keys) == 1 else f"peers {', '.join(keys)}"
     return (f"{who} refused our key {ours} (not on its allow-list): ask its owner to allow it "
@@ -296,11 +211,6 @@ async def watch(torrent: Torrent, stop: asyncio.Event, *, seed: bool, status_lin
         await seed_until_stopped(torrent, stop, status_lines)
 
 
-def progress_label(name: str, state: str) -> str:
-    """A torrent's progress bar label: its name, and its state unless it is moving data."""
-    return printable(name if state in ("downloading", "seeding") else f"{name} ({state})")
-
-
 async def seed_until_stopped(torrent: Torrent, stop: asyncio.Event, status_lines: bool) -> None:
     with err.status("") as line:
         while not stop.is_set():
@@ -314,16 +224,15 @@ async def seed_until_stopped(torrent: Torrent, stop: asyncio.Event, status_lines
             await sleep_or_stop(stop, 1.0)
 
 
-@app.command()
 def share(
     path: Annotated[Path, typer.Argument(help="File or directory to share.")],
     port: PortOption = 0,
     listen: HostOption = "0.0.0.0",
     torrent_out: Annotated[Path | None, typer.Option("--torrent", help="Also write the .torrent here.")] = None,
-    tracker: Annotated[list[str] | None, typer.Option("--tracker", help="Tracker announce URL.")] = None,
-    v1: Annotated[bool, typer.Option("--v1", help="BitTorrent v1 only.")] = False,
-    v2: Annotated[bool, typer.Option("--v2", help="BitTorrent v2 only.")] = False,
-    hybrid: Annotated[bool, typer.Option("--hybrid", help="v1 and v2 in one torrent (default).")] = False,
+    tracker: TrackerOption = None,
+    v1: V1Option = False,
+    v2: V2Option = False,
+    hybrid: HybridOption = False,
     private: PrivateOption = False,
     allow: AllowOption = None,
     home: HomeOption = None,
@@ -339,14 +248,12 @@ def share(
     When a daemon runs for the home, it seeds PATH instead."""
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port))
-    if sum((v1, v2, hybrid)) > 1:
-        fail("choose one of --v1, --v2, --hybrid", 2)
+    version = torrent_version(v1, v2, hybrid)
     allowed = guarded(lambda: parse_allow(allow))
     if private and not allowed:
         fail("--private needs at least one --allow PEERID (each downloader's `peerloom id`)", 2)
     if allowed and not private:
         fail("--allow goes with --private", 2)
-    version = "v1" if v1 else "v2" if v2 else "hybrid"
     if not path.exists():
         fail(f"no such file or directory: {path}")
     source = guarded(lambda: scan(path))
@@ -355,15 +262,14 @@ def share(
     if client is not None:
         if private or tracker or torrent_out or status_lines:
             fail("--private, --tracker, --torrent and --status-lines run their own node: add --no-daemon", 2)
-        from peerloom.cli_daemon import share_via_daemon
-
         share_via_daemon(client, path, version)
         return
+    from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
-        async with Node(home or default_home(), port=port, host=listen, settings=settings) as node:
+        async with Node(home_or_default(home), port=port, host=listen, settings=settings) as node:
             total = source.total_length
-            with hashing_progress(total, "hashing") as bar:
+            with hashing_progress(total) as bar:
                 task = bar.add_task(f"hashing {printable(path.name)}", total=total)
                 loop = asyncio.get_running_loop()
                 torrent = await node.share(
@@ -385,3 +291,8 @@ def share(
         return 0
 
     guarded(lambda: run(main))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(get)
+    app.command()(share)

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from peerloom.cli import app, err, fail, guarded, out, port_option, print_json, printable, usage
-from peerloom.cli_transfer import HomeOption, parse_multiaddr, run
-from peerloom.identity import Identity
-from peerloom.node import default_home
+from peerloom.cli.common import err, fail, guarded, out, parse_multiaddr, print_json, printable, usage
+from peerloom.cli.options import HomeOption, JsonOption, port_option
+from peerloom.cli.running import home_or_default, run
 
 
-@app.command("id")
 def show_id(
     home: HomeOption = None,
     port: Annotated[int | None, port_option("--port", "Also show the addresses for this secure-layer port.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Print this node's PeerId (created on first use, kept in the home) and its addresses."""
-    home_dir = Path(home) if home is not None else default_home()
+    from peerloom.identity import Identity
+
+    home_dir = home_or_default(home)
     identity = guarded(lambda: Identity.load_or_create(home_dir))
     peer_id = identity.peer_id
     addrs = [f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"] if port else []
@@ -37,7 +36,6 @@ def show_id(
         err.print("listen addresses are chosen when a node starts (`share`/`get` print them)")
 
 
-@app.command()
 def ping(
     address: Annotated[str, typer.Argument(help="Multiaddr of the node: /ip4/HOST/tcp/PORT/p2p/PEERID")],
     count: Annotated[int, typer.Option("--count", "-c", help="How many pings.")] = 4,
@@ -47,9 +45,10 @@ def ping(
     target = usage(lambda: parse_multiaddr(address, "ADDRESS"))
     if count < 1:
         fail("--count must be at least 1", 2)
-    home_dir = Path(home) if home is not None else default_home()
+    home_dir = home_or_default(home)
 
     async def main(stop: asyncio.Event) -> int:
+        from peerloom.identity import Identity
         from peerloom.net.host import Host
 
         identity = await asyncio.to_thread(Identity.load_or_create, home_dir)
@@ -71,3 +70,8 @@ def ping(
         return 0
 
     guarded(lambda: run(main))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("id")(show_id)
+    app.command()(ping)

@@ -1,4 +1,4 @@
-"""`peerloom daemon` and the commands that manage it: `ls`, `pause`, `resume`, `rm`, `stats`."""
+"""`peerloom daemon` and the commands that manage it: `ls`, `pause`, `resume`, `rm`, `stats`, `limit`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from peerloom.api.client import DaemonClient
 from peerloom.api.runtime import read_runtime
-from peerloom.cli import (
-    app,
+from peerloom.cli.common import (
     err,
     fail,
     guarded,
@@ -26,30 +24,23 @@ from peerloom.cli import (
     printable,
     usage,
 )
-from peerloom.cli_transfer import (
+from peerloom.cli.options import (
     BootstrapOption,
     DhtPortOption,
     HomeOption,
     HostOption,
+    JsonOption,
     NoDhtOption,
     NoLsdOption,
     PortOption,
     PublicBootstrapOption,
-    node_settings,
-    progress_label,
-    run,
-    transfer_progress,
 )
-from peerloom.node import default_home
-from peerloom.torrent.magnet import format_peer_address
+from peerloom.cli.running import home_or_default, node_settings, run
+from peerloom.cli.via_daemon import client_for
 
 DEFAULT_API = "127.0.0.1:7881"
-FOLLOW_EVERY = 0.5  # seconds between progress polls of `get` through the daemon
-SHARE_TIMEOUT = 6 * 3600.0  # the daemon answers a share once the path is hashed: big folders take a while
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-@app.command()
 def daemon(
     home: HomeOption = None,
     api: Annotated[str, typer.Option("--api", help="Where the HTTP API and web UI listen, HOST:PORT (port 0: any "
@@ -70,7 +61,7 @@ def daemon(
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
     the API must lie inside the download folder (to save) or a share root (to share), after links and `..`."""
-    home = (home or default_home()).expanduser().resolve()
+    home = home_or_default(home).expanduser().resolve()
     share_roots = [root.expanduser().resolve() for root in share_root or []]
     for root in share_roots:
         if not root.is_dir():
@@ -100,20 +91,10 @@ def daemon(
     guarded(lambda: run(main))
 
 
-def client_for(home: Path | None) -> DaemonClient:
-    """The running daemon of the home, or a one-line error saying how to start one."""
-    resolved = (home or default_home()).expanduser().resolve()
-    info = read_runtime(resolved)
-    if info is None:
-        fail(f"no daemon runs for {resolved}: start one with `peerloom daemon --home {resolved}`")
-    return DaemonClient(info)
-
-
 def _rate(value: float) -> str:
     return f"{human_size(value)}/s" if value >= 1 else "-"
 
 
-@app.command("ls")
 def list_torrents(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """The daemon's torrents: name, size, progress, rates, peers, state."""
     client = client_for(home)
@@ -143,21 +124,18 @@ def torrents_table(torrents: list[dict[str, Any]]) -> Table:
 IdArgument = Annotated[str, typer.Argument(help="Torrent id (its info-hash) or the first characters of it.")]
 
 
-@app.command()
 def pause(torrent_id: IdArgument, home: HomeOption = None) -> None:
     """Pause a torrent of the daemon (no peers, no transfer) until `peerloom resume`."""
     t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/pause"))["torrent"]
     err.print(f"paused {printable(t['name'])} ({printable(t['id'][:8])})")
 
 
-@app.command()
 def resume(torrent_id: IdArgument, home: HomeOption = None) -> None:
     """Resume a paused torrent of the daemon."""
     t = guarded(lambda: client_for(home).call("POST", f"/api/v1/torrents/{torrent_id}/resume"))["torrent"]
     err.print(f"resumed {printable(t['name'])} ({printable(t['id'][:8])}): {printable(t['state'])}")
 
 
-@app.command("rm")
 def remove(
     torrent_id: IdArgument,
     home: HomeOption = None,
@@ -173,7 +151,6 @@ def remove(
     err.print(f"removed {printable(removed[:8])}" + (" and its data" if query else ""))
 
 
-@app.command()
 def stats(home: HomeOption = None, as_json: JsonOption = False) -> None:
     """The daemon's node: PeerId, ports, DHT size, rates, totals, limits."""
     info = guarded(lambda: client_for(home).call("GET", "/api/v1/node"))
@@ -196,7 +173,6 @@ def stats(home: HomeOption = None, as_json: JsonOption = False) -> None:
         out.print(f"{key:>16}  {printable(value)}")
 
 
-@app.command()
 def limit(
     download: Annotated[str | None, typer.Option("--down", help="Download limit, bytes/s (K = 1024), 0: unlimited: "
                                                                  "5M, 1.5M")] = None,
@@ -215,73 +191,11 @@ def limit(
     err.print(f"limits now: down {human_rate(limits['download'])}, up {human_rate(limits['upload'])}")
 
 
-def get_via_daemon(client: DaemonClient, link: str, output: Path | None, peers: list[Any],
-                   selected: list[int] | None, limit: int, as_json: bool, detach: bool, *,
-                   overwrite: bool = False) -> None:
-    """`peerloom get` while a daemon runs for the home: hand the torrent to it, then follow it to the end (unless
-    `detach`); Ctrl-C stops following, not the download. Without `output` it goes to the daemon's download folder
-    (the daemon saves nowhere outside it)."""
-    if any(not isinstance(p, tuple) for p in peers):
-        fail("secure-layer peers (--peer /ip4/…/p2p/…) are not taken through the daemon; add --no-daemon", 2)
-    fields = {} if output is None else {"save_path": str(output.expanduser().resolve())}
-    if link.lower().startswith("magnet:?"):
-        extra = "".join(f"&x.pe={format_peer_address(peer)}" for peer in peers)
-        added = guarded(lambda: client.call("POST", "/api/v1/torrents",
-                                            {"magnet": link + extra, **fields, "overwrite": overwrite}))
-    else:
-        if peers:
-            fail("--peer goes with magnet links when a daemon runs (or add --no-daemon)", 2)
-        data = guarded(lambda: Path(link).read_bytes())
-        added = guarded(lambda: client.upload("/api/v1/torrents", Path(link).name, data,
-                                              {**fields, "overwrite": "1" if overwrite else "0"}))
-    torrent = added["torrent"]
-    tid, save_path = torrent["id"], torrent["save_path"]
-    if selected is not None:
-        detail = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))
-        if detail["files"]:
-            priorities = [1 if f["index"] in selected else 0 for f in detail["files"]]
-            guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/files", {"priorities": priorities}))
-        else:
-            err.print("note: --files applies once the metadata has arrived; set it in the web UI")
-    if limit:
-        guarded(lambda: client.call("PUT", f"/api/v1/torrents/{tid}/limits", {"download": limit}))
-    err.print(f"added to the daemon at {client.info.api}: {printable(torrent['name'])} ({printable(tid[:8])}) "
-              f"into {printable(save_path)}")
-    if not detach:
-        try:
-            torrent = follow(client, tid, quiet=as_json)
-        except KeyboardInterrupt:
-            fail("no longer following; the daemon keeps downloading (see `peerloom ls`)", 130)
-    if as_json:
-        print_json(torrent)
-    elif not detach:
-        err.print(f"done: {printable(torrent['name'])} ({human_size(torrent['size'])}) verified in "
-                  f"{printable(save_path)}")
-
-
-def follow(client: DaemonClient, tid: str, *, quiet: bool) -> dict[str, Any]:
-    """Show the daemon's progress on a torrent until every selected byte is verified; its last summary."""
-    progress = transfer_progress()
-    progress.disable = quiet
-    with progress:
-        task = progress.add_task(printable(tid[:8]), total=None, peers=0)
-        while True:
-            t = guarded(lambda: client.call("GET", f"/api/v1/torrents/{tid}"))["torrent"]
-            progress.update(task, description=progress_label(t["name"], t["state"]), total=t["size"] or None,
-                            completed=t["have_bytes"], peers=t["peers"])
-            if t["error"]:
-                fail(t["error"])
-            if t["progress"] >= 1.0 and t["state"] in ("seeding", "paused"):
-                return t
-            time.sleep(FOLLOW_EVERY)
-
-
-def share_via_daemon(client: DaemonClient, path: Path, version: str) -> None:
-    """`peerloom share` while a daemon runs for the home: the daemon hashes and seeds the path."""
-    err.print(f"asking the daemon at {client.info.api} to share {printable(path)} (it hashes it first)")
-    hashing = DaemonClient(client.info, timeout=SHARE_TIMEOUT)
-    torrent = guarded(lambda: hashing.call("POST", "/api/v1/torrents",
-                                          {"path": str(path.expanduser().resolve()), "version": version}))["torrent"]
-    out.print(printable(torrent["magnet"]))
-    err.print(f"the daemon seeds {printable(torrent['name'])} ({human_size(torrent['size'])}), "
-              f"id {printable(torrent['id'][:8])}")
+def register(app: typer.Typer) -> None:
+    app.command()(daemon)
+    app.command("ls")(list_torrents)
+    app.command()(pause)
+    app.command()(resume)
+    app.command("rm")(remove)
+    app.command()(stats)
+    app.command()(limit)

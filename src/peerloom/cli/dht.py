@@ -11,41 +11,32 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from peerloom.cli import (
+from peerloom.cli.common import (
     UserError,
-    address_option,
-    app,
     err,
     guarded,
     out,
+    parse_bootstrap,
     parse_host_port,
-    port_option,
     print_json,
     printable,
     usage,
 )
-from peerloom.cli_transfer import BootstrapOption, PublicBootstrapOption, parse_bootstrap, run
+from peerloom.cli.options import BootstrapOption, JsonOption, PublicBootstrapOption, address_option, port_option
+from peerloom.cli.running import run
 from peerloom.torrent.magnet import Magnet, MagnetError, format_peer_address
 
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
 
-dht_app = typer.Typer(
-    help="The Mainline DHT: ping a node, find a swarm's peers, show a DHT node's figures. Each command runs its own "
-         "short-lived DHT node in this process.",
-    no_args_is_help=True,
-    rich_markup_mode=None,  # as the main app's: help texts are plain
-)
-app.add_typer(dht_app, name="dht")
-
-PortOption = Annotated[int, port_option("--port", "UDP port of this command's DHT node", zero="any free port")]
+# This command's own DHT node: a UDP port, and a home only when asked (the node's --home has a default)
+UdpPortOption = Annotated[int, port_option("--port", "UDP port of this command's DHT node", zero="any free port")]
 ListenOption = Annotated[str, address_option("--listen", "Address this command's DHT node binds.")]
-TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-HomeOption = Annotated[
+TableHomeOption = Annotated[
     Path | None,
     typer.Option("--home", help="Use (and update) the routing table saved in this node home [default: none kept]."),
 ]
+TimeoutOption = Annotated[float, typer.Option("--timeout", help="Give up after this many seconds.")]
 
 
 def parse_info_hash(text: str) -> bytes:
@@ -90,10 +81,9 @@ async def short_lived(
     return dht
 
 
-@dht_app.command("ping")
 def ping(
     address: Annotated[str, typer.Argument(help="The DHT node, HOST:PORT (UDP).")],
-    port: PortOption = 0,
+    port: UdpPortOption = 0,
     listen: ListenOption = "0.0.0.0",
     timeout: TimeoutOption = 10.0,
     as_json: JsonOption = False,
@@ -118,14 +108,13 @@ def ping(
     guarded(lambda: run(main))
 
 
-@dht_app.command("peers")
 def peers(
     info_hash: Annotated[str, typer.Argument(help="Info-hash (hex or base32) or a magnet link.")],
     bootstrap: BootstrapOption = None,
     public_bootstrap: PublicBootstrapOption = True,
-    port: PortOption = 0,
+    port: UdpPortOption = 0,
     listen: ListenOption = "0.0.0.0",
-    home: HomeOption = None,
+    home: TableHomeOption = None,
     timeout: TimeoutOption = 30.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -156,13 +145,12 @@ def peers(
     guarded(lambda: run(main))
 
 
-@dht_app.command("stats")
 def stats(
     bootstrap: BootstrapOption = None,
     public_bootstrap: PublicBootstrapOption = True,
-    port: PortOption = 0,
+    port: UdpPortOption = 0,
     listen: ListenOption = "0.0.0.0",
-    home: HomeOption = None,
+    home: TableHomeOption = None,
     timeout: TimeoutOption = 30.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -201,3 +189,15 @@ def show_stats(figures: dict[str, Any]) -> None:
             f"responses in {fam['responses_in']}, timeouts {fam['timeouts']}, malformed {fam['malformed']}"
         )
 
+
+def register(app: typer.Typer) -> None:
+    dht_app = typer.Typer(
+        help="The Mainline DHT: ping a node, find a swarm's peers, show a DHT node's figures. Each command runs its "
+             "own short-lived DHT node in this process.",
+        no_args_is_help=True,
+        rich_markup_mode=None,  # as the main app's: help texts are plain
+    )
+    dht_app.command("ping")(ping)
+    dht_app.command("peers")(peers)
+    dht_app.command("stats")(stats)
+    app.add_typer(dht_app, name="dht")

@@ -24,8 +24,8 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from peerloom.cli import UserError, app, err, fail, guarded, human_size, out, parse_size, printable
-from peerloom.cli_transfer import run, transfer_progress
+from peerloom.cli.common import UserError, err, fail, guarded, human_size, out, parse_size, printable, transfer_progress
+from peerloom.cli.running import run
 
 LOG_LINE = 4096  # bytes kept of a child's stderr line
 STALL_TIMEOUT = 120.0  # seconds without progress before a leecher counts as failed (a piece takes well under 1 s)
@@ -169,7 +169,6 @@ class Child:
         await asyncio.gather(*self.readers, return_exceptions=True)
 
 
-@app.command()
 def demo(
     size: Annotated[str, typer.Option("--size", help="Size of the shared file (e.g. 64M, 1G).")] = "256M",
     leechers: Annotated[int, typer.Option("--leechers", help="How many downloading nodes.", min=1, max=16)] = 3,
@@ -277,3 +276,7 @@ def report(results: list[tuple[str, bool, int, float | None]], nbytes: int, elap
     out.print(table)
     total = nbytes * len(results)
     out.print(f"swarm throughput: {human_size(total)} delivered in {elapsed:.1f} s = {human_size(total / elapsed)}/s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
