@@ -49,10 +49,6 @@ class Stream:
         assert self.connection.remote_peer is not None
         return self.connection.remote_peer
 
-    @property
-    def at_eof(self) -> bool:
-        return self._eof and not self._buffered
-
     def __repr__(self) -> str:
         return f"<stream {self.id} {self.protocol or '?'} with {self.connection.remote_peer}>"
 

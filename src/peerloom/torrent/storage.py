@@ -134,10 +134,6 @@ class PieceVerifier:
         self.pieces = pieces
         self.layers = dict(meta.piece_layers)
 
-    def can_verify_v2(self, index: int) -> bool:
-        f = self.pieces.piece_file(index)
-        return f.length <= self.meta.piece_length or f.pieces_root in self.layers
-
     def verify(self, index: int, data: bytes | bytearray | memoryview) -> bool:
         """True when `data` is piece `index`: SHA-1 for v1, the merkle piece hash for v2, both for hybrid
         (so a hybrid torrent whose two descriptions disagree can never pass off bad data)."""
