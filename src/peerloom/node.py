@@ -382,7 +382,7 @@ class Node:
         self._connections.add(conn)
         transport = StreamTransport(stream, conn)
         self._secure_transports.add(transport)
-        transport._closed.add_done_callback(lambda _f: self._secure_transports.discard(transport))
+        transport.closed.add_done_callback(lambda _f: self._secure_transports.discard(transport))
         return transport
 
     def _key_allowed(self, peer: PeerId) -> bool:

@@ -320,7 +320,7 @@ class Connection(asyncio.BufferedProtocol):
                 self._served = True
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._feed(event.data)
+                    stream.feed(event.data)
                 elif self.session is not None:  # data for a stream we already gave up: credit and drop it
                     self.session.acknowledge_received(event.stream_id, len(event.data), time.monotonic())
             elif isinstance(event, yamux.StreamOpened):
@@ -331,14 +331,14 @@ class Connection(asyncio.BufferedProtocol):
                     self._on_stream(stream)
             elif isinstance(event, yamux.StreamWritable):
                 if (stream := streams.get(event.stream_id)) is not None:
-                    stream._set_writable()
+                    stream.set_writable()
             elif isinstance(event, yamux.StreamEnded):
                 if (stream := streams.get(event.stream_id)) is not None:
-                    stream._ended()
+                    stream.feed_eof()
                     self._closing.add(event.stream_id)
             elif isinstance(event, yamux.StreamReset):
                 if (stream := streams.pop(event.stream_id, None)) is not None:
-                    stream._fail("stream reset by the peer")
+                    stream.fail("stream reset by the peer")
             elif isinstance(event, yamux.GoAwayReceived) and event.error_code == yamux.GO_AWAY_NORMAL:
                 self._remote_ended = True  # (an error code blames us: ConnectionTerminated follows and we close)
             elif isinstance(event, yamux.ConnectionTerminated):
@@ -472,7 +472,7 @@ class Connection(asyncio.BufferedProtocol):
             self._readers_turn.cancel()
             self._readers_turn = None
         for stream in list(self.streams.values()):
-            stream._fail(f"connection closed: {self.close_reason}")
+            stream.fail(f"connection closed: {self.close_reason}")
         self.streams.clear()
         self._closing.clear()
         if not self.ready.done():
