@@ -135,7 +135,6 @@ class Network:
         self.now = 0.0
         self.counters = {"sent": 0, "lost": 0, "to_departed": 0, "unroutable": 0, "delivered": 0, "ticks": 0}
         self.phase = ""
-        self.events_done = 0
 
     # -- nodes ---------------------------------------------------------------------------------------------------
     def create(self, i: int, now: float) -> DhtCore:

@@ -1,6 +1,6 @@
 """peerloom: a peer-to-peer network speaking BitTorrent and libp2p."""
 
-__version__ = "0.1.0"
+from peerloom.version import __version__
 
 __all__ = ["Node", "__version__"]
 

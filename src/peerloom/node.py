@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
-from peerloom import __version__
+from peerloom.version import __version__
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity

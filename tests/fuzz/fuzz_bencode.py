@@ -8,8 +8,9 @@ accepted must survive a round trip (re-encoding, `to_bytes`, `str`) unchanged.
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import replace
+
+import harness
 
 from peerloom.codec.bencode import BencodeError, decode, decode_prefix, decode_with_span, encode
 from peerloom.torrent.magnet import Magnet, MagnetError
@@ -72,17 +73,9 @@ def _magnet(data: bytes) -> None:
     assert Magnet.parse(str(magnet)) == replace(magnet, name=magnet.name or None)
 
 
-_TARGETS = (_strict, _lenient, _metainfo, _info, _magnet)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except (BencodeError, MetainfoError, MagnetError):
-        pass
+TestOneInput = harness.Pick(
+    _strict, _lenient, _metainfo, _info, _magnet, allowed=(BencodeError, MetainfoError, MagnetError)
+)
 
 
 def seeds() -> list[bytes]:
@@ -133,13 +126,5 @@ def seeds() -> list[bytes]:
     )
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
+from collections.abc import Callable
 from urllib.parse import quote
 
+import harness
 import typer
 
 from peerloom.cli.common import UNSAFE, fail, out, printable, progress_label, transfer_progress
@@ -82,17 +83,12 @@ def _get(name: str) -> None:
     _show_name(name, line)
 
 
-_TARGETS = (_info, _magnet, _ls, _get)
+def _named(render: Callable[[str], None]) -> Callable[[bytes], None]:
+    """The input as a name: UTF-8, undecodable bytes kept as surrogates (as a file system's names are)."""
+    return lambda data: render(data.decode("utf-8", "surrogateescape"))
 
 
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its name."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:].decode("utf-8", "surrogateescape"))
-    except (MetainfoError, MagnetError):
-        pass
+TestOneInput = harness.Pick(*map(_named, (_info, _magnet, _ls, _get)), allowed=(MetainfoError, MagnetError))
 
 
 def seeds() -> list[bytes]:
@@ -101,16 +97,8 @@ def seeds() -> list[bytes]:
     names = ["[/x]", "[bold]x[/bold]", ":-1:", "\x1b[31mred\x1b[0m", "cr\rover", "c1\x9b2J", "bidi\u202eevil.exe",
              "tab\there", "new\nline", "\udcff\udcfe", "zw\u200bj\u200dx", "日本語の名前", "🎵 album", "[link=x]y"]
     raw = [name.encode("utf-8", "surrogateescape") for name in names]
-    return [bytes([target]) + name for target in range(len(_TARGETS)) for name in raw]
-
-
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
+    return [bytes([target]) + name for target in range(len(TestOneInput)) for name in raw]
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import sys
+
+import harness
 
 from peerloom.codec.bencode import encode
 from peerloom.torrent import extensions as ext
@@ -149,17 +150,10 @@ def _pex_state(data: bytes) -> None:
         assert view == connected == state.sent
 
 
-_TARGETS = (_ext_handshake, _metadata, _pex, _assembler_messages, _assembler_exchange, _pex_state)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except ExtensionError:
-        pass
+TestOneInput = harness.Pick(
+    _ext_handshake, _metadata, _pex, _assembler_messages, _assembler_exchange, _pex_state,
+    allowed=ExtensionError,
+)
 
 
 def seeds() -> list[bytes]:
@@ -188,13 +182,5 @@ def seeds() -> list[bytes]:
     ]
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -9,7 +9,8 @@ target the input is delivered as the answer to a lookup's query (a bencoded dict
 from __future__ import annotations
 
 import random
-import sys
+
+import harness
 
 from peerloom.codec import bencode
 from peerloom.dht import krpc
@@ -71,14 +72,7 @@ def _reply(data: bytes) -> None:
     node.pop_events()
 
 
-_TARGETS = (_decode, _query, _reply)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    _TARGETS[data[0] % len(_TARGETS)](data[1:])
+TestOneInput = harness.Pick(_decode, _query, _reply)  # each target catches the errors it expects itself
 
 
 def seeds() -> list[bytes]:
@@ -106,13 +100,5 @@ def seeds() -> list[bytes]:
             + [b"\x02" + bencode.encode(reply) for reply in replies])
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -11,10 +11,10 @@ to the very bytes that were read.
 from __future__ import annotations
 
 import pickle
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
+import harness
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
@@ -288,8 +288,7 @@ def _identify_at_limit(data: bytes) -> None:
     _check_identify(decode_identify(filler + body))
 
 
-_Target = tuple[Callable[[bytes], None], type[Exception]]
-_TARGETS: tuple[_Target, ...] = (
+TestOneInput = harness.Pick(  # only each parser's own error may escape it
     (_varint, VarintError),
     (_frame, VarintError),
     (_protobuf, ProtobufError),
@@ -303,17 +302,6 @@ _TARGETS: tuple[_Target, ...] = (
     (_identify, IdentifyError),
     (_identify_at_limit, IdentifyError),
 )
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input; only that parser's error may escape."""
-    if not data:
-        return
-    target, allowed = _TARGETS[data[0] % len(_TARGETS)]
-    try:
-        target(data[1:])
-    except allowed:
-        pass
 
 
 def seeds() -> list[bytes]:
@@ -361,13 +349,5 @@ def seeds() -> list[bytes]:
     ]
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

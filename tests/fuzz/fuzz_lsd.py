@@ -7,7 +7,7 @@ info-hashes, and survives a round trip through `encode`.
 
 from __future__ import annotations
 
-import sys
+import harness
 
 from peerloom.discovery.lsd import Announce, LocalDiscovery, LsdError, decode, encode
 
@@ -21,17 +21,7 @@ def _announce(data: bytes) -> None:
     assert LocalDiscovery(1).receive(data) == [(h, msg.port) for h in msg.info_hashes]
 
 
-_TARGETS = (_announce,)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except LsdError:
-        pass
+TestOneInput = harness.Pick(_announce, allowed=LsdError)
 
 
 def seeds() -> list[bytes]:
@@ -42,13 +32,5 @@ def seeds() -> list[bytes]:
     return [b"\x00" + one, b"\x00" + two]
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -16,9 +16,10 @@ import copy
 import hashlib
 import itertools
 import math
-import sys
 from pathlib import Path
 from typing import Any
+
+import harness
 
 from peerloom.codec.bencode import BencodeError, decode, decode_with_span, encode
 from peerloom.torrent.merkle import HASH_SIZE
@@ -176,17 +177,7 @@ def _edited(data: bytes) -> None:
             pass
 
 
-_TARGETS = (_torrent, _info, _edited)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except MetainfoError:
-        pass
+TestOneInput = harness.Pick(_torrent, _info, _edited, allowed=MetainfoError)
 
 
 def seeds() -> list[bytes]:
@@ -210,13 +201,5 @@ def seeds() -> list[bytes]:
     )
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

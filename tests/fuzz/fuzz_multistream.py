@@ -6,7 +6,9 @@ side; everything after it is fed in two pieces. Only MultistreamError may escape
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
+
+import harness
 
 from peerloom.net.multistream import Dialer, DialerState, Listener, ListenerState, MultistreamError
 
@@ -39,34 +41,28 @@ def _lazy_dialer() -> Dialer:
     return dialer
 
 
-_SIDES = (_listener, _predicate_listener, _dialer, _list_dialer, _lazy_dialer)
 _FINISHED = (DialerState.DONE, DialerState.LISTED, ListenerState.DONE)
 
 
-def fuzz_one_input(data: bytes) -> None:
-    """One fuzz case: the first byte picks the side, the rest is what the remote sends."""
-    if not data:
-        return
-    side = _SIDES[data[0] % len(_SIDES)]()
-    body = data[1:]
-    middle = len(body) // 2
-    try:
+def _against(side: Callable[[], Dialer | Listener]) -> Callable[[bytes], None]:
+    """A target: a fresh `side` fed what the remote sends, in two pieces."""
+
+    def run(body: bytes) -> None:
+        machine = side()
+        middle = len(body) // 2
         for piece in (body[:middle], body[middle:]):
-            if side.state in _FINISHED:
-                assert isinstance(side.leftover(), bytes)
+            if machine.state in _FINISHED:
+                assert isinstance(machine.leftover(), bytes)
                 return
-            assert isinstance(side.receive(piece), bytes)
-    except MultistreamError:
-        pass
+            assert isinstance(machine.receive(piece), bytes)
+
+    return run
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, fuzz_one_input)
-    atheris.Fuzz()
+TestOneInput = harness.Pick(
+    *map(_against, (_listener, _predicate_listener, _dialer, _list_dialer, _lazy_dialer)), allowed=MultistreamError
+)
 
 
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

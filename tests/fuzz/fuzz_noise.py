@@ -7,8 +7,7 @@ parser; everything after it is fed in (the handshake in two pieces; transport fr
 
 from __future__ import annotations
 
-import sys
-
+import harness
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -71,32 +70,15 @@ def _payload(data: bytes) -> None:
     _decode_public_key(identity_key)
 
 
-_TARGETS = (
+TestOneInput = harness.Pick(
     lambda data: _handshake(False, data),
     lambda data: _handshake(True, data),
     _transport,
     _payload,
     _decode_public_key,
+    allowed=(NoiseError,),
 )
 
 
-def fuzz_one_input(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except NoiseError:
-        pass
-
-
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, fuzz_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -9,7 +9,8 @@ peer a response yields must be a real address and port.
 from __future__ import annotations
 
 import ipaddress
-import sys
+
+import harness
 
 from peerloom.codec.bencode import encode
 from peerloom.codec.compact import pack_peers, unpack_peers
@@ -44,17 +45,7 @@ def _compact(data: bytes) -> None:
     assert pack_peers(peers, v6) == b"".join(e for e in sent if e[-2:] != b"\x00\x00")
 
 
-_TARGETS = (_announce, _compact)
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except TrackerError:
-        pass
+TestOneInput = harness.Pick(_announce, _compact, allowed=TrackerError)
 
 
 def seeds() -> list[bytes]:
@@ -71,13 +62,5 @@ def seeds() -> list[bytes]:
     return [b"\x00" + encode(a) for a in announces] + [b"\x01\x40" + compact, b"\x01\x41" + compact6 * 2]
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -9,8 +9,9 @@ like a crash does.
 
 from __future__ import annotations
 
-import sys
 from hashlib import sha256
+
+import harness
 
 from peerloom.torrent import wire
 from peerloom.torrent.hashes import LayerFetch, answer_hash_request, piece_layer_height
@@ -113,23 +114,14 @@ def _layer_fetch(data: bytes) -> None:
         assert layer is None or layer == _LAYER
 
 
-_TARGETS = (
+TestOneInput = harness.Pick(
     _handshake,
     lambda data: _stream(data, small=False),
     lambda data: _stream(data, small=True),
     _hash_request,
     _layer_fetch,
+    allowed=(WireError,),
 )
-
-
-def TestOneInput(data: bytes) -> None:
-    """One fuzz case: the first byte picks the target, the rest is its input."""
-    if not data:
-        return
-    try:
-        _TARGETS[data[0] % len(_TARGETS)](data[1:])
-    except WireError:
-        pass
 
 
 def seeds() -> list[bytes]:
@@ -158,13 +150,5 @@ def seeds() -> list[bytes]:
     ]
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

@@ -8,14 +8,15 @@ YamuxError may escape.
 from __future__ import annotations
 
 import struct
-import sys
+
+import harness
 
 from peerloom.net.yamux import DataReceived, Session, SessionState, YamuxError
 
 _SYN = 1
 
 
-def fuzz_one_input(data: bytes) -> None:
+def TestOneInput(data: bytes) -> None:
     """One fuzz case: byte 0 sets role (bit 0), a remote-opened stream (bit 1) and the piece size (the rest)."""
     if not data:
         return
@@ -37,13 +38,5 @@ def fuzz_one_input(data: bytes) -> None:
         assert session.state is SessionState.TERMINATED
 
 
-def main() -> None:
-    import atheris  # imported here so that collecting or importing this module never needs atheris
-
-    atheris.instrument_all()  # coverage feedback from the (already imported) peerloom code
-    atheris.Setup(sys.argv, fuzz_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(TestOneInput)

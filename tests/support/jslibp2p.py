@@ -192,7 +192,6 @@ class JsPeer:
     protocols: list[str]
     process: asyncio.subprocess.Process
     events: list[dict[str, Any]] = field(default_factory=list)
-    stderr_path: Path | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _eof: bool = False
 
@@ -211,11 +210,6 @@ class JsPeer:
         if m is None:
             raise ValueError(f"not a TCP multiaddr: {self.addr}")
         return m.group(1), int(m.group(2))
-
-    def stderr_tail(self, lines: int = 30) -> str:
-        if self.stderr_path is None or not self.stderr_path.exists():
-            return ""
-        return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
 
     async def wait_for(
         self, event: str, timeout: float = 10.0, where: Callable[[dict[str, Any]], bool] | None = None, **fields: Any
@@ -305,7 +299,6 @@ class JsPeer:
                 agent=hello.get("agent"),
                 protocols=list(hello.get("protocols", [])),
                 process=proc,
-                stderr_path=stderr_path,
             )
             pump = asyncio.create_task(peer._pump(proc.stdout))
             yield peer

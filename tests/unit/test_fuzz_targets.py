@@ -1,14 +1,14 @@
-"""Every atheris target in tests/fuzz/ keeps working without atheris: it imports, its seed corpus runs, and a
-few hundred generated inputs (random, and damaged seeds) raise nothing but the errors it lets through."""
+"""Every atheris target in tests/fuzz/ keeps working without atheris: it imports, it uses the shared harness, its seed
+corpus runs, and a few hundred generated inputs (random, and damaged seeds) raise nothing but the errors it lets
+through. tests/fuzz is on pytest's pythonpath, as it is on a target's own when atheris runs it."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 from types import ModuleType
 
+import harness
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,28 +16,10 @@ from support.mutations import mutated
 
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 EXPECTED = {
-    "fuzz_bencode", "fuzz_cli_render", "fuzz_extensions", "fuzz_metainfo", "fuzz_noise", "fuzz_tracker", "fuzz_wire",
+    "fuzz_bencode", "fuzz_cli_render", "fuzz_extensions", "fuzz_krpc", "fuzz_libp2p_codecs", "fuzz_lsd",
+    "fuzz_metainfo", "fuzz_multistream", "fuzz_noise", "fuzz_tracker", "fuzz_wire", "fuzz_yamux",
 }
-
-
-def load(path: Path) -> ModuleType:
-    """Import a target from its file, under a name of its own (tests/fuzz is not a package)."""
-    name = f"peerloom_fuzz_target_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-TARGETS = {path.stem: load(path) for path in sorted(FUZZ_DIR.glob("fuzz_*.py"))}
-
-
-def entry(module: ModuleType) -> Callable[[bytes], None]:
-    return getattr(module, "TestOneInput", None) or module.fuzz_one_input
+TARGETS = {path.stem: importlib.import_module(path.stem) for path in sorted(FUZZ_DIR.glob("fuzz_*.py"))}
 
 
 def seeds(module: ModuleType) -> list[bytes]:
@@ -50,11 +32,36 @@ def test_every_target_is_found() -> None:
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
 def test_target_shape(name: str) -> None:
+    """A target is its parsers and checks; the entry point and the atheris run are the harness's."""
     module = TARGETS[name]
+    source = Path(module.__file__ or "").read_text()
     assert module.__doc__ and "Run: `python tests/fuzz/" in module.__doc__
-    assert callable(entry(module)) and callable(module.main)
-    assert "atheris" not in module.__dict__  # atheris is imported inside main(), never at import time
-    entry(module)(b"")
+    assert module.harness is harness and callable(module.TestOneInput)
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    harness.main(TestOneInput)')
+    assert "atheris" not in module.__dict__ and "import atheris" not in source  # only the harness imports it
+    module.TestOneInput(b"")
+
+
+def test_the_harness_picks_by_the_first_byte_and_lets_through_only_the_allowed_errors() -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    def first(data: bytes) -> None:
+        seen.append(("first", data))
+        raise KeyError(data)
+
+    def second(data: bytes) -> None:
+        seen.append(("second", data))
+        raise ValueError(data)
+
+    lenient = harness.Pick(first, (second, ValueError), allowed=KeyError)
+    assert len(lenient) == 2
+    lenient(b"")  # nothing to pick with: no target runs
+    lenient(b"\x00ab")
+    lenient(b"\x03cd")
+    assert seen == [("first", b"ab"), ("second", b"cd")]
+    strict = harness.Pick(first, second, allowed=ValueError)
+    with pytest.raises(KeyError):  # an error the target may not raise escapes, and atheris reports a crash
+        strict(b"\x02")
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -62,9 +69,10 @@ def test_seed_corpus_runs_and_reaches_every_target(name: str) -> None:
     module = TARGETS[name]
     corpus = seeds(module)
     for data in corpus:
-        entry(module)(data)
+        module.TestOneInput(data)
     if corpus:
-        assert {data[0] % len(module._TARGETS) for data in corpus} == set(range(len(module._TARGETS)))
+        picks = len(module.TestOneInput)
+        assert {data[0] % picks for data in corpus} == set(range(picks))
 
 
 def inputs(module: ModuleType) -> st.SearchStrategy[bytes]:
@@ -80,6 +88,6 @@ def test_generated_inputs_raise_only_the_typed_errors(name: str) -> None:
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(inputs(module))
     def run(data: bytes) -> None:
-        entry(module)(data)
+        module.TestOneInput(data)
 
     run()

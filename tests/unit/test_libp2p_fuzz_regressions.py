@@ -4,10 +4,7 @@ in test_identify.py."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
-
+import fuzz_libp2p_codecs  # tests/fuzz is on pytest's pythonpath
 import pytest
 
 from peerloom.codec.multiaddr import MAX_MULTIADDR_BYTES, Multiaddr, MultiaddrError
@@ -16,15 +13,6 @@ from peerloom.identity import PeerId, PeerIdError
 
 ED25519_ID = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"  # peer-ids spec example
 KELVIN_SIGN = "\u212a"  # str.lower() turns it into ASCII 'k'
-
-
-def _target() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_libp2p_codecs.py"
-    spec = importlib.util.spec_from_file_location("peerloom_fuzz_libp2p_codecs_regressions", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("text", [KELVIN_SIGN + "a", "ab" + KELVIN_SIGN + "q", KELVIN_SIGN * 8])
@@ -85,4 +73,4 @@ def test_text_past_the_limit_is_still_refused_before_parsing() -> None:
     ],
 )
 def test_fuzz_inputs_that_failed_now_pass(data: bytes) -> None:
-    _target().TestOneInput(data)
+    fuzz_libp2p_codecs.TestOneInput(data)

@@ -26,8 +26,8 @@ def stream() -> tuple[Stream, Credits]:
 async def test_a_whole_chunk_of_bytes_is_returned_as_it_is():
     s, credits = stream()
     first, second = bytes(65524), b"y" * 65524
-    s._feed(first)
-    s._feed(second)
+    s.feed(first)
+    s.feed(second)
     assert await s.read() is first
     assert await s.read() is second
     assert credits.credited == 2 * 65524
@@ -36,10 +36,10 @@ async def test_a_whole_chunk_of_bytes_is_returned_as_it_is():
 async def test_lent_views_are_copied_out_at_most_64_kib_at_a_time():
     s, credits = stream()
     lent = bytearray(b"abc" * 100_000)
-    s._feed(memoryview(lent)[:150_000])
-    s._feed(memoryview(lent)[150_000:])
+    s.feed(memoryview(lent)[:150_000])
+    s.feed(memoryview(lent)[150_000:])
     pieces = []
-    while s._buffered:
+    while sum(map(len, pieces)) < len(lent):
         pieces.append(await s.read())
     assert all(type(p) is bytes and len(p) <= COPY_LIMIT for p in pieces)
     lent[:] = bytes(len(lent))  # the connection reuses its buffer: what was read must not change
@@ -50,20 +50,37 @@ async def test_lent_views_are_copied_out_at_most_64_kib_at_a_time():
 async def test_small_chunks_are_joined_and_sizes_are_respected():
     s, credits = stream()
     for i in range(100):
-        s._feed(bytes([i]) * 1000)
+        s.feed(bytes([i]) * 1000)
     expected = b"".join(bytes([i]) * 1000 for i in range(100))
     first = await s.read()
     assert first == expected[:COPY_LIMIT]  # joined, the last chunk cut where 64 KiB are reached
     assert await s.read(1500) == expected[COPY_LIMIT : COPY_LIMIT + 1500]
     assert await s.read() == expected[COPY_LIMIT + 1500 :]
     assert credits.credited == 100_000
-    s._ended()
+    s.feed_eof()
     assert await s.read() == b""
 
 
 async def test_pushed_back_bytes_come_first_and_are_not_credited_twice():
     s, credits = stream()
-    s._feed(b"payload")
-    s._push_back(b"negotiation rest:")
+    s.feed(b"payload")
+    s.unread(b"negotiation rest:")
     assert await s.readexactly(24) == b"negotiation rest:payload"
     assert credits.credited == len(b"payload")
+
+
+def test_the_connection_offers_every_member_a_stream_needs_of_its_owner():
+    """The seam is public both ways: Connection implements StreamOwner with the same signatures."""
+    import inspect
+
+    from peerloom.net.connection import Connection
+    from peerloom.net.stream import StreamOwner
+
+    for name, member in vars(StreamOwner).items():
+        if name.startswith("_"):
+            continue
+        assert callable(member)
+        ours = getattr(Connection, name)
+        assert inspect.signature(ours).parameters.keys() == inspect.signature(member).parameters.keys(), name
+    for name in StreamOwner.__annotations__:
+        assert name in Connection.__init__.__code__.co_names, name  # set in the constructor

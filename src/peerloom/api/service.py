@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from peerloom import __version__
+from peerloom.version import __version__
 from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside, resolve
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError

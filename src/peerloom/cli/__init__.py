@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from peerloom import __version__
+from peerloom.version import __version__
 from peerloom.cli import daemon, demo, dht, files, net, transfer
 
 COMMAND_MODULES = (files, transfer, daemon, net, dht, demo)

@@ -30,10 +30,6 @@ class Item:
     salt: bytes = b""
 
     @property
-    def mutable(self) -> bool:
-        return self.key is not None
-
-    @property
     def target(self) -> bytes:
         """The DHT key the item is stored under."""
         if self.key is None:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from peerloom.errors import ProtocolError
 
 LSD_GROUP = "239.192.152.143"
-LSD_GROUP6 = "ff15::efc0:988f"
 LSD_PORT = 6771
 ANNOUNCE_INTERVAL = 5 * 60.0  # BEP 14: announce each torrent every 5 minutes
 MAX_MESSAGE = 1400  # one Ethernet frame: anything longer is not an LSD announce

@@ -309,7 +309,7 @@ class Connection(asyncio.BufferedProtocol):
             if isinstance(event, yamux.DataReceived):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
-                    stream._feed(event.data)
+                    stream.feed(event.data)
                 elif self.session is not None:  # data for a stream we already gave up: credit and drop it
                     self.session.acknowledge_received(event.stream_id, len(event.data), time.monotonic())
             elif isinstance(event, yamux.StreamOpened):
@@ -319,14 +319,14 @@ class Connection(asyncio.BufferedProtocol):
                     self._on_stream(stream)
             elif isinstance(event, yamux.StreamWritable):
                 if (stream := streams.get(event.stream_id)) is not None:
-                    stream._set_writable()
+                    stream.set_writable()
             elif isinstance(event, yamux.StreamEnded):
                 if (stream := streams.get(event.stream_id)) is not None:
-                    stream._ended()
+                    stream.feed_eof()
                     self._closing.add(event.stream_id)
             elif isinstance(event, yamux.StreamReset):
                 if (stream := streams.pop(event.stream_id, None)) is not None:
-                    stream._fail("stream reset by the peer")
+                    stream.fail("stream reset by the peer")
             elif isinstance(event, yamux.ConnectionTerminated):
                 self.close(f"peer ended the session (yamux error code {event.error_code})")
         if self._closing:
@@ -458,7 +458,7 @@ class Connection(asyncio.BufferedProtocol):
             self._readers_turn.cancel()
             self._readers_turn = None
         for stream in list(self.streams.values()):
-            stream._fail(f"connection closed: {self.close_reason}")
+            stream.fail(f"connection closed: {self.close_reason}")
         self.streams.clear()
         self._closing.clear()
         if not self.ready.done():

@@ -461,7 +461,7 @@ async def _negotiate(stream: Stream, machine: multistream.Dialer | multistream.L
             if reply:
                 await stream.write(reply)
     stream.protocol = machine.protocol
-    stream._push_back(machine.leftover())
+    stream.unread(machine.leftover())
     return machine.protocol
 
 

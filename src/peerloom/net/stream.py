@@ -2,19 +2,22 @@
 
 Received bytes are credited back to the remote only as the application reads them, so a slow reader
 holds the sender to the stream's window: memory per stream stays bounded by that window.
+
+The seam between a stream and the connection that carries it is public both ways: the stream calls its owner
+only through `StreamOwner` (declared here, so this module never imports the connection), and the owner drives
+the stream only through the "owner's side" methods (`feed`, `feed_eof`, `set_writable`, `fail`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from peerloom.errors import PeerloomError
 
 if TYPE_CHECKING:
     from peerloom.identity import PeerId
-    from peerloom.net.connection import Connection
 
 READ_CHUNK = 1 << 20  # largest piece `read()` returns when no size is asked
 # The most a read copies: larger pieces come only as a received chunk of bytes, returned as it is. A fresh buffer
@@ -27,10 +30,38 @@ class StreamError(PeerloomError):
     """The stream was reset (by either side) or its connection closed."""
 
 
+class StreamOwner(Protocol):
+    """What a stream needs of the connection that carries it (`peerloom.net.connection.Connection` is one)."""
+
+    remote_peer: PeerId | None
+    remote_address: tuple[str, int] | None
+    local_address: tuple[str, int] | None
+
+    def stream_write(self, stream_id: int, data: memoryview) -> int:
+        """Queue what fits of `data` in the stream's send window; returns how many bytes were taken."""
+        ...
+
+    def stream_write_capacity(self, stream_id: int) -> int:
+        """Bytes `stream_write` would take now (0: wait for `Stream.set_writable`)."""
+        ...
+
+    def stream_close(self, stream_id: int) -> None:
+        """Half-close: send FIN."""
+        ...
+
+    def stream_reset(self, stream_id: int) -> None:
+        """Abort the stream both ways and forget it."""
+        ...
+
+    def consumed(self, stream_id: int, size: int) -> None:
+        """The application read `size` bytes: credit them back to the remote's send window."""
+        ...
+
+
 class Stream:
     """One stream of a secure connection; `protocol` is what multistream-select agreed on it."""
 
-    def __init__(self, connection: Connection, stream_id: int) -> None:
+    def __init__(self, connection: StreamOwner, stream_id: int) -> None:
         self.connection = connection
         self.id = stream_id
         self.protocol: str | None = None
@@ -49,40 +80,41 @@ class Stream:
         assert self.connection.remote_peer is not None
         return self.connection.remote_peer
 
-    @property
-    def at_eof(self) -> bool:
-        return self._eof and not self._buffered
-
     def __repr__(self) -> str:
         return f"<stream {self.id} {self.protocol or '?'} with {self.connection.remote_peer}>"
 
-    # -- fed by the connection ---------------------------------------------------------------------
-    def _feed(self, data: bytes | memoryview) -> None:
-        """Received bytes: `bytes`, or a view the connection lends until it is read (copied out then)."""
+    # -- the owner's side: called by the connection ---------------------------------------------------
+    def feed(self, data: bytes | memoryview) -> None:
+        """Received bytes: `bytes`, or a view the connection lends until it is read (copied out then).
+        The bulk-data path: one append, no copy."""
         if data:
             self._chunks.append(memoryview(data))
             self._buffered += len(data)
             self._readable.set()
 
-    def _push_back(self, data: bytes) -> None:
-        """Bytes a negotiation read past its end: they come first and were credited already."""
+    def unread(self, data: bytes) -> None:
+        """Bytes a protocol negotiation read past its end, put back for the protocol to read first; they were
+        credited to the remote when first read, so reading them again credits nothing."""
         if data:
             self._chunks.appendleft(memoryview(data))
             self._buffered += len(data)
             self._unacked_front += len(data)
             self._readable.set()
 
-    def _ended(self) -> None:
+    def feed_eof(self) -> None:
+        """The remote half-closed: reads return b"" once the buffered bytes are read."""
         self._eof = True
         self._readable.set()
 
-    def _fail(self, reason: str) -> None:
+    def fail(self, reason: str) -> None:
+        """The stream was reset or its connection closed: pending and later reads and writes raise StreamError."""
         if self._error is None:
             self._error = reason
         self._readable.set()
         self._writable.set()
 
-    def _set_writable(self) -> None:
+    def set_writable(self) -> None:
+        """The send window opened again: a blocked `write` goes on."""
         self._writable.set()
 
     # -- reading -------------------------------------------------------------------------------------
@@ -173,7 +205,7 @@ class Stream:
 
     def reset(self) -> None:
         """Abort the stream in both directions."""
-        self._fail("stream reset by us")
+        self.fail("stream reset by us")
         self.connection.stream_reset(self.id)
 
 
@@ -194,6 +226,11 @@ class StreamTransport:
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._tasks = [asyncio.ensure_future(self._read_loop()), asyncio.ensure_future(self._write_loop())]
         protocol.connection_made(self)  # type: ignore[arg-type]
+
+    @property
+    def closed(self) -> asyncio.Future[None]:
+        """Resolves once the protocol has seen connection_lost (for owners that track live transports)."""
+        return self._closed
 
     async def wait_closed(self) -> None:
         """Until the protocol has seen connection_lost; cancelling this aborts the stream."""

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peerloom import __version__
 from peerloom.codec.bencode import encode
 from peerloom.errors import PeerloomError
 from peerloom.torrent.merkle import BLOCK_SIZE, merkle_root, pad_hash, piece_hash
 from peerloom.torrent.metainfo import MAX_PATH_DEPTH, Metainfo, Version
+from peerloom.version import __version__
 
 CHUNK_SIZE = 4 * 1024 * 1024
 """Bytes read and handed to a hashing thread at once (rounded to whole pieces)."""

@@ -17,7 +17,6 @@ METADATA_PIECE = 16384
 MAX_METADATA_SIZE = 64 * 1024 * 1024
 MAX_PEX_PEERS = 200  # per list in one message; more are ignored
 PEX_SEND_MAX = 50  # BEP 11: at most 50 added and 50 dropped per message
-PEX_INTERVAL = 60.0  # BEP 11: at most one message a minute to each peer
 PEX_SEED = 0x02  # BEP 11 flag: the peer is a seed
 PEX_REACHABLE = 0x10  # BEP 11 flag: we reached it by an outgoing connection
 LOCAL_IDS = {"ut_pex": 1, "ut_metadata": 2}

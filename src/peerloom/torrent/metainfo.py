@@ -182,11 +182,6 @@ class Metainfo:
         return "v2" if self.info_hash_v2 else "v1"
 
     @property
-    def info_hash_v2_short(self) -> bytes | None:
-        """The v2 info-hash truncated to 20 bytes, as it appears in handshakes and the DHT."""
-        return self.info_hash_v2[:20] if self.info_hash_v2 else None
-
-    @property
     def data_files(self) -> tuple[FileInfo, ...]:
         """The files a user sees: every file but the padding."""
         return tuple(f for f in self.files if not f.is_pad)

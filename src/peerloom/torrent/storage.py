@@ -16,6 +16,8 @@ import contextlib
 import errno
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ from pathlib import Path
 from peerloom.errors import PeerloomError
 from peerloom.torrent.merkle import HASH_SIZE, piece_hash
 from peerloom.torrent.metainfo import FileInfo, Metainfo
+
+# Descriptors a torrent keeps open (libtorrent's whole session keeps 40): a many-file torrent must not run the
+# process out of descriptors, and reopening a file costs ~10 µs, little next to its I/O.
+OPEN_FILES = 32
 
 
 class StorageError(PeerloomError):
@@ -134,10 +140,6 @@ class PieceVerifier:
         self.pieces = pieces
         self.layers = dict(meta.piece_layers)
 
-    def can_verify_v2(self, index: int) -> bool:
-        f = self.pieces.piece_file(index)
-        return f.length <= self.meta.piece_length or f.pieces_root in self.layers
-
     def verify(self, index: int, data: bytes | bytearray | memoryview) -> bool:
         """True when `data` is piece `index`: SHA-1 for v1, the merkle piece hash for v2, both for hybrid
         (so a hybrid torrent whose two descriptions disagree can never pass off bad data)."""
@@ -161,27 +163,83 @@ class PieceVerifier:
         return got == layer[j * HASH_SIZE : (j + 1) * HASH_SIZE]
 
 
+class _Handle:
+    """An open file of the cache and how many threads are using it right now."""
+
+    __slots__ = ("cached", "fd", "users")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 1
+        self.cached = True  # False once evicted or closed: the last user closes the descriptor
+
+
 class Storage:
     """The files of one torrent under `save_path`. Blocking I/O: call from an executor thread.
+
+    Several worker threads use one storage at once, so its descriptor cache (at most `max_open_files` kept open,
+    least recently used closed first) is guarded by a lock, held only to look up or change the cache, never
+    during the I/O. Each use takes a reference: a descriptor is closed only when no thread is using it (a
+    descriptor closed under a thread's pread could be reused by the next open, and the pread would read another
+    file), and two threads missing the cache for the same file at once keep one descriptor and close the other.
 
     A `writable=False` storage only reads (a folder the user shares: it is opened read-only, so read-only files
     and media can be seeded, and nothing can ever write to them)."""
 
     def __init__(self, meta: Metainfo, save_path: Path, pieces: PieceMap | None = None, *,
-                 writable: bool = True) -> None:
+                 writable: bool = True, max_open_files: int = OPEN_FILES) -> None:
         self.meta = meta
         self.save_path = Path(save_path)
         self.pieces = pieces or PieceMap(meta)
         self.writable = writable
-        self._fds: dict[int, int] = {}
+        self.max_open_files = max(1, max_open_files)
+        self._handles: OrderedDict[int, _Handle] = OrderedDict()  # file index -> handle, least recently used first
+        self._lock = threading.Lock()
 
     def path_of(self, file_index: int) -> Path:
         return self.save_path.joinpath(*self.meta.files[file_index].path)
 
-    def _fd(self, file_index: int, create: bool) -> int | None:
-        fd = self._fds.get(file_index)
-        if fd is not None:
-            return fd
+    def _acquire(self, file_index: int, create: bool) -> _Handle | None:
+        """The file's open handle, referenced for the caller (pair with `_release`); None when the file is
+        missing and `create` is false."""
+        with self._lock:
+            handle = self._handles.get(file_index)
+            if handle is not None:
+                handle.users += 1
+                self._handles.move_to_end(file_index)
+                return handle
+        fd = self._open(file_index, create)  # outside the lock: an open may wait on the disk
+        if fd is None:
+            return None
+        evicted = []
+        with self._lock:
+            handle = self._handles.get(file_index)
+            if handle is not None:  # another thread opened it meanwhile: use that one
+                handle.users += 1
+                self._handles.move_to_end(file_index)
+                evicted.append(fd)
+            else:
+                handle = self._handles[file_index] = _Handle(fd)
+                if len(self._handles) > self.max_open_files:
+                    for index, old in list(self._handles.items()):
+                        if old.users == 0:
+                            del self._handles[index]
+                            old.cached = False
+                            evicted.append(old.fd)
+                            if len(self._handles) <= self.max_open_files:
+                                break
+        for old_fd in evicted:
+            os.close(old_fd)
+        return handle
+
+    def _release(self, handle: _Handle) -> None:
+        with self._lock:
+            handle.users -= 1
+            last = handle.users == 0 and not handle.cached
+        if last:
+            os.close(handle.fd)
+
+    def _open(self, file_index: int, create: bool) -> int | None:
         path = self.path_of(file_index)
         if create and not self.writable:
             raise StorageError(f"{path}: not written (these are the user's own files, only seeded)")
@@ -195,7 +253,6 @@ class Storage:
             return None
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
-        self._fds[file_index] = fd
         return fd
 
     def fit_files(self, files: Iterable[int], *, grow: bool = True) -> None:
@@ -206,15 +263,17 @@ class Storage:
             f = self.meta.files[index]
             if f.is_pad:
                 continue
-            fd = self._fd(index, create=grow)
-            if fd is None:
+            handle = self._acquire(index, create=grow)
+            if handle is None:
                 continue
             try:
-                size = os.fstat(fd).st_size
+                size = os.fstat(handle.fd).st_size
                 if size > f.length or (grow and size < f.length):
-                    os.ftruncate(fd, f.length)
+                    os.ftruncate(handle.fd, f.length)
             except OSError as exc:
                 raise StorageError(f"cannot size {self.path_of(index)}: {exc.strerror}") from exc
+            finally:
+                self._release(handle)
 
     def holds_data(self, file_index: int) -> bool:
         """Whether the file holds a byte that is not zero (a preallocated file, sparse or zero-filled, holds none).
@@ -255,15 +314,17 @@ class Storage:
         pos = 0
         for seg in self.pieces.segments(index, begin, len(view)):
             if seg.file_index >= 0:
-                fd = self._fd(seg.file_index, create=True)
-                assert fd is not None
+                handle = self._acquire(seg.file_index, create=True)
+                assert handle is not None
                 chunk = view[pos : pos + seg.length]
                 try:
-                    written = os.pwrite(fd, chunk, seg.file_offset)
+                    written = os.pwrite(handle.fd, chunk, seg.file_offset)
                     while written < seg.length:
-                        written += os.pwrite(fd, chunk[written:], seg.file_offset + written)
+                        written += os.pwrite(handle.fd, chunk[written:], seg.file_offset + written)
                 except OSError as exc:
                     raise StorageError(f"cannot write {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+                finally:
+                    self._release(handle)
             pos += seg.length
 
     def read(self, index: int, begin: int = 0, length: int | None = None) -> bytes | None:
@@ -273,26 +334,30 @@ class Storage:
         segments = list(self.pieces.segments(index, begin, length))
         if len(segments) == 1 and segments[0].file_index >= 0:  # the common case: one read, no copy
             seg = segments[0]
-            fd = self._fd(seg.file_index, create=False)
-            if fd is None:
+            handle = self._acquire(seg.file_index, create=False)
+            if handle is None:
                 return None
             try:
-                data = os.pread(fd, length, seg.file_offset)
+                data = os.pread(handle.fd, length, seg.file_offset)
             except OSError as exc:
                 raise StorageError(f"cannot read {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+            finally:
+                self._release(handle)
             return data if len(data) == length else None
         out = bytearray(length)
         view = memoryview(out)
         pos = 0
         for seg in segments:
             if seg.file_index >= 0:
-                fd = self._fd(seg.file_index, create=False)
-                if fd is None:
+                handle = self._acquire(seg.file_index, create=False)
+                if handle is None:
                     return None
                 try:
-                    n = os.preadv(fd, [view[pos : pos + seg.length]], seg.file_offset)
+                    n = os.preadv(handle.fd, [view[pos : pos + seg.length]], seg.file_offset)
                 except OSError as exc:
                     raise StorageError(f"cannot read {self.path_of(seg.file_index)}: {exc.strerror}") from exc
+                finally:
+                    self._release(handle)
                 if n < seg.length:
                     return None
             pos += seg.length
@@ -313,12 +378,22 @@ class Storage:
         return state
 
     def sync(self) -> None:
-        """Flush every written file to the disk: a write-back failure (disk full, I/O error) is an error here."""
-        for index, fd in self._fds.items():
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise StorageError(f"cannot write {self.path_of(index)}: {exc.strerror}") from exc
+        """Flush every written file to the disk: a write-back failure (disk full, I/O error) is an error here.
+        (A file evicted from the cache was flushed by its close; a write-back error there is lost, as with
+        libtorrent's file pool: data is verified before it counts, so such a piece is fetched again.)"""
+        with self._lock:
+            held = list(self._handles.items())
+            for _, handle in held:
+                handle.users += 1
+        try:
+            for index, handle in held:
+                try:
+                    os.fsync(handle.fd)
+                except OSError as exc:
+                    raise StorageError(f"cannot write {self.path_of(index)}: {exc.strerror}") from exc
+        finally:
+            for _, handle in held:
+                self._release(handle)
 
     def delete_files(self) -> None:
         """Delete the torrent's files, then the folders they leave empty (never the save path itself, nor a
@@ -335,6 +410,14 @@ class Storage:
                 folder.rmdir()
 
     def close(self) -> None:
-        for fd in self._fds.values():
+        """Close every cached descriptor; one a thread is using right now is closed when that thread is done."""
+        with self._lock:
+            handles = list(self._handles.values())
+            self._handles.clear()
+            idle = []
+            for handle in handles:
+                handle.cached = False
+                if handle.users == 0:
+                    idle.append(handle.fd)
+        for fd in idle:
             os.close(fd)
-        self._fds.clear()

@@ -107,8 +107,6 @@ class Announcer:
         self.make_request = make_request
         self.on_peers = on_peers
         self.min_wait = min_wait
-        self.last_error: str | None = None
-        self.last_response: AnnounceResponse | None = None
         self._last_url: str | None = None
         self._event = "started"
         self._wake = asyncio.Event()
@@ -121,23 +119,17 @@ class Announcer:
         self._event = "completed"
         self._wake.set()
 
-    def announce_now(self) -> None:
-        self._wake.set()
-
     async def _announce_once(self, event: str) -> AnnounceResponse | None:
         for tier in self.tiers:
             for url in list(tier):
                 try:
                     resp = await self.client.announce(url, self.make_request(event))
                 except TrackerError as exc:
-                    self.last_error = f"{url}: {exc}"
                     log.info("announce to %s failed: %s", url, exc)
                     continue
                 tier.remove(url)
                 tier.insert(0, url)  # BEP 12: a tracker that answered moves to the front of its tier
                 self._last_url = url
-                self.last_error = None
-                self.last_response = resp
                 return resp
         return None
 
