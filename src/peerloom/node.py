@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
-from peerloom.version import __version__
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity
@@ -43,6 +42,7 @@ from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
+from peerloom.version import __version__
 from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from peerloom.version import __version__
 from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside, resolve
 from peerloom.api.store import DaemonStore, Entry
 from peerloom.errors import PeerloomError
@@ -28,6 +27,7 @@ from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.resume import pack_bits
 from peerloom.torrent.state import State
 from peerloom.torrent.swarm import Torrent
+from peerloom.version import __version__
 
 log = logging.getLogger(__name__)
 

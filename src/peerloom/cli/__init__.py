@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from peerloom.version import __version__
 from peerloom.cli import daemon, demo, dht, files, net, transfer
+from peerloom.version import __version__
 
 COMMAND_MODULES = (files, transfer, daemon, net, dht, demo)
 
