@@ -195,6 +195,7 @@ class Storage:
         self.max_open_files = max(1, max_open_files)
         self._handles: OrderedDict[int, _Handle] = OrderedDict()  # file index -> handle, least recently used first
         self._lock = threading.Lock()
+        self._root: Path | None = None  # the save folder's real path, resolved at the first open
 
     def path_of(self, file_index: int) -> Path:
         return self.save_path.joinpath(*self.meta.files[file_index].path)
@@ -243,6 +244,7 @@ class Storage:
         path = self.path_of(file_index)
         if create and not self.writable:
             raise StorageError(f"{path}: not written (these are the user's own files, only seeded)")
+        self._check_inside(path)
         try:
             if create:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,6 +256,23 @@ class Storage:
         except OSError as exc:
             raise StorageError(f"cannot open {path}: {exc.strerror}") from exc
         return fd
+
+    def _check_inside(self, path: Path) -> None:
+        """Refuse a file whose real path leaves the save folder. The metainfo parser already refuses `..` and
+        absolute names, so only a symbolic link can lead out: one placed in the save folder (by someone else on
+        this machine, or by the user for other reasons) would otherwise let a torrent's file names write, cut
+        or seed files anywhere the node may. Checked at each open (descriptors are cached, so opens are rare);
+        before any folder is made, so nothing is created through such a link."""
+        root = self._root
+        if root is None:
+            root = self._root = self.save_path.resolve()
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError) as exc:  # a link loop
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        if not real.is_relative_to(root):
+            raise StorageError(f"{path} leads out of {self.save_path} through a symbolic link (to {real}): "
+                               "not opened")
 
     def fit_files(self, files: Iterable[int], *, grow: bool = True) -> None:
         """Give each of these files exactly its length in the torrent: bytes past it are cut (they are not the
@@ -279,6 +298,7 @@ class Storage:
         """Whether the file holds a byte that is not zero (a preallocated file, sparse or zero-filled, holds none).
         The holes of a sparse file are skipped unread (SEEK_DATA); data is compared a megabyte at a time."""
         path = self.path_of(file_index)
+        self._check_inside(path)
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
@@ -403,7 +423,11 @@ class Storage:
         for index, f in enumerate(self.meta.files):
             if not f.is_pad:
                 path = self.path_of(index)
-                path.unlink(missing_ok=True)
+                try:
+                    self._check_inside(path.parent)  # a link to a folder elsewhere: what it holds is not ours
+                except StorageError:
+                    continue
+                path.unlink(missing_ok=True)  # (a link in the file's own place is removed, not what it points to)
                 folders.update(p for p in path.parents if self.save_path in p.parents)
         for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
             with contextlib.suppress(OSError):  # not empty, or already gone
