@@ -14,7 +14,7 @@ from peerloom.codec.bencode import decode, encode
 from peerloom.torrent.create import create
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
 
-DATA = Path(__file__).parent.parent / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"  # tests/data
 BAD = sorted((DATA / "bad_torrents").glob("*.torrent"))
 LIBTORRENT = json.loads((DATA / "libtorrent_torrents" / "manifest.json").read_text())
 

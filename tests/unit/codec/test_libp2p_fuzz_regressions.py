@@ -1,6 +1,6 @@
 """Regressions for bugs that tests/fuzz/fuzz_libp2p_codecs.py found in the libp2p-side codecs (base32 text,
 multiaddr text limits), replayed both directly and as fuzz inputs; the identify one also has a test of its own
-in test_identify.py."""
+in tests/unit/net/test_identify.py."""
 
 from __future__ import annotations
 
