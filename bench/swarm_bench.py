@@ -1,6 +1,7 @@
 """Swarm throughput: peerloom -> peerloom vs libtorrent -> libtorrent, measured in the same run.
 
     python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
+                                [--piece-length 256K] [--maker peerloom|libtorrent]
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
@@ -8,6 +9,9 @@ so both clients pay their start-up. Prints one JSON line with MB/s, the peerloom
 peak RSS of the peerloom leecher, and the CPU seconds each seeder and leecher spent (steadier than wall
 time when the machine is shared). `--where shm` keeps both copies in /dev/shm (engine speed),
 `disk` in a temporary directory on disk (writing new blocks here caps near 270 MB/s for any client).
+`--maker` picks the client that makes the .torrent (both clients then download that same file) and
+`--piece-length` its piece length; without it each maker picks its own (peerloom: 1 MiB for 1 GiB;
+libtorrent 2.1: 256 KiB for 512 MiB, 512 KiB for 1 GiB), so torrents like those other clients publish can be timed.
 """
 
 from __future__ import annotations
@@ -40,6 +44,20 @@ def free_port() -> int:
 def parse_size(text: str) -> int:
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+
+
+def make_torrent(data: Path, version: str, piece_length: int | None, maker: str) -> tuple[bytes, int]:
+    """The .torrent file's bytes and its piece length, made by peerloom or by libtorrent."""
+    if maker == "peerloom":
+        meta = create(data, version=version, piece_length=piece_length)  # type: ignore[arg-type]
+        return meta.to_bytes(), meta.piece_length
+    import libtorrent as lt  # only the libtorrent maker needs it
+
+    # piece size 0 lets libtorrent choose; default flags make a hybrid (v1 + v2) torrent in libtorrent 2.x
+    flags = lt.create_torrent.v1_only if version == "v1" else 0
+    made = lt.create_torrent(lt.list_files(str(data)), piece_length or 0, flags)
+    lt.set_piece_hashes(made, str(data.parent))
+    return lt.bencode(made.generate()), made.piece_length()
 
 
 def make_data(path: Path, size: int) -> None:
@@ -158,13 +176,17 @@ def main() -> None:
     ap.add_argument("--where", default="both", choices=["shm", "disk", "both"])
     ap.add_argument("--versions", default="v1,hybrid")
     ap.add_argument("--leechers", type=int, default=4, help="leechers in the 1 -> N run (0 to skip it)")
+    ap.add_argument("--piece-length", type=parse_size, default=None,
+                    help="piece length of the torrent, e.g. 256K, 64K, 16K (default: the maker's own choice)")
+    ap.add_argument("--maker", default="peerloom", choices=["peerloom", "libtorrent"],
+                    help="the client that makes the .torrent both clients download")
     args = ap.parse_args()
     # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
     # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
     compileall.compile_dir(Path(__file__).resolve().parents[1] / "src" / "peerloom", quiet=1)
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
-    results: dict[str, object] = {"size_bytes": size}
+    results: dict[str, object] = {"size_bytes": size, "maker": args.maker}
     for where in places:
         base = Path("/dev/shm") if where == "shm" else None
         with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
@@ -173,9 +195,9 @@ def main() -> None:
             src.mkdir()
             make_data(src / "data.bin", size)
             for version in args.versions.split(","):
-                meta = create(src / "data.bin", version=version)  # type: ignore[arg-type]
+                torrent_bytes, piece_length = make_torrent(src / "data.bin", version, args.piece_length, args.maker)
                 torrent = root / f"{version}.torrent"
-                torrent.write_bytes(meta.to_bytes())
+                torrent.write_bytes(torrent_bytes)
                 for n in [1] + ([args.leechers] if args.leechers > 1 else []):
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
@@ -186,6 +208,7 @@ def main() -> None:
                     pl_rate = n * size / pl_seconds / 1e6
                     lt_rate = n * size / lt_seconds / 1e6
                     results[key] = {
+                        "piece_length": piece_length,
                         "peerloom_MBps": round(pl_rate, 1),
                         "libtorrent_MBps": round(lt_rate, 1),
                         "ratio": round(pl_rate / lt_rate, 2),
