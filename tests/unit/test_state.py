@@ -97,10 +97,10 @@ def test_a_fresh_file_gets_every_schema_at_its_latest_version_with_prefixed_tabl
     DaemonStore(state)
     DhtStore(state)
     versions = dict(state.execute("SELECT name, version FROM schema_versions"))
-    assert versions == {"torrent": 2, "daemon": 1, "dht": 1}
+    assert versions == {"torrent": 3, "daemon": 1, "dht": 1}
     tables = {r[0] for r in state.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert tables == {"schema_versions", "torrent_resume", "daemon_torrents", "daemon_settings", "dht_state",
-                      "dht_nodes"}
+    assert tables == {"schema_versions", "torrent_resume", "torrent_progress", "daemon_torrents", "daemon_settings",
+                      "dht_state", "dht_nodes"}
     state.close()
 
 
@@ -123,7 +123,7 @@ def test_a_file_made_before_schemas_is_adopted_with_its_data(tmp_path: Path) -> 
     state.close()
     again = State(path)  # the second start finds every schema current: nothing runs again, nothing is lost
     assert ResumeStore(again).load(OLD_ID).have == b"\xff"  # type: ignore[union-attr]
-    assert dict(again.execute("SELECT name, version FROM schema_versions")) == {"torrent": 2, "daemon": 1, "dht": 1}
+    assert dict(again.execute("SELECT name, version FROM schema_versions")) == {"torrent": 3, "daemon": 1, "dht": 1}
     again.close()
 
 
@@ -131,14 +131,14 @@ def test_a_file_from_a_newer_peerloom_is_refused_untouched(tmp_path: Path) -> No
     path = tmp_path / "state.sqlite"
     state = State(path)
     ResumeStore(state)
-    state.execute("UPDATE schema_versions SET version = 3 WHERE name = 'torrent'")
+    state.execute("UPDATE schema_versions SET version = 4 WHERE name = 'torrent'")
     state.close()
     before = dump(path)
     state = State(path)
     with pytest.raises(StateError) as refused:
         ResumeStore(state)
-    assert str(refused.value) == (f"{path}: its torrent tables are at version 3, made by a newer peerloom (this one "
-                                  "knows version 2); run that one, or move the file away")
+    assert str(refused.value) == (f"{path}: its torrent tables are at version 4, made by a newer peerloom (this one "
+                                  "knows version 3); run that one, or move the file away")
     state.close()
     assert dump(path) == before
 
