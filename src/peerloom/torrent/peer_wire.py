@@ -23,7 +23,7 @@ from typing import Any
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.peer_pieces import PeerPieces
-from peerloom.torrent.wire import Piece, Request, WireError
+from peerloom.torrent.wire import WireError
 
 HANDSHAKE_TIMEOUT = 20.0
 KEEPALIVE_EVERY = 90.0  # BEP 3: peers close a connection silent for two minutes; we speak well before that
@@ -146,12 +146,12 @@ class PeerWire:
             self._held += data
             data, self._held = bytes(self._held), bytearray()
         messages = self.parser.feed(data)
-        rules = _RULES
-        for m in messages:
-            kind = type(m)
-            # pieces and requests, most of a busy connection, change no state here: the torrent books them
-            if kind is not Piece and kind is not Request:
-                rule = rules.get(kind)
+        if self.parser.control:
+            # pieces and requests, most of a busy connection, change no state here (the torrent books them): a batch
+            # of only those is not looked at
+            rules = _RULES
+            for m in messages:
+                rule = rules.get(type(m))
                 if rule is not None:
                     rule(self, m)
         return messages
