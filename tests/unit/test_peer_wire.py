@@ -200,20 +200,28 @@ def test_choke_and_interest_from_the_peer() -> None:
 @pytest.mark.parametrize("fast", [True, False])
 def test_choking_the_peer_drops_its_requests_and_rejects_them_with_the_fast_extension(fast: bool) -> None:
     pw = opened(fast=fast)
-    assert pw.choke() == b""  # already choked
-    assert pw.unchoke() == frames(wire.Unchoke()) and pw.unchoke() == b""
+    assert pw.send(wire.Choke()) == b""  # already choked
+    assert pw.send(wire.Unchoke()) == frames(wire.Unchoke()) and pw.send(wire.Unchoke()) == b""
+    assert not pw.am_choking
     pw.pending.extend([(0, 0, 16384), (0, 16384, 16384)])
     rejects = [wire.RejectRequest(0, 0, 16384), wire.RejectRequest(0, 16384, 16384)] if fast else []
-    assert pw.choke() == frames(wire.Choke(), *rejects)
+    assert pw.send(wire.Choke()) == frames(wire.Choke(), *rejects)
     assert pw.am_choking and not pw.pending
 
 
 def test_our_interest() -> None:
     pw = opened()
-    assert pw.set_interested(False) == b""
-    assert pw.set_interested(True) == frames(wire.Interested()) and pw.am_interested
-    assert pw.set_interested(True) == b""
-    assert pw.set_interested(False) == frames(wire.NotInterested()) and not pw.am_interested
+    assert pw.send(wire.NotInterested()) == b""
+    assert pw.send(wire.Interested()) == frames(wire.Interested()) and pw.am_interested
+    assert pw.send(wire.Interested()) == b""
+    assert pw.send(wire.NotInterested()) == frames(wire.NotInterested()) and not pw.am_interested
+
+
+def test_other_messages_are_only_encoded() -> None:
+    pw = opened()
+    for m in (wire.Have(3), wire.HaveAll(), wire.Extended(0, b"de"), wire.KeepAlive()):
+        assert pw.send(m) == wire.encode(m)
+    assert pw.am_choking and not pw.am_interested
 
 
 # -- pieces and requests: the parser's tuples, the data a view of the received bytes ---------------

@@ -303,7 +303,7 @@ class PeerConnection(asyncio.BufferedProtocol):
             self.wire.sent(time.monotonic())
 
     def send_message(self, message: wire.Message) -> None:
-        self.send(wire.encode(message))
+        self.send(self.wire.send(message))
 
     def send_extended(self, name: str, payload: bytes) -> bool:
         ext_id = self.ext_ids.get(name)
@@ -313,13 +313,13 @@ class PeerConnection(asyncio.BufferedProtocol):
         return True
 
     def choke(self) -> None:
-        self.send(self.wire.choke())
+        self.send(self.wire.send(wire.Choke()))
 
     def unchoke(self) -> None:
-        self.send(self.wire.unchoke())
+        self.send(self.wire.send(wire.Unchoke()))
 
     def set_interested(self, interested: bool) -> None:
-        self.send(self.wire.set_interested(interested))
+        self.send(self.wire.send(wire.Interested() if interested else wire.NotInterested()))
 
     def update_rates(self, now: float) -> None:
         then, down, up = self._rate_mark

@@ -4,7 +4,7 @@ Like h11's `Connection`, a `PeerWire` reads no socket and no clock. The driver (
 what it received with `receive(data, now)` and gets the events back: first the peer's `Handshake`, then the wire
 messages themselves (a piece and a request stay the `Piece` / `Request` named tuples the parser builds, a view of the
 received bytes, so the busiest path costs nothing more than parsing). Bytes to send come back from `start`, `accept`,
-`choke`, `unchoke`, `set_interested` and `tick`; `next_wakeup()` says when `tick` has work (the handshake deadline,
+`send` and `tick`; `next_wakeup()` says when `tick` has work (the handshake deadline,
 then the keep-alive).
 
 Every transition a received message makes is in `_RULES`, one function per message type; a message that breaks a
@@ -187,28 +187,35 @@ class PeerWire:
             self.ext_handshake, self.ext_ids, self.client = h, dict(h.ids), (h.client or "")[:MAX_CLIENT_NAME]
 
     # -- sending ---------------------------------------------------------------------------------
-    def choke(self) -> bytes:
-        """Choke the peer. Its queued requests are dropped; with BEP 6 each is rejected, as the peer then expects."""
+    def send(self, message: Any) -> bytes:
+        """The bytes of `message`, after the transition sending it makes (h11's `Connection.send`): a choke drops
+        the peer's queued requests, rejecting each with BEP 6 as the peer then expects. A choke, unchoke, interested
+        or not_interested that would change nothing gives no bytes, so a caller may say what it wants any time."""
+        rule = _SEND_RULES.get(type(message))
+        return wire.encode(message) if rule is None else rule(self, message)
+
+    def _send_choke(self, m: wire.Choke) -> bytes:
         if self.am_choking:
             return b""
         self.am_choking = True
-        out = [wire.encode(wire.Choke())]
+        out = [wire.encode(m)]
         if self.fast:
             out += [wire.encode(wire.RejectRequest(index, begin, length)) for index, begin, length in self.pending]
         self.pending.clear()
         return b"".join(out)
 
-    def unchoke(self) -> bytes:
+    def _send_unchoke(self, m: wire.Unchoke) -> bytes:
         if not self.am_choking:
             return b""
         self.am_choking = False
-        return wire.encode(wire.Unchoke())
+        return wire.encode(m)
 
-    def set_interested(self, interested: bool) -> bytes:
+    def _send_interest(self, m: wire.Interested | wire.NotInterested) -> bytes:
+        interested = type(m) is wire.Interested
         if interested == self.am_interested:
             return b""
         self.am_interested = interested
-        return wire.encode(wire.Interested() if interested else wire.NotInterested())
+        return wire.encode(m)
 
     def may_request(self, index: int) -> bool:
         """Whether a request for a block of piece `index` may go out now (BEP 6: allowed-fast pieces while choked)."""
@@ -236,6 +243,14 @@ class PeerWire:
             return wire.encode(wire.KeepAlive())
         return b""
 
+
+# Every state change a sent message makes, by type; the others are only encoded.
+_SEND_RULES: dict[type, Callable[[PeerWire, Any], bytes]] = {
+    wire.Choke: PeerWire._send_choke,
+    wire.Unchoke: PeerWire._send_unchoke,
+    wire.Interested: PeerWire._send_interest,
+    wire.NotInterested: PeerWire._send_interest,
+}
 
 # Every state change a received message makes, by type. Messages not here change no per-peer state in the wire:
 # the torrent books them (pieces, requests, cancels, the peer's pieces, hashes, port). Bitfield, have, have_all and
