@@ -4,13 +4,13 @@ Like h11's `Connection`, a `PeerWire` reads no socket and no clock. The driver (
 what it received with `receive(data, now)` and gets the events back: first the peer's `Handshake`, then the wire
 messages themselves (a piece and a request stay the `Piece` / `Request` named tuples the parser builds, a view of the
 received bytes, so the busiest path costs nothing more than parsing). Bytes to send come back from `start`, `accept`,
-`send` and `tick`; `next_wakeup()` says when `tick` has work (the handshake deadline,
-then the keep-alive).
+`send` and `tick`; `next_wakeup()` says when `tick` has work (the handshake deadline, then the keep-alive).
 
-Every transition a received message makes is in `_RULES`, one function per message type; a message that breaks a
-rule raises a `WireError` (a `ProtocolError`), after which the connection is to be closed. Deployed clients are
-followed where they are lenient: `bitfield`, `have`, `have_all` and `have_none` come in any order and any number
-of times (see `peer_pieces`), and the extension handshake at any time, any number of times (BEP 10).
+Every transition a received message makes is in `_RULES`, and every one a sent message makes in `_SEND_RULES`,
+one function per message type; a received message that breaks a rule raises a `WireError` (a `ProtocolError`),
+after which the connection is to be closed. Deployed clients are followed where they are lenient: `bitfield`,
+`have`, `have_all` and `have_none` come in any order and any number of times (see `peer_pieces`), and the
+extension handshake at any time, any number of times (BEP 10).
 """
 
 from __future__ import annotations
