@@ -133,3 +133,26 @@ async def test_a_v1_magnet_of_a_hybrid_takes_v2_handshakes_once_its_metadata_is_
                 assert await peer.still_open()
             finally:
                 peer.close()
+
+
+@pytest.mark.parametrize("message", [wire.HaveAll(), wire.HaveNone(), wire.AllowedFast(1), wire.SuggestPiece(1),
+                                     wire.RejectRequest(0, 0, 16384)])
+async def test_fast_extension_messages_without_the_fast_bit_close_the_connection(
+    tmp_path: Path, message: wire.Message
+) -> None:
+    """BEP 6's messages exist only when both handshakes set its bit; libtorrent closes a connection that breaks
+    that (errors::invalid_have_all and friends), and so do we. With the bit, each is taken (see above)."""
+    data = make_single(tmp_path / "src", size=PIECES * 32768 - 1000)
+    meta = create(data, version="v1", piece_length=32768)
+    async with node(tmp_path, "leech") as leecher:
+        torrent = await leecher.add(meta, tmp_path / "dst")
+        await until(lambda: torrent.status().state == "downloading")
+        peer = await RawPeer.connect(leecher.port, meta.info_hash_v1, fast=False)
+        try:
+            await peer.send(bitfield({0}))
+            await peer.expect(lambda m: isinstance(m, wire.Interested))
+            await peer.send(message)
+            await until(lambda: not torrent.peers)
+            assert not await peer.still_open()
+        finally:
+            peer.close()

@@ -1,9 +1,10 @@
-"""One BitTorrent peer connection: the asyncio driver around the sans-I/O wire parser.
+"""One BitTorrent peer connection: the asyncio driver around the sans-I/O `PeerWire`.
 
-The connection owns the socket and the per-peer state (choked/interested both ways, the peer's
-pieces, our outstanding requests, its pending requests); the swarm (`Torrent`) decides what to ask
-for and what to serve. Writes are coalesced: everything queued during one loop iteration leaves in a
-single `transport.write`, since each send costs tens of microseconds here.
+The connection owns the socket, the receive buffer, the write queue and one timer; the protocol state (handshake,
+choked/interested both ways, the peer's pieces, the request queues) and its rules are the `PeerWire`'s, which it
+feeds what it reads and whose bytes it writes. The swarm (`Torrent`) gets the events and decides what to ask for
+and what to serve. Writes are coalesced: everything queued during one loop iteration leaves in a single
+`transport.write`, since each send costs tens of microseconds here.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.peer_pieces import PeerPieces
+from peerloom.torrent.peer_wire import KEEPALIVE_EVERY as KEEPALIVE_EVERY
+from peerloom.torrent.peer_wire import MAX_PENDING_REQUESTS as MAX_PENDING_REQUESTS
+from peerloom.torrent.peer_wire import PeerWire, Phase
 from peerloom.torrent.wire import BLOCK_SIZE, Piece, Request
 
 if TYPE_CHECKING:
@@ -26,15 +29,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-HANDSHAKE_TIMEOUT = 20.0
-KEEPALIVE_EVERY = 90.0
-MAX_PENDING_REQUESTS = 2000  # requests a peer may queue with us (we advertise `reqq` = 1000)
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
 MAX_PIPELINE = 500
 SLOW_START = 3.0  # seconds after connecting during which the request pipeline grows per block received
 RECEIVE_MIN = 64 * 1024  # the receive buffer: small while the peer sends little, grown while reads fill it
 RECEIVE_MAX = 1024 * 1024
+
+
+def _wire_field(name: str, doc: str) -> property:
+    """A field of the connection's `PeerWire`, read and written through the connection (the swarm's interface)."""
+    return property(lambda self: getattr(self.wire, name), lambda self, value: setattr(self.wire, name, value), doc=doc)
 
 
 class PeerConnection(asyncio.BufferedProtocol):
@@ -44,6 +49,14 @@ class PeerConnection(asyncio.BufferedProtocol):
     no `bytes` object is made and copied per read, and a busy peer is read a megabyte at a time. Other
     transports (a stream of the secure layer) hand us bytes through `data_received`.
     """
+
+    am_choking = _wire_field("am_choking", "We choke the peer.")
+    am_interested = _wire_field("am_interested", "We are interested in the peer.")
+    peer_choking = _wire_field("peer_choking", "The peer chokes us.")
+    peer_interested = _wire_field("peer_interested", "The peer is interested in us.")
+    ext_handshake = _wire_field("ext_handshake", "The peer's BEP 10 handshake, merged over every one it sent.")
+    ext_ids = _wire_field("ext_ids", "The peer's BEP 10 message ids by extension name.")
+    client = _wire_field("client", "The peer's client name, from its extension handshake.")
 
     def __init__(
         self,
@@ -61,40 +74,26 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.outgoing = outgoing
         self.transport: asyncio.Transport | None = None
         self.remote: tuple[str, int] | None = None
-        self.handshake: wire.Handshake | None = None
-        self.info_hash: bytes | None = None
-        self.parser = wire.WireParser()
+        now = time.monotonic()
+        self.wire = PeerWire(engine.peer_id, outgoing=outgoing, now=now)
         self._receive = bytearray(RECEIVE_MIN)
         self._receive_busy = False  # a read of RECEIVE_MIN or more since the last tick: keep the buffer large
-        self._hs_buffer = bytearray()
         self._out: list[bytes | memoryview] = []
         self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self.closed = False
         self.close_reason = ""
         self.connected = asyncio.get_running_loop().create_future()
 
-        # protocol state (BEP 3): both start choked and not interested
-        self.am_choking = True
-        self.am_interested = False
-        self.peer_choking = True
-        self.peer_interested = False
-        self.holdings = PeerPieces()  # the peer's pieces, from its bitfield/have/have_all/have_none in any order
-        self.ext_ids: dict[str, int] = {}
-        self.ext_handshake: ext.ExtHandshake | None = None
-        self.client = ""
-
-        # transfer state
-        self.outstanding: dict[tuple[int, int], float] = {}
-        self.pending: deque[tuple[int, int, int]] = deque()
+        # the wire's request queues, shared: the swarm books requests in them once per block
+        self.outstanding = self.wire.outstanding
+        self.pending = self.wire.pending
         self.awaiting_piece = -1  # the piece its request queue waits on while it loads from disk
         self.serving_piece = -1  # the piece its queue's head is served from (read-ahead runs when that changes)
         self.pipeline = MIN_PIPELINE
         self.snubbed = False
         self.write_paused = False
-        now = time.monotonic()
         self.last_block_at = now
-        self.last_received = now
-        self.last_sent = now
         self.connected_at = now
         self.bytes_down = 0
         self.bytes_up = 0
@@ -107,17 +106,38 @@ class PeerConnection(asyncio.BufferedProtocol):
 
     # -- identity ----------------------------------------------------------------------------
     @property
+    def handshake(self) -> wire.Handshake | None:
+        return self.wire.handshake
+
+    @property
+    def info_hash(self) -> bytes | None:
+        return self.wire.info_hash
+
+    @property
+    def holdings(self) -> PeerPieces:
+        return self.wire.holdings
+
+    @property
+    def last_received(self) -> float:
+        return self.wire.last_received
+
+    @property
+    def last_sent(self) -> float:
+        return self.wire.last_sent
+
+    @property
     def peer_id(self) -> bytes | None:
-        return self.handshake.peer_id if self.handshake else None
+        hs = self.wire.handshake
+        return hs.peer_id if hs else None
 
     @property
     def bits(self) -> bytearray:
         """The peer's pieces, one 0/1 byte each once the metadata is known; empty while it has told us nothing."""
-        return self.holdings.bits
+        return self.wire.holdings.bits
 
     @property
     def is_seed(self) -> bool:
-        return self.holdings.is_seed
+        return self.wire.holdings.is_seed
 
     @property
     def key(self) -> Any:
@@ -135,16 +155,31 @@ class PeerConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.remote = (peer[0], peer[1]) if peer else None
         self.secure_key = transport.get_extra_info("peer_id")
-        if self.outgoing and self.torrent is not None:
-            self._send_handshake(self.torrent.wire_hash)
-        self._hs_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT, self._handshake_timeout)
+        torrent = self.torrent
+        if self.outgoing and torrent is not None:
+            self.send(self.wire.start(torrent.wire_hash, torrent.info_hash_v2, dht=torrent.dht_enabled))
+        self._arm_timer()
 
-    def _handshake_timeout(self) -> None:
-        if self.handshake is None:
-            self.close("handshake timeout")
+    def _arm_timer(self) -> None:
+        """One timer per connection, at the wire's next wakeup (the handshake deadline, then the keep-alive)."""
+        delay = max(0.0, self.wire.next_wakeup() - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._wake)
+
+    def _wake(self) -> None:
+        if self.closed:
+            return
+        try:
+            data = self.wire.tick(time.monotonic())
+        except ProtocolError as exc:
+            self.close(str(exc))
+            return
+        if data:
+            self.send(data)
+        self._arm_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._hs_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if not self.closed:
             self.closed = True
             self.close_reason = self.close_reason or (f"connection lost: {exc}" if exc else "connection closed")
@@ -178,13 +213,14 @@ class PeerConnection(asyncio.BufferedProtocol):
     def data_received(self, data: bytes | memoryview) -> None:
         if self.closed:
             return
-        self.last_received = time.monotonic()
+        peer_wire = self.wire
+        now = time.monotonic()
         try:
-            if self.handshake is None:
-                data = self._receive_handshake(data)
-                if not data:
+            if peer_wire.phase is not Phase.OPEN:
+                if not peer_wire.receive(data, now) or not self._handshake_received():
                     return
-            messages = self.parser.feed(data)
+                data = b""  # what followed the handshake is held by the wire
+            messages = peer_wire.receive(data, now)
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
             return
@@ -209,25 +245,12 @@ class PeerConnection(asyncio.BufferedProtocol):
         except ProtocolError as exc:
             self.close(f"protocol error: {exc}")
 
-    # -- handshake ---------------------------------------------------------------------------
-    def _send_handshake(self, info_hash: bytes) -> None:
-        assert self.torrent is not None
-        self.info_hash = info_hash
-        reserved = wire.handshake_reserved(info_hash, self.torrent.info_hash_v2, dht=self.torrent.dht_enabled)
-        self.send(wire.encode_handshake(wire.Handshake(info_hash, self.engine.peer_id, reserved)))
-
-    def _receive_handshake(self, data: bytes | memoryview) -> bytes:
-        self._hs_buffer += data
-        if len(self._hs_buffer) < wire.HANDSHAKE_LENGTH:
-            if not wire.PROTOCOL.startswith(bytes(self._hs_buffer[: len(wire.PROTOCOL)])):
-                raise wire.WireError("not a BitTorrent handshake")
-            return b""
-        hs = wire.parse_handshake(bytes(self._hs_buffer[: wire.HANDSHAKE_LENGTH]))
-        rest = bytes(self._hs_buffer[wire.HANDSHAKE_LENGTH :])
-        self._hs_buffer = bytearray()
-        if hs.peer_id == self.engine.peer_id:
-            raise wire.WireError("connected to ourselves")
-        if self.torrent is None:
+    def _handshake_received(self) -> bool:
+        """The peer's handshake is in: find an incoming peer's torrent and answer; let the torrent admit it."""
+        hs = self.wire.handshake
+        assert hs is not None
+        torrent = self.torrent
+        if torrent is None:
             torrent = self.engine.torrent_for_hash(hs.info_hash)
             if torrent is None:
                 raise wire.WireError("unknown info-hash")
@@ -235,24 +258,23 @@ class PeerConnection(asyncio.BufferedProtocol):
             if refusal is not None:
                 raise wire.WireError(refusal)
             self.torrent = torrent
-            self._send_handshake(wire.answer_info_hash(hs, torrent.info_hash_v2))
-        elif hs.info_hash != self.info_hash:
-            assert self.info_hash is not None
-            if not wire.answer_accepted(self.info_hash, hs.info_hash, self.torrent.info_hash_v2):
-                raise wire.WireError("peer answered with another info-hash")
-            self.info_hash = hs.info_hash
-        self.handshake = hs
-        self._hs_timer.cancel()
-        if not self.torrent.peer_ready(self):
-            return b""
+            self.send(self.wire.accept(torrent.info_hash_v2, dht=torrent.dht_enabled))
+        self._rearm()
+        if not torrent.peer_ready(self):
+            return False
         if not self.connected.done():
             self.connected.set_result(None)
-        return rest
+        return True
+
+    def _rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._arm_timer()
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
         """Queue bytes; everything queued in one loop iteration goes out in one write."""
-        if self.closed:
+        if self.closed or not data:
             return
         self._out.append(data)
         if not self._flush_scheduled:
@@ -278,10 +300,10 @@ class PeerConnection(asyncio.BufferedProtocol):
                 self.transport.write(out[0])
             else:
                 self.transport.writelines(out)  # uvloop hands the list to one writev: no join, no copy
-            self.last_sent = time.monotonic()
+            self.wire.sent(time.monotonic())
 
     def send_message(self, message: wire.Message) -> None:
-        self.send(wire.encode(message))
+        self.send(self.wire.send(message))
 
     def send_extended(self, name: str, payload: bytes) -> bool:
         ext_id = self.ext_ids.get(name)
@@ -291,23 +313,13 @@ class PeerConnection(asyncio.BufferedProtocol):
         return True
 
     def choke(self) -> None:
-        if not self.am_choking:
-            self.am_choking = True
-            self.send_message(wire.Choke())
-            if self.handshake and self.handshake.supports_fast:
-                for index, begin, length in self.pending:
-                    self.send_message(wire.RejectRequest(index, begin, length))
-            self.pending.clear()
+        self.send(self.wire.send(wire.Choke()))
 
     def unchoke(self) -> None:
-        if self.am_choking:
-            self.am_choking = False
-            self.send_message(wire.Unchoke())
+        self.send(self.wire.send(wire.Unchoke()))
 
     def set_interested(self, interested: bool) -> None:
-        if interested != self.am_interested:
-            self.am_interested = interested
-            self.send_message(wire.Interested() if interested else wire.NotInterested())
+        self.send(self.wire.send(wire.Interested() if interested else wire.NotInterested()))
 
     def update_rates(self, now: float) -> None:
         then, down, up = self._rate_mark

@@ -302,6 +302,9 @@ class WireParser:
 
     def __init__(self, *, max_bitfield: int = 1 << 20, max_extended: int = 1 << 20) -> None:
         self._buf = bytearray()  # an incomplete message carried over to the next feed
+        # messages other than pieces and requests in the last feed's output: a state machine reading the messages
+        # (`peer_wire`) need not look at a batch of only pieces and requests, most of a busy connection
+        self.control = 0
         # largest payload (after the id byte) and exact sizes per message id
         hashes_max = 44 + 32 * (MAX_HASHES + MAX_PROOF_LAYERS)
         self._max = {
@@ -326,6 +329,7 @@ class WireParser:
         small carry-over buffer.
         """
         out: list[Message] = []
+        self.control = 0
         view = memoryview(data)
         while self._buf:
             # finish the message the last call left incomplete, taking no more than it needs from `data`
@@ -396,6 +400,7 @@ class WireParser:
             (length,) = _I.unpack_from(buf, pos)
             if length == 0:
                 append(_KEEPALIVE)
+                self.control += 1
                 pos += 4
                 continue
             if end - pos < 5:
@@ -416,6 +421,7 @@ class WireParser:
                 append(new_tuple(Piece, (index, begin, buf[start + 8 : pos])))
             else:
                 append(self._parse(msg_id, bytes(buf[start:pos])))
+                self.control += 1
         return end - pos
 
     @staticmethod
