@@ -6,9 +6,11 @@ A `Torrent` fetches its metadata (magnet links), checks what is already on disk,
 it is written, announced or served. Peers whose data fails verification are found out block by block
 and banned; stalled peers are snubbed and their requests handed to others.
 
-The class is split by concern: `swarm_pieces.PieceFlowMixin` (check, verify, serve) and
-`swarm_exchange.ExchangeMixin` (metadata, piece layers, peer exchange); this module keeps the
-lifecycle, peers, the wire messages, requesting, the periodic tick, trackers and status.
+`Torrent` is the facade that builds its parts and wires them (each owns its state and is handed what it needs):
+`swarm_peers.Peers` (the connected peers and one record per known address), `swarm_discovery.PeerSources` (DHT,
+LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange) and, still a mixin sharing the torrent's
+state, `swarm_pieces.PieceFlowMixin` (check, verify, serve). This module keeps the lifecycle, the wire messages,
+requesting, the timers (`tick`/`next_wakeup`, driven by one task), trackers and status.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +33,6 @@ from peerloom.state import StateError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
-from peerloom.torrent.hashes import LayerFetch
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
 from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
@@ -37,8 +41,9 @@ from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
 from peerloom.torrent.resume import ResumeRecord, pack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
-from peerloom.torrent.swarm_discovery import DiscoveryMixin
-from peerloom.torrent.swarm_exchange import ExchangeMixin
+from peerloom.torrent.swarm_discovery import PeerSources
+from peerloom.torrent.swarm_exchange import Exchange
+from peerloom.torrent.swarm_peers import Peers
 from peerloom.torrent.swarm_pieces import PieceFlowMixin
 
 if TYPE_CHECKING:
@@ -51,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 
-class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
+class Torrent(PieceFlowMixin):
     """One torrent in a node: metadata, files, peers, trackers."""
 
     def __init__(
@@ -95,14 +100,15 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.state = State.METADATA
         self.error: str | None = None
 
-        self.peers: list[PeerConnection] = []
-        self.candidates: dict[tuple[str, int], float] = {}  # address -> earliest next connect attempt
-        self.failures: dict[tuple[str, int], int] = {}
-        self.refusals: dict[Any, AccessRefused] = {}  # peers that refused our key when we last dialled them
-        self.connecting: set[tuple[str, int]] = set()
+        self.peer_table = Peers(
+            max_known=self.settings.max_candidates, max_connected=self.settings.max_peers, secure=self.secure,
+            excluded=lambda addr: engine.is_banned(addr) or engine.is_self(addr),
+        )
+        # the connected peers (the same list the peer table keeps)
+        self.peers: list[PeerConnection] = self.peer_table.connected
         self.choker = Choker(self.settings.upload_slots)
-        self.strikes: dict[Any, int] = {}
-        self.banned_count = 0
+        self._next_housekeeping = -math.inf  # when `tick` next does its per-`settings.tick` work
+        self._last_rechoke = -math.inf  # the last choke round
 
         self.pieces: PieceMap | None = None
         self.storage: Storage | None = None
@@ -117,8 +123,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.cache: OrderedDict[int, memoryview] = OrderedDict()
         self.cache_bytes = 0
         self.loading: dict[int, asyncio.Future] = {}
-        self.assembler: ext.MetadataAssembler | None = None
-        self.missing_layers: dict[bytes, LayerFetch] = {}
 
         self.downloaded = record.downloaded if record else 0
         self.uploaded = record.uploaded if record else 0
@@ -134,7 +138,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
         self._throttle_timer: asyncio.TimerHandle | None = None
         self.paused = False
-        self._discovery: asyncio.Task | None = None
         self.snubs = 0
         self.started_at = time.monotonic()
         self.first_peer_after: float | None = None  # seconds from start to the first peer connected
@@ -143,6 +146,26 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self._task: asyncio.Task | None = None
         self._connect_tasks: set[asyncio.Task] = set()
         self.announcers: list[Announcer] = []
+        self.sources = PeerSources(engine, self)
+        self.exchange = Exchange(engine, self)
+        # the handler of each message but piece and request (the peer calls those directly, see `on_message`)
+        self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
+            wire.Cancel: self._on_cancel,
+            wire.RejectRequest: self._on_reject,
+            wire.Choke: self._on_choke,
+            wire.Unchoke: self._on_unchoke,
+            wire.Interested: self._on_interested,
+            wire.NotInterested: self._on_not_interested,
+            wire.Have: self._on_have,
+            wire.Bitfield: self._on_bitfield,
+            wire.HaveAll: self._on_have_all,
+            wire.HaveNone: self._on_have_none,
+            wire.Extended: self.exchange.on_extended,
+            wire.HashRequest: self.exchange.on_hash_request,
+            wire.Hashes: self.exchange.on_hashes,
+            wire.HashReject: self.exchange.on_hash_reject,
+            wire.Port: self.sources.on_port,
+        }
         if meta is not None:
             self._setup(meta)
 
@@ -164,12 +187,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         wanted = self.pieces.wanted_pieces(self.selected)
         sizes = [self.pieces.piece_size(i) for i in range(self.pieces.num_pieces)]
         self.picker = PiecePicker(sizes, wanted=wanted, sequential=self.sequential)
-        if meta.pieces_v1 is None:  # v2-only: pieces of multi-piece files need their file's piece layer
-            self.missing_layers = {
-                f.pieces_root: LayerFetch(f.pieces_root, -(-f.length // meta.piece_length), meta.piece_length)
-                for f in meta.files
-                if f.pieces_root and f.length > meta.piece_length and f.pieces_root not in meta.piece_layers
-            }
+        self.exchange.metadata_known(meta)
         self._metadata_ready.set()
 
     async def start(self, *, paused: bool = False) -> None:
@@ -200,9 +218,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if self.paused or self.state in (State.ERROR, State.STOPPED):
             return
         self.paused = True
-        if self._discovery is not None:
-            self._discovery.cancel()
-            self._discovery = None
+        self.sources.stop()
         self._drop_peers("paused")
         announcers, self.announcers = self.announcers, []
         await asyncio.gather(*(a.stop() for a in announcers))
@@ -224,10 +240,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self._make_announcers()
         for announcer in self.announcers:
             announcer.start()
-        self._discovery = self._start_discovery()
+        self.sources.start()
         now = time.monotonic()
-        for addr in self.candidates:
-            self.candidates[addr] = now
+        self.peer_table.retry_all(now)
         self._connect_more(now)
 
     def _tracker_tiers(self) -> list[list[str]]:
@@ -240,7 +255,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._ticker())
         if not self.paused:
-            self._discovery = self._start_discovery()
+            self.sources.start()
         try:
             for announcer in self.announcers:
                 announcer.start()
@@ -252,21 +267,21 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         except asyncio.CancelledError:
             raise
         except PeerloomError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         except Exception as exc:  # a bug must not take the node down; it stops this torrent
             log.exception("torrent %s failed", self.name)
-            self._fail(f"internal error: {exc!r}")
+            self.fail(f"internal error: {exc!r}")
         finally:
             ticker.cancel()
-            if self._discovery is not None:
-                self._discovery.cancel()
+            self.sources.stop()
 
     async def _ticker(self) -> None:
+        """The one driver of the swarm's timers: `tick` at each `next_wakeup`."""
         while True:
-            self._tick()
-            await asyncio.sleep(self.settings.tick)
+            self.tick(time.monotonic())
+            await asyncio.sleep(max(0.0, self.next_wakeup() - time.monotonic()))
 
-    def _fail(self, message: str) -> None:
+    def fail(self, message: str) -> None:
         self.state = State.ERROR
         self.error = message
         for peer in list(self.peers):
@@ -289,7 +304,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             try:
                 self.save_resume(clean=True)
             except StateError as exc:  # stopping goes on (files closed, waiters woken); the torrent says why
-                self._fail(str(exc))
+                self.fail(str(exc))
         if self.storage is not None:
             await self.engine.run_blocking(self.storage.close)
         if self.state is not State.ERROR:
@@ -329,6 +344,30 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if not (self.picker and self.picker.complete):
             raise PeerloomError("torrent stopped before it was complete")
 
+    def metadata_received(self, meta: Metainfo) -> None:
+        """A magnet's metadata arrived from the peers, and matches its info-hash."""
+        if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
+            self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
+        self._setup(meta)
+        # a magnet may carry one hash of a hybrid: the other now routes peers too (BEP 52), and answers upgrades
+        self.info_hash_v1 = self.info_hash_v1 or meta.info_hash_v1
+        self.info_hash_v2 = self.info_hash_v2 or meta.info_hash_v2
+        assert self.picker is not None
+        for peer in list(self.peers):
+            try:
+                peer.holdings.metadata_known(self.picker)  # what it announced before we knew the piece count
+            except ProtocolError as exc:
+                peer.close(f"protocol error: {exc}")
+        self.engine.metadata_received(self)
+
+    def piece_layers_received(self, layers: dict[bytes, bytes]) -> None:
+        """Every v2 piece layer the torrent file lacked has been fetched and checked (BEP 52): downloading starts."""
+        assert self.meta is not None
+        self.meta = replace(self.meta, piece_layers=layers)
+        self.save_resume(clean=False)
+        for peer in self.peers:
+            self.after_messages(peer)
+
     async def wait_metadata(self) -> Metainfo:
         await self._metadata_ready.wait()
         assert self.meta is not None
@@ -337,27 +376,40 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     # -- peers ---------------------------------------------------------------------------------
     def add_peers(self, addresses: list[tuple[str, int] | Multiaddr]) -> None:
         """Peers to try: (host, port) for plain BitTorrent, multiaddrs for the secure layer."""
-        now = time.monotonic()
-        for addr in addresses:
-            if len(self.candidates) >= self.settings.max_candidates:
-                break
-            if self.secure and not isinstance(addr, Multiaddr):
-                continue  # a private swarm never speaks plain BitTorrent
-            if addr not in self.candidates and not self.engine.is_banned(addr) and not self.engine.is_self(addr):
-                self.candidates[addr] = now
+        self.peer_table.add(addresses, time.monotonic())
+
+    @property
+    def discoverable(self) -> bool:
+        """Whether the torrent may be found through the DHT, LSD and peer exchange: not private (BEP 27)."""
+        return not self.private and not self.secure
+
+    @property
+    def dht_enabled(self) -> bool:
+        return self.sources.dht_enabled
+
+    @property
+    def dht_found(self) -> int:
+        """Peers the DHT handed us, over every lookup."""
+        return self.sources.dht_found
+
+    def peers_discovered(self, addresses: list[tuple[str, int]]) -> None:
+        """Peers from the DHT or the LAN: dial them now rather than at the next tick."""
+        self.add_peers(addresses)
+        self._connect_more(time.monotonic())
+
+    @property
+    def banned_count(self) -> int:
+        return self.peer_table.banned_count
+
+    @property
+    def refusals(self) -> dict[Any, AccessRefused]:
+        """The peers that refused our key when we last dialled them, by address."""
+        return self.peer_table.refusals
 
     def _connect_more(self, now: float) -> None:
-        room = self.settings.max_peers - len(self.peers) - len(self.connecting)
-        if room <= 0 or self.paused or self.state in (State.ERROR, State.STOPPED):
+        if self.paused or self.state in (State.ERROR, State.STOPPED):
             return
-        connected = {p.key for p in self.peers} | {p.remote for p in self.peers}
-        for addr, when in list(self.candidates.items()):
-            if room <= 0:
-                break
-            if when > now or addr in self.connecting or addr in connected:
-                continue
-            room -= 1
-            self.connecting.add(addr)
+        for addr in self.peer_table.to_dial(now):
             task = asyncio.create_task(self._connect(addr))
             self._connect_tasks.add(task)
             task.add_done_callback(self._connect_tasks.discard)
@@ -369,28 +421,18 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             else:
                 peer = await self.engine.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
-            self.failures.pop(addr, None)
-            self.refusals.pop(addr, None)
-            self.candidates[addr] = time.monotonic() + 60.0
+            self.peer_table.dial_succeeded(addr, time.monotonic())
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
             log.debug("connecting to %s failed: %r", addr, exc)
-            if isinstance(exc, AccessRefused):
-                self.refusals[addr] = exc
-            fails = self.failures.get(addr, 0) + 1
-            self.failures[addr] = fails
-            if fails >= 5:
-                self.candidates.pop(addr, None)
-            else:
-                self.candidates[addr] = time.monotonic() + min(300.0, 2.0 * 3**fails)
+            self.peer_table.dial_failed(addr, time.monotonic(), exc if isinstance(exc, AccessRefused) else None)
         finally:
-            self.connecting.discard(addr)
+            self.peer_table.dial_abandoned(addr)  # cancelled (paused, stopped): no longer being dialled
 
     @property
     def refused_everywhere(self) -> bool:
         """A private swarm of the secure layer whose every known peer refused our key, with no peer connected: it
         has no other way to find peers (no DHT, PEX or trackers), so waiting is pointless until an owner allows us."""
-        return (self.secure and bool(self.refusals) and not self.peers and not self.connecting
-                and all(addr in self.refusals for addr in self.candidates))
+        return self.secure and self.peer_table.refused_everywhere
 
     def admits(self, peer: PeerConnection) -> str | None:
         """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
@@ -435,8 +477,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         assert hs is not None
         self._send_have_pieces(peer, first=True)  # BEP 3: the bitfield comes first, before any other message
         if hs.supports_extensions:
-            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
-        self._send_dht_port(peer)
+            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self.exchange.ext_handshake())))
+        self.sources.send_dht_port(peer)
         return True
 
     def _send_have_pieces(self, peer: PeerConnection, first: bool = False) -> None:
@@ -469,27 +511,21 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             for index, begin in peer.outstanding:
                 picker.abort(peer, index, begin)
         peer.outstanding.clear()
-        for fetch in self.missing_layers.values():
-            fetch.release(peer)
-        if self.assembler is not None:
-            for piece in peer.metadata_requests:
-                self.assembler.release(piece)
-        peer.metadata_requests.clear()
+        self.exchange.peer_lost(peer)
 
     def ban(self, peer: PeerConnection, reason: str) -> None:
         log.info("banning %r: %s", peer, reason)
-        self.banned_count += 1
+        self.peer_table.banned(peer.key)
         self.engine.ban(peer.key, peer.peer_id)
-        self.candidates.pop(peer.key, None)
         peer.close(f"banned: {reason}")
 
     # -- messages ------------------------------------------------------------------------------
     def on_message(self, peer: PeerConnection, m: wire.Message) -> None:
         """Any message but a piece or a request. BEP 3 says the bitfield comes first, but that binds senders
         (`_send_have_pieces` keeps it): as libtorrent does, we take every message at any point after the handshake."""
-        handler = _HANDLERS.get(type(m))
+        handler = self._handlers.get(type(m))
         if handler is not None:
-            handler(self, peer, m)
+            handler(peer, m)
 
     def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
         # once per 16 KiB block received: no allocation or clock read that can be avoided
@@ -589,8 +625,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             if peer.pending and self.state is State.SEEDING:
                 self.serve(peer)
             return
-        if self.missing_layers:
-            self._request_layers(peer)
+        if self.exchange.missing_layers:
+            self.exchange.request_layers(peer)
         elif not peer.peer_choking and peer.am_interested and not peer.snubbed:
             self.request_more(peer)
         if peer.pending:
@@ -670,13 +706,28 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.in_flight.discard(fut)
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:
-            self._fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
+            self.fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
         elif self.state is State.SEEDING and self.picker is not None and self.picker.complete:
             self._done.set()
 
     # -- periodic work -------------------------------------------------------------------------
-    def _tick(self) -> None:
-        now = time.monotonic()
+    # Sans-I/O timers: the driver (`_ticker`) calls `tick(now)` at `next_wakeup()`; tests call them with a clock of
+    # their own. Every `settings.tick`: rates, snubbing, keep-alives and idle peers, re-requests, peer exchange,
+    # dialling; every choke round (`choker.ROUND`): choking.
+    def next_wakeup(self) -> float:
+        """The monotonic time at which `tick` has work next."""
+        return min(self._next_housekeeping, self._last_rechoke + ROUND)
+
+    def tick(self, now: float) -> None:
+        """Do the periodic work that is due at `now` (monotonic seconds)."""
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + self.settings.tick
+            self._housekeeping(now)
+        if now - self._last_rechoke >= ROUND:
+            self._last_rechoke = now
+            self._rechoke()
+
+    def _housekeeping(self, now: float) -> None:
         total_down = total_up = 0.0
         for peer in list(self.peers):
             peer.update_rates(now)
@@ -691,17 +742,15 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 peer.close("idle")
             elif now - peer.last_sent > KEEPALIVE_EVERY:
                 peer.send_message(wire.KeepAlive())
-            if self.state is State.DOWNLOADING and self.missing_layers:
-                self._request_layers(peer)
+            if self.state is State.DOWNLOADING and self.exchange.missing_layers:
+                self.exchange.request_layers(peer)
             elif self.state is State.DOWNLOADING and not peer.peer_choking and peer.am_interested and not peer.snubbed:
                 self.request_more(peer)
-            if self.assembler is not None and self.meta is None:
-                self._request_metadata(peer)
+            if self.exchange.assembler is not None and self.meta is None:
+                self.exchange.request_metadata(peer)
         self.rate_down, self.rate_up = total_down, total_up
-        if self._rechoke_due(now):
-            self._rechoke()
         if not self.private:
-            self._send_pex(now)
+            self.exchange.send_pex(now)
         self._connect_more(now)
 
     def _snub(self, peer: PeerConnection) -> None:
@@ -717,14 +766,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         for other in self.peers:
             if other is not peer and not other.peer_choking and other.am_interested and not other.snubbed:
                 self.request_more(other)
-
-    _last_rechoke = 0.0
-
-    def _rechoke_due(self, now: float) -> bool:
-        if now - self._last_rechoke >= ROUND:
-            self._last_rechoke = now
-            return True
-        return False
 
     def _rechoke(self) -> None:
         seeding = self.state is State.SEEDING
@@ -817,7 +858,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             hash_failures=self.hash_failures,
             peers=len(self.peers),
             seeds=sum(1 for p in self.peers if p.is_seed),
-            banned=self.banned_count,
+            banned=self.peer_table.banned_count,
             snubs=self.snubs,
             checked_pieces=self.checked,
             error=self.error,
@@ -830,24 +871,3 @@ def _check_file_numbers(meta: Metainfo, selected: list[int] | None) -> None:
     bad = [i for i in selected or [] if not 0 <= i < count]
     if bad:
         raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {count} files)")
-
-
-_HANDLERS: dict[type, Any] = {
-    wire.Piece: Torrent._on_piece,
-    wire.Request: Torrent._on_request,
-    wire.Cancel: Torrent._on_cancel,
-    wire.RejectRequest: Torrent._on_reject,
-    wire.Choke: Torrent._on_choke,
-    wire.Unchoke: Torrent._on_unchoke,
-    wire.Interested: Torrent._on_interested,
-    wire.NotInterested: Torrent._on_not_interested,
-    wire.Have: Torrent._on_have,
-    wire.Bitfield: Torrent._on_bitfield,
-    wire.HaveAll: Torrent._on_have_all,
-    wire.HaveNone: Torrent._on_have_none,
-    wire.Extended: Torrent._on_extended,
-    wire.HashRequest: Torrent._on_hash_request,
-    wire.Hashes: Torrent._on_hashes,
-    wire.HashReject: Torrent._on_hash_reject,
-    wire.Port: Torrent._on_port,
-}

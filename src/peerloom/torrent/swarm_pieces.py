@@ -168,10 +168,10 @@ class PieceFlowMixin:
         if exc is not None:
             picker.piece_failed(index)
             if isinstance(exc, StorageError):
-                self._fail(str(exc))
+                self.fail(str(exc))
             else:
                 log.error("verifying piece %d failed", index, exc_info=exc)
-                self._fail(f"internal error while verifying: {exc!r}")
+                self.fail(f"internal error while verifying: {exc!r}")
             return
         cached = False
         if fut.result():
@@ -180,7 +180,7 @@ class PieceFlowMixin:
             try:
                 self.save_progress(index)
             except StateError as exc:  # the home's disk is full, say: stop here rather than go on unrecorded
-                self._fail(str(exc))
+                self.fail(str(exc))
                 return
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
@@ -198,13 +198,13 @@ class PieceFlowMixin:
                 try:
                     self._completed()
                 except StateError as exc:
-                    self._fail(str(exc))
+                    self.fail(str(exc))
         else:
             picker.piece_failed(index)
             self.hash_failures += 1
             distinct = {id(p): p for p in senders.values()}
             if len(distinct) == 1:
-                self._strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
+                self.strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
             else:
                 self.failed[index] = (bytes(buf), senders)
                 while len(self.failed) > MAX_FAILED_KEPT:
@@ -228,15 +228,15 @@ class PieceFlowMixin:
             if bad[begin : begin + wire.BLOCK_SIZE] != good[begin : begin + wire.BLOCK_SIZE]:
                 guilty[id(peer)] = peer
         for peer in guilty.values():
-            self._strike(peer, f"sent bad data for piece {index}")
+            self.strike(peer, f"sent bad data for piece {index}")
 
-    def _strike(self, peer: PeerConnection, reason: str) -> None:
+    def strike(self, peer: PeerConnection, reason: str) -> None:
         if self.engine.is_banned(peer.key, peer.peer_id):
             return
         key = peer.peer_id or peer.key
-        self.strikes[key] = self.strikes.get(key, 0) + 1
-        log.info("%r: %s (strike %d)", peer, reason, self.strikes[key])
-        if self.strikes[key] >= BAN_AFTER:
+        strikes = self.peer_table.strike(key)
+        log.info("%r: %s (strike %d)", peer, reason, strikes)
+        if strikes >= BAN_AFTER:
             self.ban(peer, reason)
 
     def serve(self, peer: PeerConnection) -> None:
@@ -327,7 +327,7 @@ class PieceFlowMixin:
         def loaded(f: asyncio.Future) -> None:
             self.loading.pop(index, None)
             if f.cancelled() or f.exception() is not None or f.result() is None:
-                self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
+                self.fail(f"cannot read piece {index} from disk: the files changed or vanished")
                 return
             self._cache_piece(index, memoryview(f.result()))  # blocks are served as slices of it
 
