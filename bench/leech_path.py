@@ -72,7 +72,7 @@ async def download(torrent_path: Path, source: memoryview, work: Path) -> tuple[
         peer = PeerConnection(node.engine, t, address=("127.0.0.1", 6881), outgoing=True)
         transport = FakeTransport()
         peer.connection_made(transport)
-        reserved = wire.make_reserved(fast=True, extensions=False, v2=t.has_v2, dht=False)
+        reserved = wire.make_reserved(fast=True, extensions=False, v2=t.info_hash_v2 is not None, dht=False)
         hs = wire.encode_handshake(wire.Handshake(t.wire_hash, b"-XX0000-" + os.urandom(12), reserved))
         peer.data_received(hs + wire.encode(wire.HaveAll()) + wire.encode(wire.Unchoke()))
         seed_parser = wire.WireParser()

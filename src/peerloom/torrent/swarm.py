@@ -8,9 +8,10 @@ and banned; stalled peers are snubbed and their requests handed to others.
 
 `Torrent` is the facade that builds its parts and wires them (each owns its state and is handed what it needs):
 `swarm_peers.Peers` (the connected peers and one record per known address), `swarm_discovery.PeerSources` (DHT,
-LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange) and, still a mixin sharing the torrent's
-state, `swarm_pieces.PieceFlowMixin` (check, verify, serve). This module keeps the lifecycle, the wire messages,
-requesting, the timers (`tick`/`next_wakeup`, driven by one task), trackers and status.
+LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange) and `swarm_pieces.PieceFlow` (the start-up
+check, blocks into pieces, verify, serve). This module keeps the lifecycle, the wire messages, requesting, the
+timers (`tick`/`next_wakeup`, driven by one task), trackers and status. Parts read the torrent through a small host
+protocol each and never one another's private state.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import functools
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -43,8 +43,8 @@ from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
 from peerloom.torrent.swarm_discovery import PeerSources
 from peerloom.torrent.swarm_exchange import Exchange
-from peerloom.torrent.swarm_peers import Peers
-from peerloom.torrent.swarm_pieces import PieceFlowMixin
+from peerloom.torrent.swarm_peers import BAN_AFTER, Peers
+from peerloom.torrent.swarm_pieces import PieceFlow
 
 if TYPE_CHECKING:
     from peerloom.torrent.context import SwarmContext
@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 
-class Torrent(PieceFlowMixin):
+class Torrent:
     """One torrent in a node: metadata, files, peers, trackers."""
 
     def __init__(
@@ -104,7 +104,7 @@ class Torrent(PieceFlowMixin):
             max_known=self.settings.max_candidates, max_connected=self.settings.max_peers, secure=self.secure,
             excluded=lambda addr: engine.is_banned(addr) or engine.is_self(addr),
         )
-        # the connected peers (the same list the peer table keeps)
+        # the connected peers: the peer table's list, read here (changed only through `peer_table`)
         self.peers: list[PeerConnection] = self.peer_table.connected
         self.choker = Choker(self.settings.upload_slots)
         self._next_housekeeping = -math.inf  # when `tick` next does its per-`settings.tick` work
@@ -114,29 +114,17 @@ class Torrent(PieceFlowMixin):
         self.storage: Storage | None = None
         self.verifier: PieceVerifier | None = None
         self.picker: PiecePicker | None = None
-        self.buffers: dict[int, memoryview] = {}  # pieces being received (views: a block lands in one copy)
-        self._free_buffers: dict[int, list[memoryview]] = {}
-        self.block_senders: dict[int, dict[int, Any]] = {}
-        self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
-        self.in_flight: set[asyncio.Future] = set()
-        self.verifying_bytes = 0
-        self.cache: OrderedDict[int, memoryview] = OrderedDict()
-        self.cache_bytes = 0
-        self.loading: dict[int, asyncio.Future] = {}
 
-        self.downloaded = record.downloaded if record else 0
-        self.uploaded = record.uploaded if record else 0
-        self.session_downloaded = 0
-        self.wasted = 0
-        self.hash_failures = 0
-        self.checked = 0
         self.rate_down = 0.0
         self.rate_up = 0.0
         self._have_bits: bytearray | None = None  # the pieces as last written by save_progress (packed bitfield)
         self.download_bucket = TokenBucket(self.settings.download_rate_limit)  # this torrent's own limits
         self.upload_bucket = TokenBucket(0)
-        self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
-        self._throttle_timer: asyncio.TimerHandle | None = None
+        self.flow = PieceFlow(engine, self, upload_bucket=self.upload_bucket,
+                              downloaded=record.downloaded if record else 0, uploaded=record.uploaded if record else 0)
+        # what a peer connection calls for each block it receives and to be served (bound once: the hot path)
+        self._on_piece: Callable[[PeerConnection, wire.Piece], None] = self.flow.on_piece
+        self.serve: Callable[[PeerConnection], None] = self.flow.serve
         self.paused = False
         self.snubs = 0
         self.started_at = time.monotonic()
@@ -262,7 +250,9 @@ class Torrent(PieceFlowMixin):
             if self.magnet is not None:
                 self.add_peers(list(self.magnet.peers))
             await self._metadata_ready.wait()
-            await self._check()
+            self.state = State.CHECKING
+            await self.flow.check()
+            self._checked()
             await ticker
         except asyncio.CancelledError:
             raise
@@ -274,6 +264,17 @@ class Torrent(PieceFlowMixin):
         finally:
             ticker.cancel()
             self.sources.stop()
+
+    def _checked(self) -> None:
+        """The start-up check is over: download or seed, and tell the peers what we have."""
+        assert self.picker is not None
+        self.state = State.SEEDING if self.picker.complete else State.DOWNLOADING
+        self.save_resume(clean=False)
+        if self.picker.complete:
+            self._done.set()
+        for peer in self.peers:
+            self._send_have_pieces(peer)
+            self._update_interest(peer)
 
     async def _ticker(self) -> None:
         """The one driver of the swarm's timers: `tick` at each `next_wakeup`."""
@@ -294,11 +295,8 @@ class Torrent(PieceFlowMixin):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._throttle_timer is not None:
-            self._throttle_timer.cancel()
         self._drop_peers("shutting down")
-        if self.in_flight:
-            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        await self.flow.drain()
         await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
             try:
@@ -325,7 +323,7 @@ class Torrent(PieceFlowMixin):
             self.state = State.DOWNLOADING
             self._done.clear()
         elif self.state is State.DOWNLOADING and self.picker.complete:
-            self._completed()
+            self.completed()
         for peer in self.peers:
             self._update_interest(peer)
         if self.state in (State.DOWNLOADING, State.SEEDING):
@@ -396,6 +394,27 @@ class Torrent(PieceFlowMixin):
         """Peers from the DHT or the LAN: dial them now rather than at the next tick."""
         self.add_peers(addresses)
         self._connect_more(time.monotonic())
+
+    @property
+    def downloaded(self) -> int:
+        """Bytes of pieces received over the torrent's life (kept in the resume data)."""
+        return self.flow.downloaded
+
+    @property
+    def uploaded(self) -> int:
+        return self.flow.uploaded
+
+    @property
+    def session_downloaded(self) -> int:
+        return self.flow.session_downloaded
+
+    @property
+    def wasted(self) -> int:
+        return self.flow.wasted
+
+    @property
+    def hash_failures(self) -> int:
+        return self.flow.hash_failures
 
     @property
     def banned_count(self) -> int:
@@ -470,7 +489,7 @@ class Torrent(PieceFlowMixin):
         if len(self.peers) >= self.settings.max_peers:
             peer.close("too many peers")
             return False
-        self.peers.append(peer)
+        self.peer_table.joined(peer)
         if self.first_peer_after is None:
             self.first_peer_after = time.monotonic() - self.started_at
         hs = peer.handshake
@@ -502,9 +521,8 @@ class Torrent(PieceFlowMixin):
                     peer.send(wire.encode_have(i))
 
     def peer_lost(self, peer: PeerConnection) -> None:
-        if peer in self.peers:
-            self.peers.remove(peer)
-        self._throttled.discard(peer)
+        self.peer_table.left(peer)
+        self.flow.peer_lost(peer)
         picker = self.picker
         peer.holdings.forget(picker)
         if picker is not None:
@@ -512,6 +530,16 @@ class Torrent(PieceFlowMixin):
                 picker.abort(peer, index, begin)
         peer.outstanding.clear()
         self.exchange.peer_lost(peer)
+
+    def strike(self, peer: PeerConnection, reason: str) -> None:
+        """The peer is proven to have sent bad data: banned the second time."""
+        if self.engine.is_banned(peer.key, peer.peer_id):
+            return
+        key = peer.peer_id or peer.key
+        strikes = self.peer_table.strike(key)
+        log.info("%r: %s (strike %d)", peer, reason, strikes)
+        if strikes >= BAN_AFTER:
+            self.ban(peer, reason)
 
     def ban(self, peer: PeerConnection, reason: str) -> None:
         log.info("banning %r: %s", peer, reason)
@@ -526,36 +554,6 @@ class Torrent(PieceFlowMixin):
         handler = self._handlers.get(type(m))
         if handler is not None:
             handler(peer, m)
-
-    def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
-        # once per 16 KiB block received: no allocation or clock read that can be avoided
-        index, begin, data = m
-        n = len(data)
-        peer.bytes_down += n
-        self.downloaded += n
-        self.session_downloaded += n
-        peer.outstanding.pop((index, begin), None)
-        picker = self.picker
-        if picker is None or index >= picker.num_pieces:
-            raise ProtocolError("piece message for a piece that does not exist")
-        others = picker.block_received(peer, index, begin, n)
-        if others is None:
-            self.wasted += n
-            return
-        peer.block_arrived(peer.last_received)
-        peer.snubbed = False
-        buf = self.buffers.get(index)
-        if buf is None:
-            buf = self.buffers[index] = self._piece_buffer(picker.sizes[index])
-            self.block_senders[index] = {}
-        buf[begin : begin + n] = data
-        self.block_senders[index][begin] = peer
-        for other in others:
-            if other.outstanding.pop((index, begin), None) is not None:
-                other.send(wire.encode(wire.Cancel(index, begin, n)))
-        if picker.piece_complete(index):
-            picker.start_verifying(index)
-            self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
 
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index, begin, length = m
@@ -638,7 +636,7 @@ class Torrent(PieceFlowMixin):
         if not peer.is_seed and len(peer.bits) != picker.num_pieces:
             return  # it has told us of no piece yet (have_none, or no bitfield)
         want = peer.pipeline - len(peer.outstanding)
-        if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
+        if want < max(1, peer.pipeline // 8) or self.flow.verifying_bytes > self.settings.max_verify_bytes:
             return
         buckets = (self.download_bucket, self.engine.download_bucket)
         limited = self.download_bucket.limited or self.engine.download_bucket.limited
@@ -674,7 +672,8 @@ class Torrent(PieceFlowMixin):
         else:
             peer.set_interested(False)
 
-    def _completed(self) -> None:
+    def completed(self) -> None:
+        """Every wanted piece is verified: seed."""
         self.state = State.SEEDING
         log.info("%s: download complete", self.name)
         for announcer in self.announcers:
@@ -699,11 +698,10 @@ class Torrent(PieceFlowMixin):
             storage.sync()
 
         fut = self.engine.run_blocking_future(finish)
-        self.in_flight.add(fut)
+        self.flow.track(fut)
         fut.add_done_callback(self._finished_writing)
 
     def _finished_writing(self, fut: asyncio.Future) -> None:
-        self.in_flight.discard(fut)
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:
             self.fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
@@ -860,7 +858,7 @@ class Torrent(PieceFlowMixin):
             seeds=sum(1 for p in self.peers if p.is_seed),
             banned=self.peer_table.banned_count,
             snubs=self.snubs,
-            checked_pieces=self.checked,
+            checked_pieces=self.flow.checked,
             error=self.error,
             first_peer_after=self.first_peer_after,
         )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 Address = tuple[str, int] | Multiaddr
 
+BAN_AFTER = 2  # pieces proven bad before a peer is banned
 MAX_FAILURES = 5  # dials that failed in a row before an address is forgotten
 REDIAL_CONNECTED = 60.0  # seconds before an address we connected to is tried again (once that connection is gone)
 BACKOFF_BASE = 2.0
@@ -69,6 +70,14 @@ class Peers:
             elif record.next_attempt == math.inf:  # given up on, and now heard of again
                 record.next_attempt = now
                 record.failures = 0
+
+    def joined(self, peer: PeerConnection) -> None:
+        """The peer finished its handshake and was admitted."""
+        self.connected.append(peer)
+
+    def left(self, peer: PeerConnection) -> None:
+        if peer in self.connected:
+            self.connected.remove(peer)
 
     def forget(self, address: Any) -> None:
         self.known.pop(address, None)
