@@ -7,6 +7,7 @@ and handed to another peer) are checked against a real `Torrent` with stand-in p
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,31 @@ def test_an_idle_peer_is_closed_on_the_test_clock(tmp_path: Path) -> None:
     assert not peer.closed
     torrent.tick(START + idle_timeout + 1)
     assert peer.closed
+
+
+def test_throttled_uploads_are_served_when_the_tick_comes(tmp_path: Path) -> None:
+    torrent = make_torrent(tmp_path)
+    torrent.state = State.SEEDING
+    torrent.upload_bucket.rate = 10**12  # empty at first; refilled within microseconds of real time
+    peer = StandIn("taker")
+    peer.am_choking = False
+    peer.write_paused = False
+    peer.awaiting_piece = peer.serving_piece = -1
+    peer.bytes_up = 0
+    sent: list[Any] = []
+    peer.send_parts = sent.extend
+    torrent.flow.cache[0] = memoryview(bytes(65536))
+    peer.pending.append(wire.Request(0, 0, wire.BLOCK_SIZE))
+    torrent.peers.append(peer)
+    now = peer.last_received = peer.last_sent = time.monotonic()  # serving reads the real clock for its allowance
+    torrent.tick(now)
+
+    torrent.serve(peer)
+    assert not sent and len(peer.pending) == 1  # over the limit: it waits for the tick
+    due = torrent.flow.throttled_until
+    assert due is not None and torrent.next_wakeup() == due
+    torrent.tick(due - 0.01)
+    assert not sent
+    torrent.tick(due)
+    assert not peer.pending and len(sent) == 2  # the block's header and data
+    assert torrent.flow.throttled_until is None

@@ -130,6 +130,7 @@ class Torrent:
         self.started_at = time.monotonic()
         self.first_peer_after: float | None = None  # seconds from start to the first peer connected
         self._done = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by `wake`
         self._metadata_ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._connect_tasks: set[asyncio.Task] = set()
@@ -277,10 +278,18 @@ class Torrent:
             self._update_interest(peer)
 
     async def _ticker(self) -> None:
-        """The one driver of the swarm's timers: `tick` at each `next_wakeup`."""
+        """The one driver of the swarm's timers: `tick` at each `next_wakeup`, sooner when a part calls `wake`."""
         while True:
             self.tick(time.monotonic())
-            await asyncio.sleep(max(0.0, self.next_wakeup() - time.monotonic()))
+            self._wakeup.clear()
+            delay = self.next_wakeup() - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    def wake(self) -> None:
+        """A part has work due sooner than `next_wakeup` said before: the driver looks again."""
+        self._wakeup.set()
 
     def fail(self, message: str) -> None:
         self.state = State.ERROR
@@ -711,10 +720,10 @@ class Torrent:
     # -- periodic work -------------------------------------------------------------------------
     # Sans-I/O timers: the driver (`_ticker`) calls `tick(now)` at `next_wakeup()`; tests call them with a clock of
     # their own. Every `settings.tick`: rates, snubbing, keep-alives and idle peers, re-requests, peer exchange,
-    # dialling; every choke round (`choker.ROUND`): choking.
+    # dialling; every choke round (`choker.ROUND`): choking; and the parts' own deadlines (upload throttling).
     def next_wakeup(self) -> float:
         """The monotonic time at which `tick` has work next."""
-        return min(self._next_housekeeping, self._last_rechoke + ROUND)
+        return min(self._next_housekeeping, self._last_rechoke + ROUND, self.flow.next_wakeup())
 
     def tick(self, now: float) -> None:
         """Do the periodic work that is due at `now` (monotonic seconds)."""
@@ -724,6 +733,7 @@ class Torrent:
         if now - self._last_rechoke >= ROUND:
             self._last_rechoke = now
             self._rechoke()
+        self.flow.tick(now)
 
     def _housekeeping(self, now: float) -> None:
         total_down = total_up = 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +58,7 @@ class PieceFlowHost(Protocol):
     def save_progress(self, passed: int | None = None) -> None: ...
     def completed(self) -> None: ...
     def request_more(self, peer: PeerConnection) -> None: ...
+    def wake(self) -> None: ...  # `next_wakeup` is earlier than it was: the timer driver is to look again
 
 
 class PieceFlow:
@@ -75,7 +77,7 @@ class PieceFlow:
         self.cache_bytes = 0
         self.loading: dict[int, asyncio.Future] = {}
         self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
-        self._throttle_timer: asyncio.TimerHandle | None = None
+        self.throttled_until: float | None = None  # when the throttled peers are served again (see `tick`)
         self.downloaded = downloaded  # over the torrent's life (kept in the resume data)
         self.uploaded = uploaded
         self.session_downloaded = 0
@@ -90,9 +92,8 @@ class PieceFlow:
 
     async def drain(self) -> None:
         """Stop serving, and wait until every piece verified is written."""
-        if self._throttle_timer is not None:
-            self._throttle_timer.cancel()
-            self._throttle_timer = None
+        self.throttled_until = None
+        self._throttled.clear()
         if self.in_flight:
             await asyncio.gather(*self.in_flight, return_exceptions=True)
 
@@ -363,14 +364,20 @@ class PieceFlow:
     def _throttle(self, peer: PeerConnection) -> None:
         """The upload limit is reached: serve the peer again once the buckets have refilled a little."""
         self._throttled.add(peer)
-        if self._throttle_timer is None:
-            self._throttle_timer = asyncio.get_running_loop().call_later(THROTTLE_WAIT, self._serve_throttled)
+        if self.throttled_until is None:
+            self.throttled_until = time.monotonic() + THROTTLE_WAIT
+            self.torrent.wake()
 
-    def _serve_throttled(self) -> None:
-        self._throttle_timer = None
-        peers, self._throttled = self._throttled, set()
-        for peer in peers:
-            self.serve(peer)
+    def next_wakeup(self) -> float:
+        """When `tick` has work next: serving the throttled peers."""
+        return math.inf if self.throttled_until is None else self.throttled_until
+
+    def tick(self, now: float) -> None:
+        if self.throttled_until is not None and now >= self.throttled_until:
+            self.throttled_until = None
+            peers, self._throttled = self._throttled, set()
+            for peer in peers:
+                self.serve(peer)
 
     def _piece_loaded(self, peer: PeerConnection) -> None:
         peer.awaiting_piece = -1
