@@ -191,7 +191,7 @@ async def test_peer_exchange_introduces_a_peer_we_were_not_told_of(tmp_path: Pat
         tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", a.port)])
         seeder_address = ("127.0.0.1", seeder.port)
         for _ in range(100):
-            if seeder_address in tb.candidates:
+            if seeder_address in tb.peer_table:
                 break
             await asyncio.sleep(0.1)
         else:
@@ -217,7 +217,7 @@ async def test_leechers_of_one_seeder_hear_of_each_other_within_seconds(tmp_path
         ta = await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port)])
         tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", seeder.port)])
         for _ in range(50):
-            if ("127.0.0.1", b.port) in ta.candidates and ("127.0.0.1", a.port) in tb.candidates:
+            if ("127.0.0.1", b.port) in ta.peer_table and ("127.0.0.1", a.port) in tb.peer_table:
                 break
             await asyncio.sleep(0.1)
         else:

@@ -6,9 +6,12 @@ A `Torrent` fetches its metadata (magnet links), checks what is already on disk,
 it is written, announced or served. Peers whose data fails verification are found out block by block
 and banned; stalled peers are snubbed and their requests handed to others.
 
-The class is split by concern: `swarm_pieces.PieceFlowMixin` (check, verify, serve) and
-`swarm_exchange.ExchangeMixin` (metadata, piece layers, peer exchange); this module keeps the
-lifecycle, peers, the wire messages, requesting, the periodic tick, trackers and status.
+`Torrent` is the facade that builds its parts and wires them (each owns its state and is handed what it needs):
+`swarm_peers.Peers` (the connected peers and one record per known address), `swarm_discovery.PeerSources` (DHT,
+LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange) and `swarm_pieces.PieceFlow` (the start-up
+check, blocks into pieces, verify, serve). This module keeps the lifecycle, the wire messages, requesting, the
+timers (`tick`/`next_wakeup`, driven by one task), trackers and status. Parts read the torrent through a small host
+protocol each and never one another's private state.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
-from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,18 +33,18 @@ from peerloom.state import StateError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker, PeerView
-from peerloom.torrent.hashes import LayerFetch
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
-from peerloom.torrent.peer import KEEPALIVE_EVERY, MAX_PENDING_REQUESTS
+from peerloom.torrent.peer import MAX_PENDING_REQUESTS
 from peerloom.torrent.picker import PiecePicker
 from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
 from peerloom.torrent.resume import ResumeRecord, pack_bits
 from peerloom.torrent.state import State, TorrentStatus
 from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
-from peerloom.torrent.swarm_discovery import DiscoveryMixin
-from peerloom.torrent.swarm_exchange import ExchangeMixin
-from peerloom.torrent.swarm_pieces import PieceFlowMixin
+from peerloom.torrent.swarm_discovery import PeerSources
+from peerloom.torrent.swarm_exchange import Exchange
+from peerloom.torrent.swarm_peers import BAN_AFTER, Peers
+from peerloom.torrent.swarm_pieces import PieceFlow
 
 if TYPE_CHECKING:
     from peerloom.torrent.context import SwarmContext
@@ -51,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 
-class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
+class Torrent:
     """One torrent in a node: metadata, files, peers, trackers."""
 
     def __init__(
@@ -95,54 +100,61 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self.state = State.METADATA
         self.error: str | None = None
 
-        self.peers: list[PeerConnection] = []
-        self.candidates: dict[tuple[str, int], float] = {}  # address -> earliest next connect attempt
-        self.failures: dict[tuple[str, int], int] = {}
-        self.refusals: dict[Any, AccessRefused] = {}  # peers that refused our key when we last dialled them
-        self.connecting: set[tuple[str, int]] = set()
+        self.peer_table = Peers(
+            max_known=self.settings.max_candidates, max_connected=self.settings.max_peers, secure=self.secure,
+            excluded=lambda addr: engine.is_banned(addr) or engine.is_self(addr),
+        )
+        # the connected peers: the peer table's list, read here (changed only through `peer_table`)
+        self.peers: list[PeerConnection] = self.peer_table.connected
         self.choker = Choker(self.settings.upload_slots)
-        self.strikes: dict[Any, int] = {}
-        self.banned_count = 0
+        self._next_housekeeping = -math.inf  # when `tick` next does its per-`settings.tick` work
+        self._last_rechoke = -math.inf  # the last choke round
 
         self.pieces: PieceMap | None = None
         self.storage: Storage | None = None
         self.verifier: PieceVerifier | None = None
         self.picker: PiecePicker | None = None
-        self.buffers: dict[int, memoryview] = {}  # pieces being received (views: a block lands in one copy)
-        self._free_buffers: dict[int, list[memoryview]] = {}
-        self.block_senders: dict[int, dict[int, Any]] = {}
-        self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
-        self.in_flight: set[asyncio.Future] = set()
-        self.verifying_bytes = 0
-        self.cache: OrderedDict[int, memoryview] = OrderedDict()
-        self.cache_bytes = 0
-        self.loading: dict[int, asyncio.Future] = {}
-        self.assembler: ext.MetadataAssembler | None = None
-        self.missing_layers: dict[bytes, LayerFetch] = {}
 
-        self.downloaded = record.downloaded if record else 0
-        self.uploaded = record.uploaded if record else 0
-        self.session_downloaded = 0
-        self.wasted = 0
-        self.hash_failures = 0
-        self.checked = 0
         self.rate_down = 0.0
         self.rate_up = 0.0
         self._have_bits: bytearray | None = None  # the pieces as last written by save_progress (packed bitfield)
         self.download_bucket = TokenBucket(self.settings.download_rate_limit)  # this torrent's own limits
         self.upload_bucket = TokenBucket(0)
-        self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
-        self._throttle_timer: asyncio.TimerHandle | None = None
+        self.flow = PieceFlow(engine, self, upload_bucket=self.upload_bucket,
+                              downloaded=record.downloaded if record else 0, uploaded=record.uploaded if record else 0)
+        # what a peer connection calls for each block it receives and to be served (bound once: the hot path)
+        self._on_piece: Callable[[PeerConnection, wire.Piece], None] = self.flow.on_piece
+        self.serve: Callable[[PeerConnection], None] = self.flow.serve
         self.paused = False
-        self._discovery: asyncio.Task | None = None
         self.snubs = 0
         self.started_at = time.monotonic()
         self.first_peer_after: float | None = None  # seconds from start to the first peer connected
         self._done = asyncio.Event()
+        self._wakeup = asyncio.Event()  # set by `wake`
         self._metadata_ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._connect_tasks: set[asyncio.Task] = set()
         self.announcers: list[Announcer] = []
+        self.sources = PeerSources(engine, self)
+        self.exchange = Exchange(engine, self)
+        # the handler of each message but piece and request (the peer calls those directly, see `on_message`)
+        self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
+            wire.Cancel: self._on_cancel,
+            wire.RejectRequest: self._on_reject,
+            wire.Choke: self._on_choke,
+            wire.Unchoke: self._on_unchoke,
+            wire.Interested: self._on_interested,
+            wire.NotInterested: self._on_not_interested,
+            wire.Have: self._on_have,
+            wire.Bitfield: self._on_bitfield,
+            wire.HaveAll: self._on_have_all,
+            wire.HaveNone: self._on_have_none,
+            wire.Extended: self.exchange.on_extended,
+            wire.HashRequest: self.exchange.on_hash_request,
+            wire.Hashes: self.exchange.on_hashes,
+            wire.HashReject: self.exchange.on_hash_reject,
+            wire.Port: self.sources.on_port,
+        }
         if meta is not None:
             self._setup(meta)
 
@@ -164,12 +176,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         wanted = self.pieces.wanted_pieces(self.selected)
         sizes = [self.pieces.piece_size(i) for i in range(self.pieces.num_pieces)]
         self.picker = PiecePicker(sizes, wanted=wanted, sequential=self.sequential)
-        if meta.pieces_v1 is None:  # v2-only: pieces of multi-piece files need their file's piece layer
-            self.missing_layers = {
-                f.pieces_root: LayerFetch(f.pieces_root, -(-f.length // meta.piece_length), meta.piece_length)
-                for f in meta.files
-                if f.pieces_root and f.length > meta.piece_length and f.pieces_root not in meta.piece_layers
-            }
+        self.exchange.metadata_known(meta)
         self._metadata_ready.set()
 
     async def start(self, *, paused: bool = False) -> None:
@@ -200,9 +207,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if self.paused or self.state in (State.ERROR, State.STOPPED):
             return
         self.paused = True
-        if self._discovery is not None:
-            self._discovery.cancel()
-            self._discovery = None
+        self.sources.stop()
         self._drop_peers("paused")
         announcers, self.announcers = self.announcers, []
         await asyncio.gather(*(a.stop() for a in announcers))
@@ -224,10 +229,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         self._make_announcers()
         for announcer in self.announcers:
             announcer.start()
-        self._discovery = self._start_discovery()
+        self.sources.start()
         now = time.monotonic()
-        for addr in self.candidates:
-            self.candidates[addr] = now
+        self.peer_table.retry_all(now)
         self._connect_more(now)
 
     def _tracker_tiers(self) -> list[list[str]]:
@@ -240,33 +244,54 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     async def _run(self) -> None:
         ticker = asyncio.create_task(self._ticker())
         if not self.paused:
-            self._discovery = self._start_discovery()
+            self.sources.start()
         try:
             for announcer in self.announcers:
                 announcer.start()
             if self.magnet is not None:
                 self.add_peers(list(self.magnet.peers))
             await self._metadata_ready.wait()
-            await self._check()
+            self.state = State.CHECKING
+            await self.flow.check()
+            self._checked()
             await ticker
         except asyncio.CancelledError:
             raise
         except PeerloomError as exc:
-            self._fail(str(exc))
+            self.fail(str(exc))
         except Exception as exc:  # a bug must not take the node down; it stops this torrent
             log.exception("torrent %s failed", self.name)
-            self._fail(f"internal error: {exc!r}")
+            self.fail(f"internal error: {exc!r}")
         finally:
             ticker.cancel()
-            if self._discovery is not None:
-                self._discovery.cancel()
+            self.sources.stop()
+
+    def _checked(self) -> None:
+        """The start-up check is over: download or seed, and tell the peers what we have."""
+        assert self.picker is not None
+        self.state = State.SEEDING if self.picker.complete else State.DOWNLOADING
+        self.save_resume(clean=False)
+        if self.picker.complete:
+            self._done.set()
+        for peer in self.peers:
+            self._send_have_pieces(peer)
+            self._update_interest(peer)
 
     async def _ticker(self) -> None:
+        """The one driver of the swarm's timers: `tick` at each `next_wakeup`, sooner when a part calls `wake`."""
         while True:
-            self._tick()
-            await asyncio.sleep(self.settings.tick)
+            self.tick(time.monotonic())
+            self._wakeup.clear()
+            delay = self.next_wakeup() - time.monotonic()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
 
-    def _fail(self, message: str) -> None:
+    def wake(self) -> None:
+        """A part has work due sooner than `next_wakeup` said before: the driver looks again."""
+        self._wakeup.set()
+
+    def fail(self, message: str) -> None:
         self.state = State.ERROR
         self.error = message
         for peer in list(self.peers):
@@ -279,17 +304,14 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._throttle_timer is not None:
-            self._throttle_timer.cancel()
         self._drop_peers("shutting down")
-        if self.in_flight:
-            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        await self.flow.drain()
         await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
             try:
                 self.save_resume(clean=True)
             except StateError as exc:  # stopping goes on (files closed, waiters woken); the torrent says why
-                self._fail(str(exc))
+                self.fail(str(exc))
         if self.storage is not None:
             await self.engine.run_blocking(self.storage.close)
         if self.state is not State.ERROR:
@@ -310,7 +332,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             self.state = State.DOWNLOADING
             self._done.clear()
         elif self.state is State.DOWNLOADING and self.picker.complete:
-            self._completed()
+            self.completed()
         for peer in self.peers:
             self._update_interest(peer)
         if self.state in (State.DOWNLOADING, State.SEEDING):
@@ -329,6 +351,30 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if not (self.picker and self.picker.complete):
             raise PeerloomError("torrent stopped before it was complete")
 
+    def metadata_received(self, meta: Metainfo) -> None:
+        """A magnet's metadata arrived from the peers, and matches its info-hash."""
+        if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
+            self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
+        self._setup(meta)
+        # a magnet may carry one hash of a hybrid: the other now routes peers too (BEP 52), and answers upgrades
+        self.info_hash_v1 = self.info_hash_v1 or meta.info_hash_v1
+        self.info_hash_v2 = self.info_hash_v2 or meta.info_hash_v2
+        assert self.picker is not None
+        for peer in list(self.peers):
+            try:
+                peer.holdings.metadata_known(self.picker)  # what it announced before we knew the piece count
+            except ProtocolError as exc:
+                peer.close(f"protocol error: {exc}")
+        self.engine.metadata_received(self)
+
+    def piece_layers_received(self, layers: dict[bytes, bytes]) -> None:
+        """Every v2 piece layer the torrent file lacked has been fetched and checked (BEP 52): downloading starts."""
+        assert self.meta is not None
+        self.meta = replace(self.meta, piece_layers=layers)
+        self.save_resume(clean=False)
+        for peer in self.peers:
+            self.after_messages(peer)
+
     async def wait_metadata(self) -> Metainfo:
         await self._metadata_ready.wait()
         assert self.meta is not None
@@ -337,27 +383,61 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
     # -- peers ---------------------------------------------------------------------------------
     def add_peers(self, addresses: list[tuple[str, int] | Multiaddr]) -> None:
         """Peers to try: (host, port) for plain BitTorrent, multiaddrs for the secure layer."""
-        now = time.monotonic()
-        for addr in addresses:
-            if len(self.candidates) >= self.settings.max_candidates:
-                break
-            if self.secure and not isinstance(addr, Multiaddr):
-                continue  # a private swarm never speaks plain BitTorrent
-            if addr not in self.candidates and not self.engine.is_banned(addr) and not self.engine.is_self(addr):
-                self.candidates[addr] = now
+        self.peer_table.add(addresses, time.monotonic())
+
+    @property
+    def discoverable(self) -> bool:
+        """Whether the torrent may be found through the DHT, LSD and peer exchange: not private (BEP 27)."""
+        return not self.private and not self.secure
+
+    @property
+    def dht_enabled(self) -> bool:
+        return self.sources.dht_enabled
+
+    @property
+    def dht_found(self) -> int:
+        """Peers the DHT handed us, over every lookup."""
+        return self.sources.dht_found
+
+    def peers_discovered(self, addresses: list[tuple[str, int]]) -> None:
+        """Peers from the DHT or the LAN: dial them now rather than at the next tick."""
+        self.add_peers(addresses)
+        self._connect_more(time.monotonic())
+
+    @property
+    def downloaded(self) -> int:
+        """Bytes of pieces received over the torrent's life (kept in the resume data)."""
+        return self.flow.downloaded
+
+    @property
+    def uploaded(self) -> int:
+        return self.flow.uploaded
+
+    @property
+    def session_downloaded(self) -> int:
+        return self.flow.session_downloaded
+
+    @property
+    def wasted(self) -> int:
+        return self.flow.wasted
+
+    @property
+    def hash_failures(self) -> int:
+        return self.flow.hash_failures
+
+    @property
+    def banned_count(self) -> int:
+        return self.peer_table.banned_count
+
+    @property
+    def refusals(self) -> dict[Any, AccessRefused]:
+        """The peers that refused our key when we last dialled them, by address."""
+        return self.peer_table.refusals
 
     def _connect_more(self, now: float) -> None:
-        room = self.settings.max_peers - len(self.peers) - len(self.connecting)
-        if room <= 0 or self.paused or self.state in (State.ERROR, State.STOPPED):
+        if self.paused or self.state in (State.ERROR, State.STOPPED):
             return
-        connected = {p.key for p in self.peers} | {p.remote for p in self.peers}
-        for addr, when in list(self.candidates.items()):
-            if room <= 0:
-                break
-            if when > now or addr in self.connecting or addr in connected:
-                continue
-            room -= 1
-            self.connecting.add(addr)
+        for addr in self.peer_table.to_dial(now):
             task = asyncio.create_task(self._connect(addr))
             self._connect_tasks.add(task)
             task.add_done_callback(self._connect_tasks.discard)
@@ -369,28 +449,18 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             else:
                 peer = await self.engine.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
-            self.failures.pop(addr, None)
-            self.refusals.pop(addr, None)
-            self.candidates[addr] = time.monotonic() + 60.0
+            self.peer_table.dial_succeeded(addr, time.monotonic())
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
             log.debug("connecting to %s failed: %r", addr, exc)
-            if isinstance(exc, AccessRefused):
-                self.refusals[addr] = exc
-            fails = self.failures.get(addr, 0) + 1
-            self.failures[addr] = fails
-            if fails >= 5:
-                self.candidates.pop(addr, None)
-            else:
-                self.candidates[addr] = time.monotonic() + min(300.0, 2.0 * 3**fails)
+            self.peer_table.dial_failed(addr, time.monotonic(), exc if isinstance(exc, AccessRefused) else None)
         finally:
-            self.connecting.discard(addr)
+            self.peer_table.dial_abandoned(addr)  # cancelled (paused, stopped): no longer being dialled
 
     @property
     def refused_everywhere(self) -> bool:
         """A private swarm of the secure layer whose every known peer refused our key, with no peer connected: it
         has no other way to find peers (no DHT, PEX or trackers), so waiting is pointless until an owner allows us."""
-        return (self.secure and bool(self.refusals) and not self.peers and not self.connecting
-                and all(addr in self.refusals for addr in self.candidates))
+        return self.secure and self.peer_table.refused_everywhere
 
     def admits(self, peer: PeerConnection) -> str | None:
         """Why the peer may not join this swarm (None: it may). A private swarm takes only its allowed
@@ -428,15 +498,15 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if len(self.peers) >= self.settings.max_peers:
             peer.close("too many peers")
             return False
-        self.peers.append(peer)
+        self.peer_table.joined(peer)
         if self.first_peer_after is None:
             self.first_peer_after = time.monotonic() - self.started_at
         hs = peer.handshake
         assert hs is not None
         self._send_have_pieces(peer, first=True)  # BEP 3: the bitfield comes first, before any other message
         if hs.supports_extensions:
-            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self._ext_handshake())))
-        self._send_dht_port(peer)
+            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self.exchange.ext_handshake())))
+        self.sources.send_dht_port(peer)
         return True
 
     def _send_have_pieces(self, peer: PeerConnection, first: bool = False) -> None:
@@ -460,66 +530,39 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                     peer.send(wire.encode_have(i))
 
     def peer_lost(self, peer: PeerConnection) -> None:
-        if peer in self.peers:
-            self.peers.remove(peer)
-        self._throttled.discard(peer)
+        self.peer_table.left(peer)
+        self.flow.peer_lost(peer)
         picker = self.picker
         peer.holdings.forget(picker)
         if picker is not None:
             for index, begin in peer.outstanding:
                 picker.abort(peer, index, begin)
         peer.outstanding.clear()
-        for fetch in self.missing_layers.values():
-            fetch.release(peer)
-        if self.assembler is not None:
-            for piece in peer.metadata_requests:
-                self.assembler.release(piece)
-        peer.metadata_requests.clear()
+        self.exchange.peer_lost(peer)
+
+    def strike(self, peer: PeerConnection, reason: str) -> None:
+        """The peer is proven to have sent bad data: banned the second time."""
+        if self.engine.is_banned(peer.key, peer.peer_id):
+            return
+        key = peer.peer_id or peer.key
+        strikes = self.peer_table.strike(key)
+        log.info("%r: %s (strike %d)", peer, reason, strikes)
+        if strikes >= BAN_AFTER:
+            self.ban(peer, reason)
 
     def ban(self, peer: PeerConnection, reason: str) -> None:
         log.info("banning %r: %s", peer, reason)
-        self.banned_count += 1
+        self.peer_table.banned(peer.key)
         self.engine.ban(peer.key, peer.peer_id)
-        self.candidates.pop(peer.key, None)
         peer.close(f"banned: {reason}")
 
     # -- messages ------------------------------------------------------------------------------
     def on_message(self, peer: PeerConnection, m: wire.Message) -> None:
         """Any message but a piece or a request. BEP 3 says the bitfield comes first, but that binds senders
         (`_send_have_pieces` keeps it): as libtorrent does, we take every message at any point after the handshake."""
-        handler = _HANDLERS.get(type(m))
+        handler = self._handlers.get(type(m))
         if handler is not None:
-            handler(self, peer, m)
-
-    def _on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
-        # once per 16 KiB block received: no allocation or clock read that can be avoided
-        index, begin, data = m
-        n = len(data)
-        peer.bytes_down += n
-        self.downloaded += n
-        self.session_downloaded += n
-        peer.outstanding.pop((index, begin), None)
-        picker = self.picker
-        if picker is None or index >= picker.num_pieces:
-            raise ProtocolError("piece message for a piece that does not exist")
-        others = picker.block_received(peer, index, begin, n)
-        if others is None:
-            self.wasted += n
-            return
-        peer.block_arrived(peer.last_received)
-        peer.snubbed = False
-        buf = self.buffers.get(index)
-        if buf is None:
-            buf = self.buffers[index] = self._piece_buffer(picker.sizes[index])
-            self.block_senders[index] = {}
-        buf[begin : begin + n] = data
-        self.block_senders[index][begin] = peer
-        for other in others:
-            if other.outstanding.pop((index, begin), None) is not None:
-                other.send(wire.encode(wire.Cancel(index, begin, n)))
-        if picker.piece_complete(index):
-            picker.start_verifying(index)
-            self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
+            handler(peer, m)
 
     def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index, begin, length = m
@@ -589,8 +632,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             if peer.pending and self.state is State.SEEDING:
                 self.serve(peer)
             return
-        if self.missing_layers:
-            self._request_layers(peer)
+        if self.exchange.missing_layers:
+            self.exchange.request_layers(peer)
         elif not peer.peer_choking and peer.am_interested and not peer.snubbed:
             self.request_more(peer)
         if peer.pending:
@@ -602,7 +645,7 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         if not peer.is_seed and len(peer.bits) != picker.num_pieces:
             return  # it has told us of no piece yet (have_none, or no bitfield)
         want = peer.pipeline - len(peer.outstanding)
-        if want < max(1, peer.pipeline // 8) or self.verifying_bytes > self.settings.max_verify_bytes:
+        if want < max(1, peer.pipeline // 8) or self.flow.verifying_bytes > self.settings.max_verify_bytes:
             return
         buckets = (self.download_bucket, self.engine.download_bucket)
         limited = self.download_bucket.limited or self.engine.download_bucket.limited
@@ -638,7 +681,8 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         else:
             peer.set_interested(False)
 
-    def _completed(self) -> None:
+    def completed(self) -> None:
+        """Every wanted piece is verified: seed."""
         self.state = State.SEEDING
         log.info("%s: download complete", self.name)
         for announcer in self.announcers:
@@ -663,20 +707,35 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             storage.sync()
 
         fut = self.engine.run_blocking_future(finish)
-        self.in_flight.add(fut)
+        self.flow.track(fut)
         fut.add_done_callback(self._finished_writing)
 
     def _finished_writing(self, fut: asyncio.Future) -> None:
-        self.in_flight.discard(fut)
         exc = None if fut.cancelled() else fut.exception()
         if exc is not None:
-            self._fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
+            self.fail(str(exc) if isinstance(exc, PeerloomError) else f"internal error while finishing: {exc!r}")
         elif self.state is State.SEEDING and self.picker is not None and self.picker.complete:
             self._done.set()
 
     # -- periodic work -------------------------------------------------------------------------
-    def _tick(self) -> None:
-        now = time.monotonic()
+    # Sans-I/O timers: the driver (`_ticker`) calls `tick(now)` at `next_wakeup()`; tests call them with a clock of
+    # their own. Every `settings.tick`: rates, snubbing, idle peers, re-requests, peer exchange,
+    # dialling; every choke round (`choker.ROUND`): choking; and the parts' own deadlines (upload throttling).
+    def next_wakeup(self) -> float:
+        """The monotonic time at which `tick` has work next."""
+        return min(self._next_housekeeping, self._last_rechoke + ROUND, self.flow.next_wakeup())
+
+    def tick(self, now: float) -> None:
+        """Do the periodic work that is due at `now` (monotonic seconds)."""
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + self.settings.tick
+            self._housekeeping(now)
+        if now - self._last_rechoke >= ROUND:
+            self._last_rechoke = now
+            self._rechoke()
+        self.flow.tick(now)
+
+    def _housekeeping(self, now: float) -> None:
         total_down = total_up = 0.0
         for peer in list(self.peers):
             peer.update_rates(now)
@@ -688,20 +747,16 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
                 peer.snubbed = False  # give it another chance
                 peer.last_block_at = now
             if now - peer.last_received > self.settings.idle_timeout:
-                peer.close("idle")
-            elif now - peer.last_sent > KEEPALIVE_EVERY:
-                peer.send_message(wire.KeepAlive())
-            if self.state is State.DOWNLOADING and self.missing_layers:
-                self._request_layers(peer)
+                peer.close("idle")  # (keep-alives are the peer wire's own timer)
+            if self.state is State.DOWNLOADING and self.exchange.missing_layers:
+                self.exchange.request_layers(peer)
             elif self.state is State.DOWNLOADING and not peer.peer_choking and peer.am_interested and not peer.snubbed:
                 self.request_more(peer)
-            if self.assembler is not None and self.meta is None:
-                self._request_metadata(peer)
+            if self.exchange.assembler is not None and self.meta is None:
+                self.exchange.request_metadata(peer)
         self.rate_down, self.rate_up = total_down, total_up
-        if self._rechoke_due(now):
-            self._rechoke()
         if not self.private:
-            self._send_pex(now)
+            self.exchange.send_pex(now)
         self._connect_more(now)
 
     def _snub(self, peer: PeerConnection) -> None:
@@ -717,14 +772,6 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
         for other in self.peers:
             if other is not peer and not other.peer_choking and other.am_interested and not other.snubbed:
                 self.request_more(other)
-
-    _last_rechoke = 0.0
-
-    def _rechoke_due(self, now: float) -> bool:
-        if now - self._last_rechoke >= ROUND:
-            self._last_rechoke = now
-            return True
-        return False
 
     def _rechoke(self) -> None:
         seeding = self.state is State.SEEDING
@@ -817,9 +864,9 @@ class Torrent(ExchangeMixin, PieceFlowMixin, DiscoveryMixin):
             hash_failures=self.hash_failures,
             peers=len(self.peers),
             seeds=sum(1 for p in self.peers if p.is_seed),
-            banned=self.banned_count,
+            banned=self.peer_table.banned_count,
             snubs=self.snubs,
-            checked_pieces=self.checked,
+            checked_pieces=self.flow.checked,
             error=self.error,
             first_peer_after=self.first_peer_after,
         )
@@ -830,24 +877,3 @@ def _check_file_numbers(meta: Metainfo, selected: list[int] | None) -> None:
     bad = [i for i in selected or [] if not 0 <= i < count]
     if bad:
         raise PeerloomError(f"no file number {bad[0]} in the torrent (it has {count} files)")
-
-
-_HANDLERS: dict[type, Any] = {
-    wire.Piece: Torrent._on_piece,
-    wire.Request: Torrent._on_request,
-    wire.Cancel: Torrent._on_cancel,
-    wire.RejectRequest: Torrent._on_reject,
-    wire.Choke: Torrent._on_choke,
-    wire.Unchoke: Torrent._on_unchoke,
-    wire.Interested: Torrent._on_interested,
-    wire.NotInterested: Torrent._on_not_interested,
-    wire.Have: Torrent._on_have,
-    wire.Bitfield: Torrent._on_bitfield,
-    wire.HaveAll: Torrent._on_have_all,
-    wire.HaveNone: Torrent._on_have_none,
-    wire.Extended: Torrent._on_extended,
-    wire.HashRequest: Torrent._on_hash_request,
-    wire.Hashes: Torrent._on_hashes,
-    wire.HashReject: Torrent._on_hash_reject,
-    wire.Port: Torrent._on_port,
-}

@@ -1,38 +1,84 @@
-"""A torrent's extension exchanges with its peers: the metadata of magnet links (BEP 9), v2 piece
-layers (BEP 52 hash requests) and peer exchange (BEP 11). A mixin of `Torrent`, split out by concern."""
+"""A torrent's extension exchanges with its peers: the metadata of magnet links (BEP 9), v2 piece layers (BEP 52
+hash requests) and peer exchange (BEP 11). `Exchange` is a part of `Torrent`: it owns the metadata being assembled
+and the piece layers being fetched, and reads and tells the torrent through `ExchangeHost`."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
-from peerloom.torrent.hashes import answer_hash_request
+from peerloom.torrent.hashes import LayerFetch, answer_hash_request
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
 
 if TYPE_CHECKING:
+    from peerloom.torrent.context import SwarmContext
+    from peerloom.torrent.magnet import Magnet
     from peerloom.torrent.peer import PeerConnection
+    from peerloom.torrent.storage import PieceVerifier
 
 log = logging.getLogger(__name__)
 
 
-class ExchangeMixin:
-    def _ext_handshake(self) -> ext.ExtHandshake:
+class ExchangeHost(Protocol):
+    """What the exchanges read of their torrent, and what they tell it."""
+
+    meta: Metainfo | None
+    magnet: Magnet | None
+    info_hash_v1: bytes | None
+    info_hash_v2: bytes | None
+    private: bool
+    verifier: PieceVerifier | None
+    peers: list[PeerConnection]
+
+    def add_peers(self, addresses: list[Any]) -> None: ...
+    def metadata_received(self, meta: Metainfo) -> None: ...
+    def piece_layers_received(self, layers: dict[bytes, bytes]) -> None: ...
+    def fail(self, message: str) -> None: ...
+    def strike(self, peer: PeerConnection, reason: str) -> None: ...
+
+
+class Exchange:
+    def __init__(self, context: SwarmContext, torrent: ExchangeHost) -> None:
+        self.context = context
+        self.torrent = torrent
+        self.assembler: ext.MetadataAssembler | None = None  # a magnet's metadata, piece by piece (BEP 9)
+        self.missing_layers: dict[bytes, LayerFetch] = {}  # v2 piece layers still to fetch, by pieces root
+
+    def metadata_known(self, meta: Metainfo) -> None:
+        """The torrent has its metadata: a v2-only torrent's multi-piece files need their piece layers, unless the
+        torrent file carried them."""
+        self.missing_layers = {}
+        if meta.pieces_v1 is None:
+            self.missing_layers = {
+                f.pieces_root: LayerFetch(f.pieces_root, -(-f.length // meta.piece_length), meta.piece_length)
+                for f in meta.files
+                if f.pieces_root and f.length > meta.piece_length and f.pieces_root not in meta.piece_layers
+            }
+
+    def peer_lost(self, peer: PeerConnection) -> None:
+        """Whatever the peer was asked for is free to ask of others."""
+        for fetch in self.missing_layers.values():
+            fetch.release(peer)
+        if self.assembler is not None:
+            for piece in peer.metadata_requests:
+                self.assembler.release(piece)
+        peer.metadata_requests.clear()
+
+    def ext_handshake(self) -> ext.ExtHandshake:
         ids = dict(ext.LOCAL_IDS)
-        if self.private:
+        if self.torrent.private:
             ids.pop("ut_pex", None)
         return ext.ExtHandshake(
             ids=ids,
-            client=self.engine.client_name,
-            port=self.engine.port,
+            client=self.context.client_name,
+            port=self.context.port,
             reqq=1000,
-            metadata_size=len(self.meta.info_bytes) if self.meta else None,
+            metadata_size=len(self.torrent.meta.info_bytes) if self.torrent.meta else None,
         )
 
-    def _on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
+    def on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:
         if m.ext_id == 0:
             # at any time, any number of times (BEP 10): a later handshake updates the earlier one
             h = peer.ext_handshake = ext.update_ext_handshake(peer.ext_handshake, ext.parse_ext_handshake(m.payload))
@@ -40,24 +86,24 @@ class ExchangeMixin:
             peer.client = (h.client or "")[:64]
             if h.port and peer.remote and not peer.outgoing and peer.secure_key is None:
                 peer.address = (peer.remote[0], h.port)
-            if self.meta is None and h.metadata_size and "ut_metadata" in peer.ext_ids:
+            if self.torrent.meta is None and h.metadata_size and "ut_metadata" in peer.ext_ids:
                 if self.assembler is None:
                     self.assembler = ext.MetadataAssembler(
-                        info_hash_v1=self.info_hash_v1, info_hash_v2=self.info_hash_v2
+                        info_hash_v1=self.torrent.info_hash_v1, info_hash_v2=self.torrent.info_hash_v2
                     )
                 try:
                     self.assembler.set_size(h.metadata_size)
                 except ext.ExtensionError as exc:
                     peer.close(f"bad metadata size: {exc}")
                     return
-                self._request_metadata(peer)
+                self.request_metadata(peer)
         elif m.ext_id == ext.LOCAL_IDS["ut_metadata"]:
             self._on_metadata(peer, ext.parse_metadata(m.payload))
-        elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.private:
+        elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.torrent.private:
             pex = ext.parse_pex(m.payload)
-            self.add_peers(pex.added)
+            self.torrent.add_peers(pex.added)
 
-    def _request_metadata(self, peer: PeerConnection) -> None:
+    def request_metadata(self, peer: PeerConnection) -> None:
         assembler = self.assembler
         while assembler is not None and len(peer.metadata_requests) < 4:
             piece = assembler.next_request()
@@ -68,7 +114,7 @@ class ExchangeMixin:
 
     def _on_metadata(self, peer: PeerConnection, msg: Any) -> None:
         if isinstance(msg, ext.MetadataRequest):
-            info = self.meta.info_bytes if self.meta else None
+            info = self.torrent.meta.info_bytes if self.torrent.meta else None
             if info is None or msg.piece * ext.METADATA_PIECE >= len(info):
                 peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataReject(msg.piece)))
             else:
@@ -76,7 +122,7 @@ class ExchangeMixin:
                 peer.send_extended("ut_metadata", ext.encode_metadata(ext.MetadataData(msg.piece, len(info), chunk)))
             return
         assembler = self.assembler
-        if assembler is None or self.meta is not None:
+        if assembler is None or self.torrent.meta is not None:
             return
         peer.metadata_requests.discard(msg.piece)
         if isinstance(msg, ext.MetadataReject):
@@ -88,33 +134,18 @@ class ExchangeMixin:
             peer.close(f"bad metadata: {exc}")
             return
         if info is None:
-            self._request_metadata(peer)
+            self.request_metadata(peer)
             return
         try:
-            assert self.magnet is not None
-            meta = Metainfo.from_info(info, trackers=tuple((t,) for t in self.magnet.trackers))
+            assert self.torrent.magnet is not None
+            meta = Metainfo.from_info(info, trackers=tuple((t,) for t in self.torrent.magnet.trackers))
         except MetainfoError as exc:
-            self._fail(f"the torrent's metadata is invalid: {exc}")
+            self.torrent.fail(f"the torrent's metadata is invalid: {exc}")
             return
-        self._metadata_received(meta)
+        self.torrent.metadata_received(meta)
 
-    def _metadata_received(self, meta: Metainfo) -> None:
-        if self.selected is None and self.magnet is not None and self.magnet.select_only is not None:
-            self.selected = [i for i in range(len(meta.data_files)) if self.magnet.selects(i)]
-        self._setup(meta)
-        # a magnet may carry one hash of a hybrid: the other now routes peers too (BEP 52), and answers upgrades
-        self.info_hash_v1 = self.info_hash_v1 or meta.info_hash_v1
-        self.info_hash_v2 = self.info_hash_v2 or meta.info_hash_v2
-        assert self.picker is not None
-        for peer in list(self.peers):
-            try:
-                peer.holdings.metadata_known(self.picker)  # what it announced before we knew the piece count
-            except ProtocolError as exc:
-                peer.close(f"protocol error: {exc}")
-        self.engine.metadata_received(self)
-
-    def _request_layers(self, peer: PeerConnection) -> None:
-        if peer.no_hashes or not (peer.handshake and (peer.handshake.supports_v2 or self.info_hash_v1 is None)):
+    def request_layers(self, peer: PeerConnection) -> None:
+        if peer.no_hashes or not (peer.handshake and (peer.handshake.supports_v2 or self.torrent.info_hash_v1 is None)):
             return
         for fetch in self.missing_layers.values():
             while sum(1 for who in fetch.asked.values() if who is peer) < 4:
@@ -123,54 +154,53 @@ class ExchangeMixin:
                     break
                 peer.send_message(req)
 
-    def _on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
+    def on_hash_request(self, peer: PeerConnection, m: wire.HashRequest) -> None:
         reply = None
-        if self.meta is not None and self.verifier is not None:
-            reply = answer_hash_request(m, self.verifier.layers.get(m.pieces_root), self.meta.piece_length)
+        meta, verifier = self.torrent.meta, self.torrent.verifier
+        if meta is not None and verifier is not None:
+            reply = answer_hash_request(m, verifier.layers.get(m.pieces_root), meta.piece_length)
         peer.send_message(reply or wire.HashReject(m.pieces_root, m.base_layer, m.index, m.length, m.proof_layers))
 
-    def _on_hashes(self, peer: PeerConnection, m: wire.Hashes) -> None:
+    def on_hashes(self, peer: PeerConnection, m: wire.Hashes) -> None:
         fetch = self.missing_layers.get(m.pieces_root)
         if fetch is None:
             return
         try:
             layer = fetch.receive(peer, m)
         except ValueError as exc:
-            self._strike(peer, f"bad piece layer: {exc}")
+            self.torrent.strike(peer, f"bad piece layer: {exc}")
             return
         if layer is None:
-            self._request_layers(peer)
+            self.request_layers(peer)
             return
-        assert self.verifier is not None and self.meta is not None
-        self.verifier.layers[m.pieces_root] = layer
+        verifier = self.torrent.verifier
+        assert verifier is not None
+        verifier.layers[m.pieces_root] = layer
         del self.missing_layers[m.pieces_root]
         if not self.missing_layers:
-            self.meta = replace(self.meta, piece_layers=dict(self.verifier.layers))
-            self.save_resume(clean=False)
-            for other in self.peers:
-                self.after_messages(other)
+            self.torrent.piece_layers_received(dict(verifier.layers))
 
-    def _on_hash_reject(self, peer: PeerConnection, m: wire.HashReject) -> None:
+    def on_hash_reject(self, peer: PeerConnection, m: wire.HashReject) -> None:
         peer.no_hashes = True
         for fetch in self.missing_layers.values():
             fetch.release(peer)
-        for other in self.peers:
+        for other in self.torrent.peers:
             if other is not peer:
-                self._request_layers(other)
+                self.request_layers(other)
 
-    def _send_pex(self, now: float) -> None:
+    def send_pex(self, now: float) -> None:
         """Tell each peer that speaks ut_pex which connectable peers we gained and lost (BEP 11): the first
         message as soon as there is someone to tell of (so a new swarm starts trading among its leechers
         within seconds, as libtorrent does), then at most one a `pex_interval` per peer."""
         listening: dict | None = None
-        interval = self.settings.pex_interval
-        for peer in self.peers:
+        interval = self.context.settings.pex_interval
+        for peer in self.torrent.peers:
             if "ut_pex" not in peer.ext_ids or now - peer.pex.last_sent < interval:
                 continue
             if listening is None:
                 listening = {
                     p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
-                    for p in self.peers
+                    for p in self.torrent.peers
                     if p.address is not None
                 }
             msg = peer.pex.update(listening.keys() - {peer.address}, listening)

@@ -1,47 +1,147 @@
-"""How pieces flow through a torrent: the start-up check of what is on disk, verifying each downloaded
-piece (off the loop) and finding the peers that sent bad blocks, and serving pieces from a read cache.
-A mixin of `Torrent`, split out by concern."""
+"""How pieces flow through a torrent: the start-up check of what is on disk, receiving blocks into piece buffers,
+verifying each downloaded piece (off the loop) and finding the peers that sent bad blocks, and serving pieces from a
+read cache. `PieceFlow` is a part of `Torrent`: it owns the piece buffers, the read cache, the pieces being verified
+and the transfer totals, and reads and tells the torrent through `PieceFlowHost`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from typing import TYPE_CHECKING, Any
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Protocol
 
+from peerloom.errors import ProtocolError
 from peerloom.state import StateError
 from peerloom.torrent import wire
 from peerloom.torrent.existing import files_written, refuse_foreign_files
-from peerloom.torrent.ratelimit import allowance, spend
+from peerloom.torrent.ratelimit import TokenBucket, allowance, spend
 from peerloom.torrent.resume import unpack_bits
 from peerloom.torrent.state import State
 from peerloom.torrent.storage import StorageError
 
 if TYPE_CHECKING:
+    from peerloom.torrent.context import SwarmContext
+    from peerloom.torrent.metainfo import Metainfo
     from peerloom.torrent.peer import PeerConnection
+    from peerloom.torrent.picker import PiecePicker
+    from peerloom.torrent.resume import ResumeRecord
+    from peerloom.torrent.storage import PieceMap, PieceVerifier, Storage
 
 log = logging.getLogger(__name__)
 
-BAN_AFTER = 2  # pieces proven bad before a peer is banned
 MAX_FAILED_KEPT = 16  # failed pieces kept to find the culprit block when the piece later verifies
 READ_AHEAD_PIECES = 4  # pieces loaded ahead of a peer's request queue
 READ_AHEAD_REQUESTS = 512  # how far into the queue read-ahead looks
 THROTTLE_WAIT = 0.05  # seconds an upload over its limit waits before trying again
 
 
-class PieceFlowMixin:
-    async def _check(self) -> None:
+class PieceFlowHost(Protocol):
+    """What the piece flow reads of its torrent, and what it tells it."""
+
+    meta: Metainfo | None
+    pieces: PieceMap | None
+    storage: Storage | None
+    verifier: PieceVerifier | None
+    picker: PiecePicker | None
+    state: State
+    peers: list[PeerConnection]
+    record: ResumeRecord | None
+    selected: list[int] | None
+    trusted_complete: bool
+    seed_only: bool
+    overwrite: bool
+
+    def fail(self, message: str) -> None: ...
+    def strike(self, peer: PeerConnection, reason: str) -> None: ...
+    def save_progress(self, passed: int | None = None) -> None: ...
+    def completed(self) -> None: ...
+    def request_more(self, peer: PeerConnection) -> None: ...
+    def wake(self) -> None: ...  # `next_wakeup` is earlier than it was: the timer driver is to look again
+
+
+class PieceFlow:
+    def __init__(self, context: SwarmContext, torrent: PieceFlowHost, *, upload_bucket: TokenBucket,
+                 downloaded: int = 0, uploaded: int = 0) -> None:
+        self.context = context
+        self.torrent = torrent
+        self.upload_bucket = upload_bucket  # the torrent's own upload limit (the node's is the context's)
+        self.buffers: dict[int, memoryview] = {}  # pieces being received (views: a block lands in one copy)
+        self._free_buffers: dict[int, list[memoryview]] = {}
+        self.block_senders: dict[int, dict[int, Any]] = {}
+        self.failed: OrderedDict[int, tuple[bytes, dict[int, Any]]] = OrderedDict()
+        self.in_flight: set[asyncio.Future] = set()  # blocking work under way (verify and write, finish, ...)
+        self.verifying_bytes = 0
+        self.cache: OrderedDict[int, memoryview] = OrderedDict()
+        self.cache_bytes = 0
+        self.loading: dict[int, asyncio.Future] = {}
+        self._throttled: set[PeerConnection] = set()  # peers whose requests wait for upload tokens
+        self.throttled_until: float | None = None  # when the throttled peers are served again (see `tick`)
+        self.downloaded = downloaded  # over the torrent's life (kept in the resume data)
+        self.uploaded = uploaded
+        self.session_downloaded = 0
+        self.wasted = 0
+        self.hash_failures = 0
+        self.checked = 0  # pieces hashed by the start-up check
+
+    def track(self, fut: asyncio.Future) -> None:
+        """Blocking work that `drain` waits for."""
+        self.in_flight.add(fut)
+        fut.add_done_callback(self.in_flight.discard)
+
+    async def drain(self) -> None:
+        """Stop serving, and wait until every piece verified is written."""
+        self.throttled_until = None
+        self._throttled.clear()
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    def peer_lost(self, peer: PeerConnection) -> None:
+        self._throttled.discard(peer)
+
+    def on_piece(self, peer: PeerConnection, m: wire.Piece) -> None:
+        # once per 16 KiB block received: no allocation or clock read that can be avoided
+        index, begin, data = m
+        n = len(data)
+        peer.bytes_down += n
+        self.downloaded += n
+        self.session_downloaded += n
+        peer.outstanding.pop((index, begin), None)
+        picker = self.torrent.picker
+        if picker is None or index >= picker.num_pieces:
+            raise ProtocolError("piece message for a piece that does not exist")
+        others = picker.block_received(peer, index, begin, n)
+        if others is None:
+            self.wasted += n
+            return
+        peer.block_arrived(peer.last_received)
+        peer.snubbed = False
+        buf = self.buffers.get(index)
+        if buf is None:
+            buf = self.buffers[index] = self._piece_buffer(picker.sizes[index])
+            self.block_senders[index] = {}
+        buf[begin : begin + n] = data
+        self.block_senders[index][begin] = peer
+        for other in others:
+            if other.outstanding.pop((index, begin), None) is not None:
+                other.send(wire.encode(wire.Cancel(index, begin, n)))
+        if picker.piece_complete(index):
+            picker.start_verifying(index)
+            self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
+
+    async def check(self) -> None:
         """Find what is on disk: trust the resume record where it allows, hash the rest, then make the files ready
         to be written (see `existing` for which existing files may be written into, and `_prepare_files`)."""
-        assert self.meta and self.storage and self.picker and self.pieces and self.verifier
-        self.state = State.CHECKING
-        picker, pieces, storage = self.picker, self.pieces, self.storage
+        t = self.torrent
+        assert t.meta and t.storage and t.picker and t.pieces and t.verifier
+        picker, pieces, storage = t.picker, t.pieces, t.storage
         n = pieces.num_pieces
-        rec = self.record
+        rec = t.record
         outcomes: list[bool | None] = [None] * n  # per piece: verified, failed, or not read whole
         to_check: set[int] = set()
         sizes: list[int] = []
-        if self.trusted_complete:  # nothing to look at: seeding starts at once, before any peer can connect
+        if self.torrent.trusted_complete:  # nothing to look at: seeding starts at once, before any peer can connect
             for i in range(n):
                 picker.mark_have(i)
         else:
@@ -49,7 +149,7 @@ class PieceFlowMixin:
             # peer can connect and be told "none" first (a peerloom leecher without the metadata yet drops the
             # `have`s that follow)
             recorded = rec is not None and bool(rec.have)
-            state = storage.file_state() if recorded else await self.engine.run_blocking(storage.file_state)
+            state = storage.file_state() if recorded else await self.context.run_blocking(storage.file_state)
             sizes = [size for size, _ in state]
             if rec is not None and rec.have:
                 saved = unpack_bits(rec.have, n)
@@ -62,11 +162,11 @@ class PieceFlowMixin:
                     to_check = {i for i in range(n) if saved[i]}  # crashed: re-hash only what we had
             elif any(size > 0 for size in sizes):
                 to_check = set(range(n))
-        suspects = [] if self.trusted_complete or self.seed_only else self._unvouched_files(sizes)
+        suspects = [] if self.torrent.trusted_complete or self.torrent.seed_only else self._unvouched_files(sizes)
         for index in suspects:  # the rule for existing files needs every piece covering them checked
             to_check.update(p for p in pieces.pieces_of_file(index) if not picker.have[p])
         self.checked = 0
-        verifier = self.verifier
+        verifier = self.torrent.verifier
 
         def check(index: int) -> bool | None:
             data = storage.read(index)
@@ -78,56 +178,50 @@ class PieceFlowMixin:
                 picker.mark_have(index)
             self.checked += 1
 
-        window = 2 * self.settings.hash_threads
+        window = 2 * self.context.settings.hash_threads
         pending: dict[asyncio.Future, int] = {}
         for index in sorted(to_check):
             if len(pending) >= window:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for fut in done:
                     checked(pending.pop(fut), fut.result())
-            pending[self.engine.run_blocking_future(check, index)] = index
+            pending[self.context.run_blocking_future(check, index)] = index
         for fut, index in pending.items():
             checked(index, await fut)
-        if self.seed_only and not self.trusted_complete and not picker.complete:
+        if self.torrent.seed_only and not self.torrent.trusted_complete and not picker.complete:
             raise StorageError(self._changed_since_shared())
-        if not self.trusted_complete and not self.seed_only:
-            await self.engine.run_blocking(self._prepare_files, suspects, sizes, outcomes)
-        self.state = State.SEEDING if picker.complete else State.DOWNLOADING
-        self.save_resume(clean=False)
-        if picker.complete:
-            self._done.set()
-        for peer in self.peers:
-            self._send_have_pieces(peer)
-            self._update_interest(peer)
+        if not self.torrent.trusted_complete and not self.torrent.seed_only:
+            await self.context.run_blocking(self._prepare_files, suspects, sizes, outcomes)
 
     def _unvouched_files(self, sizes: list[int]) -> list[int]:
         """Existing, non-empty files the download may write into that the resume record does not vouch for (the
         record means peerloom created the files selected then)."""
-        assert self.pieces is not None and self.picker is not None
-        vouched = self.pieces.file_mask(self.record.selected) if self.record is not None else None
-        written = files_written(self.pieces, self.pieces.file_mask(self.selected), self.picker.wanted,
-                                [0] * self.pieces.num_pieces)
+        t = self.torrent
+        assert t.pieces is not None and t.picker is not None
+        vouched = t.pieces.file_mask(t.record.selected) if t.record is not None else None
+        written = files_written(t.pieces, t.pieces.file_mask(t.selected), t.picker.wanted, [0] * t.pieces.num_pieces)
         return [i for i in written if sizes[i] > 0 and not (vouched is not None and vouched[i])]
 
     def _prepare_files(self, suspects: list[int], sizes: list[int], outcomes: list[bool | None]) -> None:
         """Blocking. Refuse to start over a user's file that is not this torrent's (unless told to overwrite), then
         give every selected file exactly its length: missing ones created sparse, bytes past the end cut. Files
         that are not selected are never created or cut."""
-        assert self.storage is not None and self.pieces is not None and self.picker is not None
-        written = set(files_written(self.pieces, self.pieces.file_mask(self.selected), self.picker.wanted,
-                                    self.picker.have))
-        if not self.overwrite:
-            refuse_foreign_files(self.storage, [i for i in suspects if i in written], sizes, outcomes)
-        mask = self.pieces.file_mask(self.selected)
-        self.storage.fit_files(i for i, chosen in enumerate(mask) if chosen)
+        t = self.torrent
+        assert t.storage is not None and t.pieces is not None and t.picker is not None
+        written = set(files_written(t.pieces, t.pieces.file_mask(t.selected), t.picker.wanted, t.picker.have))
+        if not t.overwrite:
+            refuse_foreign_files(t.storage, [i for i in suspects if i in written], sizes, outcomes)
+        mask = t.pieces.file_mask(t.selected)
+        t.storage.fit_files(i for i, chosen in enumerate(mask) if chosen)
 
     def _changed_since_shared(self) -> str:
         """Why a shared folder cannot be seeded: the first file holding a piece that no longer verifies."""
-        assert self.pieces is not None and self.picker is not None and self.storage is not None
-        picker = self.picker
+        t = self.torrent
+        assert t.pieces is not None and t.picker is not None and t.storage is not None
+        picker = t.picker
         index = next(i for i in range(picker.num_pieces) if picker.wanted[i] and not picker.have[i])
-        file_index = next(s.file_index for s in self.pieces.segments(index) if s.file_index >= 0)
-        return (f"{self.storage.path_of(file_index)} changed since it was shared (piece {index} no longer matches);"
+        file_index = next(s.file_index for s in t.pieces.segments(index) if s.file_index >= 0)
+        return (f"{t.storage.path_of(file_index)} changed since it was shared (piece {index} no longer matches);"
                 " share it again")
 
     def _piece_buffer(self, size: int) -> memoryview:
@@ -141,12 +235,12 @@ class PieceFlowMixin:
         """Keep a verified piece's buffer for the next piece: a few suffice (one is taken as soon as a piece starts);
         more would only hold memory."""
         free = self._free_buffers.setdefault(len(buf), [])
-        if len(free) * len(buf) < self.settings.max_verify_bytes // 4:
+        if len(free) * len(buf) < self.context.settings.max_verify_bytes // 4:
             free.append(buf)
 
     def _verify(self, index: int, buf: memoryview, senders: dict[int, Any]) -> None:
         self.verifying_bytes += len(buf)
-        storage, verifier = self.storage, self.verifier
+        storage, verifier = self.torrent.storage, self.torrent.verifier
         assert storage is not None and verifier is not None
 
         def verify_and_write() -> bool:
@@ -155,37 +249,37 @@ class PieceFlowMixin:
             storage.write_piece(index, buf)
             return True
 
-        fut = self.engine.run_blocking_future(verify_and_write)
+        fut = self.context.run_blocking_future(verify_and_write)
         self.in_flight.add(fut)
         fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
 
     def _piece_checked(self, fut: asyncio.Future, index: int, buf: memoryview, senders: dict[int, Any]) -> None:
         self.in_flight.discard(fut)
         self.verifying_bytes -= len(buf)
-        picker = self.picker
+        picker = self.torrent.picker
         assert picker is not None
         exc = fut.exception()
         if exc is not None:
             picker.piece_failed(index)
             if isinstance(exc, StorageError):
-                self._fail(str(exc))
+                self.torrent.fail(str(exc))
             else:
                 log.error("verifying piece %d failed", index, exc_info=exc)
-                self._fail(f"internal error while verifying: {exc!r}")
+                self.torrent.fail(f"internal error while verifying: {exc!r}")
             return
         cached = False
         if fut.result():
             picker.piece_passed(index)
             # recorded before any peer or API client can see the piece: a kill -9 never costs a piece shown as had
             try:
-                self.save_progress(index)
+                self.torrent.save_progress(index)
             except StateError as exc:  # the home's disk is full, say: stop here rather than go on unrecorded
-                self._fail(str(exc))
+                self.torrent.fail(str(exc))
                 return
             self._find_culprits(index, buf)
             have = wire.encode_have(index)
             lacking = False
-            for peer in self.peers:
+            for peer in self.torrent.peers:
                 if not (peer.bits and peer.bits[index]):
                     peer.send(have)
                     lacking = lacking or peer.peer_interested
@@ -194,27 +288,27 @@ class PieceFlowMixin:
                 # (the buffer is not reused for another piece then: queued writes may still hold views of it)
                 self._cache_piece(index, buf)
                 cached = True
-            if picker.complete and self.state is State.DOWNLOADING:
+            if picker.complete and self.torrent.state is State.DOWNLOADING:
                 try:
-                    self._completed()
+                    self.torrent.completed()
                 except StateError as exc:
-                    self._fail(str(exc))
+                    self.torrent.fail(str(exc))
         else:
             picker.piece_failed(index)
             self.hash_failures += 1
             distinct = {id(p): p for p in senders.values()}
             if len(distinct) == 1:
-                self._strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
+                self.torrent.strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
             else:
                 self.failed[index] = (bytes(buf), senders)
                 while len(self.failed) > MAX_FAILED_KEPT:
                     self.failed.popitem(last=False)
         if not cached:
             self._recycle(buf)
-        if self.state is State.DOWNLOADING:
-            for peer in self.peers:
+        if self.torrent.state is State.DOWNLOADING:
+            for peer in self.torrent.peers:
                 if not peer.peer_choking and peer.am_interested and not peer.snubbed:
-                    self.request_more(peer)
+                    self.torrent.request_more(peer)
 
     def _find_culprits(self, index: int, good: memoryview) -> None:
         """A piece that failed with blocks from several peers now verified: whoever sent a block that
@@ -228,22 +322,13 @@ class PieceFlowMixin:
             if bad[begin : begin + wire.BLOCK_SIZE] != good[begin : begin + wire.BLOCK_SIZE]:
                 guilty[id(peer)] = peer
         for peer in guilty.values():
-            self._strike(peer, f"sent bad data for piece {index}")
-
-    def _strike(self, peer: PeerConnection, reason: str) -> None:
-        if self.engine.is_banned(peer.key, peer.peer_id):
-            return
-        key = peer.peer_id or peer.key
-        self.strikes[key] = self.strikes.get(key, 0) + 1
-        log.info("%r: %s (strike %d)", peer, reason, self.strikes[key])
-        if self.strikes[key] >= BAN_AFTER:
-            self.ban(peer, reason)
+            self.torrent.strike(peer, f"sent bad data for piece {index}")
 
     def serve(self, peer: PeerConnection) -> None:
         """Answer queued requests from the piece cache, loading pieces from disk off the loop."""
         queued = 0
-        buckets = (self.upload_bucket, self.engine.upload_bucket)
-        limited = self.upload_bucket.limited or self.engine.upload_bucket.limited
+        buckets = (self.upload_bucket, self.context.upload_bucket)
+        limited = self.upload_bucket.limited or self.context.upload_bucket.limited
         pending, cache, piece_header = peer.pending, self.cache, wire.piece_header
         parts: list[bytes | memoryview] = []  # each block's header and data, handed over in one go
         try:
@@ -279,14 +364,20 @@ class PieceFlowMixin:
     def _throttle(self, peer: PeerConnection) -> None:
         """The upload limit is reached: serve the peer again once the buckets have refilled a little."""
         self._throttled.add(peer)
-        if self._throttle_timer is None:
-            self._throttle_timer = asyncio.get_running_loop().call_later(THROTTLE_WAIT, self._serve_throttled)
+        if self.throttled_until is None:
+            self.throttled_until = time.monotonic() + THROTTLE_WAIT
+            self.torrent.wake()
 
-    def _serve_throttled(self) -> None:
-        self._throttle_timer = None
-        peers, self._throttled = self._throttled, set()
-        for peer in peers:
-            self.serve(peer)
+    def next_wakeup(self) -> float:
+        """When `tick` has work next: serving the throttled peers."""
+        return math.inf if self.throttled_until is None else self.throttled_until
+
+    def tick(self, now: float) -> None:
+        if self.throttled_until is not None and now >= self.throttled_until:
+            self.throttled_until = None
+            peers, self._throttled = self._throttled, set()
+            for peer in peers:
+                self.serve(peer)
 
     def _piece_loaded(self, peer: PeerConnection) -> None:
         peer.awaiting_piece = -1
@@ -296,10 +387,10 @@ class PieceFlowMixin:
         """Start loading the next pieces the peer has asked for, so they are cached by the time its queue
         reaches them instead of stalling it once per piece. Runs each time the queue moves on to another piece;
         a piece's requests are queued together, so a sample of the queue finds the next pieces cheaply."""
-        assert self.meta is not None and self.pieces is not None
-        budget = self.settings.read_cache_bytes // 2  # never so much that it evicts what it loaded
+        assert self.torrent.meta is not None and self.torrent.pieces is not None
+        budget = self.context.settings.read_cache_bytes // 2  # never so much that it evicts what it loaded
         pending = peer.pending
-        step = max(1, self.meta.piece_length // wire.BLOCK_SIZE // 4)
+        step = max(1, self.torrent.meta.piece_length // wire.BLOCK_SIZE // 4)
         seen = 0
         last = -1
         for k in range(0, min(len(pending), READ_AHEAD_REQUESTS), step):
@@ -311,7 +402,7 @@ class PieceFlowMixin:
             if seen > READ_AHEAD_PIECES:
                 break
             if index not in self.cache and index not in self.loading:
-                budget -= self.pieces.piece_size(index)
+                budget -= self.torrent.pieces.piece_size(index)
                 if budget < 0:
                     break
                 self._load_piece(index)
@@ -320,14 +411,14 @@ class PieceFlowMixin:
         fut = self.loading.get(index)
         if fut is not None:
             return fut
-        assert self.storage is not None
-        fut = self.engine.run_blocking_future(self.storage.read, index)
+        assert self.torrent.storage is not None
+        fut = self.context.run_blocking_future(self.torrent.storage.read, index)
         self.loading[index] = fut
 
         def loaded(f: asyncio.Future) -> None:
             self.loading.pop(index, None)
             if f.cancelled() or f.exception() is not None or f.result() is None:
-                self._fail(f"cannot read piece {index} from disk: the files changed or vanished")
+                self.torrent.fail(f"cannot read piece {index} from disk: the files changed or vanished")
                 return
             self._cache_piece(index, memoryview(f.result()))  # blocks are served as slices of it
 
@@ -338,6 +429,6 @@ class PieceFlowMixin:
         """Keep a verified piece for serving; the least recently added go when the cache is over its size."""
         self.cache[index] = data
         self.cache_bytes += len(data)
-        while self.cache_bytes > self.settings.read_cache_bytes and len(self.cache) > 1:
+        while self.cache_bytes > self.context.settings.read_cache_bytes and len(self.cache) > 1:
             _, old = self.cache.popitem(last=False)
             self.cache_bytes -= len(old)
