@@ -125,10 +125,11 @@ def test_a_small_cache_keeps_few_files_open_and_reads_the_right_bytes(tmp_path: 
 
     assert run_threads(work) == []
     # Descriptors in use are never closed under their user, so the bound is soft: each worker may hold one in use
-    # beyond the cache's three, and one more for a moment when it lost a race to open the same file; the
-    # sampler's own listing of /proc/self/fd holds one. Far below the 48 files the workers touch.
+    # beyond the cache's three, one it has just opened (outside the lock) and not yet cached, and one it evicted and
+    # is about to close (after the lock); the sampler's own listing of /proc/self/fd holds one. Far below the 48
+    # files the workers touch. (CI under load saw 20 open at once, over a bound that forgot the evicted ones.)
     workers = THREADS - 1
-    assert most <= 3 + 2 * workers + 1
+    assert most <= 3 + 3 * workers + 1
     small.close()
     assert open_fds() == before
     assert [small.read(i) for i in range(files)] == [expected[i] for i in range(files)]
