@@ -23,14 +23,6 @@ import peerloom
 
 SRC = Path(peerloom.__file__).resolve().parent.parent
 
-# Known violations, by import edge (importer, imported), each with the work that removes it. The tests below pass
-# with them and fail as soon as one of them is gone, so the list is trimmed as the fixes land.
-# Removed when issue 13's cli/ package and engine service land: the CLI modules import each other in a circle,
-# torrent/swarm.py imports Node for type checking, node.py takes __version__ from the package (peerloom.version now).
-# The peer -> swarm edge (PeerConnection names its Torrent) goes with issue 13's composed Torrent and PeerWire.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("peerloom.torrent.peer", "peerloom.torrent.swarm"): "composed Torrent and PeerWire (issue 13 item 4)",
-}
 
 # The protocol cores: bytes and the current time in, events and bytes out (DESIGN.md rule 2). Checked to be so.
 SANS_IO = [
@@ -196,29 +188,20 @@ EDGES = graph(MODULES)
 def test_the_reader_sees_imports_at_every_level() -> None:
     """A check of the reader itself: imports under TYPE_CHECKING, inside functions and relative ones are edges."""
     assert "peerloom.node" in EDGES["peerloom"]  # the root package's lazy `from peerloom.node import Node`
-    assert "peerloom.torrent.swarm" in EDGES["peerloom.torrent.peer"]  # under `if TYPE_CHECKING:`
+    assert "peerloom.torrent.context" in EDGES["peerloom.torrent.peer"]  # under `if TYPE_CHECKING:`
     assert "peerloom.torrent.wire" in EDGES["peerloom.torrent.swarm"]  # `from peerloom.torrent import wire`
 
 
 def test_no_import_cycles() -> None:
-    left = cycles(EDGES, set(KNOWN_VIOLATIONS))
-    assert not left, "import cycles: " + " | ".join(one_cycle(c, EDGES, set(KNOWN_VIOLATIONS)) for c in left)
+    left = cycles(EDGES)
+    assert not left, "import cycles: " + " | ".join(one_cycle(c, EDGES) for c in left)
 
 
 def test_no_lower_module_imports_node_api_or_cli() -> None:
-    bad = [imp for imp in upward(EDGES) if (imp.importer, imp.imported) not in KNOWN_VIOLATIONS]
+    bad = list(upward(EDGES))
     assert not bad, "imports from below the composition root: " + ", ".join(
         f"{imp.importer} -> {imp.imported} (line {imp.line})" for imp in bad
     )
-
-
-def test_every_known_violation_still_exists() -> None:
-    """Once a fix lands, its entry must go: an allowed edge that is gone, or no longer closes a cycle nor points
-    upward, fails here."""
-    on_cycle = {(a, b) for c in cycles(EDGES) for a in c for b in EDGES[a] if b in c}
-    upward_edges = {(imp.importer, imp.imported) for imp in upward(EDGES)}
-    stale = [edge for edge in KNOWN_VIOLATIONS if edge not in on_cycle and edge not in upward_edges]
-    assert not stale, f"these are fixed, remove them from KNOWN_VIOLATIONS: {stale}"
 
 
 def clock_and_io_uses(name: str, path: Path) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
@@ -25,9 +26,27 @@ from peerloom.torrent.wire import BLOCK_SIZE, Piece, Request
 
 if TYPE_CHECKING:
     from peerloom.torrent.context import SwarmContext
-    from peerloom.torrent.swarm import Torrent
 
 log = logging.getLogger(__name__)
+
+
+class TorrentSide(Protocol):
+    """What a peer connection needs of its torrent (the swarm's `Torrent` is one); declared here so that the
+    driver does not import the swarm that imports it."""
+
+    wire_hash: bytes
+    info_hash_v2: bytes | None
+    on_piece: Callable[[PeerConnection, Piece], None]
+    serve: Callable[[PeerConnection], None]
+
+    @property
+    def dht_enabled(self) -> bool: ...
+    def on_request(self, peer: PeerConnection, m: Request) -> None: ...
+    def on_message(self, peer: PeerConnection, m: wire.Message) -> None: ...
+    def after_messages(self, peer: PeerConnection) -> None: ...
+    def admits(self, peer: PeerConnection) -> str | None: ...
+    def peer_ready(self, peer: PeerConnection) -> bool: ...
+    def peer_lost(self, peer: PeerConnection) -> None: ...
 
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 MIN_PIPELINE = 32
@@ -61,12 +80,12 @@ class PeerConnection(asyncio.BufferedProtocol):
     def __init__(
         self,
         engine: SwarmContext,
-        torrent: Torrent | None,
+        torrent: TorrentSide | None,
         address: Any = None,
         outgoing: bool = False,
     ) -> None:
         self.engine = engine
-        self.torrent: Torrent | None = torrent
+        self.torrent: TorrentSide | None = torrent
         # the peer's listen address when known (outgoing, or learnt from the ext handshake): (host, port) for
         # plain BitTorrent, a multiaddr for the secure layer
         self.address = address
@@ -230,7 +249,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         try:
             # pieces and requests (most of what a busy connection brings) go straight to their handlers; no message
             # depends on what came before it (BEP 3's "bitfield first" is a rule for senders: see `on_message`)
-            on_piece, on_request, on_message = torrent._on_piece, torrent._on_request, torrent.on_message
+            on_piece, on_request, on_message = torrent.on_piece, torrent.on_request, torrent.on_message
             for message in messages:
                 kind = type(message)
                 if kind is Piece:

@@ -123,7 +123,7 @@ class Torrent:
         self.flow = PieceFlow(engine, self, upload_bucket=self.upload_bucket,
                               downloaded=record.downloaded if record else 0, uploaded=record.uploaded if record else 0)
         # what a peer connection calls for each block it receives and to be served (bound once: the hot path)
-        self._on_piece: Callable[[PeerConnection, wire.Piece], None] = self.flow.on_piece
+        self.on_piece: Callable[[PeerConnection, wire.Piece], None] = self.flow.on_piece
         self.serve: Callable[[PeerConnection], None] = self.flow.serve
         self.paused = False
         self.snubs = 0
@@ -564,7 +564,7 @@ class Torrent:
         if handler is not None:
             handler(peer, m)
 
-    def _on_request(self, peer: PeerConnection, m: wire.Request) -> None:
+    def on_request(self, peer: PeerConnection, m: wire.Request) -> None:
         index, begin, length = m
         picker = self.picker
         if picker is not None and (index >= picker.num_pieces or begin + length > picker.sizes[index]):
