@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.cli import listening_event
 from typer.testing import CliRunner
 
 from peerloom.cli import app
@@ -63,12 +63,7 @@ def test_share_says_which_symlinks_it_skipped(linked: Path, tmp_path: Path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert seeder.stdout is not None
-        listening = None
-        for line in seeder.stdout:
-            if line.startswith("{") and json.loads(line).get("event") == "listening":
-                listening = json.loads(line)
-                break
+        listening = listening_event(seeder)
         assert listening is not None
     finally:
         seeder.terminate()

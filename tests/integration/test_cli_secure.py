@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support.cli import listening_event
+
 PEERLOOM = [sys.executable, "-m", "peerloom"]
 
 
@@ -39,12 +41,7 @@ def test_private_share_get_and_ping_from_the_command_line(tmp_path: Path) -> Non
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        assert seeder.stdout is not None
-        listening = None
-        for line in seeder.stdout:
-            if line.startswith("{") and json.loads(line).get("event") == "listening":
-                listening = json.loads(line)
-                break
+        listening = listening_event(seeder)
         assert listening is not None, seeder.stderr.read() if seeder.stderr else ""
         addr, magnet = listening["secure_addr"], listening["magnet"]
         assert "/p2p/12D3KooW" in addr

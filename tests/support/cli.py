@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import sys
+from typing import Any
 
 
 async def peerloom(*args: str, timeout: float = 30) -> tuple[int, str, str]:
@@ -19,3 +22,12 @@ async def peerloom(*args: str, timeout: float = 30) -> tuple[int, str, str]:
             await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, stdout.decode(), stderr.decode()
+
+
+def listening_event(proc: subprocess.Popen[str]) -> dict[str, Any] | None:
+    """The `listening` event a `--status-lines` node prints on stdout (None if it exits first)."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("{") and json.loads(line).get("event") == "listening":
+            return json.loads(line)
+    return None
