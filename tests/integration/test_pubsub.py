@@ -235,10 +235,10 @@ async def test_a_peer_that_does_not_read_is_dropped_when_its_send_queue_is_full(
         stream = await harness.open(a)
         await stream.write(rpc_frame())  # joins the topic: a sends it every message
         await until(lambda: harness.peer_id in ps(a).peers(TOPIC), what="harness in the topic")
-        payload = os.urandom(16 * 1024)
-        for _ in range(40):  # 640 KiB: past the stream's window (256 KiB) and the queue's bound
+        payload = os.urandom(20 * 1024)
+        for _ in range(100):  # 2 MiB: past the stream's window (256 KiB), yamux's send buffer (1 MiB) and our bound
             await ps(a).publish(TOPIC, payload)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
         await until(lambda: harness.peer_id not in ps(a).peers(TOPIC), what="the slow peer dropped")
         assert ps(a).stats()["slow_peers_dropped"] == 1
 
