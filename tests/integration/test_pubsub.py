@@ -267,10 +267,11 @@ async def test_two_nodes_that_share_only_a_dht_bootstrap_node_meet_by_topic(tmp_
         bootstrap = [("127.0.0.1", boot.dht.port)]
         async with node(tmp_path, "a", bootstrap=bootstrap, **DHT) as a, \
                 node(tmp_path, "b", bootstrap=bootstrap, **DHT) as b:
-            sub_a = ps(a).subscribe(TOPIC)
             rendezvous = ps(a).rendezvous
             assert rendezvous is not None
-            await until(lambda: rendezvous.announced.get(TOPIC, 0) >= 1, 8, "a announced the topic")
+            rendezvous.interval = 0.2  # re-announced this often while subscribed
+            sub_a = ps(a).subscribe(TOPIC)
+            await until(lambda: rendezvous.announced.get(TOPIC, 0) >= 2, 8, "a announced the topic twice")
             assert b.identity.peer_id not in a.secure_host.connections
             sub_b = ps(b).subscribe(TOPIC)
             assert await ps(b).find_topic_peers(TOPIC) >= 1
@@ -280,4 +281,8 @@ async def test_two_nodes_that_share_only_a_dht_bootstrap_node_meet_by_topic(tmp_
             await ps(a).publish(TOPIC, b"found you too")
             assert [m.data for m in await receive(sub_a, 1)] == [b"found you"]
             assert [m.data for m in await receive(sub_b, 1)] == [b"found you too"]
+            sub_a.close()  # the last subscription: a stops announcing the topic
+            announced = rendezvous.announced[TOPIC]
+            await asyncio.sleep(0.5)
+            assert rendezvous.announced[TOPIC] == announced
 

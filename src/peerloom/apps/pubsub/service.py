@@ -177,7 +177,6 @@ class PubSubService:
         subscription_queue: int = SUBSCRIPTION_QUEUE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         validation_timeout: float = VALIDATION_TIMEOUT,
-        rendezvous_interval: float | None = None,
         on_peer: Callable[[PeerId, list[object], str], None] | None = None,
     ) -> None:
         self.limits = limits or RpcLimits()
@@ -186,7 +185,6 @@ class PubSubService:
         self.subscription_queue = subscription_queue
         self.send_queue_bytes = send_queue_bytes
         self.validation_timeout = validation_timeout
-        self._rendezvous_interval = rendezvous_interval
         self._on_peer = on_peer
         self.router: GossipSub | None = None
         self.rendezvous: TopicRendezvous | None = None
@@ -207,13 +205,13 @@ class PubSubService:
     async def start(self, ctx: NodeContext) -> None:
         self._ctx = ctx
         self.router = self._router_factory(ctx)
-        kwargs = {} if self._rendezvous_interval is None else {"interval": self._rendezvous_interval}
-        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer, **kwargs)
+        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):  # peers identified before we started
             info = conn.info
             if info is not None and _speaks_meshsub(info.protocols):
                 self._open_link(peer, conn)
+        self._rearm()
 
     def admits(self, peer: PeerId, protocol: str) -> bool:
         return self._admits is None or self._admits(peer, protocol)
