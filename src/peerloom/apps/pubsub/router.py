@@ -124,6 +124,7 @@ class GossipSub:
             "mcache": len(self._mcache),
             "pending_validations": len(self._pending),
             "promises": len(self._state.promises),
+            "dont_want": sum(len(p.dont_want) for p in self._state.peers.values()),
         }
 
     def take_events(self) -> list[Event]:
