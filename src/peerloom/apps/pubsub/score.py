@@ -21,7 +21,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from peerloom.apps.pubsub.message import RejectReason
 from peerloom.identity import PeerId
+
+__all__ = ["PeerScore", "RejectReason", "ScoreParams", "Thresholds", "TopicScoreParams"]
 
 IPv6_COLOCATION_PREFIX = 64  # an IPv6 peer also counts for its /64: one host usually owns a whole /64
 
@@ -95,19 +98,9 @@ class Thresholds:
     opportunistic_graft_threshold: float = 5.0
 
 
-class RejectReason(enum.Enum):
-    """Why the router refused a message. Failures of the message itself count as invalid deliveries (P₄) for the
-    peer that sent it; VALIDATION_REJECT counts for every peer that sent it while it was being validated too."""
-
-    MISSING_SIGNATURE = "missing signature"
-    INVALID_SIGNATURE = "invalid signature"
-    SELF_ORIGIN = "self origin"
-    VALIDATION_REJECT = "validation rejected"
-    VALIDATION_IGNORE = "validation ignored"
-    BLACKLISTED = "blacklisted"
-
-
-# the message itself proves its sender wrong, without a delivery record (go-libp2p-pubsub RejectMessage)
+# RejectReason (message.py, re-exported here): a failure of the message itself proves its sender wrong without a
+# delivery record (go-libp2p-pubsub's RejectMessage); VALIDATION_REJECT also blames every peer that sent the message
+# while it was validated; VALIDATION_IGNORE and BLACKLISTED blame nobody.
 _INVALID_AT_ONCE = {RejectReason.MISSING_SIGNATURE, RejectReason.INVALID_SIGNATURE, RejectReason.SELF_ORIGIN}
 
 
