@@ -42,10 +42,12 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str =
 
 
 async def link(a: Node, b: Node) -> None:
-    """Connect a to b (as `--peer` does) and wait until each lists the other as a peer of the topic."""
+    """Connect a to b (as `--peer` does) and wait until each has the other in its mesh of the topic (a message
+    forwarded before that reaches only the mesh: gossip goes to peers outside it, so a peer grafted in between
+    would not hear of it)."""
     await a.secure_host.connect(b.secure_addrs[0])
     pa, pb = a.identity.peer_id, b.identity.peer_id
-    await until(lambda: pb in ps(a).peers(TOPIC) and pa in ps(b).peers(TOPIC), what="topic peers")
+    await until(lambda: pb in ps(a).mesh(TOPIC) and pa in ps(b).mesh(TOPIC), what="the mesh")
 
 
 async def drain(sub: Subscription, quiet: float = 0.3) -> list[PubsubMessage]:

@@ -180,7 +180,7 @@ class PubSubService:
         on_peer: Callable[[PeerId, list[object], str], None] | None = None,
     ) -> None:
         self.limits = limits or RpcLimits()
-        self._router_factory = router_factory or (lambda ctx: GossipSub(ctx.identity, validate=True))
+        self._router_factory = router_factory or _default_router
         self._admits = admits
         self.subscription_queue = subscription_queue
         self.send_queue_bytes = send_queue_bytes
@@ -543,6 +543,12 @@ class PubSubService:
         figures.update(self.counters)
         figures["links"] = len(self._links)
         return figures
+
+
+def _default_router(ctx: NodeContext) -> GossipSub:
+    # seqnos start at the wall clock in nanoseconds, as go-libp2p and js-libp2p do: they keep increasing across
+    # restarts of the same identity (pubsub spec: "linearly increasing"; kubo checks it)
+    return GossipSub(ctx.identity, validate=True, first_seqno=time.time_ns())
 
 
 def _speaks_meshsub(protocols: object) -> bool:
