@@ -26,7 +26,7 @@ from peerloom.apps.pubsub.rpc import (
     encode_publish,
     encode_rpc,
 )
-from peerloom.codec.protobuf import encode_bytes_field, encode_varint_field
+from peerloom.codec.protobuf import ProtobufError, encode_bytes_field, encode_varint_field, iter_fields
 
 FULL = RPC(
     subscriptions=(SubOpts(True, "blocks"), SubOpts(False, "txs")),
@@ -153,8 +153,14 @@ def test_an_oversized_rpc_is_refused_before_parsing() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=300), mutated(st.just(encode_rpc(FULL)))))
 def test_random_and_damaged_input_raises_only_pubsub_error(data: bytes) -> None:
+    """And the RPC reader's own record scanner agrees with codec.protobuf on which top-level input is well formed."""
+    try:
+        top_level = list(iter_fields(data))
+    except ProtobufError:
+        top_level = None
     try:
         rpc = decode_rpc(data)
     except PubsubError:
         return
+    assert top_level is not None
     assert decode_rpc(encode_rpc(rpc)) == rpc
