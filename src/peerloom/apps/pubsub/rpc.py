@@ -220,6 +220,26 @@ def encode_publish(encoded_messages: list[bytes]) -> bytes:
     return b"".join([encode_bytes_field(_RPC_PUBLISH, m) for m in encoded_messages])
 
 
+def encode_rpcs(encoded_messages: list[bytes], control: ControlMessage | None, max_size: int) -> list[bytes]:
+    """The messages (already encoded) and the control message as RPCs of at most max_size bytes each, so that a
+    peer applying the same limit reads them all: the control part first, then the messages packed in order.
+    A message that alone exceeds max_size goes alone (the receiver's limit may be larger)."""
+    parts = [encode_bytes_field(_RPC_CONTROL, encode_control(control))] if control else []
+    parts += [encode_bytes_field(_RPC_PUBLISH, m) for m in encoded_messages]
+    rpcs: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        if batch and size + len(part) > max_size:
+            rpcs.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(part)
+        size += len(part)
+    if batch:
+        rpcs.append(b"".join(batch))
+    return rpcs
+
+
 # --- decoding -----------------------------------------------------------------------------------------------------
 
 

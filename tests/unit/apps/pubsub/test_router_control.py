@@ -390,3 +390,26 @@ def test_an_unsubscribing_peer_leaves_topic_and_mesh() -> None:
     assert lone.router.topic_peers("t") == [] and lone.router.mesh_peers("t") == [] and lone.router.peers() == [
         lone.id(1)
     ]
+
+
+def test_an_iwant_answer_is_split_into_rpcs_the_asker_accepts() -> None:
+    lone = meshed(1, params=GossipParams(rpc_limits=RpcLimits(max_rpc_size=1500)))
+    ids = [lone.router.publish("t", bytes(600), lone.now).msg_id for _ in range(3)]
+    lone.sent()
+    lone.send(1, RPC(control=ControlMessage(iwant=(IWant(tuple(ids)),))))
+    replies = [e.data for e in lone.take()]
+    assert len(replies) == 2 and all(len(r) <= 1500 for r in replies)
+
+
+def test_publishing_a_message_too_large_for_an_rpc_is_refused() -> None:
+    lone = meshed(1, params=GossipParams(rpc_limits=RpcLimits(max_rpc_size=1000)))
+    with pytest.raises(ValueError):
+        lone.router.publish("t", bytes(1000), lone.now)
+    assert lone.router.publish("t", bytes(800), lone.now).peers == 1
+
+
+def test_a_peer_is_remembered_in_at_most_max_peer_topics_topics() -> None:
+    lone = LoneRouter(params=GossipParams(max_peer_topics=2))
+    lone.add(1, topics=("a", "b", "c"))
+    lone.send(1, RPC(subscriptions=(SubOpts(True, "a"), SubOpts(False, "b"), SubOpts(True, "d"))))
+    assert [t for t in "abcd" if lone.router.topic_peers(t)] == ["a", "d"]

@@ -25,6 +25,7 @@ from peerloom.apps.pubsub.rpc import (
     encode_message,
     encode_publish,
     encode_rpc,
+    encode_rpcs,
 )
 from peerloom.codec.protobuf import ProtobufError, encode_bytes_field, encode_varint_field, iter_fields
 
@@ -164,3 +165,14 @@ def test_random_and_damaged_input_raises_only_pubsub_error(data: bytes) -> None:
         return
     assert top_level is not None
     assert decode_rpc(encode_rpc(rpc)) == rpc
+
+
+def test_encode_rpcs_packs_within_the_size_limit_control_first() -> None:
+    messages = [encode_message(Message("t", bytes(n))) for n in (300, 300, 300, 2000)]
+    control = ControlMessage(iwant=(IWant((b"x",)),))
+    rpcs = encode_rpcs(messages, control, 700)
+    decoded = [decode_rpc(r) for r in rpcs]
+    assert [len(r) <= 700 for r in rpcs] == [True, True, False]  # the 2000-byte message goes alone
+    assert decoded[0].control == control and [len(d.publish) for d in decoded] == [2, 1, 1]
+    assert [m.data for d in decoded for m in d.publish] == [bytes(n) for n in (300, 300, 300, 2000)]
+    assert encode_rpcs([], None, 100) == []
