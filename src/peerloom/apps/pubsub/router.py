@@ -34,6 +34,7 @@ from peerloom.apps.pubsub.router_state import (
 from peerloom.apps.pubsub.rpc import (
     RPC,
     ControlMessage,
+    Graft,
     IDontWant,
     IHave,
     IWant,
@@ -479,7 +480,7 @@ class GossipSub:
         self._state.count("iwant_served", len(found))
         return found
 
-    def _handle_graft(self, info: PeerState, grafts: tuple, now: float) -> list[Prune]:
+    def _handle_graft(self, info: PeerState, grafts: tuple[Graft, ...], now: float) -> list[Prune]:
         """Join the peer to our meshes, or answer PRUNE: during a backoff (penalised, twice when within
         graft_flood_threshold of our PRUNE), with a negative score, or when the mesh is full and the peer is
         inbound (v1.1 "Prune Backoff", "Outbound Mesh Quotas"). GRAFTs for topics we do not join are ignored."""

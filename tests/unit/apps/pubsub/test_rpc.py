@@ -3,6 +3,8 @@ field numbers other implementations use, protobuf's leniencies, and every bound 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -87,6 +89,8 @@ def test_a_decoded_message_keeps_its_wire_bytes_for_forwarding() -> None:
     assert msg == Message("t") and msg.wire == wire and encode_message(msg) == wire
     assert encode_message(Message("t")) == encode_bytes_field(2, b"") + encode_bytes_field(4, b"t")
     assert encode_publish([wire, wire]) == encode_rpc(RPC(publish=(msg, msg)))
+    changed = dataclasses.replace(msg, data=b"new")  # a changed message is encoded afresh, not sent as it came
+    assert changed.wire is None and decode_rpc(encode_rpc(RPC(publish=(changed,)))).publish == (changed,)
 
 
 def test_protobuf_leniencies() -> None:
