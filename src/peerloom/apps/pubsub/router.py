@@ -402,8 +402,9 @@ class GossipSub:
         state = self._state
         self._score.deliver_message(source, msg_id, msg.topic, now)
         self._mcache.put(msg_id, msg, encoded)
-        state.events.append(Deliver(msg_id, msg, source))
-        state.count("delivered")
+        if msg.topic in state.subscriptions:  # we may have left the topic while the application validated
+            state.events.append(Deliver(msg_id, msg, source))
+            state.count("delivered")
         author = msg.from_peer
         targets = [
             p for p in state.mesh.get(msg.topic, ())

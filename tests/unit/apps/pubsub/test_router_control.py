@@ -163,6 +163,16 @@ def test_validation_accept_reject_ignore() -> None:
     assert lone.sent() == {}  # a verdict for nothing pending does nothing
 
 
+def test_a_message_accepted_after_we_left_its_topic_is_not_delivered() -> None:
+    lone = meshed(1, validate=True)
+    lone.send(1, RPC(publish=(signed(),)))
+    (validation,) = [e for e in lone.take() if isinstance(e, Validate)]
+    lone.router.unsubscribe("t", lone.now)
+    lone.router.report_validation(validation.msg_id, validation.source, Validation.ACCEPT, lone.now)
+    assert [e for e in lone.take() if isinstance(e, Deliver)] == []
+    assert lone.score.delivered == [(lone.id(1), validation.msg_id)]
+
+
 def test_an_unanswered_validation_is_dropped_after_the_timeout() -> None:
     lone = meshed(1, params=GossipParams(validation_timeout=5.0), validate=True)
     lone.send(1, RPC(publish=(signed(),)))
