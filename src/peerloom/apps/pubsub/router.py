@@ -349,16 +349,18 @@ class GossipSub:
             state.count("duplicates")
             score.duplicate_message(source, msg_id, topic, now)
             return
-        self._mark_seen(msg_id, now)
-        score.validate_message(source, msg_id, topic, now)
         if msg.from_peer == self.peer_id.to_bytes():
             self._reject(source, msg_id, topic, RejectReason.SELF_ORIGIN, now)
             return
+        # Only a correctly signed message is marked seen (as go- and js-libp2p do): the id is the author's key and a
+        # predictable seqno, so a forgery marked seen first would make the genuine message a "duplicate".
         try:
             verify_message(msg)
         except InvalidMessage as exc:
             self._reject(source, msg_id, topic, exc.reason, now)
             return
+        self._mark_seen(msg_id, now)
+        score.validate_message(source, msg_id, topic, now)
         state.promises.pop(msg_id, None)
         encoded = encode_message(msg)
         if len(msg.data) >= self._params.idontwant_min_size:

@@ -103,6 +103,17 @@ def test_a_message_that_fails_strictsign_is_rejected_not_delivered_nor_forwarded
     assert [(p, why) for p, _, _, why in lone.score.rejected] == [(lone.id(1), reason)]
 
 
+def test_a_forgery_sent_first_does_not_shadow_the_genuine_message() -> None:
+    """A bad signature under the genuine message's id (author key and next seqno) must not mark that id seen."""
+    lone = meshed(2)
+    genuine = signed(b"genuine")
+    lone.send(1, RPC(publish=(dataclasses.replace(genuine, data=b"forged"),)))
+    lone.send(2, RPC(publish=(genuine,)))
+    lone.sent()
+    assert [(type(e), e.message) for e in lone.events] == [(Deliver, genuine)]
+    assert lone.score.duplicates == []
+
+
 def test_a_message_claiming_to_be_ours_is_rejected() -> None:
     lone = meshed(1)
     lone.send(1, RPC(publish=(sign_message(lone.identity, "t", b"x", bytes(8)),)))
