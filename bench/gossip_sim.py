@@ -7,8 +7,11 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 
 - Nodes: N routers with distinct Ed25519 identities and distinct IPv4 addresses (10.a.b.c), all subscribed to one
   topic. Each dials `--dials` (default 8..10) others chosen at random; both ends `add_peer` (the dialler outbound).
-- Links: each has a one-way latency drawn once from `--latency` (default 10..100 ms); RPCs of one link keep their
-  order. After the warm-up a share `--loss` (default 1 %) of all RPCs is dropped at random (control messages too).
+- Links: each has a one-way latency drawn once from `--latency` (default 10..100 ms); each node's uplink sends one
+  RPC after the other at `--bandwidth` (default 10 Mbit/s), so RPCs of one link keep their order and a node that
+  forwards a message to its mesh sends the copies one after another (the window in which an IDONTWANT can arrive
+  first: with no serialisation delay an IDONTWANT could never overtake the copy it is meant to stop). After the
+  warm-up a share `--loss` (default 1 %) of all RPCs is dropped at random (control messages too).
 - Warm-up: subscriptions and `--warmup` simulated seconds of heartbeats (mesh building), no loss.
 - Measuring: `--messages` messages of `--size` bytes published by random honest nodes, one every `--interval`
   seconds, then `--drain` seconds for gossip (IHAVE/IWANT) to repair what loss broke.
@@ -44,12 +47,12 @@ from peerloom.apps.pubsub.params import GossipParams
 from peerloom.apps.pubsub.router import Deliver, GossipSub, SendRpc
 from peerloom.apps.pubsub.rpc import RPC, Message, encode_rpc
 from peerloom.apps.pubsub.score import PeerScore, ScoreParams
-from peerloom.codec.protobuf import iter_fields
+from peerloom.codec.varint import decode_varint
 from peerloom.identity import Identity, PeerId
 
 TOPIC = "peerloom-sim"
 PROTOCOL = "/meshsub/1.2.0"
-RPC_PUBLISH_FIELD = 2  # rpc.proto: RPC.publish
+RPC_PUBLISH_KEY = 2 << 3 | 2  # rpc.proto: RPC.publish, field 2, length-delimited
 # event kinds, in the heap as (time, sequence, kind, a, b, payload)
 RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK = 0, 1, 2, 3, 4
 
@@ -58,9 +61,10 @@ RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK = 0, 1, 2, 3, 4
 class SimConfig:
     nodes: int = 1000
     messages: int = 20
-    size: int = 2048
+    size: int = 4096
     dials: tuple[int, int] = (8, 10)
     latency: tuple[float, float] = (0.010, 0.100)
+    bandwidth: float = 10e6  # bits/s of each node's uplink; 0: unlimited
     loss: float = 0.01
     warmup: float = 10.0
     interval: float = 0.2
@@ -103,6 +107,7 @@ class Simulation:
         self.heap: list[tuple[float, int, int, int, int, object]] = []
         self.sequence = 0
         self.wakeup: list[float | None] = [None] * n
+        self.uplink_free = [0.0] * n  # when each node's uplink has sent what is queued on it
         self.now = 0.0
         self.lossy = False
         # measurements
@@ -164,13 +169,22 @@ class Simulation:
         if self.lossy and self.rng.random() < self.config.loss:
             self.dropped += 1
             return
-        self.push(self.now + self.links[i][j], kind, i, j, data)
+        start = self.now
+        if self.config.bandwidth:
+            start = max(start, self.uplink_free[i]) + len(data) * 8 / self.config.bandwidth
+            self.uplink_free[i] = start
+        self.push(start + self.links[i][j], kind, i, j, data)
 
     def count_messages(self, data: bytes) -> int:
         """Publish entries in an RPC (the forwarding path sends one bytes object to many peers: count it once)."""
         last, count = self._counted
         if data is not last:
-            count = sum(1 for f in iter_fields(data) if f.number == RPC_PUBLISH_FIELD)
+            count = pos = 0
+            while pos < len(data):  # top-level fields only: a key byte (fields 1..3), a length, the body
+                key = data[pos]
+                length, pos = decode_varint(data, pos + 1)
+                pos += length
+                count += key == RPC_PUBLISH_KEY
             self._counted = (data, count)
         return count
 
@@ -191,7 +205,7 @@ class Simulation:
         while heap and heap[0][0] <= end:
             at, _, kind, a, b, payload = heapq.heappop(heap)
             self.now = at
-            if kind == RPC_ARRIVES or kind == ATTACK_ARRIVES:
+            if kind in (RPC_ARRIVES, ATTACK_ARRIVES):
                 if kind == RPC_ARRIVES and not self.attacker[b]:
                     self.copies += self.count_messages(payload)
                 routers[b].handle_rpc(self.ids[a], payload, at)
@@ -287,7 +301,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="1000,10000", help="comma-separated network sizes")
     parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--size", type=int, default=2048, help="bytes of data per message")
+    parser.add_argument("--size", type=int, default=4096, help="bytes of data per message")
+    parser.add_argument("--bandwidth", type=float, default=10.0, help="Mbit/s of each uplink; 0: unlimited")
     parser.add_argument("--loss", type=float, default=0.01)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.2)
@@ -305,7 +320,8 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
         for idontwant in ((True, False) if args.both else (not args.no_idontwant,)):
             runs.append(
                 SimConfig(
-                    nodes=nodes, messages=args.messages, size=args.size, loss=args.loss, warmup=args.warmup,
+                    nodes=nodes, messages=args.messages, size=args.size, bandwidth=args.bandwidth * 1e6,
+                    loss=args.loss, warmup=args.warmup,
                     interval=args.interval, drain=args.drain, idontwant=idontwant, attackers=args.attackers,
                     seed=args.seed,
                 )

@@ -30,4 +30,4 @@ def test_fifty_nodes_full_delivery_and_attackers_graylisted() -> None:
     assert result["attacker_links"] > 0
     assert result["graylisted_fraction"] == 1.0
     assert 1 <= result["hops_p50"] <= result["hops_p99"]
-    assert 1.0 <= result["amplification"]
+    assert result["amplification"] >= 1.0
