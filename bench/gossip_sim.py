@@ -23,7 +23,8 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 - Attack (`--attackers 0.1`): that share of the nodes run the same router (so they join meshes during the warm-up)
   and, from the start of the measured phase, also send each of their peers an RPC with `--attack-batch` messages
   carrying bad signatures every `--attack-interval` seconds. Reported: the share of (honest node, attacker) links
-  where the honest node scores the attacker below the graylist threshold at the end, and the honest delivery rate.
+  where the honest node scores the attacker below the graylist threshold at the end, when 50/99/100 % of them first
+  were (probed every 0.1 simulated seconds), and the honest delivery rate.
 - IDONTWANT (gossipsub v1.2) is on unless `--no-idontwant`; `--both` runs each size twice, with and without.
 
 One JSON line per run. CPU seconds (process time) and wall seconds cover the whole run, building included.
@@ -54,7 +55,8 @@ TOPIC = "peerloom-sim"
 PROTOCOL = "/meshsub/1.2.0"
 RPC_PUBLISH_KEY = 2 << 3 | 2  # rpc.proto: RPC.publish, field 2, length-delimited
 # event kinds, in the heap as (time, sequence, kind, a, b, payload)
-RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK = 0, 1, 2, 3, 4
+RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK, PROBE = 0, 1, 2, 3, 4, 5
+PROBE_INTERVAL = 0.1  # simulated seconds between looks at how many attacker links are graylisted
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ def percentile(values: list[float], q: float) -> float:
 class Simulation:
     """One network of routers and the event heap that drives it."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, *, progress: bool = False) -> None:
         self.config = config
+        self.progress = progress
         self.rng = random.Random(config.seed)
         n = config.nodes
         self.identities = [Identity.generate() for _ in range(n)]
@@ -115,6 +118,8 @@ class Simulation:
         self.hops: dict[bytes, dict[int, int]] = {}
         self.deliveries: list[tuple[int, float]] = []  # (hop, latency) of each delivery to an honest node
         self.copies = 0
+        self.attack_start = 0.0
+        self.graylisted_after: dict[str, float] = {}  # "50%", "99%", "100%" -> simulated seconds into the attack
         self.rpcs = 0
         self.dropped = 0
         self._counted: tuple[bytes, int] = (b"", 0)
@@ -203,7 +208,9 @@ class Simulation:
         heap = self.heap
         routers = self.routers
         while heap and heap[0][0] <= end:
-            at, _, kind, a, b, payload = heapq.heappop(heap)
+            at, sequence, kind, a, b, payload = heapq.heappop(heap)
+            if self.progress and not sequence & 0x3FFFF:
+                print(f"sim t={at:.2f}s events={sequence} heap={len(heap)}", file=sys.stderr, flush=True)
             self.now = at
             if kind in (RPC_ARRIVES, ATTACK_ARRIVES):
                 if kind == RPC_ARRIVES and not self.attacker[b]:
@@ -220,6 +227,8 @@ class Simulation:
                 self.publish(a)
             elif kind == ATTACK:
                 self.attack(a, b)
+            elif kind == PROBE:
+                self.probe()
         self.now = end
 
     def publish(self, i: int) -> None:
@@ -257,19 +266,25 @@ class Simulation:
         for i in range(config.nodes):
             if self.attacker[i]:
                 self.push(start + self.rng.uniform(0, config.attack_interval), ATTACK, i, 0)
+        if self.config.attackers:
+            self.attack_start = start
+            self.push(start, PROBE, 0)
         for k in range(config.messages):
             self.push(start + k * config.interval, PUBLISH, self.rng.choice(honest))
         end = start + config.messages * config.interval + config.drain
         self.run_until(end)
         expected = config.messages * (len(honest) - 1)
         delivered = len(self.deliveries)
+        reached = sum(1 for msg_id, hops in self.hops.items() for i in hops
+                      if not self.attacker[i] and i != self.published[msg_id][0])
         result: dict[str, object] = {
             "nodes": config.nodes,
             "messages": config.messages,
             "idontwant": config.idontwant,
             "attackers": sum(self.attacker),
             "links": sum(len(peers) for peers in self.links) // 2,
-            "delivery_rate": round(delivered / expected, 6) if expected else None,
+            "delivery_rate": round(reached / expected, 6) if expected else None,
+            "app_duplicates": delivered - reached,  # a message delivered twice to one node (must be 0)
             "hops_p50": percentile([h for h, _ in self.deliveries], 50) if delivered else None,
             "hops_p99": percentile([h for h, _ in self.deliveries], 99) if delivered else None,
             "latency_ms_p50": round(1000 * percentile([t for _, t in self.deliveries], 50), 1) if delivered else None,
@@ -284,8 +299,8 @@ class Simulation:
         result["wall_s"] = round(time.perf_counter() - wall, 1)
         return result
 
-    def graylisted(self) -> dict[str, object]:
-        """How many (honest node, attacker) links end with the attacker below the graylist threshold there."""
+    def attacker_links(self) -> tuple[int, int]:
+        """(honest node, attacker) links, and how many of them have the attacker below the graylist threshold."""
         links = below = 0
         for i, router in enumerate(self.routers):
             if self.attacker[i]:
@@ -294,7 +309,24 @@ class Simulation:
                 if self.attacker[j]:
                     links += 1
                     below += router.peer_score(self.ids[j], self.now) < self.params.graylist_threshold
-        return {"attacker_links": links, "graylisted_fraction": round(below / links, 6) if links else None}
+        return links, below
+
+    def probe(self) -> None:
+        """Note when 50 %, 99 % and all attacker links are first graylisted; look again until all are."""
+        links, below = self.attacker_links()
+        for share in (50, 99, 100):
+            if below * 100 >= share * links and f"{share}%" not in self.graylisted_after:
+                self.graylisted_after[f"{share}%"] = round(self.now - self.attack_start, 3)
+        if below < links:
+            self.push(self.now + PROBE_INTERVAL, PROBE, 0)
+
+    def graylisted(self) -> dict[str, object]:
+        links, below = self.attacker_links()
+        return {
+            "attacker_links": links,
+            "graylisted_fraction": round(below / links, 6) if links else None,
+            "graylisted_after_s": self.graylisted_after,
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -331,7 +363,7 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
 
 def main(argv: list[str] | None = None) -> None:
     for config in configs(parse_args(argv)):
-        print(json.dumps(Simulation(config).run()), flush=True)
+        print(json.dumps(Simulation(config, progress=True).run()), flush=True)
 
 
 if __name__ == "__main__":
