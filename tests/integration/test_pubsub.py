@@ -14,7 +14,7 @@ from support.swarm import node
 
 from peerloom.apps.pubsub.message import sign_message
 from peerloom.apps.pubsub.router import Validation
-from peerloom.apps.pubsub.rpc import RPC, Message, RpcLimits, SubOpts, encode_rpc
+from peerloom.apps.pubsub.rpc import RPC, Message, SubOpts, encode_rpc
 from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
 from peerloom.codec.varint import encode_frame, encode_varint
 from peerloom.identity import Identity, PeerId
@@ -214,7 +214,7 @@ async def test_an_oversized_length_prefix_closes_only_that_stream(tmp_path: Path
         ps(b).subscribe(TOPIC)
         await link(a, b)
         stream = await harness.open(a)
-        limit = RpcLimits().max_rpc_size
+        limit = ps(a).params.rpc_limits.max_rpc_size
         await stream.write(encode_varint(limit + 1) + b"\0" * 16)  # the body never comes: the prefix is enough
         with pytest.raises(StreamError):
             async with asyncio.timeout(5):

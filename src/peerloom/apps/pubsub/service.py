@@ -29,9 +29,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from peerloom.apps.pubsub.params import GossipParams
-from peerloom.apps.pubsub.rendezvous import TopicRendezvous
+from peerloom.apps.pubsub.rendezvous import PeerCallback, TopicRendezvous
 from peerloom.apps.pubsub.router import Deliver, Dial, GossipSub, PublishResult, SendRpc, Validate, Validation
-from peerloom.apps.pubsub.rpc import RpcLimits
 from peerloom.apps.pubsub.score import PeerScore, ScoreParams
 from peerloom.apps.pubsub.subscription import PubsubMessage, PubSubStopped, Subscription
 from peerloom.codec.varint import VarintError, encode_varint, read_frame
@@ -92,15 +91,13 @@ class PubSubService:
         *,
         params: GossipParams | None = None,
         score_params: ScoreParams | None = None,
-        limits: RpcLimits | None = None,
         admits: Callable[[PeerId, str], bool] | None = None,
         subscription_queue: int = SUBSCRIPTION_QUEUE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         validation_timeout: float = VALIDATION_TIMEOUT,
-        on_peer: Callable[[PeerId, list[object], str], None] | None = None,
+        on_peer: PeerCallback | None = None,
     ) -> None:
-        self.limits = limits or RpcLimits()
-        self.params = params
+        self.params = params or GossipParams()
         self.score_params = score_params
         self._admits = admits
         self.subscription_queue = subscription_queue
@@ -181,7 +178,7 @@ class PubSubService:
             link.inbound.discard(stream)
 
     async def _read_rpcs(self, link: _PeerLink, stream: Stream) -> None:
-        limit = self.limits.max_rpc_size
+        limit = self.params.rpc_limits.max_rpc_size  # the router decodes with the same limits
         buffer = bytearray()
         while chunk := await stream.read():
             buffer += chunk
@@ -408,7 +405,8 @@ class PubSubService:
         return self.router
 
     async def publish(self, topic: str, data: bytes) -> PublishResult:
-        """Sign and send `data` to the topic's peers (0 peers is not an error: nobody may listen yet)."""
+        """Sign and send `data` to the topic's peers (0 peers is not an error: nobody may listen yet). ValueError when
+        `data` cannot fit one RPC (`params.rpc_limits.max_rpc_size`)."""
         result = self._running().publish(topic, bytes(data), time.monotonic())
         self._drain()
         return result
