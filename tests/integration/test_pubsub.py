@@ -94,6 +94,29 @@ async def test_two_nodes_exchange_messages_exactly_once_and_leave_the_topic_with
         assert await ps(a).find_topic_peers(TOPIC) == 0  # no DHT: nobody to find
 
 
+async def test_a_peer_that_leaves_is_forgotten_and_hears_again_after_it_restarts_with_the_same_key(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "a") as a:
+        sub_a = ps(a).subscribe(TOPIC)
+        b = node(tmp_path, "b")
+        async with b:
+            ps(b).subscribe(TOPIC)
+            await link(b, a)
+            await ps(b).publish(TOPIC, b"first life")
+            assert [m.data for m in await receive(sub_a, 1)] == [b"first life"]
+        await until(lambda: not ps(a).peers(TOPIC), what="a forgets b")
+        again = node(tmp_path, "b")  # the same home: the same key
+        async with again:
+            assert again.identity.peer_id == b.identity.peer_id
+            sub_b = ps(again).subscribe(TOPIC)
+            await link(again, a)
+            await ps(again).publish(TOPIC, b"second life")  # seqnos go on from the clock: no id repeats
+            await ps(a).publish(TOPIC, b"welcome back")
+            assert [m.data for m in await receive(sub_a, 1)] == [b"second life"]
+            assert [m.data for m in await receive(sub_b, 1)] == [b"welcome back"]
+
+
 @pytest.mark.parametrize("shape", ["line", "triangle"])
 async def test_three_nodes_deliver_every_message_once_to_every_other_subscriber(tmp_path: Path, shape: str) -> None:
     async with node(tmp_path, "a") as a, node(tmp_path, "b") as b, node(tmp_path, "c") as c:
