@@ -394,9 +394,13 @@ class PubSubService:
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self.router is not None:
+        if self.router is None:
+            return
+        try:
             self.router.tick(time.monotonic())
-            self._drain()
+        except Exception:  # a bug in the router must not stop its heartbeat for good
+            log.exception("pubsub: the router's tick failed")
+        self._drain()
 
     # -- the Python API -------------------------------------------------------------------------------------------
     def _running(self) -> GossipSub:
