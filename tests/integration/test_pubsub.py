@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.swarm import node
+from support.swarm import fast_settings, node
 
 from peerloom.apps.pubsub.message import sign_message
 from peerloom.apps.pubsub.router import Validation
@@ -176,6 +176,26 @@ async def test_a_slow_async_validator_counts_as_ignore(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)
         assert await drain(sub_b, 0.1) == []
         assert ps(b).stats()["validation_timeouts"] == 1
+
+
+async def test_a_service_that_admits_one_peer_talks_pubsub_with_it_alone(tmp_path: Path) -> None:
+    async with node(tmp_path, "b") as b, node(tmp_path, "c") as c:
+        friend = b.identity.peer_id
+        service = PubSubService(admits=lambda peer, protocol: peer == friend)
+        async with Node(tmp_path / "home-a", host="127.0.0.1", settings=fast_settings(pubsub=False),
+                        services=[service]) as a:
+            sub_a = service.subscribe(TOPIC)
+            ps(b).subscribe(TOPIC)
+            sub_c = ps(c).subscribe(TOPIC)
+            await b.secure_host.connect(a.secure_addrs[0])
+            await c.secure_host.connect(a.secure_addrs[0])
+            await until(lambda: friend in service.mesh(TOPIC), what="b in a's mesh")
+            await ps(b).publish(TOPIC, b"from the friend")
+            await ps(c).publish(TOPIC, b"from a stranger")
+            await service.publish(TOPIC, b"to friends only")
+            assert [m.data for m in await receive(sub_a, 1) + await drain(sub_a, 0.3)] == [b"from the friend"]
+            assert await drain(sub_c, 0.1) == []
+            assert service.peers(TOPIC) == [friend] and ps(c).peers(TOPIC) == []
 
 
 # -- a harness peer: a bare host speaking meshsub by hand -----------------------------------------------------------

@@ -131,12 +131,16 @@ class PubSubService:
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):  # peers identified before we started
             info = conn.info
-            if info is not None and _speaks_meshsub(info.protocols):
+            if info is not None and _speaks_meshsub(info.protocols) and self._admitted(peer):
                 self._open_link(peer, conn)
         self._rearm()
 
     def admits(self, peer: PeerId, protocol: str) -> bool:
         return self._admits is None or self._admits(peer, protocol)
+
+    def _admitted(self, peer: PeerId) -> bool:
+        """Whether we talk pub/sub with `peer` at all: a peer we would refuse gets no stream from us either."""
+        return any(self.admits(peer, protocol) for protocol in PROTOCOLS)
 
     async def stop(self) -> None:
         if self._unsubscribe_host is not None:
@@ -201,7 +205,7 @@ class PubSubService:
             return
         if isinstance(event, PeerIdentified):
             conn = host.connections.get(event.peer)
-            if conn is not None and not conn.closed and _speaks_meshsub(event.protocols):
+            if conn is not None and not conn.closed and _speaks_meshsub(event.protocols) and self._admitted(event.peer):
                 self._open_link(event.peer, conn)
         elif isinstance(event, PeerConnected):
             link = self._links.get(event.peer)
