@@ -196,6 +196,7 @@ async def test_a_service_that_admits_one_peer_talks_pubsub_with_it_alone(tmp_pat
             assert [m.data for m in await receive(sub_a, 1) + await drain(sub_a, 0.3)] == [b"from the friend"]
             assert await drain(sub_c, 0.1) == []
             assert service.peers(TOPIC) == [friend] and ps(c).peers(TOPIC) == []
+            assert service.router is not None and service.router.peers() == [friend]  # no stream of ours to c
 
 
 # -- a harness peer: a bare host speaking meshsub by hand -----------------------------------------------------------
