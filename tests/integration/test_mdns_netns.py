@@ -64,6 +64,9 @@ def lan() -> Iterator[list[tuple[str, str]]]:
             _ip("-n", ns, "addr", "add", f"{address}/24", "dev", veth)
             _ip("-n", ns, "link", "set", veth, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
+            # a LAN host has a route for multicast (usually its default route); zeroconf does not need it (it picks
+            # the interface per socket), js-libp2p's multicast-dns does
+            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", veth)
         yield [(ns, address) for ns, _, address in spaces]
     finally:
         for ns in made:
@@ -159,3 +162,15 @@ async def test_a_node_on_loopback_runs_no_mdns(tmp_path: Path) -> None:
     settings = Settings(dht=False, lsd=False, trackers=False, mdns=True)
     async with Node(tmp_path / "home", host="127.0.0.1", settings=settings) as node:
         assert node.mdns is None
+
+
+@pytest.mark.parametrize("command", ["share", "get", "daemon"])
+def test_every_command_running_a_node_takes_no_mdns(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from peerloom.cli import app
+    from peerloom.cli.running import node_settings
+
+    shown = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "--no-mdns" in shown.output
+    assert node_settings(no_mdns=True).mdns is False and node_settings().mdns is True
