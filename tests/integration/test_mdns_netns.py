@@ -17,8 +17,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,10 +82,14 @@ def _start(ns: str, home: Path, listen: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _read_until(procs: dict[str, subprocess.Popen[bytes]], events: dict[str, list[dict]], done, deadline: float):
-    """Read the nodes' JSON lines into `events` until `done(events)` or the deadline."""
+Events = dict[str, list[dict[str, Any]]]
+
+
+def _read_until(procs: dict[str, subprocess.Popen[bytes]], events: Events, done: Callable[[Events], bool],
+                deadline: float) -> bool:
+    """Read the nodes' JSON lines into `events` until `done(events)` (True) or the deadline (False)."""
     with selectors.DefaultSelector() as sel:
-        buffers = {}
+        buffers: dict[str, bytes] = {}
         for name, proc in procs.items():
             assert proc.stdout is not None
             sel.register(proc.stdout, selectors.EVENT_READ, name)
@@ -109,13 +114,13 @@ def test_two_nodes_on_one_lan_find_each_other_through_mdns_and_connect(lan, tmp_
     (ns_a, ip_a), (ns_b, ip_b) = lan
     # a listens on every interface (its veth address is advertised, not loopback), b on its LAN address only
     procs = {"a": _start(ns_a, tmp_path / "a", "0.0.0.0"), "b": _start(ns_b, tmp_path / "b", ip_b)}
-    events: dict[str, list[dict]] = {"a": [], "b": []}
+    events: Events = {"a": [], "b": []}
     started = time.monotonic()
     try:
-        def ids(evs: dict[str, list[dict]]) -> dict[str, str]:
+        def ids(evs: Events) -> dict[str, str]:
             return {n: e["peer_id"] for n, es in evs.items() for e in es if e["event"] == "ready"}
 
-        def connected(evs: dict[str, list[dict]]) -> bool:
+        def connected(evs: Events) -> bool:
             peer_ids = ids(evs)
             return len(peer_ids) == 2 and all(
                 any(e["event"] == "connected" and e["peer"] == peer_ids[other] for e in evs[name])
@@ -142,7 +147,7 @@ def test_two_nodes_on_one_lan_find_each_other_through_mdns_and_connect(lan, tmp_
             assert proc.stdin is not None
             proc.stdin.close()  # the runners stop when their stdin closes
 
-        def stopped(evs: dict[str, list[dict]]) -> bool:
+        def stopped(evs: Events) -> bool:
             return all(any(e["event"] == "stopped" for e in es) for es in evs.values())
 
         assert _read_until(procs, events, stopped, time.monotonic() + 10), events

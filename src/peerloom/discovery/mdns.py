@@ -94,8 +94,8 @@ class MdnsService:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Open the mDNS sockets, register our instance, start browsing; PeerloomError when the host has no usable
-        multicast (the node then runs without LAN discovery)."""
+        """Open the mDNS sockets and start browsing and registering our instance; PeerloomError when the host has no
+        usable multicast (the node then runs without LAN discovery)."""
         try:
             ip = ipaddress.ip_address(self.host)
         except ValueError:
@@ -111,15 +111,26 @@ class MdnsService:
         except (OSError, ValueError) as exc:
             raise PeerloomError(f"mDNS cannot start on {self.host}: {exc}") from exc
         try:
-            if self.advertised:
-                await self._register()
-            else:
-                log.info("mDNS: no LAN address to advertise on %s; only looking for peers", self.host)
             self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
         except BaseException:
             await self.close()
             raise
-        self._task = asyncio.create_task(self._refresh_loop(), name="mdns refresh")
+        self._task = asyncio.create_task(self._run(), name="mdns")
+
+    async def _run(self) -> None:
+        """Register our instance, then report the live instances again every `refresh` seconds. Zeroconf probes the
+        name for about a second before it announces it (RFC 6762 §8.1): the node's start does not wait for that."""
+        if self.advertised:
+            try:
+                await self._register()
+            except Exception as exc:  # zeroconf's own errors (a name taken, a blocked loop): we still browse
+                log.warning("mDNS: cannot advertise this node: %r", exc)
+        else:
+            log.info("mDNS: no LAN address to advertise on %s; only looking for peers", self.host)
+        while True:
+            await asyncio.sleep(self.refresh)
+            for name in list(self.instances):
+                self._report(name)
 
     async def _register(self) -> None:
         assert self._zc is not None
@@ -159,12 +170,6 @@ class MdnsService:
             self.on_peer(found.peer, list(found.addrs), SOURCE)
         except Exception:
             log.exception("mDNS: handling peer %s failed", found.peer)
-
-    async def _refresh_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.refresh)
-            for name in list(self.instances):
-                self._report(name)
 
     async def close(self) -> None:
         """Stop browsing, say goodbye (TTL 0 records), close the sockets."""

@@ -120,9 +120,10 @@ def dnsaddr_values(strings: Iterable[bytes]) -> list[str]:
 
 
 def usable(addr: Multiaddr) -> bool:
-    """Whether a LAN peer's transport address is worth keeping: a host and a TCP port, not loopback, unspecified or
-    IPv6 link-local (spec, "Issues": loopback addresses are not to be sent, and are ignored on receipt; a link-local
-    IPv6 address needs a zone a multiaddr cannot carry)."""
+    """Whether a LAN peer's transport address is worth keeping: a host and a TCP port, not loopback, unspecified,
+    multicast or IPv6 link-local (spec, "Issues": loopback addresses are not to be sent, and are ignored on receipt;
+    a link-local IPv6 address needs a zone a multiaddr cannot carry). IPv4 link-local (169.254/16) stays: that is
+    the LAN of hosts without DHCP, mDNS's own ground."""
     names = [name for name, _ in addr.components]
     if len(names) != 2 or names[0] not in _HOSTS or names[1] != "tcp":
         return False
@@ -130,7 +131,7 @@ def usable(addr: Multiaddr) -> bool:
     if names[0] not in ("ip4", "ip6"):
         return True
     ip = ipaddress.ip_address(host)
-    return not (ip.is_loopback or ip.is_unspecified or ip.is_link_local or ip.is_multicast)
+    return not (ip.is_loopback or ip.is_unspecified or ip.is_multicast or (ip.version == 6 and ip.is_link_local))
 
 
 def peer_addrs(rdatas: Sequence[bytes | memoryview]) -> PeerAddrs:

@@ -73,6 +73,12 @@ def test_unusable_entries_are_skipped_and_counted() -> None:
     assert found.skipped == 8
 
 
+def test_ipv4_link_local_addresses_are_kept() -> None:
+    """169.254/16 is the LAN of hosts without DHCP: reachable without a zone, unlike fe80::/10."""
+    found = peer_addrs([txt(dnsaddr("/ip4/169.254.3.4/tcp/1"), dnsaddr("/ip6/fe80::1/tcp/1"))])
+    assert found.addrs == (Multiaddr("/ip4/169.254.3.4/tcp/1"),) and found.skipped == 1
+
+
 @pytest.mark.parametrize("rdatas, message", [
     ([b""], "no dnsaddr"),
     ([txt(b"dnsaddr=/ip4/10.0.0.1/tcp/1")], "no dnsaddr"),
