@@ -253,7 +253,7 @@ class MdnsDialer:
             for addr in addrs[: self.addrs_per_peer]:
                 try:
                     await self.connect(addr.encapsulate(f"/p2p/{peer}"))
-                except PeerloomError as exc:
+                except (PeerloomError, OSError) as exc:  # the peer's fault or the network's: try the next address
                     log.debug("mDNS: dialling %s at %s failed: %s", peer, addr, exc)
                     continue
                 self.dialled += 1

@@ -12,6 +12,7 @@ from peerloom.net.connection import LinkError
 
 PEERS = [PeerId.from_public_key(Identity.generate().public_key) for _ in range(6)]
 A1, A2 = Multiaddr("/ip4/10.0.0.1/tcp/1"), Multiaddr("/ip4/10.0.0.2/tcp/2")
+RESET = Multiaddr("/ip4/10.0.0.3/tcp/3")
 
 
 class FakeHost:
@@ -32,6 +33,8 @@ class FakeHost:
         try:
             if addr.without_p2p() in self.refused:
                 raise LinkError(f"cannot reach {addr}")
+            if addr.without_p2p() == RESET:
+                raise ConnectionResetError("reset during the handshake")
             if self.release is not None:
                 await self.release.wait()
             assert addr.peer_id is not None
@@ -57,9 +60,9 @@ async def test_a_found_peer_is_dialled_at_its_first_address_that_answers() -> No
     assert host.dials == [A1.encapsulate(f"/p2p/{PEERS[0]}"), A2.encapsulate(f"/p2p/{PEERS[0]}")]
     assert PEERS[0] in host.connected and (dialer.dialled, dialer.failed) == (1, 0)
     dialer.offer(PEERS[0], [A1, A2], "mdns")  # connected now: not dialled again
-    dialer.offer(PEERS[1], [A1], "mdns")  # only a refused address: one failed dial
+    dialer.offer(PEERS[1], [A1, RESET], "mdns")  # a refused address, one that resets: one failed dial
     await settle(dialer)
-    assert len(host.dials) == 3 and (dialer.dialled, dialer.failed) == (1, 1)
+    assert len(host.dials) == 4 and (dialer.dialled, dialer.failed) == (1, 1)
 
 
 async def test_at_most_max_dials_at_once_and_the_waiting_queue_is_bounded() -> None:
