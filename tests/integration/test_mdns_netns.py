@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import peerloom
+from peerloom.identity import Identity, PeerId
 from peerloom.node import Node, Settings
 
 SRC = Path(peerloom.__file__).resolve().parent.parent
@@ -74,12 +75,19 @@ def lan() -> Iterator[list[tuple[str, str]]]:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
 
 
-def _start(ns: str, home: Path, listen: str) -> subprocess.Popen[bytes]:
+def _start(ns: str, *args: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
     return subprocess.Popen(
-        ["ip", "netns", "exec", ns, sys.executable, str(RUNNER), "--home", str(home), "--listen", listen],
+        ["ip", "netns", "exec", ns, sys.executable, str(RUNNER), *args],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )
+
+
+def _stop(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
 
 
 Events = dict[str, list[dict[str, Any]]]
@@ -113,7 +121,8 @@ def _read_until(procs: dict[str, subprocess.Popen[bytes]], events: Events, done:
 def test_two_nodes_on_one_lan_find_each_other_through_mdns_and_connect(lan, tmp_path: Path) -> None:
     (ns_a, ip_a), (ns_b, ip_b) = lan
     # a listens on every interface (its veth address is advertised, not loopback), b on its LAN address only
-    procs = {"a": _start(ns_a, tmp_path / "a", "0.0.0.0"), "b": _start(ns_b, tmp_path / "b", ip_b)}
+    procs = {"a": _start(ns_a, "--home", str(tmp_path / "a"), "--listen", "0.0.0.0"),
+             "b": _start(ns_b, "--home", str(tmp_path / "b"), "--listen", ip_b)}
     events: Events = {"a": [], "b": []}
     started = time.monotonic()
     try:
@@ -156,10 +165,43 @@ def test_two_nodes_on_one_lan_find_each_other_through_mdns_and_connect(lan, tmp_
         for proc in procs.values():
             assert proc.wait(timeout=10) == 0
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+        _stop(procs)
+
+
+def test_odd_and_hostile_records_are_skipped_and_the_node_keeps_running(lan, tmp_path: Path) -> None:
+    """A responder on the LAN announces a truncated TXT, an instance claiming the node's own PeerId, and a mix of a
+    loopback address, another peer's address, junk and one good address: the node takes only the good address."""
+    (ns_a, ip_a), (ns_b, ip_b) = lan
+    x, y = (PeerId.from_public_key(Identity.generate().public_key) for _ in range(2))
+    procs = {"node": _start(ns_b, "--home", str(tmp_path / "node"), "--listen", ip_b)}
+    events: Events = {"node": [], "fake": []}
+    try:
+        assert _read_until(procs, events, lambda evs: bool(evs["node"]), time.monotonic() + DEADLINE), events
+        me = events["node"][0]["peer_id"]
+        mixed = [f"dnsaddr=/ip4/127.0.0.1/tcp/9/p2p/{x}", f"dnsaddr=/ip4/{ip_a}/tcp/8/p2p/{y}", "dnsaddr=junk",
+                 f"dnsaddr=/ip4/{ip_a}/tcp/9/p2p/{x}"]
+        fakes = {"garbage1": b"\x05abc", "ownid1": _txt(f"dnsaddr=/ip4/{ip_a}/tcp/1/p2p/{me}"), "mixed1": _txt(*mixed)}
+        procs["fake"] = _start(ns_a, "--listen", ip_a, "--fake", *(f"{n}={t.hex()}" for n, t in fakes.items()))
+        node_stdin = procs["node"].stdin
+        assert node_stdin is not None
+        deadline = time.monotonic() + DEADLINE
+        found: dict[str, Any] = {}
+        while not found.get("discovered") or found["malformed"] < 1 or found["own"] < 1:
+            assert time.monotonic() < deadline, f"the node did not take the fake peer: {found} {events}"
+            node_stdin.write(b"status\n")
+            node_stdin.flush()
+            count = len(events["node"])
+            assert _read_until(procs, events, lambda evs, seen=count: len(evs["node"]) > seen, deadline)
+            found = events["node"][-1] if events["node"][-1]["event"] == "status" else found
+            time.sleep(0.3)
+        assert found["discovered"] == {str(x): [f"/ip4/{ip_a}/tcp/9"]}  # never itself, nor y, nor loopback
+        assert procs["node"].poll() is None
+    finally:
+        _stop(procs)
+
+
+def _txt(*strings: str) -> bytes:
+    return b"".join(bytes((len(s),)) + s.encode() for s in strings)
 
 
 async def test_a_node_on_loopback_runs_no_mdns(tmp_path: Path) -> None:
