@@ -170,18 +170,18 @@ def test_two_nodes_on_one_lan_find_each_other_through_mdns_and_connect(lan, tmp_
 
 def test_odd_and_hostile_records_are_skipped_and_the_node_keeps_running(lan, tmp_path: Path) -> None:
     """A responder on the LAN announces a truncated TXT, an instance claiming the node's own PeerId, and a mix of a
-    loopback address, another peer's address, junk and one good address: the node takes only the good address."""
+    loopback address, another peer's address, junk and one good address: the node takes only the good address.
+    The fakes are announced in that order, so the node has judged the first two once it has taken the third."""
     (ns_a, ip_a), (ns_b, ip_b) = lan
     x, y = (PeerId.from_public_key(Identity.generate().public_key) for _ in range(2))
-    procs = {"node": _start(ns_b, "--home", str(tmp_path / "node"), "--listen", ip_b)}
+    me = PeerId.from_public_key(Identity.load_or_create(tmp_path / "node").public_key)  # the node's key, made first
+    mixed = [f"dnsaddr=/ip4/127.0.0.1/tcp/9/p2p/{x}", f"dnsaddr=/ip4/{ip_a}/tcp/8/p2p/{y}", "dnsaddr=junk",
+             f"dnsaddr=/ip4/{ip_a}/tcp/9/p2p/{x}"]
+    fakes = {"garbage1": b"\x05abc", "ownid1": _txt(f"dnsaddr=/ip4/{ip_a}/tcp/1/p2p/{me}"), "mixed1": _txt(*mixed)}
+    procs = {"node": _start(ns_b, "--home", str(tmp_path / "node"), "--listen", ip_b),
+             "fake": _start(ns_a, "--listen", ip_a, "--fake", *(f"{n}={t.hex()}" for n, t in fakes.items()))}
     events: Events = {"node": [], "fake": []}
     try:
-        assert _read_until(procs, events, lambda evs: bool(evs["node"]), time.monotonic() + DEADLINE), events
-        me = events["node"][0]["peer_id"]
-        mixed = [f"dnsaddr=/ip4/127.0.0.1/tcp/9/p2p/{x}", f"dnsaddr=/ip4/{ip_a}/tcp/8/p2p/{y}", "dnsaddr=junk",
-                 f"dnsaddr=/ip4/{ip_a}/tcp/9/p2p/{x}"]
-        fakes = {"garbage1": b"\x05abc", "ownid1": _txt(f"dnsaddr=/ip4/{ip_a}/tcp/1/p2p/{me}"), "mixed1": _txt(*mixed)}
-        procs["fake"] = _start(ns_a, "--listen", ip_a, "--fake", *(f"{n}={t.hex()}" for n, t in fakes.items()))
         node_stdin = procs["node"].stdin
         assert node_stdin is not None
         deadline = time.monotonic() + DEADLINE

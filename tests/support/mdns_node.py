@@ -90,7 +90,7 @@ async def run_fakes(fakes: list[str], ip: str) -> None:
             name, _, hex_txt = fake.partition("=")
             info = AsyncServiceInfo(SERVICE_TYPE, f"{name}.{SERVICE_TYPE}", port=9, properties=bytes.fromhex(hex_txt),
                                     server=f"{name}.p2p.local.", parsed_addresses=[ip])
-            await zc.async_register_service(info)
+            await zc.async_register_service(info, cooperating_responders=True)  # no probe: announced at once, in order
         emit(event="ready")
         await until_stdin_closes(lambda line: None)
     finally:
