@@ -48,6 +48,7 @@ from peerloom.workers import WorkerPool
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
     from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.mdns import MdnsService
     from peerloom.torrent.tracker_client import TrackerClient
 
 __all__ = ["BITTORRENT_PROTOCOL", "DuplicateTorrent", "Node", "ServiceStartError", "Settings", "default_home"]
@@ -92,6 +93,7 @@ class Node:
         self.secure_host: Host
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
+        self.mdns: MdnsService | None = None  # libp2p mDNS (None when off, on loopback, or without multicast)
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -130,6 +132,8 @@ class Node:
             await self._start_dht(stack)
         if self.settings.lsd:
             await self._start_lsd(stack)
+        if self.settings.mdns:
+            await self._start_mdns(stack)
         for service in self.services:
             await self._start_service(stack, service)
 
@@ -186,6 +190,26 @@ class Node:
             return
         stack.push_async_callback(lsd.close)
         self.lsd = lsd
+
+    async def _start_mdns(self, stack: contextlib.AsyncExitStack) -> None:
+        """libp2p mDNS: advertise the secure layer's addresses on the LAN and dial the peers found there (a few at a
+        time, each at most once a minute, none already connected). Not on a node listening on loopback only: LAN
+        peers could not dial it, and nodes of tests on loopback must not find each other by surprise."""
+        if _is_loopback(self.host):
+            return
+        from peerloom.discovery.mdns import MdnsDialer, MdnsService  # loaded only by nodes that run it
+
+        host = self.secure_host
+        dialer = MdnsDialer(host.connect, lambda peer: peer in host.connections)
+        stack.push_async_callback(dialer.close)
+        mdns = MdnsService(host.peer_id, lambda: host.listen_addrs, dialer.offer, host=self.host)
+        try:
+            await mdns.start()
+        except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
+            log.warning("%s", exc)
+            return
+        stack.push_async_callback(mdns.close)
+        self.mdns = mdns
 
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""
