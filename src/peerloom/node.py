@@ -18,11 +18,13 @@ the daemon and Python users.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,9 +32,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from peerloom.codec.multiaddr import Multiaddr
+from peerloom.discovery.peerstore import SAVE_INTERVAL, PeerStore, usable_addrs
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity
-from peerloom.net.host import Host
+from peerloom.net.host import Host, PeerConnected, PeerDisconnected, PeerEvent, PeerIdentified
 from peerloom.service import NodeContext, Service, ServiceTasks
 from peerloom.settings import Settings
 from peerloom.state import State
@@ -48,6 +51,7 @@ from peerloom.workers import WorkerPool
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
     from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.peer_record_driver import PeerRecords
     from peerloom.torrent.tracker_client import TrackerClient
 
 __all__ = ["BITTORRENT_PROTOCOL", "DuplicateTorrent", "Node", "ServiceStartError", "Settings", "default_home"]
@@ -93,6 +97,8 @@ class Node:
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
+        self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
+        self.peer_records: PeerRecords | None = None  # our signed record in the DHT; resolves others' (DHT on)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -130,6 +136,7 @@ class Node:
             await self._start_dht(stack)
         if self.settings.lsd:
             await self._start_lsd(stack)
+        await self._start_peer_store(stack)
         for service in self.services:
             await self._start_service(stack, service)
 
@@ -141,7 +148,8 @@ class Node:
         stack.push_async_callback(tasks.close)
         stack.push_async_callback(service.stop)
         ctx = NodeContext(identity=self.identity, settings=self.settings, home=self.home, host=self.secure_host,
-                          workers=self.workers, dht=self.dht, lsd=self.lsd, state=self.state, tasks=tasks)
+                          workers=self.workers, dht=self.dht, lsd=self.lsd, state=self.state, tasks=tasks,
+                          peers=self.peers)
         try:
             await service.start(ctx)
         except Exception as exc:
@@ -187,6 +195,48 @@ class Node:
         stack.push_async_callback(lsd.close)
         self.lsd = lsd
 
+    async def _start_peer_store(self, stack: contextlib.AsyncExitStack) -> None:
+        """The peer store, loaded from the state database and fed by the host's peer events; saved every
+        SAVE_INTERVAL and at stop. With the DHT on, our signed peer record is published in it (`peer_record`)."""
+        assert self.state is not None
+        peers = self.peers = await self.run_blocking(PeerStore, self.state)
+        tasks = ServiceTasks("peer store")
+        stack.push_async_callback(self._save_peers)
+        stack.push_async_callback(tasks.close)
+        stack.callback(self.secure_host.subscribe(self._on_peer_event))
+        tasks.spawn(self._save_peers_every(SAVE_INTERVAL))
+        if self.dht is not None and self.settings.peer_records:
+            from peerloom.discovery.peer_record_driver import PeerRecords
+
+            records = PeerRecords(self.identity, self.dht, peers, lambda: self.secure_addrs)
+            stack.push_async_callback(records.close)
+            await records.start()
+            self.peer_records = records
+
+    def _on_peer_event(self, event: PeerEvent) -> None:
+        now = time.time()
+        if isinstance(event, PeerConnected):
+            addr = _tcp_addr(event.address) if event.address is not None else None
+            self.peers.connected(event.peer, addr, now)
+        elif isinstance(event, PeerIdentified):
+            conn = self.secure_host.connections.get(event.peer)
+            remote = conn.remote_address[0] if conn is not None and conn.remote_address is not None else None
+            self.peers.set_protocols(event.peer, event.protocols, event.agent_version, now)
+            self.peers.add_addrs(event.peer, usable_addrs(event.listen_addrs, remote), "identify", now)
+        elif isinstance(event, PeerDisconnected):
+            self.peers.disconnected(event.peer, now)
+
+    async def _save_peers(self) -> None:
+        await self.run_blocking(self.peers.save, self.peers.changes())
+
+    async def _save_peers_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._save_peers()
+            except PeerloomError as exc:  # a full disk: the store stays in memory and is saved again later
+                log.warning("saving the peer store failed: %s", exc)
+
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""
         stack, self._stack = self._stack, None
@@ -231,7 +281,11 @@ class Node:
         return self.engine.tracker_client
 
     async def add(self, source: str | Path | Metainfo | Magnet, save: str | Path = ".", **options: Any) -> Torrent:
-        """Add a torrent and start it: see `BitTorrentEngine.add` for the options."""
+        """Add a torrent and start it: see `BitTorrentEngine.add` for the options. Secure-layer peers given by the
+        user (`peers=[Multiaddr]`) go to the peer store as "user" addresses."""
+        for peer in options.get("peers") or ():
+            if isinstance(peer, Multiaddr) and peer.peer_id is not None:
+                self.peers.add_addrs(peer.peer_id, [peer], "user", time.time())
         return await self.engine.add(source, save, **options)
 
     async def share(self, path: str | Path, **options: Any) -> Torrent:
@@ -258,6 +312,11 @@ class Node:
         """The secure layer's TCP port (None before it listens)."""
         addrs = self.secure_addrs
         return int(addrs[0].value_for("tcp") or 0) if addrs else None
+
+
+def _tcp_addr(address: tuple[str, int]) -> Multiaddr:
+    host, port = address
+    return Multiaddr(f"/{'ip6' if ':' in host else 'ip4'}/{host}/tcp/{port}")
 
 
 def _is_loopback(host: str) -> bool:
