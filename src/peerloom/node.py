@@ -98,7 +98,7 @@ class Node:
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
-        self.peer_records: PeerRecords | None = None  # our signed record in the DHT; resolves others' (DHT on)
+        self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -197,7 +197,8 @@ class Node:
 
     async def _start_peer_store(self, stack: contextlib.AsyncExitStack) -> None:
         """The peer store, loaded from the state database and fed by the host's peer events; saved every
-        SAVE_INTERVAL and at stop. With the DHT on, our signed peer record is published in it (`peer_record`)."""
+        SAVE_INTERVAL and at stop. With the DHT on, `peer_records` resolves other nodes' signed peer records, and
+        publishes ours unless `settings.peer_records` is off."""
         assert self.state is not None
         peers = self.peers = await self.run_blocking(PeerStore, self.state)
         tasks = ServiceTasks("peer store")
@@ -205,10 +206,11 @@ class Node:
         stack.push_async_callback(tasks.close)
         stack.callback(self.secure_host.subscribe(self._on_peer_event))
         tasks.spawn(self._save_peers_every(SAVE_INTERVAL))
-        if self.dht is not None and self.settings.peer_records:
+        if self.dht is not None:
             from peerloom.discovery.peer_record_driver import PeerRecords
 
-            records = PeerRecords(self.identity, self.dht, peers, lambda: self.secure_addrs)
+            records = PeerRecords(self.identity, self.dht, peers, lambda: self.secure_addrs,
+                                  publish=self.settings.peer_records)
             stack.push_async_callback(records.close)
             await records.start()
             self.peer_records = records

@@ -21,13 +21,14 @@ import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from peerloom.codec import bencode
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.dht.driver import Dht, DhtError, PutResult
 from peerloom.discovery.peer_record import SALT, PeerRecord, PeerRecordError, RecordPublisher, open_record, record_key
 from peerloom.discovery.peerstore import PeerStore
-from peerloom.errors import ProtocolError
+from peerloom.errors import PeerloomError, ProtocolError
 from peerloom.identity import Identity, PeerId
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,17 @@ _PROBE = {"ip4": ("192.0.2.1", socket.AF_INET), "ip6": ("2001:db8::1", socket.AF
 
 
 class PeerRecords:
-    """Publishes this node's peer record and resolves other nodes' (see the module docstring)."""
+    """Publishes this node's peer record (unless `publish` is False) and resolves other nodes' (see the module
+    docstring)."""
 
     def __init__(self, identity: Identity, dht: Dht, store: PeerStore | None, addrs: Callable[[], list[Multiaddr]],
-                 *, publisher: RecordPublisher | None = None, clock: Callable[[], float] = time.time) -> None:
+                 *, publish: bool = True, publisher: RecordPublisher | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.identity = identity
         self.dht = dht
         self.store = store
         self.addrs = addrs
+        self.publish_record = publish  # False: resolve others' records only (a short-lived `peerloom find`)
         self.publisher = publisher or RecordPublisher()
         self.clock = clock
         self.last_put: PutResult | None = None
@@ -58,7 +62,8 @@ class PeerRecords:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="peer record publisher")
+        if self.publish_record:
+            self._task = asyncio.create_task(self._run(), name="peer record publisher")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -173,3 +178,33 @@ def _default_route_address(family: str) -> str | None:
             return str(sock.getsockname()[0])
     except OSError:
         return None
+
+
+async def find_peer(peer: PeerId, store: PeerStore, records: PeerRecords | None, *, timeout: float = RESOLVE_TIMEOUT,
+                    clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """Where `peer` listens, for `peerloom find` and the API: its record resolved through the DHT (with `records`;
+    its addresses join the store), then everything the store knows, best first. PeerloomError when nothing is
+    known (the DHT's or the record's failure in its message)."""
+    record, why = None, "no peer record in the DHT"
+    if records is None:
+        why = "the DHT is off"
+    else:
+        try:
+            record = await records.resolve(peer, timeout=timeout)
+        except (DhtError, PeerRecordError) as exc:
+            why = str(exc)
+    now = clock()
+    info = store.get(peer)
+    if info is None or not info.addrs:
+        raise PeerNotFound(f"no address known for {peer}: {why}")
+    shown = info.to_json(now)
+    for addr in shown["addrs"]:
+        addr["addr"] = f"{addr['addr']}/p2p/{peer}"
+    found = {"record": None if record is None else {"seq": record.seq, "timestamp": record.timestamp,
+                                                    "addrs": [str(a) for a in record.addrs]},
+             "record_error": None if record is not None else why}
+    return {**shown, **found}
+
+
+class PeerNotFound(PeerloomError):
+    """Neither the DHT nor the peer store knows an address of the peer."""
