@@ -99,6 +99,7 @@ class Node:
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
         self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
+        self._peers_saving = asyncio.Lock()  # one save of the peer store at a time, in the order of their snapshots
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -229,13 +230,14 @@ class Node:
             self.peers.disconnected(event.peer, now)
 
     async def _save_peers(self) -> None:
-        await self.run_blocking(self.peers.save, self.peers.changes())
+        async with self._peers_saving:
+            await self.run_blocking(self.peers.save, self.peers.changes())
 
     async def _save_peers_every(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
-                await self._save_peers()
+            try:  # shielded: a stop in the middle lets this save end before the last one starts
+                await asyncio.shield(self._save_peers())
             except PeerloomError as exc:  # a full disk: the store stays in memory and is saved again later
                 log.warning("saving the peer store failed: %s", exc)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 from support.swarm import node
 
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.discovery.peer_dialer import connect_peer
 from peerloom.discovery.peer_record import SALT, record_key
 from peerloom.identity import Identity
 from peerloom.node import Node
@@ -25,6 +28,12 @@ async def wait_until(predicate: object, timeout: float = 5.0) -> None:
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -50,8 +59,11 @@ async def test_a_peer_id_alone_resolves_through_its_record_and_connects(swarm: t
     assert set(record.addrs) == set(a.secure_addrs)  # loopback published: the node is only on loopback
     addrs = c.peers.addrs(target, time.time())
     assert addrs == list(record.addrs) and c.peers.get(target).addrs[addrs[0].without_p2p()].source == "record"  # type: ignore[union-attr]
-    conn = await c.secure_host.connect(addrs[0])
+    dead = Multiaddr(f"/ip4/127.0.0.1/tcp/{closed_port()}/p2p/{target}")
+    c.peers.add_addrs(target, [dead], "user", time.time())  # tried first, refused: backs off
+    conn = await connect_peer(c.secure_host, c.peers, target)
     assert conn.remote_peer == target
+    assert c.peers.addrs(target, time.time()) == addrs and c.peers.get(target).failures == 1  # type: ignore[union-attr]
     await wait_until(lambda: c.peers.get(target).protocols)  # type: ignore[union-attr]
     info = c.peers.get(target)
     assert info is not None and info.connected and info.agent == a.client_name

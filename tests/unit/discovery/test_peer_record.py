@@ -20,6 +20,7 @@ from peerloom.discovery.peer_record import (
     publishable,
     record_key,
 )
+from peerloom.discovery.peer_record_driver import expand_unspecified
 from peerloom.identity import Identity, PeerId
 
 ME = Identity.generate()
@@ -141,3 +142,11 @@ def test_the_publisher_publishes_at_start_on_change_and_periodically() -> None:
     assert pub.make(300.0)[1] == 300
     pub.published(300.0)
     assert pub.due(2100.0)
+
+
+def test_a_wildcard_listen_address_is_published_as_the_default_routes_address() -> None:
+    wildcard, loop = Multiaddr("/ip4/0.0.0.0/tcp/4001"), Multiaddr("/ip4/127.0.0.1/tcp/4002")
+    expanded = expand_unspecified([wildcard, loop])
+    assert expanded[-1] == loop and wildcard not in expanded and len(expanded) <= 2
+    for addr in expanded[:-1]:  # none when this host has no default route
+        assert addr.value_for("tcp") == "4001" and addr.value_for("ip4") not in ("0.0.0.0", None)
