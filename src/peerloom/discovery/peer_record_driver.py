@@ -24,10 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from peerloom.codec import bencode
-from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
+from peerloom.codec.multiaddr import Multiaddr
 from peerloom.dht.driver import Dht, DhtError, PutResult
 from peerloom.discovery.peer_record import SALT, PeerRecord, PeerRecordError, RecordPublisher, open_record, record_key
-from peerloom.discovery.peerstore import PeerStore
+from peerloom.discovery.peerstore import PeerStore, usable_addrs
 from peerloom.errors import PeerloomError, ProtocolError
 from peerloom.identity import Identity, PeerId
 
@@ -158,15 +158,12 @@ def expand_unspecified(addrs: list[Multiaddr]) -> list[Multiaddr]:
     out when there is none)."""
     expanded = []
     for addr in addrs:
-        family = "ip4" if addr.value_for("ip4") is not None else "ip6" if addr.value_for("ip6") is not None else None
-        host = addr.value_for(family) if family else None
-        if family is None or host is None or not ipaddress.ip_address(host).is_unspecified:
+        family = "ip6" if addr.value_for("ip6") is not None else "ip4"
+        host = addr.value_for(family)
+        if host is None or not ipaddress.ip_address(host).is_unspecified:
             expanded.append(addr)
-            continue
-        local = _default_route_address(family)
-        if local is not None:
-            with contextlib.suppress(MultiaddrError):
-                expanded.append(Multiaddr(str(addr).replace(f"/{family}/{host}/", f"/{family}/{local}/", 1)))
+        else:
+            expanded += usable_addrs([addr], _default_route_address(family))
     return expanded
 
 

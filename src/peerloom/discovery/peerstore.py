@@ -293,18 +293,24 @@ class PeerStore:
 
 
 def usable_addrs(addrs: Iterable[Multiaddr], remote_host: str | None) -> list[Multiaddr]:
-    """The listen addresses a peer announced (identify), made dialable: a wildcard host (0.0.0.0, ::, which a node
-    listening on every interface announces) becomes the host its connection came from, of the same family; without
-    one it is left out."""
+    """The listen addresses a peer announced (identify), made dialable from where its connection came from
+    (`remote_host`): a wildcard host (0.0.0.0, ::, which a node listening on every interface announces) becomes
+    `remote_host` when of the same family, else is left out; a loopback address is left out when the peer is not on
+    loopback itself (it would reach this host, not the peer)."""
+    remote = ipaddress.ip_address(remote_host) if remote_host is not None else None
     usable = []
     for addr in addrs:
         family = "ip4" if addr.value_for("ip4") is not None else "ip6" if addr.value_for("ip6") is not None else None
         host = addr.value_for(family) if family is not None else None
-        if host is None or not ipaddress.ip_address(host).is_unspecified:
+        ip = ipaddress.ip_address(host) if host is not None else None
+        if ip is None or (not ip.is_unspecified and not ip.is_loopback):
             usable.append(addr)
-        elif remote_host is not None and (":" in remote_host) == (family == "ip6"):
+        elif ip.is_loopback:
+            if remote is None or remote.is_loopback:
+                usable.append(addr)
+        elif remote is not None and remote.version == ip.version:
             with contextlib.suppress(MultiaddrError):
-                usable.append(Multiaddr(str(addr).replace(f"/{family}/{host}/", f"/{family}/{remote_host}/", 1)))
+                usable.append(Multiaddr(str(addr).replace(f"/{family}/{host}/", f"/{family}/{remote}/", 1)))
     return usable
 
 

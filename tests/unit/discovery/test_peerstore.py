@@ -143,3 +143,10 @@ def test_a_wildcard_listen_address_becomes_the_connections_host() -> None:
     assert usable_addrs(addrs, "10.1.2.3") == [Multiaddr("/ip4/10.1.2.3/tcp/4001"), tcp(4002, "192.168.1.5")]
     assert usable_addrs(addrs, "fd00::1") == [Multiaddr("/ip6/fd00::1/tcp/4001"), tcp(4002, "192.168.1.5")]
     assert usable_addrs(addrs, None) == [tcp(4002, "192.168.1.5")]
+
+
+def test_a_loopback_listen_address_is_kept_only_for_a_peer_on_loopback() -> None:
+    addrs = [tcp(4001, "127.0.0.1"), tcp(4002, "192.168.1.5")]
+    assert usable_addrs(addrs, "192.168.1.5") == [tcp(4002, "192.168.1.5")]
+    assert usable_addrs(addrs, "127.0.0.1") == addrs
+    assert usable_addrs(addrs, None) == addrs
