@@ -21,6 +21,7 @@ transaction (one SQLite write per SAVE_INTERVAL, never one per event on the hot 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import ipaddress
 import json
 import logging
@@ -221,8 +222,8 @@ class PeerStore:
         excess = len(self._peers) - self.max_peers
         if excess <= 0:
             return
-        victims = sorted((p for p in self._peers.values() if p.peer_id != keep),
-                         key=lambda p: (p.connected, p.last_seen))[:excess]
+        victims = heapq.nsmallest(excess, (p for p in self._peers.values() if p.peer_id != keep),
+                                  key=lambda p: (p.connected, p.last_seen))
         for victim in victims:
             del self._peers[victim.peer_id]
             self._dirty.discard(victim.peer_id)
