@@ -18,7 +18,6 @@ the daemon and Python users.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import ipaddress
@@ -32,10 +31,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.discovery.peerstore import SAVE_INTERVAL, PeerStore, usable_addrs
+from peerloom.discovery.peerstore import PeerStore
+from peerloom.discovery.peerstore_driver import PeerStoreKeeper
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity
-from peerloom.net.host import Host, PeerConnected, PeerDisconnected, PeerEvent, PeerIdentified
+from peerloom.net.host import Host
 from peerloom.service import NodeContext, Service, ServiceTasks
 from peerloom.settings import Settings
 from peerloom.state import State
@@ -99,7 +99,6 @@ class Node:
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
         self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
-        self._peers_saving = asyncio.Lock()  # one save of the peer store at a time, in the order of their snapshots
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -197,16 +196,14 @@ class Node:
         self.lsd = lsd
 
     async def _start_peer_store(self, stack: contextlib.AsyncExitStack) -> None:
-        """The peer store, loaded from the state database and fed by the host's peer events; saved every
-        SAVE_INTERVAL and at stop. With the DHT on, `peer_records` resolves other nodes' signed peer records, and
-        publishes ours unless `settings.peer_records` is off."""
+        """The peer store, loaded from the state database, fed by the host's peer events and saved by its keeper.
+        With the DHT on, `peer_records` resolves other nodes' signed peer records, and publishes ours unless
+        `settings.peer_records` is off."""
         assert self.state is not None
         peers = self.peers = await self.run_blocking(PeerStore, self.state)
-        tasks = ServiceTasks("peer store")
-        stack.push_async_callback(self._save_peers)
-        stack.push_async_callback(tasks.close)
-        stack.callback(self.secure_host.subscribe(self._on_peer_event))
-        tasks.spawn(self._save_peers_every(SAVE_INTERVAL))
+        keeper = PeerStoreKeeper(peers, self.secure_host, self.run_blocking)
+        stack.push_async_callback(keeper.close)
+        await keeper.start()
         if self.dht is not None:
             from peerloom.discovery.peer_record_driver import PeerRecords
 
@@ -215,31 +212,6 @@ class Node:
             stack.push_async_callback(records.close)
             await records.start()
             self.peer_records = records
-
-    def _on_peer_event(self, event: PeerEvent) -> None:
-        now = time.time()
-        if isinstance(event, PeerConnected):
-            addr = _tcp_addr(event.address) if event.address is not None else None
-            self.peers.connected(event.peer, addr, now)
-        elif isinstance(event, PeerIdentified):
-            conn = self.secure_host.connections.get(event.peer)
-            remote = conn.remote_address[0] if conn is not None and conn.remote_address is not None else None
-            self.peers.set_protocols(event.peer, event.protocols, event.agent_version, now)
-            self.peers.add_addrs(event.peer, usable_addrs(event.listen_addrs, remote), "identify", now)
-        elif isinstance(event, PeerDisconnected):
-            self.peers.disconnected(event.peer, now)
-
-    async def _save_peers(self) -> None:
-        async with self._peers_saving:
-            await self.run_blocking(self.peers.save, self.peers.changes())
-
-    async def _save_peers_every(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:  # shielded: a stop in the middle lets this save end before the last one starts
-                await asyncio.shield(self._save_peers())
-            except PeerloomError as exc:  # a full disk: the store stays in memory and is saved again later
-                log.warning("saving the peer store failed: %s", exc)
 
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""
@@ -316,11 +288,6 @@ class Node:
         """The secure layer's TCP port (None before it listens)."""
         addrs = self.secure_addrs
         return int(addrs[0].value_for("tcp") or 0) if addrs else None
-
-
-def _tcp_addr(address: tuple[str, int]) -> Multiaddr:
-    host, port = address
-    return Multiaddr(f"/{'ip6' if ':' in host else 'ip4'}/{host}/tcp/{port}")
 
 
 def _is_loopback(host: str) -> bool:

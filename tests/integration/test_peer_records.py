@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.swarm import node
@@ -16,8 +17,12 @@ from support.swarm import node
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peer_dialer import connect_peer
 from peerloom.discovery.peer_record import SALT, record_key
+from peerloom.discovery.peerstore import PeerStore
+from peerloom.discovery.peerstore_driver import PeerStoreKeeper
 from peerloom.identity import Identity
+from peerloom.net.host import Host
 from peerloom.node import Node
+from peerloom.state import State, StateError
 from peerloom.torrent.magnet import Magnet
 
 DHT = dict(dht=True, public_bootstrap=False)
@@ -132,3 +137,27 @@ async def test_peer_records_off_publishes_nothing(tmp_path: Path) -> None:
         async with node(tmp_path, "quiet", bootstrap=[("127.0.0.1", b.dht.port)], peer_records=False, **DHT) as q:
             assert q.peer_records is not None and not await q.peer_records.wait_published(1.0)
             assert await b.dht.get_mutable(record_key(q.identity.peer_id), SALT) is None
+
+
+async def test_the_keeper_saves_periodically_and_keeps_what_a_failed_save_missed(tmp_path: Path) -> None:
+    state = State(tmp_path / "state.sqlite")
+    store, host = PeerStore(state), Host(Identity.generate())
+    fail_next = [True]
+
+    async def run_blocking(fn: Any, *args: Any) -> Any:
+        if fail_next.pop() if fail_next else False:
+            raise StateError("disk full")
+        return await asyncio.to_thread(fn, *args)
+
+    keeper = PeerStoreKeeper(store, host, run_blocking, interval=0.05)
+    await keeper.start()
+    try:
+        peer = Identity.generate().peer_id
+        store.add_addrs(peer, [Multiaddr("/ip4/10.0.0.1/tcp/1")], "dht", time.time())
+        saved = lambda: state.execute("SELECT COUNT(*) FROM peers_addrs")[0][0]  # noqa: E731
+        await wait_until(lambda: saved() == 1)  # the first save failed; the next one wrote it
+        store.add_addrs(peer, [Multiaddr("/ip4/10.0.0.2/tcp/1")], "dht", time.time())
+    finally:
+        await keeper.close()  # saves what is left
+    assert saved() == 2 and not fail_next
+    state.close()

@@ -253,6 +253,14 @@ class PeerStore:
         self._removed.clear()
         return Changes(peers, addrs, removed)
 
+    def unsaved(self, changes: Changes) -> None:
+        """`changes` could not be written: they go with the next `changes()` (the peers as they are by then)."""
+        for key in changes.removed:
+            peer = PeerId(key)
+            if peer not in self._peers:
+                self._removed.add(peer)
+        self._dirty.update(p for p in (PeerId(row[0]) for row in changes.peers) if p in self._peers)
+
     def save(self, changes: Changes) -> None:
         """Write a snapshot of `changes()` in one transaction (may run in a worker thread); StateError when the
         disk fails."""
