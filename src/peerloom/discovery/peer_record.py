@@ -19,7 +19,8 @@ demo whose DHT is loopback too; a node also reachable elsewhere must not tell th
 Private LAN addresses are published: peers on the same LAN reach them, others fail fast and back off.
 
 Items expire from storing nodes (BEP 44 suggests two hours), so `RecordPublisher` says when to publish: at start,
-whenever the addresses change, and every `REPUBLISH_INTERVAL`; after a failed put, again after `RETRY_INTERVAL`.
+whenever the addresses change, and every `REPUBLISH_INTERVAL`; after a failed put, or one that fewer than
+`WELL_STORED` nodes took, again after `RETRY_INTERVAL`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SALT = b"peerloom-peer"
 MAX_RECORD_ADDRS = 16
 REPUBLISH_INTERVAL = 30 * 60.0
 RETRY_INTERVAL = 60.0
+WELL_STORED = 4  # storing nodes below which a put is soon repeated (BEP 44 puts go to the 8 closest)
 
 
 class PeerRecordError(ProtocolError):
@@ -184,9 +186,11 @@ class RecordPublisher:
         self.last_seq = next_seq(self.last_seq, now)
         return encode_value(self.addrs, int(now)), self.last_seq
 
-    def published(self, now: float) -> None:
+    def published(self, now: float, stored: int = WELL_STORED) -> None:
+        """The put succeeded on `stored` nodes: publish again after `interval`, or after `retry` when fewer than
+        WELL_STORED nodes took it (a node that has only just joined knows few of the nodes closest to its key)."""
         self.published_addrs = self.addrs
-        self._next = now + self.interval
+        self._next = now + (self.interval if stored >= WELL_STORED else self.retry)
 
     def failed(self, now: float) -> None:
         self._next = now + self.retry

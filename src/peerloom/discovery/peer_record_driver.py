@@ -105,7 +105,7 @@ class PeerRecords:
         otherwise publish records the DHT refuses as older)."""
         key = record_key(self.identity.peer_id)
         with contextlib.suppress(DhtError):
-            item = await self.dht.get_mutable(key, SALT)
+            item = await self.dht.get_mutable(key, SALT, timeout=RESOLVE_TIMEOUT)
             if item is not None:
                 self.publisher.last_seq = max(self.publisher.last_seq or 0, item.seq)
 
@@ -125,7 +125,7 @@ class PeerRecords:
             return None
         log.info("peer record published (seq %d, %d addresses, stored by %d nodes)", seq,
                  len(self.publisher.addrs), result.stored)
-        self.publisher.published(self.clock())
+        self.publisher.published(self.clock(), result.stored)
         self.last_put = result
         self._published.set()
         return result

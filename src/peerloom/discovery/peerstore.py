@@ -218,10 +218,12 @@ class PeerStore:
         return info
 
     def _trim_peers(self, keep: PeerId) -> None:
-        """Over `max_peers`: forget the least recently seen, disconnected ones before connected ones."""
+        """Over `max_peers`: forget the least recently seen, disconnected ones before connected ones; a tenth more
+        than needed, so a full store pays for one eviction per tenth of its size, not per new peer."""
         excess = len(self._peers) - self.max_peers
         if excess <= 0:
             return
+        excess += self.max_peers // 10
         victims = heapq.nsmallest(excess, (p for p in self._peers.values() if p.peer_id != keep),
                                   key=lambda p: (p.connected, p.last_seen))
         for victim in victims:

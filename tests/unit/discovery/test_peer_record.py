@@ -141,7 +141,9 @@ def test_the_publisher_publishes_at_start_on_change_and_periodically() -> None:
     assert pub.due(300.0)
     assert pub.make(300.0)[1] == 300
     pub.published(300.0)
-    assert pub.due(2100.0)
+    assert not pub.due(2099.0) and pub.due(2100.0)
+    pub.published(2100.0, stored=1)  # few nodes took it: soon again
+    assert pub.next_wakeup() == 2160.0
 
 
 def test_a_wildcard_listen_address_is_published_as_the_default_routes_address() -> None:

@@ -150,3 +150,11 @@ def test_a_loopback_listen_address_is_kept_only_for_a_peer_on_loopback() -> None
     assert usable_addrs(addrs, "192.168.1.5") == [tcp(4002, "192.168.1.5")]
     assert usable_addrs(addrs, "127.0.0.1") == addrs
     assert usable_addrs(addrs, None) == addrs
+
+
+def test_a_full_store_evicts_a_tenth_at_once() -> None:
+    store = PeerStore(max_peers=20)
+    peers = [peer() for _ in range(21)]
+    for i, p in enumerate(peers):
+        store.add_addrs(p, [tcp(1)], "dht", float(i))
+    assert len(store) == 18 and all(p not in store for p in peers[:3]) and peers[3] in store
