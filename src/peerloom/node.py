@@ -23,6 +23,7 @@ import functools
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,8 +32,10 @@ import platformdirs
 
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
+from peerloom.discovery.peerstore import PeerStore
+from peerloom.discovery.peerstore_driver import PeerStoreKeeper
 from peerloom.errors import PeerloomError
-from peerloom.identity import Identity
+from peerloom.identity import Identity, PeerId
 from peerloom.net.host import Host
 from peerloom.service import NodeContext, Service, ServiceTasks
 from peerloom.settings import Settings
@@ -49,6 +52,8 @@ from peerloom.workers import WorkerPool
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
     from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.mdns import MdnsService
+    from peerloom.discovery.peer_record_driver import PeerRecords
     from peerloom.torrent.tracker_client import TrackerClient
 
 __all__ = ["BITTORRENT_PROTOCOL", "DuplicateTorrent", "Node", "ServiceStartError", "Settings", "default_home"]
@@ -95,7 +100,10 @@ class Node:
         self.secure_host: Host
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
         self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
+        self.mdns: MdnsService | None = None  # libp2p mDNS (None when off, on loopback, or without multicast)
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
+        self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
+        self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -133,6 +141,9 @@ class Node:
             await self._start_dht(stack)
         if self.settings.lsd:
             await self._start_lsd(stack)
+        await self._start_peer_store(stack)
+        if self.settings.mdns:
+            await self._start_mdns(stack)
         for service in self.services:
             await self._start_service(stack, service)
 
@@ -144,7 +155,8 @@ class Node:
         stack.push_async_callback(tasks.close)
         stack.push_async_callback(service.stop)
         ctx = NodeContext(identity=self.identity, settings=self.settings, home=self.home, host=self.secure_host,
-                          workers=self.workers, dht=self.dht, lsd=self.lsd, state=self.state, tasks=tasks)
+                          workers=self.workers, dht=self.dht, lsd=self.lsd, state=self.state, tasks=tasks,
+                          peers=self.peers)
         try:
             await service.start(ctx)
         except Exception as exc:
@@ -190,6 +202,50 @@ class Node:
         stack.push_async_callback(lsd.close)
         self.lsd = lsd
 
+    async def _start_peer_store(self, stack: contextlib.AsyncExitStack) -> None:
+        """The peer store, loaded from the state database, fed by the host's peer events and saved by its keeper.
+        With the DHT on, `peer_records` resolves other nodes' signed peer records, and publishes ours unless
+        `settings.peer_records` is off."""
+        assert self.state is not None
+        peers = self.peers = await self.run_blocking(PeerStore, self.state)
+        keeper = PeerStoreKeeper(peers, self.secure_host, self.run_blocking)
+        stack.push_async_callback(keeper.close)
+        await keeper.start()
+        if self.dht is not None:
+            from peerloom.discovery.peer_record_driver import PeerRecords
+
+            records = PeerRecords(self.identity, self.dht, peers, lambda: self.secure_addrs,
+                                  publish=self.settings.peer_records)
+            stack.push_async_callback(records.close)
+            await records.start()
+            self.peer_records = records
+
+    async def _start_mdns(self, stack: contextlib.AsyncExitStack) -> None:
+        """libp2p mDNS: advertise the secure layer's addresses on the LAN and dial the peers found there (a few at a
+        time, each at most once a minute, none already connected). Not on a node listening on loopback only: LAN
+        peers could not dial it, and nodes of tests on loopback must not find each other by surprise."""
+        if _is_loopback(self.host):
+            return
+        from peerloom.discovery.mdns import MdnsDialer, MdnsService  # loaded only by nodes that run it
+
+        host = self.secure_host
+        dialer = MdnsDialer(host.connect, lambda peer: peer in host.connections)
+        stack.push_async_callback(dialer.close)
+        peers = self.peers
+
+        def found(peer: PeerId, addrs: list[Multiaddr], source: str) -> None:
+            peers.add_addrs(peer, addrs, source, time.time())
+            dialer.offer(peer, addrs, source)
+
+        mdns = MdnsService(host.peer_id, lambda: host.listen_addrs, found, host=self.host)
+        try:
+            await mdns.start()
+        except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
+            log.warning("%s", exc)
+            return
+        stack.push_async_callback(mdns.close)
+        self.mdns = mdns
+
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""
         stack, self._stack = self._stack, None
@@ -234,7 +290,11 @@ class Node:
         return self.engine.tracker_client
 
     async def add(self, source: str | Path | Metainfo | Magnet, save: str | Path = ".", **options: Any) -> Torrent:
-        """Add a torrent and start it: see `BitTorrentEngine.add` for the options."""
+        """Add a torrent and start it: see `BitTorrentEngine.add` for the options. Secure-layer peers given by the
+        user (`peers=[Multiaddr]`) go to the peer store as "user" addresses."""
+        for peer in options.get("peers") or ():
+            if isinstance(peer, Multiaddr) and peer.peer_id is not None:
+                self.peers.add_addrs(peer.peer_id, [peer], "user", time.time())
         return await self.engine.add(source, save, **options)
 
     async def share(self, path: str | Path, **options: Any) -> Torrent:

@@ -36,6 +36,7 @@ from peerloom.workers import WorkerPool
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
     from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.peerstore import PeerStore
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class NodeContext:
     lsd: LsdService | None  # local service discovery (None when off or without multicast)
     state: State  # the node's state database: each service keeps its own schema in it
     tasks: ServiceTasks  # the service's own background tasks, cancelled when it stops
+    peers: PeerStore  # the peer store: addresses, protocols, failures of secure-layer peers
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in one of the node's worker threads."""

@@ -32,7 +32,7 @@ SANS_IO = [
     "peerloom.net.multistream", "peerloom.net.noise", "peerloom.net.yamux", "peerloom.net.identify",
     "peerloom.dht.krpc", "peerloom.dht.node", "peerloom.dht.routing", "peerloom.dht.lookup", "peerloom.dht.storage",
     "peerloom.dht.bep44",
-    "peerloom.discovery.lsd",
+    "peerloom.discovery.lsd", "peerloom.discovery.mdns_records", "peerloom.discovery.peer_record",
     "peerloom.torrent.wire", "peerloom.torrent.extensions", "peerloom.torrent.picker", "peerloom.torrent.choker",
     "peerloom.torrent.metainfo", "peerloom.torrent.magnet", "peerloom.torrent.merkle", "peerloom.torrent.udp_tracker",
     "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire",

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from peerloom.api import peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.files import write_atomically
 from peerloom.state import StateError
@@ -337,6 +338,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_post(f"{v1}/torrents/{{id}}/resume", resume)
     app.router.add_put(f"{v1}/torrents/{{id}}/files", set_files)
     app.router.add_put(f"{v1}/torrents/{{id}}/limits", set_torrent_limits)
+    app.router.add_routes(peers.routes(daemon, v1))
     app.router.add_get(EVENTS_PATH, events)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)

@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
-from peerloom.cli import daemon, demo, dht, files, net, transfer
+from peerloom.cli import daemon, demo, dht, discovery, files, net, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, demo)
 
 
 def version_callback(value: bool) -> None:

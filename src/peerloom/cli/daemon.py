@@ -32,6 +32,7 @@ from peerloom.cli.options import (
     JsonOption,
     NoDhtOption,
     NoLsdOption,
+    NoMdnsOption,
     PortOption,
     PublicBootstrapOption,
 )
@@ -56,6 +57,7 @@ def daemon(
     public_bootstrap: PublicBootstrapOption = True,
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
+    no_mdns: NoMdnsOption = False,
     dht_port: DhtPortOption = 0,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
@@ -67,7 +69,7 @@ def daemon(
         if not root.is_dir():
             fail(f"--share-root {printable(root)}: not a folder", 2)
     api_host, api_port = usage(lambda: parse_host_port(api, "--api", zero="any free port"))
-    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port))
     running = read_runtime(home)
     if running is not None:

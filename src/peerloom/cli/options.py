@@ -53,6 +53,7 @@ PublicBootstrapOption = Annotated[
 ]
 NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no trackerless peer discovery).")]
 NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
+NoMdnsOption = Annotated[bool, typer.Option("--no-mdns", help="No libp2p mDNS (secure-layer peers on the LAN).")]
 DhtPortOption = Annotated[int, port_option("--dht-port", "UDP port of the DHT", zero="the TCP port's number")]
 
 # Making a torrent (create, share)

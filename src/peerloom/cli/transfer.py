@@ -41,6 +41,7 @@ from peerloom.cli.options import (
     NoDaemonOption,
     NoDhtOption,
     NoLsdOption,
+    NoMdnsOption,
     PortOption,
     PrivateOption,
     PublicBootstrapOption,
@@ -115,6 +116,7 @@ def get(
     public_bootstrap: PublicBootstrapOption = True,
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
+    no_mdns: NoMdnsOption = False,
     dht_port: DhtPortOption = 0,
     no_daemon: NoDaemonOption = False,
     detach: Annotated[bool, typer.Option("--detach", help="With a daemon: hand it the torrent and return.")] = False,
@@ -122,7 +124,7 @@ def get(
     """Download a torrent; exits 0 only when every selected byte is verified. With a bare magnet link, peers are
     found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
     peers = usage(lambda: parse_peers(peer))
-    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(not isinstance(p, tuple) for p in peers):  # a multiaddr: the secure layer
@@ -241,12 +243,13 @@ def share(
     public_bootstrap: PublicBootstrapOption = True,
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
+    no_mdns: NoMdnsOption = False,
     dht_port: DhtPortOption = 0,
     no_daemon: NoDaemonOption = False,
 ) -> None:
     """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others).
     When a daemon runs for the home, it seeds PATH instead."""
-    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, bootstrap=bootstrap,
+    settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port))
     version = torrent_version(v1, v2, hybrid)
     allowed = guarded(lambda: parse_allow(allow))
