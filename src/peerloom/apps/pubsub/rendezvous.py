@@ -13,12 +13,13 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from peerloom.codec.multiaddr import Multiaddr
+from peerloom.discovery.peerstore import PeerStore
 from peerloom.errors import PeerloomError
-from peerloom.identity import PeerId
 from peerloom.net.host import Host
 from peerloom.service import ServiceTasks
 
@@ -33,7 +34,6 @@ MAX_DIALS = 8  # addresses dialled at once per lookup
 MAX_PEERS_DIALLED = 32  # the most addresses one lookup dials
 
 Address = tuple[str, int]
-PeerCallback = Callable[[PeerId, list[Multiaddr], str], None]
 
 
 def topic_key(topic: str) -> bytes:
@@ -43,7 +43,7 @@ def topic_key(topic: str) -> bytes:
 
 class TopicRendezvous:
     """Announces the topics we subscribe to and dials the peers announced for a topic. Without a DHT it does
-    nothing (`find` finds nobody). `on_peer` hears of each peer a dial reached, with the address it answered at."""
+    nothing (`find` finds nobody). Each peer a dial reached goes to the peer store (`peers`), source "rendezvous"."""
 
     def __init__(
         self,
@@ -52,13 +52,13 @@ class TopicRendezvous:
         tasks: ServiceTasks,
         *,
         interval: float = ANNOUNCE_INTERVAL,
-        on_peer: PeerCallback | None = None,
+        peers: PeerStore | None = None,
     ) -> None:
         self.dht = dht
         self.host = host
         self.tasks = tasks
         self.interval = interval
-        self.on_peer = on_peer
+        self.peers = peers
         self.announced: dict[str, int] = {}  # topic -> announces done (for tests and the stats)
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(MAX_DIALS)
@@ -119,9 +119,8 @@ class TopicRendezvous:
             except (PeerloomError, TimeoutError) as exc:
                 log.debug("pubsub: rendezvous peer %s unreachable: %s", addr, exc)
                 return False
-        if self.on_peer is not None and conn.remote_peer is not None:
-            with contextlib.suppress(Exception):
-                self.on_peer(conn.remote_peer, [addr], "rendezvous")
+        if self.peers is not None and conn.remote_peer is not None:
+            self.peers.add_addrs(conn.remote_peer, [addr], "rendezvous", time.time())
         return True
 
     def secure_port(self) -> int | None:

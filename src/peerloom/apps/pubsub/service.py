@@ -22,17 +22,17 @@ in the shape of aioquic's asyncio protocol over its QUIC connection:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from peerloom.apps.pubsub.params import GossipParams
-from peerloom.apps.pubsub.rendezvous import PeerCallback, TopicRendezvous
+from peerloom.apps.pubsub.rendezvous import TopicRendezvous
 from peerloom.apps.pubsub.router import Deliver, Dial, GossipSub, PublishResult, SendRpc, Validate, Validation
 from peerloom.apps.pubsub.score import PeerScore, ScoreParams
 from peerloom.apps.pubsub.subscription import PubsubMessage, PubSubStopped, Subscription
+from peerloom.codec.multiaddr import Multiaddr
 from peerloom.codec.varint import VarintError, encode_varint, read_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
@@ -81,7 +81,7 @@ class _PeerLink:
 class PubSubService:
     """GossipSub as a node service (name "pubsub"): see the module docstring. `params` and `score_params` tune the
     router (its defaults when None: the gossipsub spec's D=6..., score.py's ScoreParams). `admits` takes every peer
-    unless an `admits` rule is given; `on_peer(peer, addrs, source)` hears of the peers the DHT rendezvous finds."""
+    unless an `admits` rule is given."""
 
     name = "pubsub"
     protocols = PROTOCOLS
@@ -95,7 +95,6 @@ class PubSubService:
         subscription_queue: int = SUBSCRIPTION_QUEUE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         validation_timeout: float = VALIDATION_TIMEOUT,
-        on_peer: PeerCallback | None = None,
     ) -> None:
         self.params = params or GossipParams()
         self.score_params = score_params
@@ -103,7 +102,6 @@ class PubSubService:
         self.subscription_queue = subscription_queue
         self.send_queue_bytes = send_queue_bytes
         self.validation_timeout = validation_timeout
-        self._on_peer = on_peer
         self.router: GossipSub | None = None
         self.rendezvous: TopicRendezvous | None = None
         self._ctx: NodeContext | None = None
@@ -127,7 +125,7 @@ class PubSubService:
         score = PeerScore(self.score_params) if self.score_params is not None else None
         self.router = GossipSub(ctx.identity, params=self.params, score=score, validate=True,
                                 first_seqno=time.time_ns())
-        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer)
+        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, peers=ctx.peers)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):  # peers identified before we started
             info = conn.info
@@ -361,25 +359,27 @@ class PubSubService:
             self._drain()
 
     def _dial(self, peer: PeerId) -> None:
-        """Dial a peer that peer exchange suggested, at an address identify told us (bounded: extra ones dropped)."""
+        """Dial a peer that peer exchange suggested, at the addresses the peer store knows (bounded: extra ones are
+        dropped)."""
         assert self._ctx is not None
-        host = self._ctx.host
-        if peer in self._dialing or peer in host.connections or len(self._dialing) >= MAX_QUEUED_DIALS:
+        if peer in self._dialing or peer in self._ctx.host.connections or len(self._dialing) >= MAX_QUEUED_DIALS:
             return
-        info = host.peer_info.get(peer)
-        if info is None or not info.listen_addrs:
+        addrs = self._ctx.peers.addrs(peer, time.time())
+        if not addrs:
             return
         self._dialing.add(peer)
-        self._ctx.tasks.spawn(self._dial_addrs(peer, list(info.listen_addrs)), name=f"pubsub dial {peer}")
+        self._ctx.tasks.spawn(self._dial_addrs(peer, addrs), name=f"pubsub dial {peer}")
 
-    async def _dial_addrs(self, peer: PeerId, addrs: list) -> None:
+    async def _dial_addrs(self, peer: PeerId, addrs: list[Multiaddr]) -> None:
         assert self._ctx is not None
         try:
             async with self._dial_slots:
                 for addr in addrs:
-                    with contextlib.suppress(PeerloomError, TimeoutError):
-                        await self._ctx.host.connect(addr.encapsulate(f"/p2p/{peer}"))
+                    try:
+                        await self._ctx.host.connect(addr if addr.peer_id else addr.encapsulate(f"/p2p/{peer}"))
                         return
+                    except (PeerloomError, TimeoutError):
+                        self._ctx.peers.dial_failed(peer, addr, time.time())
         finally:
             self._dialing.discard(peer)
 
