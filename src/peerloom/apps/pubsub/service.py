@@ -9,14 +9,16 @@ in the shape of aioquic's asyncio protocol over its QUIC connection:
 - per peer, one long-lived outbound stream carries our RPCs (libp2p pubsub spec, "The RPC": each peer keeps one
   stream for writing, and reads whatever streams the other side opened). It is opened when the host says a peer
   speaks a meshsub protocol (identify) or when the peer opens one to us; multistream-select picks the best protocol
-  we share. Frames are an unsigned-varint length and an RPC; the length is checked against `RpcLimits.max_rpc_size`
-  before the body is read, and an oversized one resets that stream alone.
+  we share (a peer that `admits` refuses gets none). Frames are an unsigned-varint length and an RPC; the length is
+  checked against the router's `params.rpc_limits.max_rpc_size` before the body is read, and an oversized one
+  resets that stream alone.
 - after every input (an RPC, a publish, a (un)subscribe, a validation result, the timer) the router's events are
   drained: RPCs to one peer in one drain go out as one write; a peer whose send queue passes its bound is dropped,
   so a slow reader never costs unbounded memory. Messages are handed to the local subscriptions' bounded queues (a
   full one drops, counted, and never holds up the router); validation asks the topic's validator (sync or async,
   with a timeout that answers IGNORE); dials suggested by peer exchange go through a bounded number of slots.
 - one timer, re-armed from `next_wakeup()` after each drain, drives the heartbeat.
+Subscribing also announces the topic on the DHT (rendezvous.py) and `find_topic_peers` dials who announced it.
 """
 
 from __future__ import annotations
