@@ -94,6 +94,19 @@ async def test_two_nodes_exchange_messages_exactly_once_and_leave_the_topic_with
         assert await ps(a).find_topic_peers(TOPIC) == 0  # no DHT: nobody to find
 
 
+async def test_publishing_without_subscribing_goes_through_the_fanout_and_fits_one_rpc(tmp_path: Path) -> None:
+    async with node(tmp_path, "a") as a, node(tmp_path, "b") as b:
+        sub_b = ps(b).subscribe(TOPIC)
+        await a.secure_host.connect(b.secure_addrs[0])
+        await until(lambda: b.identity.peer_id in ps(a).peers(TOPIC), what="a knows b's topic")
+        assert ps(a).topics() == []
+        result = await ps(a).publish(TOPIC, b"through the fanout")
+        assert result.peers == 1
+        assert [m.data for m in await receive(sub_b, 1)] == [b"through the fanout"]
+        with pytest.raises(ValueError):
+            await ps(a).publish(TOPIC, bytes(ps(a).params.rpc_limits.max_rpc_size))
+
+
 async def test_a_peer_that_leaves_is_forgotten_and_hears_again_after_it_restarts_with_the_same_key(
     tmp_path: Path,
 ) -> None:
