@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,8 +14,9 @@ import pytest
 from support.swarm import fast_settings, node
 
 from peerloom.apps.pubsub.message import sign_message
+from peerloom.apps.pubsub.params import GossipParams
 from peerloom.apps.pubsub.router import Validation
-from peerloom.apps.pubsub.rpc import RPC, Message, SubOpts, encode_rpc
+from peerloom.apps.pubsub.rpc import RPC, ControlMessage, Message, PeerInfo, Prune, SubOpts, encode_rpc
 from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
 from peerloom.codec.varint import encode_frame, encode_varint
 from peerloom.identity import Identity, PeerId
@@ -262,6 +264,25 @@ async def test_a_message_with_a_corrupted_signature_is_rejected_and_its_sender_s
         await stream.write(rpc_frame(Message(forged.topic, forged.data, forged.from_peer, forged.seqno, broken)))
         await until(lambda: ps(a).score(harness.peer_id) < 0, what="the score falls")
         assert await drain(sub, 0.2) == []
+
+
+async def test_a_peer_suggested_by_peer_exchange_is_dialled_at_the_address_the_peer_store_knows(
+    tmp_path: Path,
+) -> None:
+    harness = Harness()
+    service = PubSubService(params=GossipParams(accept_px_threshold=0.0))  # the harness's score of 0 is enough
+    async with node(tmp_path, "c") as c, harness.host, Node(
+        tmp_path / "home-a", host="127.0.0.1", settings=fast_settings(pubsub=False), services=[service]
+    ) as a:
+        suggested = c.identity.peer_id
+        a.peers.add_addrs(suggested, [c.secure_addrs[0]], "user", time.time())
+        service.subscribe(TOPIC)
+        stream = await harness.open(a)
+        prune = Prune(TOPIC, peers=(PeerInfo(suggested.to_bytes()),))
+        await stream.write(encode_frame(encode_rpc(RPC(subscriptions=(SubOpts(True, TOPIC),),
+                                                       control=ControlMessage(prune=(prune,))))))
+        await until(lambda: suggested in a.secure_host.connections, what="a dials the suggested peer")
+        assert service.stats()["px_dials"] == 1
 
 
 async def test_an_oversized_length_prefix_closes_only_that_stream(tmp_path: Path) -> None:
