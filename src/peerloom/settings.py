@@ -39,5 +39,6 @@ class Settings:
     lsd: bool = True  # local service discovery (BEP 14): find peers on the LAN by multicast
     lsd_interval: float = 5 * 60.0
     lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
+    pubsub: bool = True  # GossipSub pub/sub on the secure layer (`node.pubsub`)
     mdns: bool = True  # libp2p mDNS: find secure-layer peers on the LAN and dial them (not on loopback)
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
