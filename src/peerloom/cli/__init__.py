@@ -13,10 +13,11 @@ from typing import Annotated
 
 import typer
 
+from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, files, net, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, demo, pubsub)
 
 
 def version_callback(value: bool) -> None:
