@@ -28,15 +28,17 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from peerloom.api.service import ApiError, Daemon
+from peerloom.apps.pubsub.rpc import RpcLimits
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.errors import PeerloomError
 
 if TYPE_CHECKING:
     from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
+    from peerloom.identity import PeerId
     from peerloom.node import Node
 
 MAX_MESSAGE = 1 << 20  # bytes of one published message (go- and js-libp2p's default max message size is 1 MiB)
-MAX_TOPIC = 256  # bytes of a topic name (UTF-8): a name, not a payload
+MAX_TOPIC = RpcLimits().max_topic_len  # bytes of a topic name (UTF-8): what a peer's RPC may carry
 MAX_SUBSCRIPTIONS = 64  # topics the daemon subscribes to through the API
 MAX_DIAL = 8  # peers one request may ask the daemon to dial
 MAX_WAIT = 10.0  # seconds a publish may wait for the topic's first peers
@@ -85,7 +87,7 @@ async def dial_all(node: Node, addrs: Iterable[Multiaddr], timeout: float = DIAL
         except TimeoutError:
             return f"{addr}: no answer within {timeout:g} s"
         except PeerloomError as exc:
-            return f"{addr}: {exc}"
+            return str(exc) if str(addr) in str(exc) else f"{addr}: {exc}"
         return None
 
     return [e for e in await asyncio.gather(*(dial(a) for a in addrs)) if e is not None]
@@ -110,13 +112,30 @@ async def wait_for_peers(pubsub: PubSubService, topic: str, seconds: float, *, r
     return len(pubsub.peers(topic))
 
 
-def peer_rows(pubsub: PubSubService, topic: str) -> list[dict[str, Any]]:
-    """The peers of `topic`: mesh members first, then by score."""
+def peer_rows(node: Node, pubsub: PubSubService, topic: str) -> list[dict[str, Any]]:
+    """The peers of `topic` as the node's pub/sub sees them: mesh members first, then by score."""
     mesh = set(pubsub.mesh(topic))
     rows = [{"peer_id": str(p), "mesh": p in mesh, "score": round(pubsub.score(p), 3),
-             "protocol": pubsub.protocol(p)} for p in pubsub.peers(topic)]
+             "protocol": meshsub_protocol(node, p)} for p in pubsub.peers(topic)]
     rows.sort(key=lambda r: (not r["mesh"], -r["score"], r["peer_id"]))
     return rows
+
+
+def meshsub_protocol(node: Node, peer: PeerId) -> str | None:
+    """The meshsub protocol our stream to `peer` speaks: the service offers its protocols best first and the peer
+    takes the first it knows (multistream-select), so it is our best one among those its identify lists."""
+    from peerloom.apps.pubsub.service import PROTOCOLS
+
+    conn = node.secure_host.connections.get(peer)
+    spoken = set(getattr(conn.info, "protocols", ()) or ()) if conn is not None else set()
+    return next((p for p in PROTOCOLS if p in spoken), None)
+
+
+def running_pubsub(node: Node) -> PubSubService:
+    """The node's pub/sub service; PeerloomError when the node runs without it."""
+    if node.pubsub is None:
+        raise PeerloomError("pub/sub is off on this node")
+    return node.pubsub
 
 
 # -- the daemon's subscriptions ------------------------------------------------------------------------
@@ -131,10 +150,10 @@ class DaemonTopics:
 
     @property
     def pubsub(self) -> PubSubService:
-        pubsub = getattr(self.daemon.node, "pubsub", None)
-        if pubsub is None:
-            raise ApiError(503, "pub/sub is off on this node")
-        return pubsub
+        try:
+            return running_pubsub(self.daemon.node)
+        except PeerloomError as exc:
+            raise ApiError(503, str(exc)) from None
 
     def subscribed(self, topic: str) -> bool:
         return topic in self._subscriptions
@@ -158,10 +177,10 @@ class DaemonTopics:
         if entry is None:
             return False
         subscription, task = entry
+        subscription.close()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await subscription.close()
         return True
 
     def recent(self, topic: str) -> list[dict[str, Any]]:
@@ -296,7 +315,7 @@ async def recent_messages(request: web.Request) -> web.Response:
 async def topic_peers(request: web.Request) -> web.Response:
     topics = request.app[TOPICS]
     topic = _topic(request)
-    return web.json_response({"topic": topic, "peers": peer_rows(topics.pubsub, topic)})
+    return web.json_response({"topic": topic, "peers": peer_rows(topics.daemon.node, topics.pubsub, topic)})
 
 
 async def subscribe(request: web.Request) -> web.Response:

@@ -76,7 +76,7 @@ def parse_peers(values: list[str] | None) -> list[Multiaddr]:
 
 
 def checked_topic(topic: str) -> str:
-    """TOPIC as the API checks it (not empty, at most 256 bytes); a mistake is a usage error."""
+    """TOPIC as the API checks it (not empty, at most 1024 bytes); a mistake is a usage error."""
     from peerloom.apps.pubsub.api import check_topic
     from peerloom.errors import PeerloomError
 
@@ -146,8 +146,10 @@ def print_peers(topic: str, rows: list[dict[str, Any]], as_json: bool) -> None:
         err.print(f"no peer of topic {printable(topic)} is known")
         return
     table = Table(box=None, header_style="bold")
-    for column, justify in (("Peer", "left"), ("Mesh", "left"), ("Score", "right"), ("Protocol", "left")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    widest = max(len(row["peer_id"]) for row in rows)  # a PeerId is copied whole, never cut to fit a terminal
+    for column, justify, width in (("Peer", "left", widest), ("Mesh", "left", 4), ("Score", "right", 5),
+                                   ("Protocol", "left", 8)):
+        table.add_column(column, justify=justify, min_width=width)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(printable(row["peer_id"]), "yes" if row["mesh"] else "no", f"{row['score']:.2f}",
                       printable(row["protocol"] or "?"))
@@ -162,7 +164,7 @@ async def joined(node: Node, peers: list[Multiaddr]) -> int:
 
     failures = await dial_all(node, peers)
     for line in failures:
-        err.print(f"cannot reach {printable(line)}")
+        err.print(printable(line))
     if peers and len(failures) == len(peers):
         fail("none of the --peer addresses answered")
     return len(peers) - len(failures)
@@ -195,26 +197,25 @@ def sub(
     if client is not None:
         guarded(lambda: run(lambda stop: sub_via_daemon(client, topic, peers, as_json, stop)))
         return
-    from peerloom.apps.pubsub.api import message_json
+    from peerloom.apps.pubsub.api import message_json, running_pubsub
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
-        async with Node(home_or_default(home), host=listen, settings=settings) as node:
-            pubsub = node.pubsub
-            async with pubsub.subscribe(topic) as subscription:
-                await joined(node, peers)
-                announce(node, topic)
-                stopping = asyncio.ensure_future(stop.wait())
-                try:
-                    while True:
-                        receiving = asyncio.ensure_future(anext(subscription))
-                        await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                        if not receiving.done():
-                            receiving.cancel()
-                            break
-                        print_message(message_json(receiving.result()), as_json)
-                finally:
-                    stopping.cancel()
+        async with (Node(home_or_default(home), host=listen, settings=settings) as node,
+                    running_pubsub(node).subscribe(topic) as subscription):
+            await joined(node, peers)
+            announce(node, topic)
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                while True:
+                    receiving = asyncio.ensure_future(subscription.get())
+                    await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not receiving.done():
+                        receiving.cancel()
+                        break
+                    print_message(message_json(receiving.result()), as_json)
+            finally:
+                stopping.cancel()
         return 0
 
     guarded(lambda: run(main))
@@ -296,14 +297,15 @@ def pub(
         result = guarded(lambda: client.call("POST", f"/api/v1/pubsub/topics/{topic_path(topic)}/messages", body))
         print_published(topic, result, wait, as_json)
         return
-    from peerloom.apps.pubsub.api import wait_for_peers
+    from peerloom.apps.pubsub.api import running_pubsub, wait_for_peers
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home_or_default(home), host=listen, settings=settings) as node:
             dialled = await joined(node, peers)
-            await wait_for_peers(node.pubsub, topic, wait, rendezvous=node.dht is not None, at_least=dialled)
-            result = await node.pubsub.publish(topic, data)
+            pubsub = running_pubsub(node)
+            await wait_for_peers(pubsub, topic, wait, rendezvous=node.dht is not None, at_least=dialled)
+            result = await pubsub.publish(topic, data)
             if result.peers:
                 await asyncio.sleep(LINGER)
         print_published(topic, {"topic": topic, "msg_id": result.msg_id.hex(), "peers": result.peers}, wait, as_json)
@@ -338,14 +340,15 @@ def list_peers(
         rows = guarded(lambda: client.call("GET", f"/api/v1/pubsub/topics/{topic_path(topic)}/peers"))["peers"]
         print_peers(topic, rows, as_json)
         return
-    from peerloom.apps.pubsub.api import peer_rows, wait_for_peers
+    from peerloom.apps.pubsub.api import peer_rows, running_pubsub, wait_for_peers
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home_or_default(home), host=listen, settings=settings) as node:
             dialled = await joined(node, addrs)
-            await wait_for_peers(node.pubsub, topic, wait, rendezvous=node.dht is not None, at_least=dialled)
-            rows = peer_rows(node.pubsub, topic)
+            pubsub = running_pubsub(node)
+            await wait_for_peers(pubsub, topic, wait, rendezvous=node.dht is not None, at_least=dialled)
+            rows = peer_rows(node, pubsub, topic)
         print_peers(topic, rows, as_json)
         return 0
 
