@@ -22,7 +22,11 @@ from peerloom.api import service
 from peerloom.api.server import OPENAPI_FILE, allowed_hosts, make_app
 from peerloom.api.service import Daemon
 from peerloom.apps.pubsub import api as pubsub_api
+from peerloom.apps.pubsub import interface
+from peerloom.apps.pubsub.message import sign_message
+from peerloom.apps.pubsub.rpc import RPC, RpcLimits, encode_rpc
 from peerloom.apps.pubsub.service import PubSubService
+from peerloom.identity import Identity
 from peerloom.node import Node
 
 pytestmark = pytest.mark.timeout(15)
@@ -188,9 +192,9 @@ def closed_port() -> int:
     ({"data": 5}, 400),
     ({"data_b64": "not base64!"}, 400),
     ({"data_b64": 5}, 400),
-    ({"data": "x" * (pubsub_api.MAX_MESSAGE + 1)}, 413),
-    ({"data": "é" * (pubsub_api.MAX_MESSAGE // 2 + 1)}, 413),  # under the cap in characters, over it in bytes
-    ({"data_b64": base64.b64encode(b"x" * (pubsub_api.MAX_MESSAGE + 1)).decode()}, 413),
+    ({"data": "x" * (interface.MAX_MESSAGE + 1)}, 413),
+    ({"data": "é" * (interface.MAX_MESSAGE // 2 + 1)}, 413),  # under the cap in characters, over it in bytes
+    ({"data_b64": base64.b64encode(b"x" * (interface.MAX_MESSAGE + 1)).decode()}, 413),
     ({"data": "a", "wait": 11}, 400),
     ({"data": "a", "wait": -1}, 400),
     ({"data": "a", "wait": True}, 400),
@@ -214,8 +218,8 @@ async def test_bad_publish_bodies_are_refused(api: Api, body: dict[str, Any], ex
     ("POST", "/topics/news/messages", {"json": ["a list"]}, 400),
     ("POST", "/subscriptions/news", {"json": {"peers": "x"}}, 400),
     ("POST", "/subscriptions/news", {"data": "x", "headers": {"Content-Type": "text/plain"}}, 415),
-    ("GET", f"/topics/{'t' * (pubsub_api.MAX_TOPIC + 1)}/peers", {}, 400),
-    ("POST", f"/subscriptions/{'%C3%A9' * (pubsub_api.MAX_TOPIC // 2 + 1)}", {}, 400),  # the bound is in bytes
+    ("GET", f"/topics/{'t' * (interface.MAX_TOPIC + 1)}/peers", {}, 400),
+    ("POST", f"/subscriptions/{'%C3%A9' * (interface.MAX_TOPIC // 2 + 1)}", {}, 400),  # the bound is in bytes
 ])
 async def test_bad_requests_are_refused_and_subscribe_nothing(api: Api, method: str, path: str,
                                                               kwargs: dict[str, Any], expect: int) -> None:
@@ -263,3 +267,11 @@ def test_the_documented_event_is_the_documented_message_with_its_type() -> None:
     message = SCHEMAS["PubsubMessage"]["properties"]
     assert {k: v for k, v in event.items() if k != "type"} == message
     assert {"$ref": "#/components/schemas/PubsubMessageEvent"} in SCHEMAS["Event"]["oneOf"]
+
+
+def test_the_largest_message_the_api_takes_fits_in_one_rpc_a_peer_accepts(tmp_path: Path) -> None:
+    limits = RpcLimits()
+    assert limits.max_topic_len == interface.MAX_TOPIC
+    topic = "t" * interface.MAX_TOPIC
+    signed = sign_message(Identity.load_or_create(tmp_path), topic, b"x" * interface.MAX_MESSAGE, bytes(8))
+    assert len(encode_rpc(RPC(publish=(signed,)))) <= limits.max_rpc_size

@@ -22,120 +22,34 @@ import base64
 import binascii
 import collections
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from peerloom.api.service import ApiError, Daemon
-from peerloom.apps.pubsub.rpc import RpcLimits
+from peerloom.apps.pubsub.interface import (
+    MAX_MESSAGE,
+    check_message,
+    check_topic,
+    dial_all,
+    message_json,
+    peer_rows,
+    wait_for_peers,
+)
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
 from peerloom.errors import PeerloomError
 
 if TYPE_CHECKING:
-    from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
-    from peerloom.identity import PeerId
-    from peerloom.node import Node
+    from peerloom.apps.pubsub.service import PubSubService, Subscription
 
-MAX_MESSAGE = 1 << 20  # bytes of one published message (go- and js-libp2p's default max message size is 1 MiB)
-MAX_TOPIC = RpcLimits().max_topic_len  # bytes of a topic name (UTF-8): what a peer's RPC may carry
 MAX_SUBSCRIPTIONS = 64  # topics the daemon subscribes to through the API
 MAX_DIAL = 8  # peers one request may ask the daemon to dial
 MAX_WAIT = 10.0  # seconds a publish may wait for the topic's first peers
 RECENT = 50  # messages kept per subscribed topic for GET .../messages (the web UI's history after a reload)
-DIAL_TIMEOUT = 5.0  # seconds for each peer a request asks the daemon to dial
-PEER_POLL = 0.05  # seconds between looks at a topic's peers while waiting for them
 
 PREFIX = "/api/v1/pubsub"
 TOPICS: web.AppKey[DaemonTopics] = web.AppKey("pubsub_topics")
-
-
-# -- shapes shared with the CLI -----------------------------------------------------------------------
-def message_json(msg: PubsubMessage) -> dict[str, Any]:
-    """A received message as JSON (the CLI's `--json` line and the "pubsub.message" event): `data` is the text when
-    the bytes are UTF-8, else their base64 with `base64` true."""
-    try:
-        data, is_b64 = msg.data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        data, is_b64 = base64.b64encode(msg.data).decode("ascii"), True
-    return {"topic": msg.topic, "from": str(msg.from_peer), "seqno": msg.seqno, "msg_id": msg.msg_id.hex(),
-            "data": data, "base64": is_b64, "received_from": str(msg.received_from)}
-
-
-def check_topic(topic: str) -> str:
-    """A topic name a user gave: not empty, at most MAX_TOPIC bytes; PeerloomError names what is wrong."""
-    if not topic:
-        raise PeerloomError("the topic name is empty")
-    size = len(topic.encode("utf-8", "surrogatepass"))
-    if size > MAX_TOPIC:
-        raise PeerloomError(f"the topic name is {size} bytes long: at most {MAX_TOPIC}")
-    return topic
-
-
-def check_message(data: bytes) -> bytes:
-    if len(data) > MAX_MESSAGE:
-        raise PeerloomError(f"the message is {len(data)} bytes: at most {MAX_MESSAGE} (1 MiB)")
-    return data
-
-
-async def dial_all(node: Node, addrs: Iterable[Multiaddr], timeout: float = DIAL_TIMEOUT) -> list[str]:
-    """Dial each address at once on the secure layer; one line for each that failed (the others connected)."""
-
-    async def dial(addr: Multiaddr) -> str | None:
-        try:
-            await asyncio.wait_for(node.secure_host.connect(addr), timeout)
-        except TimeoutError:
-            return f"{addr}: no answer within {timeout:g} s"
-        except PeerloomError as exc:
-            return str(exc) if str(addr) in str(exc) else f"{addr}: {exc}"
-        return None
-
-    return [e for e in await asyncio.gather(*(dial(a) for a in addrs)) if e is not None]
-
-
-async def wait_for_peers(pubsub: PubSubService, topic: str, seconds: float, *, rendezvous: bool,
-                         at_least: int = 1) -> int:
-    """Wait up to `seconds` for `at_least` peers of `topic` (they count once they have told us their subscriptions),
-    asking the DHT for the topic's subscribers (rendezvous) meanwhile when `rendezvous`; how many there are."""
-    finding = asyncio.ensure_future(pubsub.find_topic_peers(topic)) if rendezvous else None
-    try:
-        async with asyncio.timeout(seconds):
-            while len(pubsub.peers(topic)) < max(at_least, 1):
-                await asyncio.sleep(PEER_POLL)
-    except TimeoutError:
-        pass
-    finally:
-        if finding is not None:
-            finding.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PeerloomError):
-                await finding
-    return len(pubsub.peers(topic))
-
-
-def peer_rows(node: Node, pubsub: PubSubService, topic: str) -> list[dict[str, Any]]:
-    """The peers of `topic` as the node's pub/sub sees them: mesh members first, then by score."""
-    mesh = set(pubsub.mesh(topic))
-    rows = [{"peer_id": str(p), "mesh": p in mesh, "score": round(pubsub.score(p), 3),
-             "protocol": meshsub_protocol(node, p)} for p in pubsub.peers(topic)]
-    rows.sort(key=lambda r: (not r["mesh"], -r["score"], r["peer_id"]))
-    return rows
-
-
-def meshsub_protocol(node: Node, peer: PeerId) -> str | None:
-    """The meshsub protocol our stream to `peer` speaks: the service offers its protocols best first and the peer
-    takes the first it knows (multistream-select), so it is our best one among those its identify lists."""
-    from peerloom.apps.pubsub.service import PROTOCOLS
-
-    conn = node.secure_host.connections.get(peer)
-    spoken = set(getattr(conn.info, "protocols", ()) or ()) if conn is not None else set()
-    return next((p for p in PROTOCOLS if p in spoken), None)
-
-
-def running_pubsub(node: Node) -> PubSubService:
-    """The node's pub/sub service; PeerloomError when the node runs without it."""
-    if node.pubsub is None:
-        raise PeerloomError("pub/sub is off on this node")
-    return node.pubsub
 
 
 # -- the daemon's subscriptions ------------------------------------------------------------------------
@@ -150,10 +64,9 @@ class DaemonTopics:
 
     @property
     def pubsub(self) -> PubSubService:
-        try:
-            return running_pubsub(self.daemon.node)
-        except PeerloomError as exc:
-            raise ApiError(503, str(exc)) from None
+        if self.daemon.node.pubsub is None:
+            raise ApiError(503, "pub/sub is off on this node")
+        return self.daemon.node.pubsub
 
     def subscribed(self, topic: str) -> bool:
         return topic in self._subscriptions
@@ -227,14 +140,14 @@ def _data(body: dict[str, Any]) -> bytes:
         if not isinstance(body["data"], str):
             raise ApiError(400, "'data' must be a string")
         if len(body["data"]) > MAX_MESSAGE:  # bounded before encoding it: a character is at least one byte
-            raise ApiError(413, f"the message is over {MAX_MESSAGE} bytes (1 MiB)")
+            raise ApiError(413, f"the message is over {MAX_MESSAGE} bytes")
         data = body["data"].encode("utf-8", "surrogatepass")
     else:
         text = body["data_b64"]
         if not isinstance(text, str):
             raise ApiError(400, "'data_b64' must be a base64 string")
         if len(text) > (MAX_MESSAGE + 2) // 3 * 4 + 4:
-            raise ApiError(413, f"the message is over {MAX_MESSAGE} bytes (1 MiB)")
+            raise ApiError(413, f"the message is over {MAX_MESSAGE} bytes")
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -272,7 +185,7 @@ def _wait(body: dict[str, Any]) -> float:
 
 async def _dial(daemon: Daemon, addrs: list[Multiaddr]) -> int:
     """Dial the peers a request names; how many answered (502 when none did)."""
-    failures = await dial_all(daemon.node, addrs)
+    failures = await dial_all(daemon.node.secure_host, addrs)
     if failures and len(failures) == len(addrs):
         raise ApiError(502, f"cannot reach any of the peers: {'; '.join(failures)}")
     return len(addrs) - len(failures)
@@ -315,7 +228,7 @@ async def recent_messages(request: web.Request) -> web.Response:
 async def topic_peers(request: web.Request) -> web.Response:
     topics = request.app[TOPICS]
     topic = _topic(request)
-    return web.json_response({"topic": topic, "peers": peer_rows(topics.daemon.node, topics.pubsub, topic)})
+    return web.json_response({"topic": topic, "peers": peer_rows(topics.daemon.node.secure_host, topics.pubsub, topic)})
 
 
 async def subscribe(request: web.Request) -> web.Response:

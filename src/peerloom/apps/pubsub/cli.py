@@ -19,6 +19,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from peerloom.apps.pubsub.interface import (
+    MAX_MESSAGE,
+    check_message,
+    check_topic,
+    dial_all,
+    message_json,
+    peer_rows,
+    wait_for_peers,
+)
 from peerloom.cli.common import (
     UserError,
     err,
@@ -42,14 +51,15 @@ from peerloom.cli.options import (
 )
 from peerloom.cli.running import home_or_default, node_settings, run
 from peerloom.cli.via_daemon import running_daemon
+from peerloom.errors import PeerloomError
 
 if TYPE_CHECKING:
     from peerloom.api.client import DaemonClient
+    from peerloom.apps.pubsub.service import PubSubService
     from peerloom.codec.multiaddr import Multiaddr
     from peerloom.node import Node, Settings
 
 LINGER = 0.5  # seconds a one-shot `pub` stays up after publishing, so the frames leave before its connections close
-STDIN_LIMIT = 1 << 20  # bytes of a message read from stdin (the daemon's and the peers' bound: 1 MiB)
 
 TopicArgument = Annotated[str, typer.Argument(help="The topic's name.")]
 PeerOption = Annotated[
@@ -77,9 +87,6 @@ def parse_peers(values: list[str] | None) -> list[Multiaddr]:
 
 def checked_topic(topic: str) -> str:
     """TOPIC as the API checks it (not empty, at most 1024 bytes); a mistake is a usage error."""
-    from peerloom.apps.pubsub.api import check_topic
-    from peerloom.errors import PeerloomError
-
     try:
         return check_topic(topic)
     except PeerloomError as exc:
@@ -87,13 +94,9 @@ def checked_topic(topic: str) -> str:
 
 
 def read_message(message: str) -> bytes:
-    """The message to publish: the argument as UTF-8, or stdin's bytes for `-`; at most 1 MiB."""
-    from peerloom.apps.pubsub.api import MAX_MESSAGE
-
+    """The message to publish: the argument as UTF-8, or stdin's bytes for `-`; bounded as the API bounds it."""
     data = sys.stdin.buffer.read(MAX_MESSAGE + 1) if message == "-" else message.encode("utf-8", "surrogateescape")
-    if len(data) > MAX_MESSAGE:
-        fail(f"the message is over {MAX_MESSAGE} bytes (1 MiB): a peer would drop it")
-    return data
+    return guarded(lambda: check_message(data))
 
 
 def settings_for(no_dht: bool, bootstrap: list[str] | None, public_bootstrap: bool, port: int) -> Settings:
@@ -158,16 +161,20 @@ def print_peers(topic: str, rows: list[dict[str, Any]], as_json: bool) -> None:
 
 # -- a node of the command's own ----------------------------------------------------------------------
 async def joined(node: Node, peers: list[Multiaddr]) -> int:
-    """Dial the --peer addresses: a note for each that failed; one line and exit 1 when none answered. How many
+    """Dial the --peer addresses: a note for each that failed, one line and exit 1 when none answered; how many
     did."""
-    from peerloom.apps.pubsub.api import dial_all
-
-    failures = await dial_all(node, peers)
-    for line in failures:
-        err.print(printable(line))
+    failures = await dial_all(node.secure_host, peers)
     if peers and len(failures) == len(peers):
-        fail("none of the --peer addresses answered")
+        fail(f"no --peer answered: {'; '.join(failures)}")
+    for line in failures:
+        err.print(f"note: {printable(line)}")
     return len(peers) - len(failures)
+
+
+def running_pubsub(node: Node) -> PubSubService:
+    if node.pubsub is None:
+        fail("pub/sub is off in this node's settings")
+    return node.pubsub
 
 
 def announce(node: Node, topic: str) -> None:
@@ -197,7 +204,6 @@ def sub(
     if client is not None:
         guarded(lambda: run(lambda stop: sub_via_daemon(client, topic, peers, as_json, stop)))
         return
-    from peerloom.apps.pubsub.api import message_json, running_pubsub
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
@@ -297,7 +303,6 @@ def pub(
         result = guarded(lambda: client.call("POST", f"/api/v1/pubsub/topics/{topic_path(topic)}/messages", body))
         print_published(topic, result, wait, as_json)
         return
-    from peerloom.apps.pubsub.api import running_pubsub, wait_for_peers
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
@@ -340,7 +345,6 @@ def list_peers(
         rows = guarded(lambda: client.call("GET", f"/api/v1/pubsub/topics/{topic_path(topic)}/peers"))["peers"]
         print_peers(topic, rows, as_json)
         return
-    from peerloom.apps.pubsub.api import peer_rows, running_pubsub, wait_for_peers
     from peerloom.node import Node
 
     async def main(stop: asyncio.Event) -> int:
@@ -348,7 +352,7 @@ def list_peers(
             dialled = await joined(node, addrs)
             pubsub = running_pubsub(node)
             await wait_for_peers(pubsub, topic, wait, rendezvous=node.dht is not None, at_least=dialled)
-            rows = peer_rows(node, pubsub, topic)
+            rows = peer_rows(node.secure_host, pubsub, topic)
         print_peers(topic, rows, as_json)
         return 0
 
