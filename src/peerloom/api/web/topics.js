@@ -148,7 +148,7 @@ publishForm.addEventListener('submit', async (event) => {
   try {
     const result = await api('POST', `pubsub/topics/${path(topic)}/messages`, { data, wait: 2 });
     setText(publishResult, result.peers
-      ? `sent to ${result.peers} peer${result.peers === 1 ? '' : 's'} (id ${result.msg_id.slice(0, 16)}…)`
+      ? `sent to ${result.peers} peer${result.peers === 1 ? '' : 's'} (id …${result.msg_id.slice(-16)})`
       : 'nobody got it: no peer of this topic is connected');
     publishResult.classList.toggle('bad', !result.peers);
     if (result.peers) publishForm.elements.data.value = '';
