@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from support.cli import peerloom
 from support.daemon import DaemonProcess
+from support.swarm import node
 
 from peerloom.identity import Identity
 
@@ -186,3 +187,15 @@ async def test_a_bad_peer_through_the_daemon_is_one_line(tmp_path: Path) -> None
         code, out, err = await peerloom("pubsub", "peers", TOPIC, "--peer", "/ip4/127.0.0.1/tcp/4001",
                                         "--home", str(daemon.home))
         assert code == 2 and err.count("\n") == 1 and "add --no-daemon" in err, err
+
+
+async def test_pub_finds_a_sub_by_topic_through_a_dht_bootstrap_node_alone(tmp_path: Path) -> None:
+    """Neither knows the other's address: the sub announces the topic on the DHT, the pub looks it up (rendezvous)."""
+    async with node(tmp_path, "boot", dht=True, pubsub=False) as boot:
+        assert boot.dht is not None
+        dht = ("--bootstrap", f"127.0.0.1:{boot.dht.port}", "--listen", "127.0.0.1")
+        async with sub(TOPIC, "--home", str(tmp_path / "sub"), *dht) as s:
+            code, _, err = await peerloom("pubsub", "pub", TOPIC, "found by topic", "--wait", "10",
+                                          "--home", str(tmp_path / "pub"), *dht)
+            assert code == 0 and "published to 1 peer" in err, err
+            assert (await s.line()).endswith(": found by topic\n")

@@ -27,6 +27,7 @@ MAX_TOPIC = 1024  # bytes of a topic name (UTF-8): what a peer's RPC may carry (
 MAX_MESSAGE = (1 << 20) - 4096
 DIAL_TIMEOUT = 5.0  # seconds for each peer a user names
 PEER_POLL = 0.05  # seconds between looks at a topic's peers while waiting for them
+FIND_EVERY = 1.0  # seconds between DHT lookups of a topic's subscribers while waiting for them
 
 
 def check_topic(topic: str) -> str:
@@ -75,15 +76,21 @@ async def dial_all(host: Host, addrs: Iterable[Multiaddr], timeout: float = DIAL
 
 async def wait_for_peers(pubsub: PubSubService, topic: str, seconds: float, *, rendezvous: bool,
                          at_least: int = 1) -> int:
-    """Wait up to `seconds` for `at_least` peers of `topic` (a peer counts once it has told us its subscriptions),
-    asking the DHT for the topic's subscribers (rendezvous) meanwhile when `rendezvous`; how many there are."""
-    finding = asyncio.ensure_future(pubsub.find_topic_peers(topic)) if rendezvous else None
+    """Wait up to `seconds` for `at_least` peers of `topic` (a peer counts once it has told us its subscriptions);
+    with `rendezvous`, ask the DHT for the topic's subscribers meanwhile, again every FIND_EVERY seconds (one that
+    has just started may not have announced yet). How many peers the topic has."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    finding: asyncio.Future[int] | None = None
+    next_find = loop.time()
     try:
-        async with asyncio.timeout(seconds):
-            while len(pubsub.peers(topic)) < max(at_least, 1):
-                await asyncio.sleep(PEER_POLL)
-    except TimeoutError:
-        pass
+        while len(pubsub.peers(topic)) < max(at_least, 1) and loop.time() < deadline:
+            if rendezvous and (finding is None or finding.done()) and loop.time() >= next_find:
+                if finding is not None and not finding.cancelled():
+                    finding.exception()  # a failed lookup is only a missed chance: the next one may answer
+                finding = asyncio.ensure_future(pubsub.find_topic_peers(topic))
+                next_find = loop.time() + FIND_EVERY
+            await asyncio.sleep(PEER_POLL)
     finally:
         if finding is not None:
             finding.cancel()
