@@ -195,6 +195,7 @@ def closed_port() -> int:
     ({"data": "x" * (interface.MAX_MESSAGE + 1)}, 413),
     ({"data": "é" * (interface.MAX_MESSAGE // 2 + 1)}, 413),  # under the cap in characters, over it in bytes
     ({"data_b64": base64.b64encode(b"x" * (interface.MAX_MESSAGE + 1)).decode()}, 413),
+    ({"data": "\ud800"}, 400),
     ({"data": "a", "wait": 11}, 400),
     ({"data": "a", "wait": -1}, 400),
     ({"data": "a", "wait": True}, 400),
@@ -204,8 +205,8 @@ def closed_port() -> int:
     ({"data": "a", "peers": ["/ip4/127.0.0.1/tcp/1"] * (pubsub_api.MAX_DIAL + 1)}, 400),
     ({"data": "a", "peers": ["/ip4/127.0.0.1/tcp/{closed}"]}, 502),
 ], ids=["empty", "both", "data-not-text", "bad-base64", "b64-not-text", "too-long", "too-many-bytes", "b64-too-long",
-        "wait-long", "wait-negative", "wait-bool", "peers-not-list", "peers-udp", "peers-garbage", "peers-too-many",
-        "peer-unreachable"])
+        "lone-surrogate", "wait-long", "wait-negative", "wait-bool", "peers-not-list", "peers-udp", "peers-garbage",
+        "peers-too-many", "peer-unreachable"])
 async def test_bad_publish_bodies_are_refused(api: Api, body: dict[str, Any], expect: int) -> None:
     if "peers" in body and isinstance(body["peers"], list):
         body = {**body, "peers": [p.replace("{closed}", str(closed_port())) for p in body["peers"]]}

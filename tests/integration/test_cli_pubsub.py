@@ -167,8 +167,9 @@ def closed_port() -> int:
     (("pub", TOPIC, "x", "--peer", "/ip4/127.0.0.1/udp/4000"), 2, "--peer takes /ip4/HOST/tcp/PORT"),
     (("pub", "", "x"), 2, "the topic name is empty"),
     (("sub", "t" * 1025), 2, "at most 1024"),
+    (("sub", "\udcff"), 2, "not valid Unicode"),  # the byte 0xff in argv: no UTF-8 topic
     (("pub", TOPIC, "x", "--wait", "0"), 1, "nobody got it"),
-], ids=["pub-unreachable", "sub-unreachable", "garbage", "udp", "empty-topic", "long-topic", "nobody"])
+], ids=["pub-unreachable", "sub-unreachable", "garbage", "udp", "empty-topic", "long-topic", "not-utf8", "nobody"])
 async def test_mistakes_are_one_line_and_a_non_zero_exit(tmp_path: Path, args: tuple[str, ...], code: int,
                                                          says: str) -> None:
     args = tuple(a.replace("{closed}", str(closed_port())) for a in args)

@@ -141,7 +141,10 @@ def _data(body: dict[str, Any]) -> bytes:
             raise ApiError(400, "'data' must be a string")
         if len(body["data"]) > MAX_MESSAGE:  # bounded before encoding it: a character is at least one byte
             raise ApiError(413, f"the message is over {MAX_MESSAGE} bytes")
-        data = body["data"].encode("utf-8", "surrogatepass")
+        try:
+            data = body["data"].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+            raise ApiError(400, "'data' is not valid Unicode text (send bytes as 'data_b64')") from None
     else:
         text = body["data_b64"]
         if not isinstance(text, str):

@@ -64,14 +64,15 @@ LINGER = 0.5  # seconds a one-shot `pub` stays up after publishing, so the frame
 TopicArgument = Annotated[str, typer.Argument(help="The topic's name.")]
 PeerOption = Annotated[
     list[str] | None,
-    typer.Option("--peer", help="A peer to dial on the secure layer, /ip4/HOST/tcp/PORT[/p2p/PEERID] (repeat for "
-                                "more)."),
+    typer.Option("--peer", metavar="MULTIADDR",
+                 help="A peer to dial on the secure layer, /ip4/HOST/tcp/PORT[/p2p/PEERID] (repeat for more)."),
 ]
 SecurePortOption = Annotated[
     int, port_option("--port", "TCP port of the secure layer this command's node listens on", zero="any free port")
 ]
 WaitOption = Annotated[
-    float, typer.Option("--wait", min=0, max=10, help="Seconds to wait for the topic's peers to show up.")
+    float, typer.Option("--wait", min=0, max=10, metavar="SECONDS",
+                        help="Seconds (0 to 10) to wait for the topic's peers to show up.")
 ]
 
 
@@ -120,7 +121,7 @@ def topic_path(topic: str) -> str:
 
 # -- output --------------------------------------------------------------------------------------------
 def print_message(event: dict[str, Any], as_json: bool) -> None:
-    """One received message (the shape of `apps.pubsub.api.message_json`) as one line on stdout."""
+    """One received message (the shape of `interface.message_json`) as one line on stdout."""
     if as_json:
         print(json.dumps(event, ensure_ascii=True), flush=True)  # ASCII: no raw control or bidi character
         return

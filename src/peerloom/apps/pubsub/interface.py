@@ -31,10 +31,14 @@ FIND_EVERY = 1.0  # seconds between DHT lookups of a topic's subscribers while w
 
 
 def check_topic(topic: str) -> str:
-    """A topic name a user gave: not empty, at most MAX_TOPIC bytes of UTF-8; PeerloomError says what is wrong."""
+    """A topic name a user gave: not empty, Unicode text of at most MAX_TOPIC bytes in UTF-8; PeerloomError says
+    what is wrong."""
     if not topic:
         raise PeerloomError("the topic name is empty")
-    size = len(topic.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(topic.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 for it, so no topic a peer could name
+        raise PeerloomError("the topic name is not valid Unicode text") from None
     if size > MAX_TOPIC:
         raise PeerloomError(f"the topic name is {size} bytes long: at most {MAX_TOPIC}")
     return topic
