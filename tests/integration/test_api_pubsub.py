@@ -228,6 +228,12 @@ async def test_bad_requests_are_refused_and_subscribe_nothing(api: Api, method: 
     assert ps(api.daemon.node).topics() == []
 
 
+async def test_a_subscription_whose_peers_cannot_be_reached_is_not_made(api: Api) -> None:
+    body = {"peers": [f"/ip4/127.0.0.1/tcp/{closed_port()}"]}
+    assert "cannot reach" in (await api.call("POST", f"{V1}/subscriptions/news", 502, json=body))["error"]
+    assert ps(api.daemon.node).topics() == []
+
+
 async def test_the_daemons_subscriptions_are_bounded(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pubsub_api, "MAX_SUBSCRIPTIONS", 2)
     for name in ("a", "b"):

@@ -238,8 +238,9 @@ async def subscribe(request: web.Request) -> web.Response:
     topics = request.app[TOPICS]
     topic = _topic(request)
     addrs = _dial_list(await _body(request, optional=True))
+    _ = topics.pubsub  # 503 when pub/sub is off, before dialling anyone
+    await _dial(topics.daemon, addrs)  # first: a 502 leaves nothing subscribed (the router tells new peers later)
     created = topics.subscribe(topic)
-    await _dial(topics.daemon, addrs)
     return web.json_response({"topic": topic, "subscribed": True, "created": created}, status=201 if created else 200)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import sys
 import urllib.parse
@@ -248,7 +249,8 @@ async def sub_via_daemon(client: DaemonClient, topic: str, peers: list[Multiaddr
                 await follow_events(ws, topic, as_json, stop)
             finally:
                 if answer["created"]:
-                    await asyncio.to_thread(client.call, "DELETE", path)
+                    with contextlib.suppress(PeerloomError):  # a daemon that went away has left the topic anyway
+                        await asyncio.to_thread(client.call, "DELETE", path)
     return 0
 
 
