@@ -1,5 +1,6 @@
 """The web UI end to end: a real `peerloom daemon`, a seeder on loopback, and Chromium pasting a magnet link into
-the page and watching that torrent's row reach 100 %."""
+the page and watching that torrent's row reach 100 %; and the topics view subscribing, showing a peer's message live
+and publishing to that peer."""
 
 from __future__ import annotations
 
@@ -54,4 +55,38 @@ async def test_magnet_pasted_in_the_web_ui_downloads(tmp_path: Path) -> None:
                 assert errors == []
         finally:
             exit_code = await asyncio.to_thread(daemon.stop)
+    assert exit_code == 0, daemon.log.read_text()
+
+
+async def test_topics_view_subscribes_shows_messages_live_and_publishes(tmp_path: Path) -> None:
+    topic = "e2e/news"
+    daemon = DaemonProcess(tmp_path / "daemon", tmp_path / "dl")
+    try:
+        await daemon.start()
+        async with chromium_page(tmp_path / "chromium") as (page, errors), node(tmp_path, "peer") as peer:
+            assert peer.pubsub is not None
+            await page.goto(f"{daemon.api}/#token={daemon.token}")
+            await expect(page.locator("#connection")).to_have_text("live")
+            await page.fill("#subscribe-topic", topic)
+            await page.click("#subscribe-form button")
+            row = page.locator(f'#topics-table tr[data-topic="{topic}"]')
+            await expect(row).to_have_count(1)
+            async with peer.pubsub.subscribe(topic) as sub:
+                await peer.secure_host.connect(daemon.runtime["secure_addrs"][0])
+                await expect(row.locator(".peers")).to_have_text("1", timeout=10_000)
+                await expect(page.locator("#topic-peers tbody tr")).to_contain_text(str(peer.identity.peer_id))
+
+                await peer.pubsub.publish(topic, b"<b>not markup</b>")
+                await expect(page.locator("#topic-messages li .data").first).to_have_text("<b>not markup</b>")
+
+                await page.fill("#publish-data", "from the browser")
+                await page.click("#publish-form button")
+                await expect(page.locator("#publish-result")).to_contain_text("sent to 1 peer")
+                assert (await asyncio.wait_for(sub.get(), 10)).data == b"from the browser"
+            await expect(page.locator("#error")).to_be_hidden()
+            ARTIFACTS.mkdir(exist_ok=True)
+            await page.screenshot(path=ARTIFACTS / "web-ui-topics.png", full_page=True)
+            assert errors == []
+    finally:
+        exit_code = await asyncio.to_thread(daemon.stop)
     assert exit_code == 0, daemon.log.read_text()

@@ -19,7 +19,7 @@ from peerloom.cli import COMMAND_MODULES, app
 PACKAGE = Path(peerloom.cli.__file__).parent
 # Whatever users have been told to run: a registration dropped by mistake fails here as well as in the list below
 DOCUMENTED = {"create", "info", "get", "share", "daemon", "ls", "pause", "resume", "rm", "stats", "limit", "demo", "id",
-              "ping", "dht"}
+              "ping", "dht", "pubsub"}
 
 
 def registered() -> set[str]:

@@ -163,13 +163,16 @@ def one_cycle(
 
 
 def top_layer(name: str) -> bool:
-    """The composition root and what drives it: the root package (it re-exports Node), __main__, node, api, cli."""
+    """The composition root and what drives it: the root package (it re-exports Node), __main__, node, api, cli, and
+    each app's own routes and commands (apps/<name>/api.py and cli.py, DESIGN.md's layout), which the API and the CLI
+    mount."""
     parts = name.split(".")
     return (
         name in ("peerloom", "peerloom.__main__", "peerloom.node")
         or parts[1] == "api"
         or parts[1] == "cli"
         or parts[1].startswith("cli_")
+        or (parts[1] == "apps" and len(parts) == 4 and parts[3] in ("api", "cli"))
     )
 
 

@@ -429,6 +429,10 @@ class Daemon:
         return {"type": "snapshot", "node": self.node_info(),
                 "torrents": [self.summary(t) for t in self.node.torrents.values()]}
 
+    def broadcast(self, event: dict[str, Any]) -> None:
+        """Push an app's event (a dict with a "type", e.g. "pubsub.message") to every subscriber of the stream."""
+        self._publish(event)
+
     def _publish(self, event: dict[str, Any]) -> None:
         for queue in list(self._subscribers):
             if not _offer(queue, event):

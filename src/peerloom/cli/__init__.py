@@ -13,10 +13,11 @@ from typing import Annotated
 
 import typer
 
+from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, demo)
 
 
 def version_callback(value: bool) -> None:
@@ -37,7 +38,8 @@ def build_app() -> typer.Typer:
     """The `peerloom` command with the commands of every module of `COMMAND_MODULES`."""
     app = typer.Typer(
         help="peerloom: a peer-to-peer node. Share and fetch files over BitTorrent (v1, v2, hybrid), alone or through "
-             "a running `peerloom daemon` (web UI, HTTP API); private swarms over an encrypted peer layer.",
+             "a running `peerloom daemon` (web UI, HTTP API); private swarms over an encrypted peer layer; pub/sub "
+             "topics (GossipSub).",
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,

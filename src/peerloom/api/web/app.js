@@ -1,9 +1,10 @@
-// Entry point: the token, the live connection (WebSocket events, else polling) and adding torrents.
+// Entry point: the token, the live connection (WebSocket events, else polling), adding torrents, the topics view.
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
 import * as detail from './detail.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
+import * as topics from './topics.js';
 import * as transfers from './transfers.js';
 
 const POLL_MS = 2000;
@@ -28,10 +29,12 @@ function setStatus(text) {
 function start() {
   running = true;
   connect();
+  topics.start();
 }
 
 function stop() {
   running = false;
+  topics.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {
@@ -69,6 +72,8 @@ function handleEvent(message) {
     transfers.remove(message.id);
   } else if (message.type === 'state') {
     transfers.setState(message.id, message.state);
+  } else if (message.type === 'pubsub.message') {
+    topics.message(message);
   }
 }
 
