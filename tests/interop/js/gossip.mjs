@@ -101,7 +101,13 @@ async function rpcJson (gs, rpc) {
   if (rpc.subscriptions?.length > 0) out.subscriptions = rpc.subscriptions.map(s => ({ topic: s.topic, subscribe: s.subscribe }))
   if (rpc.messages?.length > 0) {
     out.messages = await Promise.all(rpc.messages.map(async m => ({
-      topic: m.topic, from: hex(m.from), seqno: hex(m.seqno), size: m.data?.length ?? 0, msg_id: await jsMessageId(gs, m)
+      topic: m.topic,
+      from: hex(m.from),
+      seqno: hex(m.seqno),
+      data: hex(m.data ?? new Uint8Array()),
+      signature: hex(m.signature),
+      key: hex(m.key),
+      msg_id: await jsMessageId(gs, m)
     })))
   }
   const c = rpc.control
