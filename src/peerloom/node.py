@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
+from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity
@@ -83,7 +84,9 @@ class Node:
         self.settings = settings or Settings()
         self.client_name = f"peerloom/{__version__}"
         self.engine = BitTorrentEngine(self.settings, client_name=self.client_name)
-        self.services: list[Service] = [self.engine, *services]
+        # pub/sub (GossipSub) is a service like the others, built by default: `node.pubsub`
+        self.pubsub: PubSubService | None = PubSubService() if self.settings.pubsub else None
+        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

@@ -39,3 +39,4 @@ class Settings:
     lsd: bool = True  # local service discovery (BEP 14): find peers on the LAN by multicast
     lsd_interval: float = 5 * 60.0
     lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
+    pubsub: bool = True  # GossipSub pub/sub on the secure layer (`node.pubsub`)

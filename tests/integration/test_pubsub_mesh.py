@@ -1,0 +1,121 @@
+"""A 50-node GossipSub mesh on loopback, in 5 processes of 10 nodes, real sockets: every message reaches every
+subscriber that was live for the whole time window of that message, while 20 % of the nodes leave and rejoin.
+
+Definitions (times on the machine's one monotonic clock):
+- message k is published at t_k by a node that stays up (the publisher is never among its receivers);
+- a node is *live for message k* when one incarnation of it (start to stop, same identity and port) was subscribed
+  from t_k - SETTLE until t_k + DEADLINE at least: SETTLE is the time a (re)started node is given to dial its
+  peers and join the mesh, DEADLINE the time a message has to arrive;
+- delivery of k is complete when every node live for k received k by t_k + DEADLINE. The test asks for 100 %,
+  each message at most once per incarnation, and prints the p50/p99 latency of those deliveries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support.pubsub_mesh import make_plan
+
+import peerloom
+
+pytestmark = pytest.mark.timeout(150)
+
+NODES, PROCESSES = 50, 5
+CHURN = 0.2  # the fraction of nodes that leave and rejoin once each
+SETTLE, DEADLINE = 2.0, 5.0
+SUPPORT = Path(__file__).resolve().parent.parent / "support"
+
+
+def free_ports(count: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def test_fifty_nodes_deliver_every_message_to_every_live_subscriber_while_a_fifth_churn(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, nodes=NODES, ports=free_ports(NODES), dials=3, churn=CHURN, rate=10.0,
+                     publish_for=20.0, down_for=3.0, start_publishing=3.0, tail=DEADLINE + 1.0, seed=14)
+    plan_file = tmp_path / "plan.json"
+    plan.save(plan_file)
+    src = Path(peerloom.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(SUPPORT.parent)])}
+    workers = []
+    try:
+        for w in range(PROCESSES):
+            indices = ",".join(str(i) for i in range(w, NODES, PROCESSES))
+            workers.append(subprocess.Popen(
+                [sys.executable, str(SUPPORT / "pubsub_mesh.py"), str(plan_file), indices],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(tmp_path / f"worker-{w}.log", "w"),
+                env=env, text=True,
+            ))
+        for w in workers:
+            assert w.stdout is not None and w.stdout.readline().strip() == "ready"
+        t0 = time.monotonic() + 0.5
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write(f"go {t0}\n")
+            w.stdin.flush()
+        results = []
+        for w in workers:
+            assert w.stdout is not None
+            line = w.stdout.readline()
+            assert line.startswith("result "), (tmp_path / f"worker-{workers.index(w)}.log").read_text()[-3000:]
+            results.append(json.loads(line[len("result "):]))
+            assert w.wait(30) == 0
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+
+    published = {k: (node, at) for r in results for k, node, at in r["published"]}
+    assert sorted(published) == list(range(len(plan.publishes)))  # every planned message went out
+    live = [(node, up, down) for r in results for node, up, down in r["live"]]
+    received: dict[tuple[int, int], float] = {}
+    copies = Counter()
+    for r in results:
+        for node, incarnation, k, at in r["received"]:
+            copies[(node, incarnation, k)] += 1
+            received[(node, k)] = min(at, received.get((node, k), at))
+    assert max(copies.values()) == 1  # exactly once per incarnation at the application
+
+    expected = delivered = 0
+    latencies = []
+    missing = []
+    for k, (publisher, t_pub) in published.items():
+        receivers = {n for n, up, down in live if n != publisher and up <= t_pub - SETTLE and down >= t_pub + DEADLINE}
+        for n in receivers:
+            expected += 1
+            at = received.get((n, k))
+            if at is not None and at <= t_pub + DEADLINE:
+                delivered += 1
+                latencies.append(at - t_pub)
+            else:
+                missing.append((k, n))
+    p50, p99 = statistics.median(latencies) * 1000, percentile(latencies, 0.99) * 1000
+    churned = sum(1 for n in plan.nodes if n.downtimes)
+    print(f"\n50-node mesh: {len(published)} messages, {churned} nodes left and rejoined, "
+          f"{delivered}/{expected} deliveries to live subscribers, latency p50 {p50:.1f} ms p99 {p99:.1f} ms")
+    assert expected > 0.8 * len(published) * (NODES - 1)
+    assert not missing, f"{len(missing)} deliveries missing, e.g. {missing[:10]}"
