@@ -8,9 +8,23 @@ on IHAVE/IWANT/IDONTWANT below read that trace, not assumptions.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 from support.jsgossip import JsGossipPeer, js_gossip_peers, wait_until
 from support.jslibp2p import ensure_installed
+from support.swarm import node
+
+from peerloom.apps.pubsub.message import sign_message
+from peerloom.apps.pubsub.rpc import Message
+from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.identity import Identity
+from peerloom.node import Node
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]  # the first run may `npm ci`
 
@@ -23,6 +37,77 @@ def js_ready() -> None:
     res = ensure_installed()
     if not res:
         pytest.skip(res.reason)
+
+
+# -- helpers for the mixed tests ---------------------------------------------------------------------------------
+
+
+def ps(n: Node) -> PubSubService:
+    assert n.pubsub is not None
+    return n.pubsub
+
+
+def pid(n: Node) -> str:
+    return str(n.identity.peer_id)
+
+
+async def receive(sub: Subscription, count: int, timeout: float = 10.0) -> list[PubsubMessage]:
+    async with asyncio.timeout(timeout):
+        return [await sub.get() for _ in range(count)]
+
+
+async def drain(sub: Subscription, quiet: float = 0.3) -> list[PubsubMessage]:
+    """What the subscription holds now and receives until `quiet` seconds pass without a message."""
+    got = []
+    while True:
+        try:
+            got.append(await asyncio.wait_for(sub.get(), quiet))
+        except TimeoutError:
+            return got
+
+
+async def link_js_to_pl(js: JsGossipPeer, n: Node) -> None:
+    """js dials the peerloom node."""
+    assert await js.connect(str(n.secure_addrs[0])) == pid(n)
+
+
+async def link_pl_to_js(n: Node, js: JsGossipPeer) -> None:
+    """The peerloom node dials js."""
+    conn = await n.secure_host.connect(Multiaddr(js.addr))
+    assert str(conn.remote_peer) == js.peer_id
+
+
+def pl_sees(n: Node, peers: list[str], *, mesh: bool = False) -> bool:
+    have = {str(p) for p in (ps(n).mesh(TOPIC) if mesh else ps(n).peers(TOPIC))}
+    return set(peers) <= have
+
+
+async def js_sees(js: JsGossipPeer, peers: list[str], *, mesh: bool = False) -> bool:
+    view = await js.view(TOPIC)
+    return set(peers) <= set(view["mesh" if mesh else "subscribers"])
+
+
+def raw_fields(msg: Message) -> dict[str, str | None]:
+    """A peerloom Message as gossip.mjs's `inject` takes it."""
+    return {
+        "topic": msg.topic,
+        "from": msg.from_peer.hex() if msg.from_peer else None,
+        "data": msg.data.hex(),
+        "seqno": msg.seqno.hex() if msg.seqno else None,
+        "signature": msg.signature.hex() if msg.signature else None,
+        "key": msg.key.hex() if msg.key else None,
+    }
+
+
+def forged(msg: Message) -> Message:
+    """The same message with one bit of its signature flipped."""
+    assert msg.signature is not None
+    bad = bytes([msg.signature[0] ^ 0x01]) + msg.signature[1:]
+    return Message(msg.topic, msg.data, msg.from_peer, msg.seqno, bad)
+
+
+def traced_messages(rpcs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for r in rpcs for m in r.get("messages", [])]
 
 
 async def _meshed(peer: JsGossipPeer, topic: str, others: list[str]) -> bool:
@@ -61,3 +146,98 @@ async def test_selfcheck_js_to_js_delivery_trace_and_idontwant(js_ready: None) -
         # no duplicates at the application, and scores are readable
         assert len(b.messages()) == len(c.messages()) == 1
         assert isinstance(await b.score(a.peer_id), float)
+
+
+async def test_selfcheck_js_verifies_a_peerloom_signed_message_and_drops_a_forged_one(js_ready: None) -> None:
+    """The reference behaviour for the bad-signature test below, and `inject` checked: js b hands js a a message
+    signed by a peerloom identity (a delivers it: js verifies peerloom's StrictSign), then one with a bit of its
+    signature flipped (a drops it), then a good one again (b is still heard). js's score of b does not move: with
+    its default score parameters no topic is scored, and the invalid-message penalty (P4) is a topic term."""
+    async with js_gossip_peers(2) as (a, b):
+        await b.connect(a.addr)
+        for p in (a, b):
+            await p.subscribe(TOPIC)
+        await wait_until(lambda: js_sees(a, [b.peer_id]), what="a knows b's subscription")
+        await wait_until(lambda: js_sees(b, [a.peer_id]), what="b knows a's subscription")
+        author = Identity.generate()
+
+        def signed(data: bytes, seqno: int) -> Message:
+            return sign_message(author, TOPIC, data, seqno.to_bytes(8, "big"))
+
+        await b.inject(a.peer_id, raw_fields(signed(b"signed by peerloom", 1)))
+        (got,) = await a.wait_messages(1, topic=TOPIC)
+        assert got.data == b"signed by peerloom" and got.from_peer == str(author.peer_id) and got.seqno == 1
+        assert got.received_from == b.peer_id
+        score = await a.score(b.peer_id)
+        await b.inject(a.peer_id, raw_fields(forged(signed(b"forged", 2))))
+        await b.inject(a.peer_id, raw_fields(signed(b"signed again", 3)))
+        await a.wait_messages(2, topic=TOPIC)
+        assert [m.data for m in a.messages()] == [b"signed by peerloom", b"signed again"]
+        assert await a.score(b.peer_id) == score
+
+
+@contextlib.asynccontextmanager
+async def pl_nodes(tmp_path: Path, count: int, prefix: str = "p") -> AsyncIterator[list[Node]]:
+    """`count` peerloom nodes on loopback (no DHT, no LSD), stopped on exit."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(node(tmp_path, f"{prefix}{i}")) for i in range(count)]
+
+
+# -- 1. one mesh of 3 js and 3 peerloom nodes ------------------------------------------------------------------
+
+
+async def test_three_js_and_three_peerloom_nodes_deliver_every_message_once_to_every_subscriber(
+    js_ready: None, tmp_path: Path
+) -> None:
+    async with js_gossip_peers(3) as js, pl_nodes(tmp_path, 3) as pl:
+        subs = [ps(n).subscribe(TOPIC) for n in pl]
+        for j in js:
+            await j.subscribe(TOPIC)
+        # a ring that alternates js and peerloom, dialled from both sides, and one chord inside each side
+        await link_js_to_pl(js[0], pl[0])
+        await link_pl_to_js(pl[0], js[1])
+        await link_js_to_pl(js[1], pl[1])
+        await link_pl_to_js(pl[1], js[2])
+        await link_js_to_pl(js[2], pl[2])
+        await link_pl_to_js(pl[2], js[0])
+        await js[0].connect(js[1].addr)
+        await pl[1].secure_host.connect(pl[2].secure_addrs[0])
+        neighbours = {
+            js[0].peer_id: [pid(pl[0]), pid(pl[2]), js[1].peer_id],
+            js[1].peer_id: [pid(pl[0]), pid(pl[1]), js[0].peer_id],
+            js[2].peer_id: [pid(pl[1]), pid(pl[2])],
+            pid(pl[0]): [js[0].peer_id, js[1].peer_id],
+            pid(pl[1]): [js[1].peer_id, js[2].peer_id, pid(pl[2])],
+            pid(pl[2]): [js[2].peer_id, js[0].peer_id, pid(pl[1])],
+        }
+        # every link carries the topic both ways and is in both meshes (all 6 nodes have fewer than D_lo links)
+        for j in js:
+            await wait_until(lambda j=j: js_sees(j, neighbours[j.peer_id], mesh=True), what=f"js {j.peer_id} mesh")
+        for n in pl:
+            await wait_until(lambda n=n: pl_sees(n, neighbours[pid(n)], mesh=True), what=f"peerloom {pid(n)} mesh")
+
+        names = [f"js{i}" for i in range(3)] + [f"pl{i}" for i in range(3)]
+        for k in range(3):
+            for i, j in enumerate(js):
+                await j.publish(TOPIC, f"js{i}:{k}".encode())
+            for i, n in enumerate(pl):
+                await ps(n).publish(TOPIC, f"pl{i}:{k}".encode())
+        everything = {f"{name}:{k}".encode() for name in names for k in range(3)}
+
+        ids: dict[bytes, set[bytes]] = {}  # each message's id as every receiver computed it
+        for j in js:
+            await j.wait_messages(15, topic=TOPIC)
+        for i, sub in enumerate(subs):
+            got = await receive(sub, 15)
+            got += await drain(sub, 1.2)  # a heartbeat and its gossip: duplicates would show up here
+            assert sorted(m.data for m in got) == sorted(everything - {f"pl{i}:{k}".encode() for k in range(3)})
+            for m in got:
+                ids.setdefault(m.data, set()).add(m.msg_id)
+        for i, j in enumerate(js):
+            got_js = j.messages(TOPIC)  # after the same quiet time
+            assert sorted(m.data for m in got_js) == sorted(everything - {f"js{i}:{k}".encode() for k in range(3)})
+            for m in got_js:
+                ids.setdefault(m.data, set()).add(m.msg_id)
+        # js and peerloom give every message the same id (the js-libp2p default message-id function)
+        assert all(len(v) == 1 for v in ids.values()), ids
+        assert set(ids) == everything
