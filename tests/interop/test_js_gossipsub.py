@@ -23,7 +23,7 @@ from peerloom.apps.pubsub.message import sign_message
 from peerloom.apps.pubsub.rpc import Message
 from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.identity import Identity
+from peerloom.identity import Identity, PeerId
 from peerloom.node import Node
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]  # the first run may `npm ci`
@@ -241,3 +241,142 @@ async def test_three_js_and_three_peerloom_nodes_deliver_every_message_once_to_e
         # js and peerloom give every message the same id (the js-libp2p default message-id function)
         assert all(len(v) == 1 for v in ids.values()), ids
         assert set(ids) == everything
+
+
+# -- 2. js's IHAVE answered by peerloom's IWANT ------------------------------------------------------------------
+
+
+async def test_js_gossip_carries_a_message_to_a_peerloom_node_outside_its_mesh(js_ready: None, tmp_path: Path) -> None:
+    """js a - js b - peerloom x, a line. x joins b's mesh, leaves the topic (PRUNE with a backoff) and subscribes
+    again: b may not graft x until the backoff ends, so x is a topic peer outside b's mesh. a publishes: b has it
+    from its mesh and can only tell x through gossip. The trace must show b's IHAVE to x with js's id for the
+    message, x's IWANT for that id, b's answer, and x delivering it once: peerloom computes js's message id and
+    speaks IHAVE/IWANT as js does."""
+    async with js_gossip_peers(2, trace=True) as (a, b), pl_nodes(tmp_path, 1, "x") as (x,):
+        await b.connect(a.addr)
+        for j in (a, b):
+            await j.subscribe(TOPIC)
+        sub = ps(x).subscribe(TOPIC)
+        await link_pl_to_js(x, b)
+        await wait_until(lambda: js_sees(b, [a.peer_id, pid(x)], mesh=True), what="b's mesh has a and x")
+        await wait_until(lambda: pl_sees(x, [b.peer_id], mesh=True), what="x's mesh has b")
+
+        sub.close()  # x leaves the topic
+        await b.wait_for("rpc_in", peer=pid(x), where=lambda r: any(p["topic"] == TOPIC for p in r.get("prune", [])))
+        sub = ps(x).subscribe(TOPIC)
+        await wait_until(lambda: js_sees(b, [pid(x)]), what="b knows x subscribed again")
+        assert pid(x) not in await b.mesh(TOPIC)
+
+        data = b"carried by gossip"
+        assert await a.publish(TOPIC, data) == [b.peer_id]
+        (got,) = await receive(sub, 1)
+        assert got.data == data and str(got.received_from) == b.peer_id and str(got.from_peer) == a.peer_id
+        msg_id = got.msg_id.hex()
+        assert (await b.wait_messages(1, topic=TOPIC))[0].msg_id == got.msg_id  # js's id for it is peerloom's
+
+        trace = [e for e in b.events if e.get("event") in ("rpc_in", "rpc_out") and e.get("peer") == pid(x)]
+        ihave = next(i for i, r in enumerate(trace) if r["event"] == "rpc_out" and msg_id in _ihave_ids(r))
+        iwant = next(i for i, r in enumerate(trace) if r["event"] == "rpc_in" and msg_id in r.get("iwant", []))
+        served = next(
+            i
+            for i, r in enumerate(trace)
+            if r["event"] == "rpc_out" and any(m["msg_id"] == msg_id for m in r.get("messages", []))
+        )
+        assert ihave < iwant < served  # the message went to x only because x asked for it
+        assert pid(x) not in await b.mesh(TOPIC)  # and x was not in b's mesh meanwhile
+        assert await drain(sub, 0.5) == []
+        stats = ps(x).stats()
+        assert stats["iwant_sent"] >= 1, stats
+
+
+def _ihave_ids(rpc: dict[str, Any]) -> list[str]:
+    return [i for h in rpc.get("ihave", []) if h["topic"] == TOPIC for i in h["ids"]]
+
+
+# -- 3. js's IDONTWANT honoured by peerloom ----------------------------------------------------------------------
+
+IGNORED = b"not forwarded by js b:"
+
+
+async def test_peerloom_does_not_send_a_message_to_a_js_peer_that_said_idontwant(
+    js_ready: None, tmp_path: Path
+) -> None:
+    """js a - js b - peerloom x - peerloom y, and js c - x. b ignores (neither delivers nor forwards) data starting
+    with IGNORED, but sends its mesh peer x IDONTWANT first for data of 512 bytes or more (js's threshold). a
+    publishes a big and a small such message; then c replays both to x (`inject`, a copy of what b received). x
+    forwards both to y; it sends b the small one (no IDONTWANT: the control that shows b would see it) but not the
+    big one."""
+    async with (
+        JsGossipPeer.start(trace=True) as a,
+        JsGossipPeer.start(trace=True, ignore_prefix=IGNORED) as b,
+        JsGossipPeer.start(trace=True) as c,
+        pl_nodes(tmp_path, 2) as (x, y),
+    ):
+        await b.connect(a.addr)
+        await link_js_to_pl(b, x)
+        await link_js_to_pl(c, x)
+        await y.secure_host.connect(x.secure_addrs[0])
+        subs = {n: ps(n).subscribe(TOPIC) for n in (x, y)}
+        for j in (a, b, c):
+            await j.subscribe(TOPIC)
+        await wait_until(lambda: js_sees(b, [a.peer_id, pid(x)], mesh=True), what="b's mesh has a and x")
+        await wait_until(lambda: pl_sees(x, [b.peer_id, c.peer_id, pid(y)], mesh=True), what="x's mesh")
+        await wait_until(lambda: js_sees(c, [pid(x)]), what="c knows x subscribed")
+
+        big, small = IGNORED + bytes(IDONTWANT_MIN + 100), IGNORED + b"small"
+        raw: dict[bytes, dict[str, Any]] = {}
+        for data in (small, big):
+            await a.publish(TOPIC, data)
+            got = await b.wait_for("rpc_in", peer=a.peer_id, where=lambda r, d=data: _carries(r, d))
+            raw[data] = next(m for m in got["messages"] if m["data"] == data.hex())
+        big_id, small_id = raw[big]["msg_id"], raw[small]["msg_id"]
+        await b.wait_for("rpc_out", peer=pid(x), where=lambda r: big_id in r.get("idontwant", []))
+        assert not any(small_id in r.get("idontwant", []) for r in b.rpcs("out"))  # below the threshold
+        await wait_until(lambda: ps(x).stats()["idontwant_received"] >= 1, what="x counts the IDONTWANT")
+
+        for data in (small, big):
+            fields = {k: raw[data][k] for k in ("topic", "from", "seqno", "data", "signature", "key")}
+            await c.inject(pid(x), fields)
+        at_y = await receive(subs[y], 2)
+        assert sorted(m.data for m in at_y) == sorted([small, big])
+        assert all(str(m.received_from) == pid(x) for m in at_y)  # x forwarded both
+        assert sorted(m.msg_id.hex() for m in at_y) == sorted([small_id, big_id])
+        # b: the small one arrives from x, the big one never does
+        await b.wait_for("rpc_in", peer=pid(x), where=lambda r: _carries(r, small))
+        await asyncio.sleep(1.2)  # a heartbeat: nothing of it comes later either
+        assert not any(_carries(r, big) for r in b.rpcs("in", pid(x)))
+        assert b.messages() == []  # b ignored both, as asked
+
+
+def _carries(rpc: dict[str, Any], data: bytes) -> bool:
+    return any(m["data"] == data.hex() for m in rpc.get("messages", []))
+
+
+# -- 4. a bad signature from a harness ---------------------------------------------------------------------------
+
+
+async def test_peerloom_rejects_a_bad_signature_from_js_and_scores_its_sender_down(
+    js_ready: None, tmp_path: Path
+) -> None:
+    """js j hands peerloom x a message signed by another identity (delivered), then one with a bit of its
+    signature flipped: x drops it and its score of j falls below zero."""
+    async with JsGossipPeer.start() as j, pl_nodes(tmp_path, 1, "x") as (x,):
+        sub = ps(x).subscribe(TOPIC)
+        await j.subscribe(TOPIC)
+        await link_pl_to_js(x, j)
+        await wait_until(lambda: pl_sees(x, [j.peer_id]), what="x knows j's subscription")
+        await wait_until(lambda: js_sees(j, [pid(x)]), what="j knows x's subscription")
+        author = Identity.generate()
+
+        def signed(data: bytes, seqno: int) -> Message:
+            return sign_message(author, TOPIC, data, seqno.to_bytes(8, "big"))
+
+        await j.inject(pid(x), raw_fields(signed(b"relayed by js", 1)))
+        (got,) = await receive(sub, 1)
+        assert got.data == b"relayed by js" and got.from_peer == author.peer_id and str(got.received_from) == j.peer_id
+        jid = PeerId.from_string(j.peer_id)
+        assert ps(x).score(jid) >= 0
+
+        await j.inject(pid(x), raw_fields(forged(signed(b"forged", 2))))
+        await wait_until(lambda: ps(x).score(jid) < 0, what="x's score of j falls below zero")
+        assert await drain(sub, 0.3) == []
