@@ -37,7 +37,9 @@ SANS_IO = [
     "peerloom.torrent.metainfo", "peerloom.torrent.magnet", "peerloom.torrent.merkle", "peerloom.torrent.udp_tracker",
     "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire",
     "peerloom.torrent.swarm_peers",
-    "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message",
+    "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message", "peerloom.apps.pubsub.params",
+    "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",
+    "peerloom.apps.pubsub.router_heartbeat",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}
