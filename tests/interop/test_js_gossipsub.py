@@ -290,6 +290,45 @@ async def test_js_gossip_carries_a_message_to_a_peerloom_node_outside_its_mesh(j
         assert stats["iwant_sent"] >= 1, stats
 
 
+async def test_peerloom_gossip_carries_a_message_to_a_js_node_outside_its_mesh(js_ready: None, tmp_path: Path) -> None:
+    """The other way round: peerloom a - peerloom b - js j. j leaves the topic (its PRUNE carries a backoff) and
+    subscribes again, so b keeps j outside its mesh; a publishes, b announces the message to j by IHAVE, j asks with
+    IWANT and b serves it: js understands peerloom's IHAVE ids (they are js's ids)."""
+    async with JsGossipPeer.start(trace=True) as j, pl_nodes(tmp_path, 2) as (a, b):
+        sub_a, sub_b = ps(a).subscribe(TOPIC), ps(b).subscribe(TOPIC)
+        await a.secure_host.connect(b.secure_addrs[0])
+        await j.subscribe(TOPIC)
+        await link_js_to_pl(j, b)
+        await wait_until(lambda: pl_sees(b, [pid(a), j.peer_id], mesh=True), what="b's mesh has a and j")
+        await wait_until(lambda: js_sees(j, [pid(b)], mesh=True), what="j's mesh has b")
+
+        await j.unsubscribe(TOPIC)
+        await wait_until(lambda: j.peer_id not in {str(p) for p in ps(b).peers(TOPIC)}, what="b sees j leave")
+        await j.subscribe(TOPIC)
+        await wait_until(lambda: pl_sees(b, [j.peer_id]), what="b sees j subscribe again")
+        assert j.peer_id not in {str(p) for p in ps(b).mesh(TOPIC)}
+
+        data = b"announced by peerloom"
+        assert (await ps(a).publish(TOPIC, data)).peers == 1  # to b only: a does not know j
+        (got,) = await j.wait_messages(1, topic=TOPIC)
+        assert got.data == data and got.received_from == pid(b) and got.from_peer == pid(a)
+        (at_b,) = await receive(sub_b, 1)
+        assert at_b.msg_id == got.msg_id
+        msg_id = got.msg_id.hex()
+
+        await j.wait_for("rpc_in", peer=pid(b), where=lambda r: msg_id in _message_ids(r))
+        trace = [e for e in j.events if e.get("event") in ("rpc_in", "rpc_out") and e.get("peer") == pid(b)]
+        ihave = [i for i, r in enumerate(trace) if r["event"] == "rpc_in" and msg_id in _ihave_ids(r)]
+        iwant = [i for i, r in enumerate(trace) if r["event"] == "rpc_out" and msg_id in r.get("iwant", [])]
+        served = [i for i, r in enumerate(trace) if r["event"] == "rpc_in" and msg_id in _message_ids(r)]
+        assert ihave and iwant and len(served) == 1, trace
+        assert ihave[0] < iwant[0] < served[0], trace
+        assert j.peer_id not in {str(p) for p in ps(b).mesh(TOPIC)}
+        stats = ps(b).stats()
+        assert stats["ihaves_sent"] >= 1 and stats["iwant_served"] >= 1, stats
+        assert await drain(sub_a, 0.1) == []
+
+
 def _ihave_ids(rpc: dict[str, Any]) -> list[str]:
     return [i for h in rpc.get("ihave", []) if h["topic"] == TOPIC for i in h["ids"]]
 
@@ -386,6 +425,8 @@ async def test_peerloom_rejects_a_bad_signature_from_js_and_scores_its_sender_do
         jid = PeerId.from_string(j.peer_id)
         assert ps(x).score(jid) >= 0
 
+        rejected = ps(x).stats()["messages_rejected"]
         await j.inject(pid(x), raw_fields(forged(signed(b"forged", 2))))
         await wait_until(lambda: ps(x).score(jid) < 0, what="x's score of j falls below zero")
+        assert ps(x).stats()["messages_rejected"] == rejected + 1
         assert await drain(sub, 0.3) == []
