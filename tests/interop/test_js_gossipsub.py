@@ -350,12 +350,8 @@ async def test_peerloom_does_not_send_a_message_to_a_js_peer_that_said_idontwant
     publishes a big and a small such message; then c replays both to x (`inject`, a copy of what b received). x
     forwards both to y; it sends b the small one (no IDONTWANT: the control that shows b would see it) but not the
     big one."""
-    async with (
-        JsGossipPeer.start(trace=True) as a,
-        JsGossipPeer.start(trace=True, ignore_prefix=IGNORED) as b,
-        JsGossipPeer.start(trace=True) as c,
-        pl_nodes(tmp_path, 2) as (x, y),
-    ):
+    js = js_gossip_peers(each=[{}, {"ignore_prefix": IGNORED}, {}], trace=True)
+    async with js as (a, b, c), pl_nodes(tmp_path, 2) as (x, y):
         await b.connect(a.addr)
         await link_js_to_pl(b, x)
         await link_js_to_pl(c, x)
@@ -391,9 +387,12 @@ async def test_peerloom_does_not_send_a_message_to_a_js_peer_that_said_idontwant
         assert sorted(m.msg_id.hex() for m in at_y) == sorted([small_id, big_id])
         # b: the small one arrives from x, the big one never does
         await b.wait_for("rpc_in", peer=pid(x), where=lambda r: _carries(r, small))
-        await asyncio.sleep(1.2)  # a heartbeat: nothing of it comes later either
+        # a barrier the other way: x's own message reaches b after anything x sent b before it
+        after = b"x's own message, after the forwards"
+        await ps(x).publish(TOPIC, after)
+        await b.wait_for("rpc_in", peer=pid(x), where=lambda r: _carries(r, after))
         assert not any(_carries(r, big) for r in b.rpcs("in", pid(x)))
-        assert b.messages() == []  # b ignored both, as asked
+        assert [m.data for m in b.messages()] == [after]  # b ignored both, as asked
 
 
 def _carries(rpc: dict[str, Any], data: bytes) -> bool:

@@ -323,10 +323,14 @@ async def wait_until(check: Callable[[], Any], *, timeout: float = 10.0, interva
 
 
 @contextlib.asynccontextmanager
-async def js_gossip_peers(count: int, **kwargs: Any) -> AsyncIterator[list[JsGossipPeer]]:
-    """Start `count` gossip.mjs peers at once (same options); all stopped by PID on exit."""
+async def js_gossip_peers(
+    count: int | None = None, *, each: list[dict[str, Any]] | None = None, **common: Any
+) -> AsyncIterator[list[JsGossipPeer]]:
+    """Start js gossip peers at once (a node takes a second or two to start): `count` alike with the `common`
+    options of JsGossipPeer.start, or one per dict of `each` (merged over `common`). All stopped by PID on exit."""
+    options = [{**common, **o} for o in each] if each is not None else [common] * (count or 0)
     async with contextlib.AsyncExitStack() as stack:
         # a TaskGroup cancels the other starts if one fails; each start stops its own process
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(stack.enter_async_context(JsGossipPeer.start(**kwargs))) for _ in range(count)]
+            tasks = [tg.create_task(stack.enter_async_context(JsGossipPeer.start(**o))) for o in options]
         yield [t.result() for t in tasks]
