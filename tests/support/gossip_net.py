@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from peerloom.apps.pubsub.message import RejectReason
 from peerloom.apps.pubsub.params import MESHSUB_V12, GossipParams
 from peerloom.apps.pubsub.router import Deliver, Dial, GossipSub, SendRpc, Validate
+from peerloom.apps.pubsub.rpc import RPC, SubOpts, decode_rpc, encode_rpc
 from peerloom.identity import Identity, PeerId
 
 
@@ -207,3 +208,61 @@ class GossipNet:
         """Deliver everything in flight, however long the latency (no heartbeats run)."""
         while self._queue:
             self.pump(self._queue[0][0])
+
+
+class LoneRouter:
+    """One router facing scripted peers: the test writes each RPC a peer sends and reads what the router sent.
+
+    `peers[k]` is the identity of scripted peer k (indices from 1; the router is identity 0).
+    """
+
+    def __init__(self, *, params: GossipParams | None = None, validate: bool = False, seed: int = 0,
+                 now: float = 1000.0) -> None:
+        self.now = now
+        self.identity = make_identity(0)
+        self.score = FakeScore()
+        self.router = GossipSub(self.identity, params=params, score=self.score, rng=random.Random(seed),
+                                validate=validate, first_seqno=1)
+        self.peers: dict[int, Identity] = {}
+        self.events: list[object] = []
+
+    def add(
+        self, k: int, *, protocol: str = MESHSUB_V12, outbound: bool = False, topics: tuple[str, ...] = ()
+    ) -> PeerId:
+        """Connect scripted peer k, which announces `topics`."""
+        self.peers[k] = make_identity(k)
+        peer = self.peers[k].peer_id
+        self.router.add_peer(peer, protocol, outbound=outbound, ip=None, now=self.now)
+        if topics:
+            self.send(k, RPC(subscriptions=tuple(SubOpts(True, t) for t in topics)))
+        return peer
+
+    def id(self, k: int) -> PeerId:
+        return self.peers[k].peer_id
+
+    def send(self, k: int, rpc: RPC | bytes) -> None:
+        data = rpc if isinstance(rpc, bytes) else encode_rpc(rpc)
+        self.router.handle_rpc(self.peers[k].peer_id, data, self.now)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, running the router's timers that fall due."""
+        end = self.now + seconds
+        while (wakeup := self.router.next_wakeup()) is not None and wakeup <= end:
+            self.now = max(self.now, wakeup)
+            self.router.tick(self.now)
+        self.now = end
+
+    def take(self) -> list[object]:
+        """The router's events since the last call."""
+        return self.router.take_events()
+
+    def sent(self) -> dict[int, list[RPC]]:
+        """The RPCs the router sent since the last call (other events are kept in `events`), by peer index."""
+        by_peer: dict[int, list[RPC]] = {}
+        index = {identity.peer_id: k for k, identity in self.peers.items()}
+        for event in self.take():
+            if isinstance(event, SendRpc):
+                by_peer.setdefault(index[event.peer], []).append(decode_rpc(event.data))
+            else:
+                self.events.append(event)
+        return by_peer

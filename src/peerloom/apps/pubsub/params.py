@@ -44,7 +44,7 @@ class GossipParams:
     # PRUNE, backoff and peer exchange (v1.1 "Prune Backoff and Peer Exchange")
     prune_backoff: float = 60.0
     unsubscribe_backoff: float = 10.0
-    backoff_slack: float = 1.0  # added to a received backoff (js BACKOFF_SLACK: one heartbeat)
+    backoff_slack: float = 2.0  # we GRAFT this long after a backoff ends (go-libp2p: two heartbeats), never early
     graft_flood_threshold: float = 10.0
     do_px: bool = False
     prune_peers: int = 16

@@ -124,6 +124,7 @@ class GossipSub:
             "mcache": len(self._mcache),
             "pending_validations": len(self._pending),
             "promises": len(self._state.promises),
+            "dont_want": sum(len(p.dont_want) for p in self._state.peers.values()),
         }
 
     def take_events(self) -> list[Event]:
@@ -450,8 +451,8 @@ class GossipSub:
             return None
         ids = state.sample(wanted, params.max_ihave_length - info.asked)
         info.asked += len(ids)
-        promised = state.rng.choice(ids)
-        state.promises.setdefault(promised, {})[info.peer] = now + params.iwant_followup_time
+        promised = state.promises.setdefault(state.rng.choice(ids), {})
+        promised.setdefault(info.peer, now + params.iwant_followup_time)  # asking again does not extend it
         state.count("iwant_sent", len(ids))
         return IWant(tuple(ids))
 
@@ -508,7 +509,7 @@ class GossipSub:
         return answers
 
     def _handle_prune(self, info: PeerState, prunes: tuple[Prune, ...], now: float) -> None:
-        """Leave the peer out of the mesh for the backoff it asks (plus slack), and dial the peers it suggests
+        """Leave the peer out of the mesh for the backoff it asks, and dial the peers it suggests
         when it scores at least accept_px_threshold (v1.1 "Peer Exchange")."""
         state, params, peer = self._state, self._params, info.peer
         for prune in prunes:
@@ -517,7 +518,7 @@ class GossipSub:
                 del mesh[peer]
                 self._score.prune(peer, prune.topic, now)
             backoff = params.prune_backoff if prune.backoff is None else prune.backoff
-            state.add_backoff(prune.topic, peer, backoff + params.backoff_slack, now)
+            state.add_backoff(prune.topic, peer, backoff, now)
             if prune.peers and self._score.score(peer, now) >= params.accept_px_threshold:
                 self._dial_suggestions(prune.peers[: params.prune_peers])
 

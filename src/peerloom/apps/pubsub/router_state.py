@@ -146,8 +146,10 @@ class RouterState:
         self.counters[name] = self.counters.get(name, 0) + n
 
     def in_backoff(self, topic: str, peer: PeerId, now: float) -> bool:
+        """Whether we must not GRAFT peer yet: its backoff, plus backoff_slack so that a GRAFT never reaches a peer
+        whose clock or heartbeat runs a little behind ours before its own backoff ends (it would penalise us)."""
         until = self.backoff.get((topic, peer))
-        return until is not None and until > now
+        return until is not None and until + self.params.backoff_slack > now
 
     def add_backoff(self, topic: str, peer: PeerId, seconds: float, now: float) -> None:
         """Refuse GRAFTs to/from peer on topic for `seconds` (an existing longer backoff stays)."""
