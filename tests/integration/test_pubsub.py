@@ -42,10 +42,12 @@ async def until(condition: Callable[[], bool], timeout: float = 5.0, what: str =
 
 
 async def link(a: Node, b: Node) -> None:
-    """Connect a to b (as `--peer` does) and wait until each lists the other as a peer of the topic."""
+    """Connect a to b (as `--peer` does) and wait until each has the other in its mesh of the topic (a message
+    forwarded before that reaches only the mesh: gossip goes to peers outside it, so a peer grafted in between
+    would not hear of it)."""
     await a.secure_host.connect(b.secure_addrs[0])
     pa, pb = a.identity.peer_id, b.identity.peer_id
-    await until(lambda: pb in ps(a).peers(TOPIC) and pa in ps(b).peers(TOPIC), what="topic peers")
+    await until(lambda: pb in ps(a).mesh(TOPIC) and pa in ps(b).mesh(TOPIC), what="the mesh")
 
 
 async def drain(sub: Subscription, quiet: float = 0.3) -> list[PubsubMessage]:
@@ -235,10 +237,10 @@ async def test_a_peer_that_does_not_read_is_dropped_when_its_send_queue_is_full(
         stream = await harness.open(a)
         await stream.write(rpc_frame())  # joins the topic: a sends it every message
         await until(lambda: harness.peer_id in ps(a).peers(TOPIC), what="harness in the topic")
-        payload = os.urandom(16 * 1024)
-        for _ in range(40):  # 640 KiB: past the stream's window (256 KiB) and the queue's bound
+        payload = os.urandom(20 * 1024)
+        for _ in range(100):  # 2 MiB: past the stream's window (256 KiB), yamux's send buffer (1 MiB) and our bound
             await ps(a).publish(TOPIC, payload)
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002)
         await until(lambda: harness.peer_id not in ps(a).peers(TOPIC), what="the slow peer dropped")
         assert ps(a).stats()["slow_peers_dropped"] == 1
 
@@ -267,10 +269,11 @@ async def test_two_nodes_that_share_only_a_dht_bootstrap_node_meet_by_topic(tmp_
         bootstrap = [("127.0.0.1", boot.dht.port)]
         async with node(tmp_path, "a", bootstrap=bootstrap, **DHT) as a, \
                 node(tmp_path, "b", bootstrap=bootstrap, **DHT) as b:
-            sub_a = ps(a).subscribe(TOPIC)
             rendezvous = ps(a).rendezvous
             assert rendezvous is not None
-            await until(lambda: rendezvous.announced.get(TOPIC, 0) >= 1, 8, "a announced the topic")
+            rendezvous.interval = 0.2  # re-announced this often while subscribed
+            sub_a = ps(a).subscribe(TOPIC)
+            await until(lambda: rendezvous.announced.get(TOPIC, 0) >= 2, 8, "a announced the topic twice")
             assert b.identity.peer_id not in a.secure_host.connections
             sub_b = ps(b).subscribe(TOPIC)
             assert await ps(b).find_topic_peers(TOPIC) >= 1
@@ -280,4 +283,8 @@ async def test_two_nodes_that_share_only_a_dht_bootstrap_node_meet_by_topic(tmp_
             await ps(a).publish(TOPIC, b"found you too")
             assert [m.data for m in await receive(sub_a, 1)] == [b"found you"]
             assert [m.data for m in await receive(sub_b, 1)] == [b"found you too"]
+            sub_a.close()  # the last subscription: a stops announcing the topic
+            announced = rendezvous.announced[TOPIC]
+            await asyncio.sleep(0.5)
+            assert rendezvous.announced[TOPIC] == announced
 

@@ -12,6 +12,7 @@ Definitions (times on the machine's one monotonic clock):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -53,41 +54,48 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def run_workers(plan_file: Path, tmp_path: Path) -> list[dict]:
+    """Start the worker processes, release them together once all are ready, and collect their results."""
+    src = Path(peerloom.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(SUPPORT.parent)])}
+    workers: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as stack:
+        try:
+            for w in range(PROCESSES):
+                log = stack.enter_context(open(tmp_path / f"worker-{w}.log", "w"))
+                indices = ",".join(str(i) for i in range(w, NODES, PROCESSES))
+                workers.append(subprocess.Popen(
+                    [sys.executable, str(SUPPORT / "pubsub_mesh.py"), str(plan_file), indices],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
+                ))
+            for w in workers:
+                assert w.stdout is not None and w.stdout.readline().strip() == "ready"
+            t0 = time.monotonic() + 0.5
+            for w in workers:
+                assert w.stdin is not None
+                w.stdin.write(f"go {t0}\n")
+                w.stdin.flush()
+            results = []
+            for n, w in enumerate(workers):
+                assert w.stdout is not None
+                line = w.stdout.readline()
+                assert line.startswith("result "), (tmp_path / f"worker-{n}.log").read_text()[-3000:]
+                results.append(json.loads(line[len("result "):]))
+                assert w.wait(30) == 0
+            return results
+        finally:
+            for w in workers:
+                if w.poll() is None:
+                    w.kill()
+                    w.wait()
+
+
 def test_fifty_nodes_deliver_every_message_to_every_live_subscriber_while_a_fifth_churn(tmp_path: Path) -> None:
     plan = make_plan(tmp_path, nodes=NODES, ports=free_ports(NODES), dials=3, churn=CHURN, rate=10.0,
                      publish_for=20.0, down_for=3.0, start_publishing=3.0, tail=DEADLINE + 1.0, seed=14)
     plan_file = tmp_path / "plan.json"
     plan.save(plan_file)
-    src = Path(peerloom.__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), str(SUPPORT.parent)])}
-    workers = []
-    try:
-        for w in range(PROCESSES):
-            indices = ",".join(str(i) for i in range(w, NODES, PROCESSES))
-            workers.append(subprocess.Popen(
-                [sys.executable, str(SUPPORT / "pubsub_mesh.py"), str(plan_file), indices],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(tmp_path / f"worker-{w}.log", "w"),
-                env=env, text=True,
-            ))
-        for w in workers:
-            assert w.stdout is not None and w.stdout.readline().strip() == "ready"
-        t0 = time.monotonic() + 0.5
-        for w in workers:
-            assert w.stdin is not None
-            w.stdin.write(f"go {t0}\n")
-            w.stdin.flush()
-        results = []
-        for w in workers:
-            assert w.stdout is not None
-            line = w.stdout.readline()
-            assert line.startswith("result "), (tmp_path / f"worker-{workers.index(w)}.log").read_text()[-3000:]
-            results.append(json.loads(line[len("result "):]))
-            assert w.wait(30) == 0
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.kill()
-                w.wait()
+    results = run_workers(plan_file, tmp_path)
 
     published = {k: (node, at) for r in results for k, node, at in r["published"]}
     assert sorted(published) == list(range(len(plan.publishes)))  # every planned message went out

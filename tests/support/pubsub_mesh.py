@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from peerloom.identity import Identity, PeerId
+from peerloom.identity import Identity
 from peerloom.node import Node
 from peerloom.settings import Settings
 

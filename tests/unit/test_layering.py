@@ -39,7 +39,8 @@ SANS_IO = [
     "peerloom.torrent.swarm_peers",
     "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message", "peerloom.apps.pubsub.params",
     "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",
-    "peerloom.apps.pubsub.router_heartbeat", "peerloom.apps.pubsub.score",
+    "peerloom.apps.pubsub.router_heartbeat",
+    "peerloom.apps.pubsub.score",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}

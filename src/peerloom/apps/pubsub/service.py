@@ -177,16 +177,14 @@ class PubSubService:
         subscription_queue: int = SUBSCRIPTION_QUEUE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         validation_timeout: float = VALIDATION_TIMEOUT,
-        rendezvous_interval: float | None = None,
         on_peer: Callable[[PeerId, list[object], str], None] | None = None,
     ) -> None:
         self.limits = limits or RpcLimits()
-        self._router_factory = router_factory or (lambda ctx: GossipSub(ctx.identity, validate=True))
+        self._router_factory = router_factory or _default_router
         self._admits = admits
         self.subscription_queue = subscription_queue
         self.send_queue_bytes = send_queue_bytes
         self.validation_timeout = validation_timeout
-        self._rendezvous_interval = rendezvous_interval
         self._on_peer = on_peer
         self.router: GossipSub | None = None
         self.rendezvous: TopicRendezvous | None = None
@@ -207,13 +205,13 @@ class PubSubService:
     async def start(self, ctx: NodeContext) -> None:
         self._ctx = ctx
         self.router = self._router_factory(ctx)
-        kwargs = {} if self._rendezvous_interval is None else {"interval": self._rendezvous_interval}
-        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer, **kwargs)
+        self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):  # peers identified before we started
             info = conn.info
             if info is not None and _speaks_meshsub(info.protocols):
                 self._open_link(peer, conn)
+        self._rearm()
 
     def admits(self, peer: PeerId, protocol: str) -> bool:
         return self._admits is None or self._admits(peer, protocol)
@@ -545,6 +543,12 @@ class PubSubService:
         figures.update(self.counters)
         figures["links"] = len(self._links)
         return figures
+
+
+def _default_router(ctx: NodeContext) -> GossipSub:
+    # seqnos start at the wall clock in nanoseconds, as go-libp2p and js-libp2p do: they keep increasing across
+    # restarts of the same identity (pubsub spec: "linearly increasing"; kubo checks it)
+    return GossipSub(ctx.identity, validate=True, first_seqno=time.time_ns())
 
 
 def _speaks_meshsub(protocols: object) -> bool:
