@@ -226,6 +226,11 @@ async def test_three_js_and_three_peerloom_nodes_deliver_every_message_once_to_e
             assert sorted(m.data for m in got_js) == sorted(everything - {f"js{i}:{k}".encode() for k in range(3)})
             for m in got_js:
                 ids.setdefault(m.data, set()).add(m.msg_id)
+        # js finds nothing to hold against its peerloom neighbours (score >= 0: no penalty)
+        for j in js:
+            for n in pl:
+                if pid(n) in neighbours[j.peer_id]:
+                    assert await j.score(pid(n)) >= 0
         # js and peerloom give every message the same id (the js-libp2p default message-id function)
         assert all(len(v) == 1 for v in ids.values()), ids
         assert set(ids) == everything
@@ -272,6 +277,10 @@ async def test_js_gossip_carries_a_message_to_a_peerloom_node_outside_its_mesh(j
         assert ihave and iwant and len(served) == 1, trace
         assert ihave[0] < iwant[0] < served[0], trace  # the message went to x only because x asked for it
         assert pid(x) not in await b.mesh(TOPIC)  # and x was not in b's mesh meanwhile
+        # x kept the backoff of its own PRUNE: no GRAFT since (js would refuse it and add a behaviour penalty)
+        pruned = next(i for i, r in enumerate(trace) if r["event"] == "rpc_in" and r.get("prune"))
+        assert not any(TOPIC in r.get("graft", []) for r in trace[pruned:] if r["event"] == "rpc_in"), trace
+        assert await b.score(pid(x)) >= 0
         assert await drain(sub, 0.5) == []
         stats = ps(x).stats()
         assert stats["iwant_sent"] >= 1, stats
