@@ -1,6 +1,7 @@
 """A 50-node GossipSub mesh on loopback, in 5 processes of 10 nodes, real sockets: every message reaches every
 subscriber that was live for the whole time window of that message, while 20 % of the nodes leave and rejoin.
 
+The workers connect their nodes (each dials 3 random others) and publishing starts once every node has 2 mesh peers.
 Definitions (times on the machine's one monotonic clock):
 - message k is published at t_k by a node that stays up (the publisher is never among its receivers);
 - a node is *live for message k* when one incarnation of it (start to stop, same identity and port) was subscribed
@@ -54,6 +55,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def expect(workers: list[subprocess.Popen[str]], tmp_path: Path, word: str) -> list[str]:
+    lines = []
+    for n, w in enumerate(workers):
+        assert w.stdout is not None
+        line = w.stdout.readline()
+        assert line.split(" ", 1)[0].strip() == word, (tmp_path / f"worker-{n}.log").read_text()[-3000:]
+        lines.append(line)
+    return lines
+
+
+def tell(workers: list[subprocess.Popen[str]], line: str) -> None:
+    for w in workers:
+        assert w.stdin is not None
+        w.stdin.write(line + "\n")
+        w.stdin.flush()
+
+
 def run_workers(plan_file: Path, tmp_path: Path) -> list[dict]:
     """Start the worker processes, release them together once all are ready, and collect their results."""
     src = Path(peerloom.__file__).resolve().parent.parent
@@ -68,19 +86,14 @@ def run_workers(plan_file: Path, tmp_path: Path) -> list[dict]:
                     [sys.executable, str(SUPPORT / "pubsub_mesh.py"), str(plan_file), indices],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True,
                 ))
-            for w in workers:
-                assert w.stdout is not None and w.stdout.readline().strip() == "ready"
-            t0 = time.monotonic() + 0.5
-            for w in workers:
-                assert w.stdin is not None
-                w.stdin.write(f"go {t0}\n")
-                w.stdin.flush()
+            expect(workers, tmp_path, "ready")
+            tell(workers, "connect")
+            expect(workers, tmp_path, "meshed")
+            tell(workers, f"start {time.monotonic() + 0.2}")
             results = []
-            for n, w in enumerate(workers):
-                assert w.stdout is not None
-                line = w.stdout.readline()
-                assert line.startswith("result "), (tmp_path / f"worker-{n}.log").read_text()[-3000:]
+            for line in expect(workers, tmp_path, "result"):
                 results.append(json.loads(line[len("result "):]))
+            for w in workers:
                 assert w.wait(30) == 0
             return results
         finally:
@@ -91,14 +104,16 @@ def run_workers(plan_file: Path, tmp_path: Path) -> list[dict]:
 
 
 def test_fifty_nodes_deliver_every_message_to_every_live_subscriber_while_a_fifth_churn(tmp_path: Path) -> None:
-    plan = make_plan(tmp_path, nodes=NODES, ports=free_ports(NODES), dials=3, churn=CHURN, rate=10.0,
-                     publish_for=20.0, down_for=3.0, start_publishing=3.0, tail=DEADLINE + 1.0, seed=14)
+    plan = make_plan(tmp_path, nodes=NODES, ports=free_ports(NODES), dials=3, churn=CHURN, rate=5.0,
+                     publish_for=16.0, down_for=3.0, start_publishing=1.0, tail=DEADLINE + 1.0, seed=14)
     plan_file = tmp_path / "plan.json"
     plan.save(plan_file)
     results = run_workers(plan_file, tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps(results))  # for a look after a failure
 
-    published = {k: (node, at) for r in results for k, node, at in r["published"]}
+    published = {k: (node, at) for r in results for k, node, at, _ in r["published"]}
     assert sorted(published) == list(range(len(plan.publishes)))  # every planned message went out
+    assert all(peers > 0 for r in results for *_, peers in r["published"])
     live = [(node, up, down) for r in results for node, up, down in r["live"]]
     received: dict[tuple[int, int], float] = {}
     copies = Counter()

@@ -3,11 +3,13 @@
 A plan names every node (its home, whose key is its identity across restarts, and its fixed secure port), the few
 peers each one dials, when each churning node leaves and comes back, and which node publishes which message when.
 Every time in a plan is in seconds after T0, a `time.monotonic()` moment (one clock for every process of this
-machine) that the test hands the workers once they all are ready:
+machine) that the test hands the workers once the mesh has formed:
 
     worker → test: "ready"        (its nodes listen)
-    test → worker: "go T0"
-    worker → test: "result JSON"  (at T0 + plan.end: publishes, receipts, live intervals)
+    test → worker: "connect"      (each node subscribes and dials its plan peers)
+    worker → test: "meshed"       (each of its nodes has MESHED mesh peers)
+    test → worker: "start T0"
+    worker → test: "result JSON"  (at T0 + plan.end: publishes, receipts, live intervals, all monotonic times)
 
 Each worker runs its share of the nodes in one event loop (uvloop when installed). A node keeps at least
 `min_peers` connections by dialling random plan members when it has fewer (the stand-in for a discovery service:
@@ -27,11 +29,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from peerloom.apps.pubsub.score import ScoreParams
+from peerloom.apps.pubsub.service import PubSubService
 from peerloom.identity import Identity
 from peerloom.node import Node
 from peerloom.settings import Settings
 
 TOPIC = "peerloom-mesh/test"
+MESHED = 2  # mesh peers every node has before the test starts publishing
+MESH_WAIT = 60.0
 
 
 @dataclass
@@ -91,20 +97,27 @@ def make_plan(root: Path, *, nodes: int, ports: list[int], dials: int, churn: fl
 
 
 class MeshNode:
-    """One plan node in a worker: started, stopped and restarted on schedule; what it received, and when it was up."""
+    """One plan node in a worker: started, stopped and restarted on schedule; what it received, and when it was up.
+    Every time it records is a `time.monotonic()` reading."""
 
-    def __init__(self, plan: Plan, index: int, t0: float, records: dict) -> None:
+    def __init__(self, plan: Plan, index: int, records: dict) -> None:
         self.plan = plan
         self.me = plan.nodes[index]
-        self.t0 = t0
+        self.t0 = 0.0  # set when the test says "start"
         self.node: Node | None = None
+        self.pubsub = PubSubService()
         self.incarnation = 0
+        self.up = 0.0  # when this incarnation subscribed
         self.records = records  # shared by the worker's nodes: "received", "published", "live"
         self.rng = random.Random(index)
 
     async def start(self) -> None:
-        settings = Settings(dht=False, lsd=False, public_bootstrap=False, trackers=False, secure_port=self.me.port)
-        self.node = Node(self.me.home, host="127.0.0.1", settings=settings)
+        settings = Settings(dht=False, lsd=False, public_bootstrap=False, trackers=False, secure_port=self.me.port,
+                            pubsub=False)
+        # every peer is on 127.0.0.1: whitelisted, or the IP colocation penalty (score P6, > 10 peers on one IP)
+        # makes them all negative and the mesh empties
+        self.pubsub = PubSubService(score_params=ScoreParams(ip_colocation_factor_whitelist=("127.0.0.0/8",)))
+        self.node = Node(self.me.home, host="127.0.0.1", settings=settings, services=[self.pubsub])
         await self.node.start()
         self.incarnation += 1
 
@@ -113,27 +126,27 @@ class MeshNode:
         if node is not None:
             await node.stop()
 
-    async def run(self) -> None:
-        """Join at T0, leave and rejoin on schedule, stop at the end."""
-        up = await self._join()
+    async def join(self) -> None:
+        """Subscribe and dial the plan peers."""
+        sub = self.pubsub.subscribe(TOPIC)
+        self.up = time.monotonic()
+        asyncio.get_running_loop().create_task(self._read(sub, self.incarnation))
+        await asyncio.gather(*(self._dial(j) for j in self.me.dials))
+
+    def meshed(self) -> bool:
+        return len(self.pubsub.mesh(TOPIC)) >= MESHED
+
+    async def churn(self) -> None:
+        """Leave and rejoin on schedule, stop at the end."""
         for leave, back in self.me.downtimes:
             await self._sleep_until(leave)
-            self.records["live"].append((self.me.index, up, time.monotonic() - self.t0))
+            self.records["live"].append((self.me.index, self.up, time.monotonic()))
             await self.stop()
             await self._sleep_until(back)
             await self.start()
-            up = await self._join()
+            await self.join()
         await self._sleep_until(self.plan.end)
-        self.records["live"].append((self.me.index, up, time.monotonic() - self.t0))
-
-    async def _join(self) -> float:
-        """Subscribe, dial the plan peers; returns when this incarnation counts as up (after T0)."""
-        assert self.node is not None and self.node.pubsub is not None
-        sub = self.node.pubsub.subscribe(TOPIC)
-        up = time.monotonic() - self.t0
-        asyncio.get_running_loop().create_task(self._read(sub, self.incarnation))
-        await asyncio.gather(*(self._dial(j) for j in self.me.dials))
-        return up
+        self.records["live"].append((self.me.index, self.up, time.monotonic()))
 
     async def _dial(self, index: int) -> None:
         if self.node is None:
@@ -143,8 +156,7 @@ class MeshNode:
 
     async def _read(self, sub, incarnation: int) -> None:  # type: ignore[no-untyped-def]
         async for msg in sub:
-            k, _ = msg.data.split(b" ", 1)
-            self.records["received"].append((self.me.index, incarnation, int(k), time.monotonic() - self.t0))
+            self.records["received"].append((self.me.index, incarnation, int(msg.data), time.monotonic()))
 
     async def keep_peers(self) -> None:
         """Every second: fewer than `min_peers` connections means dialling random plan members."""
@@ -159,41 +171,52 @@ class MeshNode:
                 await asyncio.gather(*(self._dial(j) for j in self.rng.sample(others, missing)))
 
     async def publish(self, k: int) -> None:
-        node = self.node
-        if node is None or node.pubsub is None:
+        if self.node is None:
             return
-        now = time.monotonic() - self.t0
-        await node.pubsub.publish(TOPIC, b"%d %.6f" % (k, now))
-        self.records["published"].append((k, self.me.index, now))
+        now = time.monotonic()
+        result = await self.pubsub.publish(TOPIC, b"%d" % k)
+        self.records["published"].append((k, self.me.index, now, result.peers))
 
     async def _sleep_until(self, at: float) -> None:
         await asyncio.sleep(max(0.0, self.t0 + at - time.monotonic()))
 
 
-async def run_worker(plan: Plan, indices: list[int]) -> None:
-    mesh: list[MeshNode] = []
-    records: dict = {"received": [], "published": [], "live": []}
-    for i in indices:
-        m = MeshNode(plan, i, 0.0, records)
-        await m.start()
-        mesh.append(m)
-    print("ready", flush=True)
+async def command(expected: str) -> list[str]:
+    """The next line the test sends, split; it must start with `expected`."""
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    t0 = float(line.split()[1])
+    words = line.split()
+    if not words or words[0] != expected:
+        raise SystemExit(f"expected {expected!r} from the test, got {line!r}")
+    return words
+
+
+async def run_worker(plan: Plan, indices: list[int]) -> None:
+    records: dict = {"received": [], "published": [], "live": []}
+    mesh = [MeshNode(plan, i, records) for i in indices]
+    for m in mesh:
+        await m.start()
+    print("ready", flush=True)
+    await command("connect")
+    await asyncio.gather(*(m.join() for m in mesh))
+    loop = asyncio.get_running_loop()
+    keepers = [loop.create_task(m.keep_peers()) for m in mesh]
+    async with asyncio.timeout(MESH_WAIT):
+        while not all(m.meshed() for m in mesh):
+            await asyncio.sleep(0.1)
+    print("meshed", flush=True)
+    t0 = float((await command("start"))[1])
+    by_index = {}
     for m in mesh:
         m.t0 = t0
-    await asyncio.sleep(max(0.0, t0 - time.monotonic()))
-    by_index = {m.me.index: m for m in mesh}
-    loop = asyncio.get_running_loop()
+        by_index[m.me.index] = m
     for k, (at, publisher) in enumerate(plan.publishes):
         if publisher in by_index:
-            loop.call_at(loop.time() + max(0.0, t0 + at - time.monotonic()),
-                         lambda k=k, m=by_index[publisher]: loop.create_task(m.publish(k)))
-    keepers = [loop.create_task(m.keep_peers()) for m in mesh]
-    await asyncio.gather(*(m.run() for m in mesh))
+            loop.call_later(max(0.0, t0 + at - time.monotonic()),
+                            lambda k=k, m=by_index[publisher]: loop.create_task(m.publish(k)))
+    await asyncio.gather(*(m.churn() for m in mesh))
     for task in keepers:
         task.cancel()
-    stats = {m.me.index: m.node.pubsub.stats() for m in mesh if m.node is not None and m.node.pubsub is not None}
+    stats = {m.me.index: m.pubsub.stats() for m in mesh if m.node is not None}
     for m in mesh:
         await m.stop()
     print("result " + json.dumps({**records, "stats": stats}), flush=True)

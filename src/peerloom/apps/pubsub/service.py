@@ -30,9 +30,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from peerloom.apps.pubsub.params import GossipParams
 from peerloom.apps.pubsub.rendezvous import TopicRendezvous
 from peerloom.apps.pubsub.router import Deliver, Dial, GossipSub, PublishResult, SendRpc, Validate, Validation
 from peerloom.apps.pubsub.rpc import Message, RpcLimits
+from peerloom.apps.pubsub.score import PeerScore, ScoreParams
 from peerloom.codec.varint import VarintError, encode_varint, read_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
@@ -162,8 +164,9 @@ class _PeerLink:
 
 
 class PubSubService:
-    """GossipSub as a node service (name "pubsub"): see the module docstring. `admits` takes every peer unless an
-    `admits` rule is given; `on_peer(peer, addrs, source)` hears of the peers the DHT rendezvous finds."""
+    """GossipSub as a node service (name "pubsub"): see the module docstring. `params` and `score_params` tune the
+    router (its defaults when None: the gossipsub spec's D=6..., score.py's ScoreParams). `admits` takes every peer
+    unless an `admits` rule is given; `on_peer(peer, addrs, source)` hears of the peers the DHT rendezvous finds."""
 
     name = "pubsub"
     protocols = PROTOCOLS
@@ -171,7 +174,8 @@ class PubSubService:
     def __init__(
         self,
         *,
-        router_factory: Callable[[NodeContext], GossipSub] | None = None,
+        params: GossipParams | None = None,
+        score_params: ScoreParams | None = None,
         limits: RpcLimits | None = None,
         admits: Callable[[PeerId, str], bool] | None = None,
         subscription_queue: int = SUBSCRIPTION_QUEUE,
@@ -180,7 +184,8 @@ class PubSubService:
         on_peer: Callable[[PeerId, list[object], str], None] | None = None,
     ) -> None:
         self.limits = limits or RpcLimits()
-        self._router_factory = router_factory or _default_router
+        self.params = params
+        self.score_params = score_params
         self._admits = admits
         self.subscription_queue = subscription_queue
         self.send_queue_bytes = send_queue_bytes
@@ -204,7 +209,11 @@ class PubSubService:
     # -- the service ----------------------------------------------------------------------------------------------
     async def start(self, ctx: NodeContext) -> None:
         self._ctx = ctx
-        self.router = self._router_factory(ctx)
+        # seqnos start at the wall clock in nanoseconds, as go-libp2p and js-libp2p do: they keep increasing across
+        # restarts of the same identity (pubsub spec: "linearly increasing"; kubo checks it)
+        score = PeerScore(self.score_params) if self.score_params is not None else None
+        self.router = GossipSub(ctx.identity, params=self.params, score=score, validate=True,
+                                first_seqno=time.time_ns())
         self.rendezvous = TopicRendezvous(ctx.dht, ctx.host, ctx.tasks, on_peer=self._on_peer)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):  # peers identified before we started
@@ -543,12 +552,6 @@ class PubSubService:
         figures.update(self.counters)
         figures["links"] = len(self._links)
         return figures
-
-
-def _default_router(ctx: NodeContext) -> GossipSub:
-    # seqnos start at the wall clock in nanoseconds, as go-libp2p and js-libp2p do: they keep increasing across
-    # restarts of the same identity (pubsub spec: "linearly increasing"; kubo checks it)
-    return GossipSub(ctx.identity, validate=True, first_seqno=time.time_ns())
 
 
 def _speaks_meshsub(protocols: object) -> bool:
