@@ -20,7 +20,8 @@ from support.jsgossip import JsGossipPeer, js_gossip_peers, wait_until
 from support.jslibp2p import ensure_installed
 from support.swarm import node
 
-from peerloom.apps.pubsub.message import sign_message
+from peerloom.apps.pubsub.message import message_id, sign_message
+from peerloom.apps.pubsub.router import Validation
 from peerloom.apps.pubsub.rpc import Message
 from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
 from peerloom.codec.multiaddr import Multiaddr
@@ -402,6 +403,54 @@ async def test_peerloom_does_not_send_a_message_to_a_js_peer_that_said_idontwant
         await b.wait_for("rpc_in", peer=pid(x), where=lambda r: _carries(r, after))
         assert not any(_carries(r, big) for r in b.rpcs("in", pid(x)))
         assert [m.data for m in b.messages()] == [after]  # b ignored both, as asked
+
+
+async def test_js_does_not_send_a_peerloom_node_a_message_it_said_idontwant_for(js_ready: None, tmp_path: Path) -> None:
+    """The mirror image: js h - peerloom x - js j - peerloom z, and h - j. x ignores (its validator says IGNORE) data
+    starting with IGNORED, but sends its mesh peer j IDONTWANT first for the big one (peerloom's threshold is js's).
+    h, a harness that subscribes to nothing, hands x a big and a small such message signed by another identity,
+    then hands both to j. j forwards both to z, the small one to x too, never the big one: js understands
+    peerloom's IDONTWANT, and its ids."""
+    async with js_gossip_peers(2, trace=True) as (h, j), pl_nodes(tmp_path, 2) as (x, z):
+        ps(x).add_validator(TOPIC, lambda m: Validation.IGNORE if m.data.startswith(IGNORED) else Validation.ACCEPT)
+        subs = {n: ps(n).subscribe(TOPIC) for n in (x, z)}
+        await j.subscribe(TOPIC)
+        await link_js_to_pl(h, x)
+        await h.connect(j.addr)
+        await link_pl_to_js(x, j)
+        await link_pl_to_js(z, j)
+        await wait_until(lambda: js_sees(j, [pid(x), pid(z)], mesh=True), what="j's mesh has x and z")
+        await wait_until(lambda: pl_sees(x, [j.peer_id], mesh=True), what="x's mesh has j")
+        await wait_until(lambda: _has_peers(h, [pid(x), j.peer_id]), what="h has gossipsub streams to x and j")
+
+        author = Identity.generate()
+        small = sign_message(author, TOPIC, IGNORED + b"small", (1).to_bytes(8, "big"))
+        big = sign_message(author, TOPIC, IGNORED + bytes(IDONTWANT_MIN + 100), (2).to_bytes(8, "big"))
+        small_id, big_id = message_id(small).hex(), message_id(big).hex()
+        for msg in (small, big):
+            await h.inject(pid(x), raw_fields(msg))
+        await j.wait_for("rpc_in", peer=pid(x), where=lambda r: big_id in r.get("idontwant", []))
+        assert not any(small_id in r.get("idontwant", []) for r in j.rpcs("in"))  # below the threshold
+        assert ps(x).stats().get("idontwant_sent", 0) == 1
+
+        for msg in (small, big):
+            await h.inject(j.peer_id, raw_fields(msg))
+        at_z = await receive(subs[z], 2)
+        assert sorted(m.data for m in at_z) == sorted([small.data, big.data])
+        assert all(str(m.received_from) == j.peer_id for m in at_z)  # j forwarded both
+        assert sorted(m.msg_id.hex() for m in at_z) == sorted([small_id, big_id])
+        await j.wait_for("rpc_out", peer=pid(x), where=lambda r: _carries(r, small.data))
+        # a barrier: j's own message reaches x after anything j sent x before it
+        after = b"j's own message, after the forwards"
+        await j.publish(TOPIC, after)
+        await j.wait_for("rpc_out", peer=pid(x), where=lambda r: _carries(r, after))
+        assert not any(_carries(r, big.data) for r in j.rpcs("out", pid(x)))
+        assert [m.data for m in await receive(subs[x], 1)] == [after]  # x ignored both, as asked
+        assert await drain(subs[x], 0.1) == []
+
+
+async def _has_peers(js: JsGossipPeer, peers: list[str]) -> bool:
+    return set(peers) <= set((await js.view())["peers"])
 
 
 def _carries(rpc: dict[str, Any], data: bytes) -> bool:
