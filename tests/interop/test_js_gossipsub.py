@@ -1,9 +1,16 @@
 """peerloom's GossipSub against js-libp2p's (@libp2p/gossipsub 17.1.1, tests/interop/js/gossip.mjs).
 
 The js peers run with the library's defaults (D=6, heartbeat 1 s, floodPublish on, StrictSign,
-IDONTWANT for data of 512 bytes or more) except allowPublishToZeroTopicPeers. With trace=True
-they report every RPC their router receives and sends, with js's own message ids: the checks
-on IHAVE/IWANT/IDONTWANT below read that trace, not assumptions.
+IDONTWANT for data of 512 bytes or more) except allowPublishToZeroTopicPeers; peerloom nodes with
+theirs (the spec's). With trace=True a js peer reports every RPC its router receives and sends,
+with js's own message ids: the checks on IHAVE/IWANT/IDONTWANT below read that trace and
+peerloom's router stats, not assumptions.
+
+- the harness js-to-js (delivery, trace, IDONTWANT, `inject`, js dropping a forged signature);
+- 3 js + 3 peerloom nodes in one mesh: every message once at every subscriber, same message ids;
+- IHAVE/IWANT each way: a node kept outside the other side's mesh gets a message by gossip only;
+- IDONTWANT each way: a message announced unwanted is not sent, a small control message is;
+- a bad signature relayed by js: peerloom drops it and scores the relaying js peer below zero.
 """
 
 from __future__ import annotations
