@@ -7,8 +7,11 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 
 - Nodes: N routers with distinct Ed25519 identities and distinct IPv4 addresses (10.a.b.c), all subscribed to one
   topic. Each dials `--dials` (default 8..10) others chosen at random; both ends `add_peer` (the dialler outbound).
-- Links: each has a one-way latency drawn once from `--latency` (default 10..100 ms); RPCs of one link keep their
-  order. After the warm-up a share `--loss` (default 1 %) of all RPCs is dropped at random (control messages too).
+- Links: each has a one-way latency drawn once from `--latency` (default 10..100 ms); each node's uplink sends one
+  RPC after the other at `--bandwidth` (default 10 Mbit/s), so RPCs of one link keep their order and a node that
+  forwards a message to its mesh sends the copies one after another (the window in which an IDONTWANT can arrive
+  first: with no serialisation delay an IDONTWANT could never overtake the copy it is meant to stop). After the
+  warm-up a share `--loss` (default 1 %) of all RPCs is dropped at random (control messages too).
 - Warm-up: subscriptions and `--warmup` simulated seconds of heartbeats (mesh building), no loss.
 - Measuring: `--messages` messages of `--size` bytes published by random honest nodes, one every `--interval`
   seconds, then `--drain` seconds for gossip (IHAVE/IWANT) to repair what loss broke.
@@ -20,7 +23,8 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 - Attack (`--attackers 0.1`): that share of the nodes run the same router (so they join meshes during the warm-up)
   and, from the start of the measured phase, also send each of their peers an RPC with `--attack-batch` messages
   carrying bad signatures every `--attack-interval` seconds. Reported: the share of (honest node, attacker) links
-  where the honest node scores the attacker below the graylist threshold at the end, and the honest delivery rate.
+  where the honest node scores the attacker below the graylist threshold at the end, when 50/99/100 % of them first
+  were (probed every 0.1 simulated seconds), and the honest delivery rate.
 - IDONTWANT (gossipsub v1.2) is on unless `--no-idontwant`; `--both` runs each size twice, with and without.
 
 One JSON line per run. CPU seconds (process time) and wall seconds cover the whole run, building included.
@@ -44,23 +48,25 @@ from peerloom.apps.pubsub.params import GossipParams
 from peerloom.apps.pubsub.router import Deliver, GossipSub, SendRpc
 from peerloom.apps.pubsub.rpc import RPC, Message, encode_rpc
 from peerloom.apps.pubsub.score import PeerScore, ScoreParams
-from peerloom.codec.protobuf import iter_fields
+from peerloom.codec.varint import decode_varint
 from peerloom.identity import Identity, PeerId
 
 TOPIC = "peerloom-sim"
 PROTOCOL = "/meshsub/1.2.0"
-RPC_PUBLISH_FIELD = 2  # rpc.proto: RPC.publish
+RPC_PUBLISH_KEY = 2 << 3 | 2  # rpc.proto: RPC.publish, field 2, length-delimited
 # event kinds, in the heap as (time, sequence, kind, a, b, payload)
-RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK = 0, 1, 2, 3, 4
+RPC_ARRIVES, ATTACK_ARRIVES, TIMER, PUBLISH, ATTACK, PROBE = 0, 1, 2, 3, 4, 5
+PROBE_INTERVAL = 0.1  # simulated seconds between looks at how many attacker links are graylisted
 
 
 @dataclass(frozen=True)
 class SimConfig:
     nodes: int = 1000
     messages: int = 20
-    size: int = 2048
+    size: int = 4096
     dials: tuple[int, int] = (8, 10)
     latency: tuple[float, float] = (0.010, 0.100)
+    bandwidth: float = 10e6  # bits/s of each node's uplink; 0: unlimited
     loss: float = 0.01
     warmup: float = 10.0
     interval: float = 0.2
@@ -81,8 +87,9 @@ def percentile(values: list[float], q: float) -> float:
 class Simulation:
     """One network of routers and the event heap that drives it."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, *, progress: bool = False) -> None:
         self.config = config
+        self.progress = progress
         self.rng = random.Random(config.seed)
         n = config.nodes
         self.identities = [Identity.generate() for _ in range(n)]
@@ -103,6 +110,7 @@ class Simulation:
         self.heap: list[tuple[float, int, int, int, int, object]] = []
         self.sequence = 0
         self.wakeup: list[float | None] = [None] * n
+        self.uplink_free = [0.0] * n  # when each node's uplink has sent what is queued on it
         self.now = 0.0
         self.lossy = False
         # measurements
@@ -110,6 +118,8 @@ class Simulation:
         self.hops: dict[bytes, dict[int, int]] = {}
         self.deliveries: list[tuple[int, float]] = []  # (hop, latency) of each delivery to an honest node
         self.copies = 0
+        self.attack_start = 0.0
+        self.graylisted_after: dict[str, float] = {}  # "50%", "99%", "100%" -> simulated seconds into the attack
         self.rpcs = 0
         self.dropped = 0
         self._counted: tuple[bytes, int] = (b"", 0)
@@ -164,13 +174,22 @@ class Simulation:
         if self.lossy and self.rng.random() < self.config.loss:
             self.dropped += 1
             return
-        self.push(self.now + self.links[i][j], kind, i, j, data)
+        start = self.now
+        if self.config.bandwidth:
+            start = max(start, self.uplink_free[i]) + len(data) * 8 / self.config.bandwidth
+            self.uplink_free[i] = start
+        self.push(start + self.links[i][j], kind, i, j, data)
 
     def count_messages(self, data: bytes) -> int:
         """Publish entries in an RPC (the forwarding path sends one bytes object to many peers: count it once)."""
         last, count = self._counted
         if data is not last:
-            count = sum(1 for f in iter_fields(data) if f.number == RPC_PUBLISH_FIELD)
+            count = pos = 0
+            while pos < len(data):  # top-level fields only: a key byte (fields 1..3), a length, the body
+                key = data[pos]
+                length, pos = decode_varint(data, pos + 1)
+                pos += length
+                count += key == RPC_PUBLISH_KEY
             self._counted = (data, count)
         return count
 
@@ -189,9 +208,11 @@ class Simulation:
         heap = self.heap
         routers = self.routers
         while heap and heap[0][0] <= end:
-            at, _, kind, a, b, payload = heapq.heappop(heap)
+            at, sequence, kind, a, b, payload = heapq.heappop(heap)
+            if self.progress and not sequence & 0x3FFFF:
+                print(f"sim t={at:.2f}s events={sequence} heap={len(heap)}", file=sys.stderr, flush=True)
             self.now = at
-            if kind == RPC_ARRIVES or kind == ATTACK_ARRIVES:
+            if kind in (RPC_ARRIVES, ATTACK_ARRIVES):
                 if kind == RPC_ARRIVES and not self.attacker[b]:
                     self.copies += self.count_messages(payload)
                 routers[b].handle_rpc(self.ids[a], payload, at)
@@ -206,6 +227,8 @@ class Simulation:
                 self.publish(a)
             elif kind == ATTACK:
                 self.attack(a, b)
+            elif kind == PROBE:
+                self.probe()
         self.now = end
 
     def publish(self, i: int) -> None:
@@ -243,19 +266,25 @@ class Simulation:
         for i in range(config.nodes):
             if self.attacker[i]:
                 self.push(start + self.rng.uniform(0, config.attack_interval), ATTACK, i, 0)
+        if self.config.attackers:
+            self.attack_start = start
+            self.push(start, PROBE, 0)
         for k in range(config.messages):
             self.push(start + k * config.interval, PUBLISH, self.rng.choice(honest))
         end = start + config.messages * config.interval + config.drain
         self.run_until(end)
         expected = config.messages * (len(honest) - 1)
         delivered = len(self.deliveries)
+        reached = sum(1 for msg_id, hops in self.hops.items() for i in hops
+                      if not self.attacker[i] and i != self.published[msg_id][0])
         result: dict[str, object] = {
             "nodes": config.nodes,
             "messages": config.messages,
             "idontwant": config.idontwant,
             "attackers": sum(self.attacker),
             "links": sum(len(peers) for peers in self.links) // 2,
-            "delivery_rate": round(delivered / expected, 6) if expected else None,
+            "delivery_rate": round(reached / expected, 6) if expected else None,
+            "app_duplicates": delivered - reached,  # a message delivered twice to one node (must be 0)
             "hops_p50": percentile([h for h, _ in self.deliveries], 50) if delivered else None,
             "hops_p99": percentile([h for h, _ in self.deliveries], 99) if delivered else None,
             "latency_ms_p50": round(1000 * percentile([t for _, t in self.deliveries], 50), 1) if delivered else None,
@@ -270,8 +299,8 @@ class Simulation:
         result["wall_s"] = round(time.perf_counter() - wall, 1)
         return result
 
-    def graylisted(self) -> dict[str, object]:
-        """How many (honest node, attacker) links end with the attacker below the graylist threshold there."""
+    def attacker_links(self) -> tuple[int, int]:
+        """(honest node, attacker) links, and how many of them have the attacker below the graylist threshold."""
         links = below = 0
         for i, router in enumerate(self.routers):
             if self.attacker[i]:
@@ -280,14 +309,32 @@ class Simulation:
                 if self.attacker[j]:
                     links += 1
                     below += router.peer_score(self.ids[j], self.now) < self.params.graylist_threshold
-        return {"attacker_links": links, "graylisted_fraction": round(below / links, 6) if links else None}
+        return links, below
+
+    def probe(self) -> None:
+        """Note when 50 %, 99 % and all attacker links are first graylisted; look again until all are."""
+        links, below = self.attacker_links()
+        for share in (50, 99, 100):
+            if below * 100 >= share * links and f"{share}%" not in self.graylisted_after:
+                self.graylisted_after[f"{share}%"] = round(self.now - self.attack_start, 3)
+        if below < links:
+            self.push(self.now + PROBE_INTERVAL, PROBE, 0)
+
+    def graylisted(self) -> dict[str, object]:
+        links, below = self.attacker_links()
+        return {
+            "attacker_links": links,
+            "graylisted_fraction": round(below / links, 6) if links else None,
+            "graylisted_after_s": self.graylisted_after,
+        }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="1000,10000", help="comma-separated network sizes")
     parser.add_argument("--messages", type=int, default=20)
-    parser.add_argument("--size", type=int, default=2048, help="bytes of data per message")
+    parser.add_argument("--size", type=int, default=4096, help="bytes of data per message")
+    parser.add_argument("--bandwidth", type=float, default=10.0, help="Mbit/s of each uplink; 0: unlimited")
     parser.add_argument("--loss", type=float, default=0.01)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.2)
@@ -305,7 +352,8 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
         for idontwant in ((True, False) if args.both else (not args.no_idontwant,)):
             runs.append(
                 SimConfig(
-                    nodes=nodes, messages=args.messages, size=args.size, loss=args.loss, warmup=args.warmup,
+                    nodes=nodes, messages=args.messages, size=args.size, bandwidth=args.bandwidth * 1e6,
+                    loss=args.loss, warmup=args.warmup,
                     interval=args.interval, drain=args.drain, idontwant=idontwant, attackers=args.attackers,
                     seed=args.seed,
                 )
@@ -315,7 +363,7 @@ def configs(args: argparse.Namespace) -> list[SimConfig]:
 
 def main(argv: list[str] | None = None) -> None:
     for config in configs(parse_args(argv)):
-        print(json.dumps(Simulation(config).run()), flush=True)
+        print(json.dumps(Simulation(config, progress=True).run()), flush=True)
 
 
 if __name__ == "__main__":

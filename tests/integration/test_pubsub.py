@@ -14,7 +14,7 @@ from support.swarm import node
 
 from peerloom.apps.pubsub.message import sign_message
 from peerloom.apps.pubsub.router import Validation
-from peerloom.apps.pubsub.rpc import RPC, Message, RpcLimits, SubOpts, encode_rpc
+from peerloom.apps.pubsub.rpc import RPC, Message, SubOpts, encode_rpc
 from peerloom.apps.pubsub.service import PubsubMessage, PubSubService, Subscription
 from peerloom.codec.varint import encode_frame, encode_varint
 from peerloom.identity import Identity, PeerId
@@ -92,6 +92,29 @@ async def test_two_nodes_exchange_messages_exactly_once_and_leave_the_topic_with
         assert ps(a).topics() == [] and ps(b).topics() == []
         await until(lambda: not ps(a).peers(TOPIC), what="b left the topic")
         assert await ps(a).find_topic_peers(TOPIC) == 0  # no DHT: nobody to find
+
+
+async def test_a_peer_that_leaves_is_forgotten_and_hears_again_after_it_restarts_with_the_same_key(
+    tmp_path: Path,
+) -> None:
+    async with node(tmp_path, "a") as a:
+        sub_a = ps(a).subscribe(TOPIC)
+        b = node(tmp_path, "b")
+        async with b:
+            ps(b).subscribe(TOPIC)
+            await link(b, a)
+            await ps(b).publish(TOPIC, b"first life")
+            assert [m.data for m in await receive(sub_a, 1)] == [b"first life"]
+        await until(lambda: not ps(a).peers(TOPIC), what="a forgets b")
+        again = node(tmp_path, "b")  # the same home: the same key
+        async with again:
+            assert again.identity.peer_id == b.identity.peer_id
+            sub_b = ps(again).subscribe(TOPIC)
+            await link(again, a)
+            await ps(again).publish(TOPIC, b"second life")  # seqnos go on from the clock: no id repeats
+            await ps(a).publish(TOPIC, b"welcome back")
+            assert [m.data for m in await receive(sub_a, 1)] == [b"second life"]
+            assert [m.data for m in await receive(sub_b, 1)] == [b"welcome back"]
 
 
 @pytest.mark.parametrize("shape", ["line", "triangle"])
@@ -214,7 +237,7 @@ async def test_an_oversized_length_prefix_closes_only_that_stream(tmp_path: Path
         ps(b).subscribe(TOPIC)
         await link(a, b)
         stream = await harness.open(a)
-        limit = RpcLimits().max_rpc_size
+        limit = ps(a).params.rpc_limits.max_rpc_size
         await stream.write(encode_varint(limit + 1) + b"\0" * 16)  # the body never comes: the prefix is enough
         with pytest.raises(StreamError):
             async with asyncio.timeout(5):

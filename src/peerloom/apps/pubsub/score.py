@@ -123,6 +123,9 @@ class _DeliveryRecord:
 
 @dataclass(slots=True)
 class _TopicStats:
+    """One peer's counters in one topic, with the parameters that score that topic."""
+
+    params: TopicScoreParams
     in_mesh: bool = False
     graft_time: float = 0.0
     first_message_deliveries: float = 0.0
@@ -190,10 +193,10 @@ class PeerScore:
         if self.score(peer, now) > 0:
             self._forget(peer, stats)
             return
-        for topic, tstats in stats.topics.items():
+        for tstats in stats.topics.values():
             tstats.first_message_deliveries = 0.0
             if tstats.in_mesh:
-                self._leave_mesh(tstats, self.params.topic(topic), now)
+                self._leave_mesh(tstats, now)
         stats.connected = False
         stats.expires = now + self.params.retain_score
 
@@ -224,7 +227,7 @@ class PeerScore:
         """The peer left our mesh of `topic` (either side pruned)."""
         tstats = self._topic_stats(peer, topic)
         if tstats is not None and tstats.in_mesh:
-            self._leave_mesh(tstats, self.params.topic(topic), now)
+            self._leave_mesh(tstats, now)
 
     # --- messages -------------------------------------------------------------------------------------------------
 
@@ -277,8 +280,8 @@ class PeerScore:
             record.peers.add(peer)
         elif record.status is _Delivery.VALID:
             record.peers.add(peer)
-            tparams = self.params.topic(topic)
-            if tparams is not None and now - record.validated <= tparams.mesh_message_deliveries_window:
+            tstats = self._topic_stats(peer, topic)
+            if tstats is not None and now - record.validated <= tstats.params.mesh_message_deliveries_window:
                 self._mesh_delivery(peer, topic)
         elif record.status is _Delivery.INVALID:
             self._invalid_delivery(peer, topic)
@@ -292,21 +295,20 @@ class PeerScore:
     # --- score and decay ------------------------------------------------------------------------------------------
 
     def score(self, peer: PeerId, now: float) -> float:
-        """The peer's score now; 0 for a peer we know nothing of."""
+        """The peer's score now; 0 for a peer we know nothing of. (The router asks for it on every RPC.)"""
         stats = self._peers.get(peer)
         if stats is None:
             return 0.0
         params = self.params
         total = 0.0
-        for topic, tstats in stats.topics.items():
-            tparams = params.topic(topic)
-            if tparams is not None:
-                total += self._topic_score(tstats, tparams, now) * tparams.topic_weight
+        for tstats in stats.topics.values():
+            total += _topic_score(tstats, now)
         if 0 < params.topic_score_cap < total:
             total = params.topic_score_cap
         if self._app_score is not None:
             total += self._app_score(peer) * params.app_specific_weight
-        total += self._ip_colocation_factor(stats) * params.ip_colocation_factor_weight
+        if stats.ips:
+            total += self._ip_colocation_factor(stats) * params.ip_colocation_factor_weight
         excess = stats.behaviour_penalty - params.behaviour_penalty_threshold
         if excess > 0:
             total += excess * excess * params.behaviour_penalty_weight
@@ -323,23 +325,26 @@ class PeerScore:
                 if now >= stats.expires:
                     expired.append((peer, stats))
                 continue
-            for topic, tstats in stats.topics.items():
-                tparams = params.topic(topic)
-                if tparams is None:
-                    continue
-                tstats.first_message_deliveries = _decayed(
-                    tstats.first_message_deliveries, tparams.first_message_deliveries_decay, zero
-                )
-                tstats.mesh_message_deliveries = _decayed(
-                    tstats.mesh_message_deliveries, tparams.mesh_message_deliveries_decay, zero
-                )
-                tstats.mesh_failure_penalty = _decayed(
-                    tstats.mesh_failure_penalty, tparams.mesh_failure_penalty_decay, zero
-                )
-                tstats.invalid_message_deliveries = _decayed(
-                    tstats.invalid_message_deliveries, tparams.invalid_message_deliveries_decay, zero
-                )
-            stats.behaviour_penalty = _decayed(stats.behaviour_penalty, params.behaviour_penalty_decay, zero)
+            for tstats in stats.topics.values():
+                tparams = tstats.params
+                if tstats.first_message_deliveries:
+                    tstats.first_message_deliveries = _decayed(
+                        tstats.first_message_deliveries, tparams.first_message_deliveries_decay, zero
+                    )
+                if tstats.mesh_message_deliveries:
+                    tstats.mesh_message_deliveries = _decayed(
+                        tstats.mesh_message_deliveries, tparams.mesh_message_deliveries_decay, zero
+                    )
+                if tstats.mesh_failure_penalty:
+                    tstats.mesh_failure_penalty = _decayed(
+                        tstats.mesh_failure_penalty, tparams.mesh_failure_penalty_decay, zero
+                    )
+                if tstats.invalid_message_deliveries:
+                    tstats.invalid_message_deliveries = _decayed(
+                        tstats.invalid_message_deliveries, tparams.invalid_message_deliveries_decay, zero
+                    )
+            if stats.behaviour_penalty:
+                stats.behaviour_penalty = _decayed(stats.behaviour_penalty, params.behaviour_penalty_decay, zero)
         for peer, stats in expired:
             self._forget(peer, stats)
         order = self._delivery_order
@@ -351,21 +356,6 @@ class PeerScore:
         return list(self._peers)
 
     # --- internals ------------------------------------------------------------------------------------------------
-
-    @staticmethod
-    def _topic_score(tstats: _TopicStats, tparams: TopicScoreParams, now: float) -> float:
-        score = 0.0
-        if tstats.in_mesh:
-            mesh_time = now - tstats.graft_time
-            p1 = min(mesh_time / tparams.time_in_mesh_quantum, tparams.time_in_mesh_cap)
-            score += p1 * tparams.time_in_mesh_weight
-            deficit = _mesh_deficit(tstats, tparams, now)
-            score += deficit * deficit * tparams.mesh_message_deliveries_weight
-        score += tstats.first_message_deliveries * tparams.first_message_deliveries_weight
-        score += tstats.mesh_failure_penalty * tparams.mesh_failure_penalty_weight
-        invalid = tstats.invalid_message_deliveries
-        score += invalid * invalid * tparams.invalid_message_deliveries_weight
-        return score
 
     def _ip_colocation_factor(self, stats: _PeerStats) -> float:
         factor = 0.0
@@ -392,15 +382,16 @@ class PeerScore:
             return None
         tstats = stats.topics.get(topic)
         if tstats is None:
-            if self.params.topic(topic) is None or len(stats.topics) >= self.params.max_topics_per_peer:
+            tparams = self.params.topic(topic)
+            if tparams is None or len(stats.topics) >= self.params.max_topics_per_peer:
                 return None
-            tstats = stats.topics[topic] = _TopicStats()
+            tstats = stats.topics[topic] = _TopicStats(tparams)
         return tstats
 
-    def _leave_mesh(self, tstats: _TopicStats, tparams: TopicScoreParams | None, now: float) -> None:
-        if tparams is not None:
-            deficit = _mesh_deficit(tstats, tparams, now)
-            tstats.mesh_failure_penalty += deficit * deficit
+    @staticmethod
+    def _leave_mesh(tstats: _TopicStats, now: float) -> None:
+        deficit = _mesh_deficit(tstats, now)
+        tstats.mesh_failure_penalty += deficit * deficit
         tstats.in_mesh = False
 
     def _record(self, msg_id: bytes, now: float) -> _DeliveryRecord:
@@ -415,10 +406,8 @@ class PeerScore:
         tstats = self._topic_stats(peer, topic)
         if tstats is None:
             return
-        tparams = self.params.topic(topic)
-        assert tparams is not None  # _topic_stats returns None for unscored topics
         tstats.first_message_deliveries = min(
-            tstats.first_message_deliveries + 1, tparams.first_message_deliveries_cap
+            tstats.first_message_deliveries + 1, tstats.params.first_message_deliveries_cap
         )
         self._mesh_delivery(peer, topic)
 
@@ -426,9 +415,9 @@ class PeerScore:
         tstats = self._topic_stats(peer, topic)
         if tstats is None or not tstats.in_mesh:
             return
-        tparams = self.params.topic(topic)
-        assert tparams is not None
-        tstats.mesh_message_deliveries = min(tstats.mesh_message_deliveries + 1, tparams.mesh_message_deliveries_cap)
+        tstats.mesh_message_deliveries = min(
+            tstats.mesh_message_deliveries + 1, tstats.params.mesh_message_deliveries_cap
+        )
 
     def _invalid_delivery(self, peer: PeerId, topic: str) -> None:
         tstats = self._topic_stats(peer, topic)
@@ -448,8 +437,27 @@ class PeerScore:
                 del self._peers_by_ip[key]
 
 
-def _mesh_deficit(tstats: _TopicStats, tparams: TopicScoreParams, now: float) -> float:
+def _topic_score(tstats: _TopicStats, now: float) -> float:
+    """One topic's weighted share of the score: tᵢ·(w₁P₁ + w₂P₂ + w₃P₃ + w₃bP₃b + w₄P₄)."""
+    tparams = tstats.params
+    score = tstats.first_message_deliveries * tparams.first_message_deliveries_weight
+    if tstats.in_mesh:
+        p1 = min((now - tstats.graft_time) / tparams.time_in_mesh_quantum, tparams.time_in_mesh_cap)
+        score += p1 * tparams.time_in_mesh_weight
+        if tparams.mesh_message_deliveries_weight:
+            deficit = _mesh_deficit(tstats, now)
+            score += deficit * deficit * tparams.mesh_message_deliveries_weight
+    if tstats.mesh_failure_penalty:
+        score += tstats.mesh_failure_penalty * tparams.mesh_failure_penalty_weight
+    invalid = tstats.invalid_message_deliveries
+    if invalid:
+        score += invalid * invalid * tparams.invalid_message_deliveries_weight
+    return score * tparams.topic_weight
+
+
+def _mesh_deficit(tstats: _TopicStats, now: float) -> float:
     """How far a mesh peer's P₃ counter is below the threshold, once it has been in the mesh past activation."""
+    tparams = tstats.params
     if now - tstats.graft_time <= tparams.mesh_message_deliveries_activation:
         return 0.0
     return max(0.0, tparams.mesh_message_deliveries_threshold - tstats.mesh_message_deliveries)

@@ -26,15 +26,13 @@ import contextlib
 import inspect
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from peerloom.apps.pubsub.params import GossipParams
-from peerloom.apps.pubsub.rendezvous import TopicRendezvous
+from peerloom.apps.pubsub.rendezvous import PeerCallback, TopicRendezvous
 from peerloom.apps.pubsub.router import Deliver, Dial, GossipSub, PublishResult, SendRpc, Validate, Validation
-from peerloom.apps.pubsub.rpc import Message, RpcLimits
 from peerloom.apps.pubsub.score import PeerScore, ScoreParams
+from peerloom.apps.pubsub.subscription import PubsubMessage, PubSubStopped, Subscription
 from peerloom.codec.varint import VarintError, encode_varint, read_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
@@ -46,97 +44,14 @@ from peerloom.service import NodeContext
 log = logging.getLogger(__name__)
 
 PROTOCOLS = ("/meshsub/1.2.0", "/meshsub/1.1.0", "/meshsub/1.0.0")  # best first: multistream-select offers in order
-SUBSCRIPTION_QUEUE = 1024  # messages a subscription holds before it drops new ones
+SUBSCRIPTION_QUEUE = 1024  # messages a subscription holds before it drops new ones (then counted)
 SEND_QUEUE_BYTES = 8 * 1024 * 1024  # queued for one peer past this: the peer is too slow and is dropped
 VALIDATION_TIMEOUT = 5.0  # an async validator slower than this counts as IGNORE
 MAX_PENDING_VALIDATIONS = 1024  # async validations at once; past it a message is IGNOREd (go-libp2p's throttle)
 MAX_DIALS = 4  # peer-exchange dials at once...
 MAX_QUEUED_DIALS = 32  # ...and waiting; more suggestions are dropped
 
-Validator = Callable[["PubsubMessage"], "Validation | Awaitable[Validation]"]
-
-
-class PubSubStopped(PeerloomError):
-    """The pub/sub service is not running (not started yet, or stopped)."""
-
-
-@dataclass(frozen=True)
-class PubsubMessage:
-    """A message as the application sees it: signed by `from_peer`, relayed to us by `received_from`."""
-
-    topic: str
-    data: bytes
-    from_peer: PeerId
-    seqno: int
-    msg_id: bytes
-    received_from: PeerId
-
-    @classmethod
-    def of(cls, msg_id: bytes, message: Message, source: PeerId) -> PubsubMessage:
-        author = PeerId(message.from_peer) if message.from_peer else source
-        seqno = int.from_bytes(message.seqno, "big") if message.seqno else 0
-        return cls(message.topic, message.data, author, seqno, msg_id, source)
-
-
-class Subscription:
-    """The messages of one topic for one reader: an async iterator over a bounded queue, and an async context
-    manager that closes it. The topic is joined when the first subscription opens and left when the last closes."""
-
-    def __init__(self, topic: str, on_close: Callable[[Subscription], None], maxsize: int) -> None:
-        self.topic = topic
-        self.maxsize = maxsize
-        self.dropped = 0  # messages that found the queue full
-        self._queue: deque[PubsubMessage] = deque()
-        self._ready = asyncio.Event()
-        self._on_close = on_close
-        self.closed = False
-
-    def offer(self, message: PubsubMessage) -> bool:
-        """Queue `message` unless the queue is full (then drop it and count it); never blocks."""
-        if self.closed:
-            return False
-        if len(self._queue) >= self.maxsize:
-            self.dropped += 1
-            return False
-        self._queue.append(message)
-        self._ready.set()
-        return True
-
-    async def get(self) -> PubsubMessage:
-        """The next message; `PubSubStopped` once the subscription is closed and its queue empty."""
-        while not self._queue:
-            if self.closed:
-                raise PubSubStopped(f"the subscription to {self.topic!r} is closed")
-            self._ready.clear()
-            await self._ready.wait()
-        return self._queue.popleft()
-
-    def close(self) -> None:
-        """Stop receiving; messages already queued can still be read. Idempotent."""
-        if not self.closed:
-            self.closed = True
-            self._ready.set()
-            self._on_close(self)
-
-    def finish(self) -> None:
-        """The service stopped: readers get what is queued, then the end (the topic goes with the router)."""
-        self.closed = True
-        self._ready.set()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> PubsubMessage:
-        try:
-            return await self.get()
-        except PubSubStopped:
-            raise StopAsyncIteration from None
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+Validator = Callable[[PubsubMessage], Validation | Awaitable[Validation]]
 
 
 class _PeerLink:
@@ -176,15 +91,13 @@ class PubSubService:
         *,
         params: GossipParams | None = None,
         score_params: ScoreParams | None = None,
-        limits: RpcLimits | None = None,
         admits: Callable[[PeerId, str], bool] | None = None,
         subscription_queue: int = SUBSCRIPTION_QUEUE,
         send_queue_bytes: int = SEND_QUEUE_BYTES,
         validation_timeout: float = VALIDATION_TIMEOUT,
-        on_peer: Callable[[PeerId, list[object], str], None] | None = None,
+        on_peer: PeerCallback | None = None,
     ) -> None:
-        self.limits = limits or RpcLimits()
-        self.params = params
+        self.params = params or GossipParams()
         self.score_params = score_params
         self._admits = admits
         self.subscription_queue = subscription_queue
@@ -265,7 +178,7 @@ class PubSubService:
             link.inbound.discard(stream)
 
     async def _read_rpcs(self, link: _PeerLink, stream: Stream) -> None:
-        limit = self.limits.max_rpc_size
+        limit = self.params.rpc_limits.max_rpc_size  # the router decodes with the same limits
         buffer = bytearray()
         while chunk := await stream.read():
             buffer += chunk
@@ -492,7 +405,8 @@ class PubSubService:
         return self.router
 
     async def publish(self, topic: str, data: bytes) -> PublishResult:
-        """Sign and send `data` to the topic's peers (0 peers is not an error: nobody may listen yet)."""
+        """Sign and send `data` to the topic's peers (0 peers is not an error: nobody may listen yet). ValueError when
+        `data` cannot fit one RPC (`params.rpc_limits.max_rpc_size`)."""
         result = self._running().publish(topic, bytes(data), time.monotonic())
         self._drain()
         return result

@@ -26,8 +26,9 @@ def test_fifty_nodes_full_delivery_and_attackers_graylisted() -> None:
     result = sim.Simulation(config).run()
     assert result["attackers"] == 5
     assert result["delivery_rate"] == 1.0
+    assert result["app_duplicates"] == 0
     assert result["rpcs_dropped"] > 0  # the loss was really applied
     assert result["attacker_links"] > 0
     assert result["graylisted_fraction"] == 1.0
     assert 1 <= result["hops_p50"] <= result["hops_p99"]
-    assert 1.0 <= result["amplification"]
+    assert result["amplification"] >= 1.0
