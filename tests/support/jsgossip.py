@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import json
 import os
-import signal
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support.jslibp2p import JS_DIR, JsPeerError
+from support.jslibp2p import JS_DIR, JsPeerError, reap
 
 GOSSIP_SCRIPT = JS_DIR / "gossip.mjs"
 _LINE_LIMIT = 1 << 22  # a trace line lists message ids; a message line carries the data in hex
@@ -73,19 +72,6 @@ def _parse_line(line: bytes) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return {"event": "unparsed", "line": text}
     return obj if isinstance(obj, dict) else {"event": "unparsed", "line": text}
-
-
-async def _stop_process(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
-    """SIGTERM to this PID, SIGKILL after `grace` seconds; never a group or a name."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-    try:
-        await asyncio.wait_for(proc.wait(), grace)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
 
 
 @dataclass
@@ -174,7 +160,7 @@ class JsGossipPeer:
                 if proc.stdin is not None:
                     with contextlib.suppress(Exception):
                         proc.stdin.close()  # its own stop signal; SIGTERM follows
-                await _stop_process(proc)
+                await reap(proc)
             if pump is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pump, 5.0)

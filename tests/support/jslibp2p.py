@@ -172,7 +172,8 @@ def _stop_pid(proc: asyncio.subprocess.Process) -> None:
             os.kill(proc.pid, signal.SIGTERM)
 
 
-async def _reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+async def reap(proc: asyncio.subprocess.Process, grace: float = 5.0) -> None:
+    """SIGTERM to this PID, SIGKILL after `grace` seconds; never a group or a name."""
     _stop_pid(proc)
     try:
         await asyncio.wait_for(proc.wait(), grace)
@@ -307,7 +308,7 @@ class JsPeer:
                 if proc.stdin is not None:
                     with contextlib.suppress(Exception):
                         proc.stdin.close()
-                await _reap(proc)
+                await reap(proc)
             if pump is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(pump, 5.0)
@@ -352,11 +353,11 @@ async def run_dial(
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), timeout + 15.0)
     except TimeoutError:
-        await _reap(proc, grace=1.0)
+        await reap(proc, grace=1.0)
         raise JsPeerError(f"js dial to {multiaddr} did not finish within {timeout + 15.0:.0f} s") from None
     finally:
         if proc.returncode is None:
-            await _reap(proc, grace=1.0)
+            await reap(proc, grace=1.0)
     result: dict[str, Any] = {}
     for line in stdout.splitlines():
         obj = _parse_line(line)
