@@ -19,7 +19,8 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
   * hops: carried by the simulator, not the protocol: the publisher is hop 0 and a node's hop is its first
     sender's hop + 1 (`Deliver.source`), p50/p99 over all deliveries; latency likewise from the publication time;
   * amplification: copies of honest messages received by honest nodes (publish entries in the RPCs they were
-    handed, duplicates included) / deliveries.
+    handed, duplicates included) / deliveries;
+  * the lowest score an honest node gives an honest peer at the end, and how many such links are negative.
 - Attack (`--attackers 0.1`): that share of the nodes run the same router (so they join meshes during the warm-up)
   and, from the start of the measured phase, also send each of their peers an RPC with `--attack-batch` messages
   carrying bad signatures every `--attack-interval` seconds. Reported: the share of (honest node, attacker) links
@@ -293,11 +294,25 @@ class Simulation:
             "rpcs": self.rpcs,
             "rpcs_dropped": self.dropped,
         }
+        result.update(self.honest_scores())
         if config.attackers:
             result.update(self.graylisted())
         result["cpu_s"] = round(time.process_time() - cpu, 1)
         result["wall_s"] = round(time.perf_counter() - wall, 1)
         return result
+
+    def honest_scores(self) -> dict[str, object]:
+        """Scores honest nodes give one another at the end: the lowest, and links where it is negative."""
+        lowest, negative = math.inf, 0
+        for i, router in enumerate(self.routers):
+            if self.attacker[i]:
+                continue
+            for j in self.links[i]:
+                if not self.attacker[j]:
+                    score = router.peer_score(self.ids[j], self.now)
+                    lowest = min(lowest, score)
+                    negative += score < 0
+        return {"honest_score_min": round(lowest, 3), "honest_negative_links": negative}
 
     def attacker_links(self) -> tuple[int, int]:
         """(honest node, attacker) links, and how many of them have the attacker below the graylist threshold."""
