@@ -3,15 +3,19 @@
 Run: `python tests/fuzz/fuzz_pubsub_rpc.py [corpus dir] [-max_total_time=N]`. The first input byte picks the target,
 the rest is its input. `decode_rpc` may raise only PubsubError and must respect every bound of the limits it was
 given; what it accepts re-encodes to an RPC that decodes the same. Each decoded message's StrictSign check may raise
-only InvalidMessage, and a message id exists for every message that passes it.
+only InvalidMessage, and a message id exists for every message that passes it. A GossipSub router fed the input as
+an RPC from a mesh peer raises nothing at all, then and at its next heartbeat.
 """
 
 from __future__ import annotations
 
+import random
+
 import harness
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from peerloom.apps.pubsub.message import InvalidMessage, message_id, sign_message, verify_message
+from peerloom.apps.pubsub.message import InvalidMessage, RejectReason, message_id, sign_message, verify_message
+from peerloom.apps.pubsub.router import GossipSub
 from peerloom.apps.pubsub.rpc import (
     RPC,
     ControlMessage,
@@ -27,7 +31,7 @@ from peerloom.apps.pubsub.rpc import (
     decode_rpc,
     encode_rpc,
 )
-from peerloom.identity import Identity
+from peerloom.identity import Identity, PeerId
 
 _IDENTITY = Identity(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 _SMALL = RpcLimits(
@@ -77,10 +81,45 @@ def _messages(data: bytes) -> None:
         assert len(message_id(msg)) == 44
 
 
+class _NeutralScore:
+    """Every peer scores 0: the router's PeerScoring interface without score.py."""
+
+    def add_peer(self, peer: PeerId, now: float) -> None: ...
+    def remove_peer(self, peer: PeerId, now: float) -> None: ...
+    def set_ip(self, peer: PeerId, ip: str | None) -> None: ...
+    def graft(self, peer: PeerId, topic: str, now: float) -> None: ...
+    def prune(self, peer: PeerId, topic: str, now: float) -> None: ...
+    def validate_message(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None: ...
+    def deliver_message(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None: ...
+    def reject_message(self, peer: PeerId, msg_id: bytes, topic: str, reason: RejectReason, now: float) -> None: ...
+    def duplicate_message(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None: ...
+    def add_penalty(self, peer: PeerId, count: int) -> None: ...
+    def refresh(self, now: float) -> None: ...
+
+    def score(self, peer: PeerId, now: float) -> float:
+        return 0.0
+
+
+_PEERS = [Identity(Ed25519PrivateKey.from_private_bytes(bytes([i]) * 32)).peer_id for i in (1, 2)]
+
+
+def _router(data: bytes) -> None:
+    router = GossipSub(_IDENTITY, score=_NeutralScore(), rng=random.Random(0))
+    router.subscribe("topic", 0.0)
+    join = encode_rpc(RPC((SubOpts(True, "topic"),), control=ControlMessage(graft=(Graft("topic"),))))
+    for i, peer in enumerate(_PEERS):
+        router.add_peer(peer, "/meshsub/1.2.0", outbound=bool(i), ip=None, now=0.0)
+        router.handle_rpc(peer, join, 0.0)
+    router.handle_rpc(_PEERS[0], data, 0.5)
+    router.tick(2.0)
+    router.take_events()
+
+
 TestOneInput = harness.Pick(
     (_rpc, PubsubError),
     (_rpc_small_limits, PubsubError),
     (_messages, PubsubError),
+    (_router, ()),
 )
 
 
@@ -98,7 +137,12 @@ def seeds() -> list[bytes]:
             idontwant=(IDontWant((b"d",)),),
         ),
     )
-    return [b"\x00" + encode_rpc(full), b"\x01" + encode_rpc(full), b"\x02" + encode_rpc(RPC(publish=(signed,)))]
+    return [
+        b"\x00" + encode_rpc(full),
+        b"\x01" + encode_rpc(full),
+        b"\x02" + encode_rpc(RPC(publish=(signed,))),
+        b"\x03" + encode_rpc(full),
+    ]
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ the 36 bytes inlined in the PeerId, then the seqno: 44 bytes.
 from __future__ import annotations
 
 import enum
-from functools import lru_cache
+import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -77,15 +77,27 @@ def _author_key(msg: Message) -> tuple[PeerId, Ed25519PublicKey]:
     return author, inlined
 
 
-@lru_cache(maxsize=4096)
+_CHECKED_MAX = 4096
+_checked: dict[bytes, bool] = {}  # digest of (key, signature, signed bytes) -> valid; oldest first
+
+
 def _signature_ok(raw_key: bytes, signature: bytes, signed: bytes) -> bool:
-    """Ed25519 verification, memoised: a pure function of its bytes, and a simulator running many routers in one
-    process checks every message once instead of once per router."""
-    try:
-        Ed25519PublicKey.from_public_bytes(raw_key).verify(signature, signed)
-    except (InvalidSignature, ValueError):
-        return False
-    return True
+    """Ed25519 verification, memoised by a digest of its inputs (a pure function of them): a simulator running many
+    routers in one process checks each message once instead of once per router. The memo keeps 4096 digests, not
+    the messages, so large messages cost no memory there; the signature's length is hashed too, so no split of the
+    same bytes between signature and message can reuse another's verdict."""
+    digest = hashlib.sha256(raw_key + len(signature).to_bytes(4, "big") + signature + signed).digest()
+    valid = _checked.get(digest)
+    if valid is None:
+        try:
+            Ed25519PublicKey.from_public_bytes(raw_key).verify(signature, signed)
+            valid = True
+        except (InvalidSignature, ValueError):
+            valid = False
+        if len(_checked) >= _CHECKED_MAX:
+            del _checked[next(iter(_checked))]
+        _checked[digest] = valid
+    return valid
 
 
 def verify_message(msg: Message) -> PeerId:

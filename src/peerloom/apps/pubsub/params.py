@@ -61,6 +61,7 @@ class GossipParams:
     # v1.2 IDONTWANT
     idontwant_min_size: int = 512  # js GossipsubIdontwantMinDataSize
     max_idontwant_messages: int = 512  # ids accepted per peer per heartbeat
+    max_peer_topics: int = 1000  # topics remembered per peer (js bounds them at 1 MiB of topic entries per peer)
     # messages awaiting the application's verdict (validate=True) are dropped after this long
     validation_timeout: float = 30.0
     rpc_limits: RpcLimits = field(default_factory=RpcLimits)

@@ -34,6 +34,7 @@ from peerloom.apps.pubsub.router_state import (
 from peerloom.apps.pubsub.rpc import (
     RPC,
     ControlMessage,
+    Graft,
     IDontWant,
     IHave,
     IWant,
@@ -46,6 +47,7 @@ from peerloom.apps.pubsub.rpc import (
     encode_message,
     encode_publish,
     encode_rpc,
+    encode_rpcs,
 )
 from peerloom.identity import Identity, PeerId, PeerIdError
 
@@ -124,6 +126,7 @@ class GossipSub:
             "mcache": len(self._mcache),
             "pending_validations": len(self._pending),
             "promises": len(self._state.promises),
+            "dont_want": sum(len(p.dont_want) for p in self._state.peers.values()),
         }
 
     def take_events(self) -> list[Event]:
@@ -242,12 +245,15 @@ class GossipSub:
 
     def publish(self, topic: str, data: bytes, now: float) -> PublishResult:
         """Sign and send a message: to every topic peer above publish_threshold with flood_publish (v1.1 "Flood
-        Publishing"), else to the mesh, or to the fanout when we do not subscribe. Never Delivered to us."""
+        Publishing"), else to the mesh, or to the fanout when we do not subscribe. Never Delivered to us.
+        ValueError when the message cannot fit an RPC of rpc_limits.max_rpc_size."""
         self._clock(now)
         self._seqno = (self._seqno + 1) % (1 << 64)
         msg = sign_message(self._identity, topic, data, self._seqno.to_bytes(8, "big"))
         msg_id = message_id(msg)
         encoded = encode_message(msg)
+        if len(encoded) + 8 > self._params.rpc_limits.max_rpc_size:  # 8: the RPC field's key and length
+            raise ValueError(f"a message of {len(data)} bytes exceeds the RPC size limit")
         self._mark_seen(msg_id, now)
         self._mcache.put(msg_id, msg, encoded)
         targets = self._publish_targets(topic, now)
@@ -303,10 +309,14 @@ class GossipSub:
     def _handle_subscription(self, info: PeerState, sub: SubOpts, now: float) -> None:
         state, topic = self._state, sub.topic
         if sub.subscribe:
+            if topic not in info.topics and len(info.topics) >= self._params.max_peer_topics:
+                state.count("subscriptions_refused")
+                return
             info.topics[topic] = None
             state.topic_peers.setdefault(topic, {})[info.peer] = None
             return
-        if info.topics.pop(topic, 0) is None:
+        if topic in info.topics:
+            del info.topics[topic]
             peers = state.topic_peers[topic]
             del peers[info.peer]
             if not peers:
@@ -339,16 +349,18 @@ class GossipSub:
             state.count("duplicates")
             score.duplicate_message(source, msg_id, topic, now)
             return
-        self._mark_seen(msg_id, now)
-        score.validate_message(source, msg_id, topic, now)
         if msg.from_peer == self.peer_id.to_bytes():
             self._reject(source, msg_id, topic, RejectReason.SELF_ORIGIN, now)
             return
+        # Only a correctly signed message is marked seen (as go- and js-libp2p do): the id is the author's key and a
+        # predictable seqno, so a forgery marked seen first would make the genuine message a "duplicate".
         try:
             verify_message(msg)
         except InvalidMessage as exc:
             self._reject(source, msg_id, topic, exc.reason, now)
             return
+        self._mark_seen(msg_id, now)
+        score.validate_message(source, msg_id, topic, now)
         state.promises.pop(msg_id, None)
         encoded = encode_message(msg)
         if len(msg.data) >= self._params.idontwant_min_size:
@@ -392,8 +404,9 @@ class GossipSub:
         state = self._state
         self._score.deliver_message(source, msg_id, msg.topic, now)
         self._mcache.put(msg_id, msg, encoded)
-        state.events.append(Deliver(msg_id, msg, source))
-        state.count("delivered")
+        if msg.topic in state.subscriptions:  # we may have left the topic while the application validated
+            state.events.append(Deliver(msg_id, msg, source))
+            state.count("delivered")
         author = msg.from_peer
         targets = [
             p for p in state.mesh.get(msg.topic, ())
@@ -419,7 +432,8 @@ class GossipSub:
         if iwant is None and not messages and not prunes:
             return
         reply = ControlMessage(iwant=(iwant,) if iwant else (), prune=tuple(prunes))
-        self._state.send(info.peer, RPC(publish=tuple(messages), control=reply if reply else None))
+        for data in encode_rpcs(messages, reply, self._params.rpc_limits.max_rpc_size):
+            self._state.send_raw(info.peer, data)
 
     def _handle_dont_want(self, info: PeerState, entries: tuple[IDontWant, ...]) -> None:
         left = self._params.max_idontwant_messages - info.dont_want_count
@@ -455,8 +469,8 @@ class GossipSub:
         state.count("iwant_sent", len(ids))
         return IWant(tuple(ids))
 
-    def _handle_iwant(self, info: PeerState, entries: tuple[IWant, ...], now: float) -> list[Message]:
-        """The asked messages still in the cache, each at most gossip_retransmission times per peer."""
+    def _handle_iwant(self, info: PeerState, entries: tuple[IWant, ...], now: float) -> list[bytes]:
+        """The asked messages still in the cache (encoded), each at most gossip_retransmission times per peer."""
         if self._score.score(info.peer, now) < self._params.gossip_threshold:
             return []
         found = []
@@ -465,11 +479,11 @@ class GossipSub:
                 cached, count = self._mcache.ask(msg_id, info.peer)
                 if cached is None or count > self._params.gossip_retransmission or msg_id in info.dont_want:
                     continue
-                found.append(cached.message)
+                found.append(cached.encoded)
         self._state.count("iwant_served", len(found))
         return found
 
-    def _handle_graft(self, info: PeerState, grafts: tuple, now: float) -> list[Prune]:
+    def _handle_graft(self, info: PeerState, grafts: tuple[Graft, ...], now: float) -> list[Prune]:
         """Join the peer to our meshes, or answer PRUNE: during a backoff (penalised, twice when within
         graft_flood_threshold of our PRUNE), with a negative score, or when the mesh is full and the peer is
         inbound (v1.1 "Prune Backoff", "Outbound Mesh Quotas"). GRAFTs for topics we do not join are ignored."""

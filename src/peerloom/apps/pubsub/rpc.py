@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from peerloom.codec.protobuf import Field, ProtobufError, encode_bytes_field, encode_varint_field, iter_fields
+from peerloom.codec.protobuf import MAX_FIELD_NUMBER, Field, WireType, encode_bytes_field, encode_varint_field
 from peerloom.codec.varint import Buffer
 from peerloom.errors import ProtocolError
 
@@ -28,6 +28,7 @@ _GRAFT_TOPIC = 1
 _PRUNE_TOPIC, _PRUNE_PEERS, _PRUNE_BACKOFF = 1, 2, 3
 _PEER_ID, _PEER_RECORD = 1, 2
 _IDONTWANT_IDS = 1
+_LEN, _VARINT = WireType.LEN, WireType.VARINT
 
 
 class PubsubError(ProtocolError):
@@ -219,6 +220,26 @@ def encode_publish(encoded_messages: list[bytes]) -> bytes:
     return b"".join([encode_bytes_field(_RPC_PUBLISH, m) for m in encoded_messages])
 
 
+def encode_rpcs(encoded_messages: list[bytes], control: ControlMessage | None, max_size: int) -> list[bytes]:
+    """The messages (already encoded) and the control message as RPCs of at most max_size bytes each, so that a
+    peer applying the same limit reads them all: the control part first, then the messages packed in order.
+    A message that alone exceeds max_size goes alone (the receiver's limit may be larger)."""
+    parts = [encode_bytes_field(_RPC_CONTROL, encode_control(control))] if control else []
+    parts += [encode_bytes_field(_RPC_PUBLISH, m) for m in encoded_messages]
+    rpcs: list[bytes] = []
+    batch: list[bytes] = []
+    size = 0
+    for part in parts:
+        if batch and size + len(part) > max_size:
+            rpcs.append(b"".join(batch))
+            batch, size = [], 0
+        batch.append(part)
+        size += len(part)
+    if batch:
+        rpcs.append(b"".join(batch))
+    return rpcs
+
+
 # --- decoding -----------------------------------------------------------------------------------------------------
 
 
@@ -238,25 +259,72 @@ class _Budget:
         self.peers = limits.max_peer_infos
 
 
+def _varint(data: Buffer, pos: int, what: str) -> tuple[int, int]:
+    """The varint at pos with protobuf's rules (at most 10 bytes, not necessarily minimal, 64 bits) and the offset
+    after it."""
+    value = shift = 0
+    size = len(data)
+    while pos < size and shift < 70:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if value >> 64:
+                raise PubsubError(f"malformed pubsub {what}: varint exceeds 64 bits")
+            return value, pos
+        shift += 7
+    raise PubsubError(f"malformed pubsub {what}: truncated or overlong varint")
+
+
 def _fields(data: Buffer, what: str) -> list[Field]:
-    try:
-        return list(iter_fields(data))
-    except ProtobufError as exc:
-        raise PubsubError(f"malformed pubsub {what}: {exc}") from None
+    """The records of one protobuf message, as codec.protobuf.iter_fields reads them, with one-byte keys and
+    lengths (nearly all of them) read inline: this loop is the RPC path's main cost. PubsubError when malformed."""
+    fields = []
+    pos, size = 0, len(data)
+    while pos < size:
+        key = data[pos]
+        pos += 1
+        if key & 0x80:
+            key, pos = _varint(data, pos - 1, what)
+        number, wire_type = key >> 3, key & 7
+        if not 1 <= number <= MAX_FIELD_NUMBER:
+            raise PubsubError(f"malformed pubsub {what}: field number {number}")
+        if wire_type == 2:
+            if pos >= size:
+                raise PubsubError(f"truncated pubsub {what}")
+            length = data[pos]
+            pos += 1
+            if length & 0x80:
+                length, pos = _varint(data, pos - 1, what)
+            end = pos + length
+            if end > size:
+                raise PubsubError(f"truncated pubsub {what}: field {number} claims {length} bytes, {size - pos} left")
+            fields.append(Field(number, _LEN, bytes(data[pos:end])))
+            pos = end
+        elif wire_type == 0:
+            value, pos = _varint(data, pos, what)
+            fields.append(Field(number, _VARINT, value))
+        elif wire_type in (1, 5):
+            width = 8 if wire_type == 1 else 4
+            if pos + width > size:
+                raise PubsubError(f"truncated pubsub {what}")
+            fields.append(Field(number, WireType(wire_type), int.from_bytes(data[pos : pos + width], "little")))
+            pos += width
+        else:
+            raise PubsubError(f"malformed pubsub {what}: wire type {wire_type}")
+    return fields
 
 
 def _as_bytes(f: Field, what: str) -> bytes:
-    try:
-        return f.as_bytes()
-    except ProtobufError:
-        raise PubsubError(f"pubsub {what} is not length-delimited") from None
+    if f.wire_type is not _LEN:
+        raise PubsubError(f"pubsub {what} is not length-delimited")
+    return f.value  # type: ignore[return-value]
 
 
 def _as_int(f: Field, what: str) -> int:
-    try:
-        return f.as_int()
-    except ProtobufError:
-        raise PubsubError(f"pubsub {what} is not a varint") from None
+    if f.wire_type is not _VARINT:
+        raise PubsubError(f"pubsub {what} is not a varint")
+    return f.value  # type: ignore[return-value]
 
 
 def _topic(f: Field, limits: RpcLimits) -> str:

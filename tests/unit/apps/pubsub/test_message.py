@@ -101,3 +101,13 @@ def test_a_sha256_author_id_needs_the_key_field() -> None:
 def test_seqno_must_be_eight_bytes_to_sign() -> None:
     with pytest.raises(ValueError):
         sign_message(IDENTITY, "t", b"", b"\x01")
+
+
+def test_a_remembered_verdict_is_not_reused_for_other_bytes() -> None:
+    """The verification memo: the same message verifies again; moving a byte between signature and data does not
+    ride on it."""
+    msg = sign_message(IDENTITY, "t", b"data", SEQNO)
+    assert verify_message(msg) == verify_message(msg) == IDENTITY.peer_id
+    shifted = dataclasses.replace(msg, signature=msg.signature[:-1], data=msg.signature[-1:] + msg.data)
+    with pytest.raises(InvalidMessage):
+        verify_message(shifted)

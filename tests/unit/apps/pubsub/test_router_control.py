@@ -103,6 +103,17 @@ def test_a_message_that_fails_strictsign_is_rejected_not_delivered_nor_forwarded
     assert [(p, why) for p, _, _, why in lone.score.rejected] == [(lone.id(1), reason)]
 
 
+def test_a_forgery_sent_first_does_not_shadow_the_genuine_message() -> None:
+    """A bad signature under the genuine message's id (author key and next seqno) must not mark that id seen."""
+    lone = meshed(2)
+    genuine = signed(b"genuine")
+    lone.send(1, RPC(publish=(dataclasses.replace(genuine, data=b"forged"),)))
+    lone.send(2, RPC(publish=(genuine,)))
+    lone.sent()
+    assert [(type(e), e.message) for e in lone.events] == [(Deliver, genuine)]
+    assert lone.score.duplicates == []
+
+
 def test_a_message_claiming_to_be_ours_is_rejected() -> None:
     lone = meshed(1)
     lone.send(1, RPC(publish=(sign_message(lone.identity, "t", b"x", bytes(8)),)))
@@ -161,6 +172,16 @@ def test_validation_accept_reject_ignore() -> None:
     ]
     lone.router.report_validation(validations[0].msg_id, validations[0].source, Validation.ACCEPT, lone.now)
     assert lone.sent() == {}  # a verdict for nothing pending does nothing
+
+
+def test_a_message_accepted_after_we_left_its_topic_is_not_delivered() -> None:
+    lone = meshed(1, validate=True)
+    lone.send(1, RPC(publish=(signed(),)))
+    (validation,) = [e for e in lone.take() if isinstance(e, Validate)]
+    lone.router.unsubscribe("t", lone.now)
+    lone.router.report_validation(validation.msg_id, validation.source, Validation.ACCEPT, lone.now)
+    assert [e for e in lone.take() if isinstance(e, Deliver)] == []
+    assert lone.score.delivered == [(lone.id(1), validation.msg_id)]
 
 
 def test_an_unanswered_validation_is_dropped_after_the_timeout() -> None:
@@ -390,3 +411,26 @@ def test_an_unsubscribing_peer_leaves_topic_and_mesh() -> None:
     assert lone.router.topic_peers("t") == [] and lone.router.mesh_peers("t") == [] and lone.router.peers() == [
         lone.id(1)
     ]
+
+
+def test_an_iwant_answer_is_split_into_rpcs_the_asker_accepts() -> None:
+    lone = meshed(1, params=GossipParams(rpc_limits=RpcLimits(max_rpc_size=1500)))
+    ids = [lone.router.publish("t", bytes(600), lone.now).msg_id for _ in range(3)]
+    lone.sent()
+    lone.send(1, RPC(control=ControlMessage(iwant=(IWant(tuple(ids)),))))
+    replies = [e.data for e in lone.take()]
+    assert len(replies) == 2 and all(len(r) <= 1500 for r in replies)
+
+
+def test_publishing_a_message_too_large_for_an_rpc_is_refused() -> None:
+    lone = meshed(1, params=GossipParams(rpc_limits=RpcLimits(max_rpc_size=1000)))
+    with pytest.raises(ValueError):
+        lone.router.publish("t", bytes(1000), lone.now)
+    assert lone.router.publish("t", bytes(800), lone.now).peers == 1
+
+
+def test_a_peer_is_remembered_in_at_most_max_peer_topics_topics() -> None:
+    lone = LoneRouter(params=GossipParams(max_peer_topics=2))
+    lone.add(1, topics=("a", "b", "c"))
+    lone.send(1, RPC(subscriptions=(SubOpts(True, "a"), SubOpts(False, "b"), SubOpts(True, "d"))))
+    assert [t for t in "abcd" if lone.router.topic_peers(t)] == ["a", "d"]

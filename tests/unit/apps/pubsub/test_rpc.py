@@ -3,6 +3,8 @@ field numbers other implementations use, protobuf's leniencies, and every bound 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,8 +27,9 @@ from peerloom.apps.pubsub.rpc import (
     encode_message,
     encode_publish,
     encode_rpc,
+    encode_rpcs,
 )
-from peerloom.codec.protobuf import encode_bytes_field, encode_varint_field
+from peerloom.codec.protobuf import ProtobufError, encode_bytes_field, encode_varint_field, iter_fields
 
 FULL = RPC(
     subscriptions=(SubOpts(True, "blocks"), SubOpts(False, "txs")),
@@ -86,6 +89,8 @@ def test_a_decoded_message_keeps_its_wire_bytes_for_forwarding() -> None:
     assert msg == Message("t") and msg.wire == wire and encode_message(msg) == wire
     assert encode_message(Message("t")) == encode_bytes_field(2, b"") + encode_bytes_field(4, b"t")
     assert encode_publish([wire, wire]) == encode_rpc(RPC(publish=(msg, msg)))
+    changed = dataclasses.replace(msg, data=b"new")  # a changed message is encoded afresh, not sent as it came
+    assert changed.wire is None and decode_rpc(encode_rpc(RPC(publish=(changed,)))).publish == (changed,)
 
 
 def test_protobuf_leniencies() -> None:
@@ -153,8 +158,25 @@ def test_an_oversized_rpc_is_refused_before_parsing() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=300), mutated(st.just(encode_rpc(FULL)))))
 def test_random_and_damaged_input_raises_only_pubsub_error(data: bytes) -> None:
+    """And the RPC reader's own record scanner agrees with codec.protobuf on which top-level input is well formed."""
+    try:
+        top_level = list(iter_fields(data))
+    except ProtobufError:
+        top_level = None
     try:
         rpc = decode_rpc(data)
     except PubsubError:
         return
+    assert top_level is not None
     assert decode_rpc(encode_rpc(rpc)) == rpc
+
+
+def test_encode_rpcs_packs_within_the_size_limit_control_first() -> None:
+    messages = [encode_message(Message("t", bytes(n))) for n in (300, 300, 300, 2000)]
+    control = ControlMessage(iwant=(IWant((b"x",)),))
+    rpcs = encode_rpcs(messages, control, 700)
+    decoded = [decode_rpc(r) for r in rpcs]
+    assert [len(r) <= 700 for r in rpcs] == [True, True, False]  # the 2000-byte message goes alone
+    assert decoded[0].control == control and [len(d.publish) for d in decoded] == [2, 1, 1]
+    assert [m.data for d in decoded for m in d.publish] == [bytes(n) for n in (300, 300, 300, 2000)]
+    assert encode_rpcs([], None, 100) == []
