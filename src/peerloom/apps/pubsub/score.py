@@ -163,7 +163,7 @@ class _Delivery(enum.Enum):
 
 @dataclass(slots=True)
 class _DeliveryRecord:
-    """What happened to one message: its fate, when it was accepted, and the peers that sent it before that."""
+    """What happened to one message: its fate, when it was accepted, and the peers that sent it (each counts once)."""
 
     expires: float
     status: _Delivery = _Delivery.UNKNOWN
@@ -298,11 +298,11 @@ class PeerScore:
     def reject_message(self, peer: PeerId, msg_id: bytes, topic: str, reason: RejectReason, now: float) -> None:
         """The message `peer` sent was refused. A bad signature or our own id as origin proves the sender wrong at
         once; a validator's REJECT also blames every peer that sent the message meanwhile; IGNORE blames nobody,
-        nor does BLACKLISTED (the sender is dealt with elsewhere)."""
+        nor does any other reason (BLACKLISTED: the sender is dealt with elsewhere)."""
         if reason in _INVALID_AT_ONCE:
             self._invalid_delivery(peer, topic)
             return
-        if reason is RejectReason.BLACKLISTED:
+        if reason not in (RejectReason.VALIDATION_REJECT, RejectReason.VALIDATION_IGNORE):
             return
         record = self._record(msg_id, now)
         if record.status is not _Delivery.UNKNOWN:
