@@ -31,6 +31,23 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 One JSON line per run. CPU seconds (process time) and wall seconds cover the whole run, building included.
 
     python bench/gossip_sim.py [--nodes 1000,10000] [--messages 20] [--attackers 0.1] [--both] [--seed 1]
+
+Measured 2026-12-02 on the shared 2-core VM (defaults: 4 KiB messages, 10 Mbit/s uplinks, 10..100 ms, 1 % loss):
+every run delivered 100 % (no message twice to one application), and no honest node scored an honest peer below 0.
+
+| nodes | IDONTWANT | attackers | hops p50/p99 | latency p50/p99 ms | amplification | graylisted | CPU s |
+|------:|-----------|----------:|-------------:|-------------------:|--------------:|-----------:|------:|
+| 1,000 | on        | 0         | 4 / 7        | 182 / 253          | 7.36          |            | 21    |
+| 1,000 | off       | 0         | 4 / 7        | 180 / 248          | 7.86          |            | 15    |
+| 1,000 | on        | 100       | 4 / 7        | 180 / 250          | 6.84          | 100 % in 0.2 s | 28 |
+| 10,000 | on       | 0         | 5 / 8        | 243 / 309          | 7.38          |            | 293   |
+| 10,000 | off      | 0         | 5 / 8        | 241 / 309          | 7.88          |            | 176   |
+| 10,000 | on       | 1,000     | 5 / 8        | 249 / 320          | 6.76          | 100 % in 0.2 s | 407 |
+
+IDONTWANT saves ~6 % of the copies here: it can only stop a copy its peer has not sent yet, and with 4 KiB messages
+the window is the few ms the copies wait on an uplink. Meshes settle at 8.9 peers on average, not D=6 (every node
+grafts 6 at once during the warm-up and accepts GRAFTs up to D_hi), hence ~7.4-7.9 copies per delivery. Attackers
+stop forwarding once graylisted, which lowers the amplification of the attack runs.
 """
 
 from __future__ import annotations
