@@ -46,8 +46,8 @@ every run delivered 100 % (no message twice to one application), and no honest n
 
 IDONTWANT saves ~6 % of the copies here: it can only stop a copy its peer has not sent yet, and with 4 KiB messages
 the window is the few ms the copies wait on an uplink. Meshes settle at 8.9 peers on average, not D=6 (every node
-grafts 6 at once during the warm-up and accepts GRAFTs up to D_hi), hence ~7.4-7.9 copies per delivery. Attackers
-stop forwarding once graylisted, which lowers the amplification of the attack runs.
+grafts 6 at once during the warm-up and accepts GRAFTs up to D_hi), hence ~7.4-7.9 copies per delivery. In the
+attack runs the attackers' negative scores get them pruned from the honest meshes, so fewer copies pass through them.
 """
 
 from __future__ import annotations
