@@ -19,7 +19,8 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
   * hops: carried by the simulator, not the protocol: the publisher is hop 0 and a node's hop is its first
     sender's hop + 1 (`Deliver.source`), p50/p99 over all deliveries; latency likewise from the publication time;
   * amplification: copies of honest messages received by honest nodes (publish entries in the RPCs they were
-    handed, duplicates included) / deliveries.
+    handed, duplicates included) / deliveries;
+  * the lowest score an honest node gives an honest peer at the end, and how many such links are negative.
 - Attack (`--attackers 0.1`): that share of the nodes run the same router (so they join meshes during the warm-up)
   and, from the start of the measured phase, also send each of their peers an RPC with `--attack-batch` messages
   carrying bad signatures every `--attack-interval` seconds. Reported: the share of (honest node, attacker) links
@@ -30,6 +31,23 @@ popped —, publications, attacker bursts); the clock jumps from one event to th
 One JSON line per run. CPU seconds (process time) and wall seconds cover the whole run, building included.
 
     python bench/gossip_sim.py [--nodes 1000,10000] [--messages 20] [--attackers 0.1] [--both] [--seed 1]
+
+Measured 2026-12-02 on the shared 2-core VM (defaults: 4 KiB messages, 10 Mbit/s uplinks, 10..100 ms, 1 % loss):
+every run delivered 100 % (no message twice to one application), and no honest node scored an honest peer below 0.
+
+| nodes | IDONTWANT | attackers | hops p50/p99 | latency p50/p99 ms | amplification | graylisted | CPU s |
+|------:|-----------|----------:|-------------:|-------------------:|--------------:|-----------:|------:|
+| 1,000 | on        | 0         | 4 / 7        | 182 / 253          | 7.36          |            | 21    |
+| 1,000 | off       | 0         | 4 / 7        | 180 / 248          | 7.86          |            | 15    |
+| 1,000 | on        | 100       | 4 / 7        | 180 / 250          | 6.84          | 100 % in 0.2 s | 28 |
+| 10,000 | on       | 0         | 5 / 8        | 243 / 309          | 7.38          |            | 293   |
+| 10,000 | off      | 0         | 5 / 8        | 241 / 309          | 7.88          |            | 176   |
+| 10,000 | on       | 1,000     | 5 / 8        | 249 / 320          | 6.76          | 100 % in 0.2 s | 407 |
+
+IDONTWANT saves ~6 % of the copies here: it can only stop a copy its peer has not sent yet, and with 4 KiB messages
+the window is the few ms the copies wait on an uplink. Meshes settle at 8.9 peers on average, not D=6 (every node
+grafts 6 at once during the warm-up and accepts GRAFTs up to D_hi), hence ~7.4-7.9 copies per delivery. In the
+attack runs the attackers' negative scores get them pruned from the honest meshes, so fewer copies pass through them.
 """
 
 from __future__ import annotations
@@ -293,11 +311,25 @@ class Simulation:
             "rpcs": self.rpcs,
             "rpcs_dropped": self.dropped,
         }
+        result.update(self.honest_scores())
         if config.attackers:
             result.update(self.graylisted())
         result["cpu_s"] = round(time.process_time() - cpu, 1)
         result["wall_s"] = round(time.perf_counter() - wall, 1)
         return result
+
+    def honest_scores(self) -> dict[str, object]:
+        """Scores honest nodes give one another at the end: the lowest, and links where it is negative."""
+        lowest, negative = math.inf, 0
+        for i, router in enumerate(self.routers):
+            if self.attacker[i]:
+                continue
+            for j in self.links[i]:
+                if not self.attacker[j]:
+                    score = router.peer_score(self.ids[j], self.now)
+                    lowest = min(lowest, score)
+                    negative += score < 0
+        return {"honest_score_min": round(lowest, 3), "honest_negative_links": negative}
 
     def attacker_links(self) -> tuple[int, int]:
         """(honest node, attacker) links, and how many of them have the attacker below the graylist threshold."""

@@ -32,7 +32,12 @@ IPv6_COLOCATION_PREFIX = 64  # an IPv6 peer also counts for its /64: one host us
 @dataclass
 class TopicScoreParams:
     """Per-topic weights and counters' parameters (spec, "Overview of New Parameters"). Durations in seconds;
-    decays are factors applied once per `ScoreParams.decay_interval`. Weights of penalties are negative."""
+    decays are factors applied once per `ScoreParams.decay_interval`. Weights of penalties are negative.
+
+    The defaults score a topic of unknown rate: a mesh peer earns at most 3 (P₁, after 5 minutes) + 10 (P₂, about
+    one message a second delivered first), the invalid-message penalty outweighs that from the 2nd message on, and
+    P₃/P₃b are off (a quiet topic would make every honest mesh peer miss any fixed threshold).
+    """
 
     topic_weight: float = 1.0
     # P₁ time in mesh: min(time since GRAFT / quantum, cap)
@@ -58,6 +63,17 @@ class TopicScoreParams:
     invalid_message_deliveries_weight: float = -10.0
     invalid_message_deliveries_decay: float = 0.99
 
+    def __post_init__(self) -> None:
+        _check_signs(self, positive=("time_in_mesh_weight", "first_message_deliveries_weight"),
+                     negative=("mesh_message_deliveries_weight", "mesh_failure_penalty_weight",
+                               "invalid_message_deliveries_weight"))
+        _check_decays(self, ("first_message_deliveries_decay", "mesh_message_deliveries_decay",
+                             "mesh_failure_penalty_decay", "invalid_message_deliveries_decay"))
+        if self.topic_weight < 0 or self.time_in_mesh_quantum <= 0:
+            raise ValueError("topic_weight must be >= 0 and time_in_mesh_quantum > 0")
+        if self.mesh_message_deliveries_cap < self.mesh_message_deliveries_threshold:
+            raise ValueError("mesh_message_deliveries_cap must be >= mesh_message_deliveries_threshold")
+
 
 @dataclass
 class ScoreParams:
@@ -82,6 +98,17 @@ class ScoreParams:
     # topics tracked per peer: a bound on memory; events of a further topic are not scored
     max_topics_per_peer: int = 256
 
+    def __post_init__(self) -> None:
+        _check_signs(self, positive=("app_specific_weight",),
+                     negative=("ip_colocation_factor_weight", "behaviour_penalty_weight"))
+        _check_decays(self, ("behaviour_penalty_decay",))
+        if self.ip_colocation_factor_threshold < 1:
+            raise ValueError("ip_colocation_factor_threshold must be at least 1")
+        if self.decay_interval <= 0 or not 0 <= self.decay_to_zero < 1:
+            raise ValueError("decay_interval must be > 0 and decay_to_zero in [0, 1)")
+        for net in self.ip_colocation_factor_whitelist:
+            ipaddress.ip_network(net, strict=False)  # ValueError now rather than at the first peer
+
     def topic(self, topic: str) -> TopicScoreParams | None:
         """The parameters that score `topic`, or None when it is not scored."""
         return self.topics.get(topic, self.default_topic)
@@ -96,6 +123,29 @@ class Thresholds:
     graylist_threshold: float = -80.0
     accept_px_threshold: float = 10.0
     opportunistic_graft_threshold: float = 5.0
+
+    def __post_init__(self) -> None:
+        # spec, "Overview of New Parameters": the constraints of each threshold
+        if not self.graylist_threshold < self.publish_threshold <= self.gossip_threshold < 0:
+            raise ValueError("thresholds need graylist < publish <= gossip < 0")
+        if self.accept_px_threshold < 0 or self.opportunistic_graft_threshold < 0:
+            raise ValueError("accept_px_threshold and opportunistic_graft_threshold must be >= 0")
+
+
+def _check_signs(params: object, *, positive: tuple[str, ...], negative: tuple[str, ...]) -> None:
+    """Weights of rewards must not be negative, weights of penalties not positive (spec, the weights' constraints)."""
+    for name in positive:
+        if getattr(params, name) < 0:
+            raise ValueError(f"{name} must be >= 0")
+    for name in negative:
+        if getattr(params, name) > 0:
+            raise ValueError(f"{name} must be <= 0")
+
+
+def _check_decays(params: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        if not 0 <= getattr(params, name) <= 1:
+            raise ValueError(f"{name} must be in [0, 1]")
 
 
 # RejectReason (message.py, re-exported here): a failure of the message itself proves its sender wrong without a
@@ -113,7 +163,7 @@ class _Delivery(enum.Enum):
 
 @dataclass(slots=True)
 class _DeliveryRecord:
-    """What happened to one message: its fate, when it was accepted, and the peers that sent it before that."""
+    """What happened to one message: its fate, when it was accepted, and the peers that sent it (each counts once)."""
 
     expires: float
     status: _Delivery = _Delivery.UNKNOWN
@@ -143,18 +193,15 @@ class _PeerStats:
     topics: dict[str, _TopicStats] = field(default_factory=dict)
 
 
-def _ip_keys(ip: str | None) -> tuple[str, ...]:
-    """The colocation keys of an address: itself, and its /64 for IPv6. Unparseable text counts as given."""
-    if ip is None:
-        return ()
+def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address, an IPv4-mapped IPv6 one as the IPv4 address it is; None for text that is no address."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
-        return (ip,)
-    if address.version == 6:
-        prefix = ipaddress.ip_network(f"{address}/{IPv6_COLOCATION_PREFIX}", strict=False)
-        return (str(address), str(prefix))
-    return (str(address),)
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 class PeerScore:
@@ -206,7 +253,7 @@ class PeerScore:
         stats = self._peers.get(peer)
         if stats is None:
             return
-        new = tuple(key for key in _ip_keys(ip) if not self._whitelisted(key))
+        new = self._ip_keys(ip)
         for key in stats.ips:
             if key not in new:
                 self._unlink_ip(peer, key)
@@ -251,11 +298,11 @@ class PeerScore:
     def reject_message(self, peer: PeerId, msg_id: bytes, topic: str, reason: RejectReason, now: float) -> None:
         """The message `peer` sent was refused. A bad signature or our own id as origin proves the sender wrong at
         once; a validator's REJECT also blames every peer that sent the message meanwhile; IGNORE blames nobody,
-        nor does BLACKLISTED (the sender is dealt with elsewhere)."""
+        nor does any other reason (BLACKLISTED: the sender is dealt with elsewhere)."""
         if reason in _INVALID_AT_ONCE:
             self._invalid_delivery(peer, topic)
             return
-        if reason is RejectReason.BLACKLISTED:
+        if reason not in (RejectReason.VALIDATION_REJECT, RejectReason.VALIDATION_IGNORE):
             return
         record = self._record(msg_id, now)
         if record.status is not _Delivery.UNKNOWN:
@@ -366,14 +413,20 @@ class PeerScore:
                 factor += surplus * surplus
         return factor
 
-    def _whitelisted(self, key: str) -> bool:
-        if not self._whitelist:
-            return False
-        try:
-            network = ipaddress.ip_network(key, strict=False)
-        except ValueError:
-            return False
-        return any(network.subnet_of(allowed) for allowed in self._whitelist if allowed.version == network.version)
+    def _ip_keys(self, ip: str | None) -> tuple[str, ...]:
+        """The colocation keys of an address: itself, and its /64 for IPv6; none when it is whitelisted.
+        Text that is no address counts as given."""
+        if ip is None:
+            return ()
+        address = _parse_ip(ip)
+        if address is None:
+            return (ip,)
+        if any(address in net for net in self._whitelist):
+            return ()
+        if address.version == 6:
+            prefix = ipaddress.ip_network(f"{address}/{IPv6_COLOCATION_PREFIX}", strict=False)
+            return (str(address), str(prefix))
+        return (str(address),)
 
     def _topic_stats(self, peer: PeerId, topic: str) -> _TopicStats | None:
         """The peer's counters in `topic`, created on first use; None if the peer or the topic is not scored."""

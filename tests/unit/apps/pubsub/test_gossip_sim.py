@@ -27,6 +27,7 @@ def test_fifty_nodes_full_delivery_and_attackers_graylisted() -> None:
     assert result["attackers"] == 5
     assert result["delivery_rate"] == 1.0
     assert result["app_duplicates"] == 0
+    assert result["honest_negative_links"] == 0  # scoring never turns on honest peers
     assert result["rpcs_dropped"] > 0  # the loss was really applied
     assert result["attacker_links"] > 0
     assert result["graylisted_fraction"] == 1.0

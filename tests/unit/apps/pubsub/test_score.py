@@ -315,3 +315,37 @@ def test_thresholds_defaults_match_the_contract() -> None:
     th = Thresholds()
     assert (th.gossip_threshold, th.publish_threshold, th.graylist_threshold) == (-10, -50, -80)
     assert (th.accept_px_threshold, th.opportunistic_graft_threshold) == (10, 5)
+
+
+def test_p6_ipv4_mapped_ipv6_counts_as_ipv4_and_a_whitelisted_ipv6_host_escapes_its_64() -> None:
+    ps = scorer(ip_colocation_factor_weight=-1.0, ip_colocation_factor_threshold=1,
+                ip_colocation_factor_whitelist=("2001:db8::1/128",))
+    ps.set_ip(A, "::ffff:192.0.2.7")
+    ps.set_ip(B, "192.0.2.7")
+    ps.set_ip(C, "2001:db8::1")  # whitelisted: counted nowhere, not even in its /64
+    d = peer(4)
+    ps.add_peer(d, 0.0)
+    ps.set_ip(d, "2001:db8::2")
+    assert ps.score(A, 0.0) == pytest.approx(-1.0)
+    assert ps.score(C, 0.0) == 0.0
+    assert ps.score(d, 0.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: TopicScoreParams(invalid_message_deliveries_weight=1.0), "invalid_message_deliveries_weight"),
+        (lambda: TopicScoreParams(first_message_deliveries_weight=-1.0), "first_message_deliveries_weight"),
+        (lambda: TopicScoreParams(first_message_deliveries_decay=1.5), "first_message_deliveries_decay"),
+        (lambda: TopicScoreParams(mesh_message_deliveries_cap=1.0, mesh_message_deliveries_threshold=2.0),
+         "mesh_message_deliveries_cap"),
+        (lambda: ScoreParams(ip_colocation_factor_threshold=0), "ip_colocation_factor_threshold"),
+        (lambda: ScoreParams(behaviour_penalty_weight=1.0), "behaviour_penalty_weight"),
+        (lambda: ScoreParams(ip_colocation_factor_whitelist=("not a network",)), "does not appear"),
+        (lambda: Thresholds(graylist_threshold=-10.0), "graylist"),
+        (lambda: Thresholds(accept_px_threshold=-1.0), "accept_px_threshold"),
+    ],
+)
+def test_parameters_outside_the_spec_constraints_are_refused(make, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        make()
