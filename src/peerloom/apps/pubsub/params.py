@@ -74,3 +74,8 @@ class GossipParams:
             raise ValueError("gossipsub needs D_out < D_lo and D_out <= D/2")
         if not 0 < self.mcache_gossip <= self.mcache_len:
             raise ValueError("gossipsub needs 0 < mcache_gossip <= mcache_len")
+        # v1.1 "Overview of New Parameters": the constraints of the score thresholds
+        if not self.graylist_threshold < self.publish_threshold <= self.gossip_threshold < 0:
+            raise ValueError("score thresholds need graylist < publish <= gossip < 0")
+        if self.accept_px_threshold < 0 or self.opportunistic_graft_threshold < 0:
+            raise ValueError("accept_px_threshold and opportunistic_graft_threshold must be >= 0")

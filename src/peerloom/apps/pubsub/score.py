@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from peerloom.apps.pubsub.message import RejectReason
 from peerloom.identity import PeerId
 
-__all__ = ["PeerScore", "RejectReason", "ScoreParams", "Thresholds", "TopicScoreParams"]
+__all__ = ["PeerScore", "RejectReason", "ScoreParams", "TopicScoreParams"]
 
 IPv6_COLOCATION_PREFIX = 64  # an IPv6 peer also counts for its /64: one host usually owns a whole /64
 
@@ -114,22 +114,6 @@ class ScoreParams:
         return self.topics.get(topic, self.default_topic)
 
 
-@dataclass
-class Thresholds:
-    """Score thresholds (spec, "Score Thresholds"); gossip >= publish > graylist, all negative."""
-
-    gossip_threshold: float = -10.0
-    publish_threshold: float = -50.0
-    graylist_threshold: float = -80.0
-    accept_px_threshold: float = 10.0
-    opportunistic_graft_threshold: float = 5.0
-
-    def __post_init__(self) -> None:
-        # spec, "Overview of New Parameters": the constraints of each threshold
-        if not self.graylist_threshold < self.publish_threshold <= self.gossip_threshold < 0:
-            raise ValueError("thresholds need graylist < publish <= gossip < 0")
-        if self.accept_px_threshold < 0 or self.opportunistic_graft_threshold < 0:
-            raise ValueError("accept_px_threshold and opportunistic_graft_threshold must be >= 0")
 
 
 def _check_signs(params: object, *, positive: tuple[str, ...], negative: tuple[str, ...]) -> None:

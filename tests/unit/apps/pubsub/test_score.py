@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from peerloom.apps.pubsub.score import PeerScore, RejectReason, ScoreParams, Thresholds, TopicScoreParams
+from peerloom.apps.pubsub.params import GossipParams
+from peerloom.apps.pubsub.score import PeerScore, RejectReason, ScoreParams, TopicScoreParams
 from peerloom.identity import PeerId
 
 T = "topic"
@@ -288,7 +289,7 @@ def test_delivery_records_expire() -> None:
 
 
 def test_defaults_invalid_messages_graylist_quickly_honest_peer_stays_non_negative() -> None:
-    th = Thresholds()
+    th = GossipParams()  # the router compares scores with its thresholds
     ps = PeerScore()
     honest, attacker = A, B
     for p in (honest, attacker):
@@ -311,8 +312,8 @@ def test_defaults_invalid_messages_graylist_quickly_honest_peer_stays_non_negati
     assert th.graylist_threshold < th.publish_threshold <= th.gossip_threshold < 0
 
 
-def test_thresholds_defaults_match_the_contract() -> None:
-    th = Thresholds()
+def test_thresholds_defaults_match_the_spec_examples() -> None:
+    th = GossipParams()
     assert (th.gossip_threshold, th.publish_threshold, th.graylist_threshold) == (-10, -50, -80)
     assert (th.accept_px_threshold, th.opportunistic_graft_threshold) == (10, 5)
 
@@ -342,8 +343,8 @@ def test_p6_ipv4_mapped_ipv6_counts_as_ipv4_and_a_whitelisted_ipv6_host_escapes_
         (lambda: ScoreParams(ip_colocation_factor_threshold=0), "ip_colocation_factor_threshold"),
         (lambda: ScoreParams(behaviour_penalty_weight=1.0), "behaviour_penalty_weight"),
         (lambda: ScoreParams(ip_colocation_factor_whitelist=("not a network",)), "does not appear"),
-        (lambda: Thresholds(graylist_threshold=-10.0), "graylist"),
-        (lambda: Thresholds(accept_px_threshold=-1.0), "accept_px_threshold"),
+        (lambda: GossipParams(graylist_threshold=-10.0), "graylist"),
+        (lambda: GossipParams(accept_px_threshold=-1.0), "accept_px_threshold"),
     ],
 )
 def test_parameters_outside_the_spec_constraints_are_refused(make, field: str) -> None:
