@@ -229,6 +229,10 @@ class Dht:
                 self.endpoints.append(endpoint)
                 if not self.port:
                     self.port = endpoint.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+            v4 = [e for e in self.endpoints if not e.v6]
+            v6 = [e for e in self.endpoints if e.v6]
+            if v4 and v6:  # BEP 32 `want`: each family answers with the other's nodes too
+                v4[0].core.other_family, v6[0].core.other_family = v6[0].core.closest_nodes, v4[0].core.closest_nodes
         except BaseException:
             await self.close()
             raise
