@@ -210,7 +210,8 @@ class Node:
             try:
                 await lsd.start()
             except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
-                log.warning("%s", exc)
+                # many hosts have no IPv6 multicast route: only a failed IPv4 group is worth a warning
+                log.log(logging.WARNING if group == LSD_GROUP else logging.INFO, "%s", exc)
                 continue
             stack.push_async_callback(lsd.close)
             started.append(lsd)

@@ -796,6 +796,7 @@ class Torrent:
             left=self.left(),
             event=event,
             key=self.engine.tracker_key,
+            ipv6=self.engine.ipv6_address,
         )
 
     def left(self) -> int:
