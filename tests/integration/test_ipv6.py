@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from support.swarm import assert_same_files, fast_settings, make_single, wait_done
 from support.trackers import HttpTracker
+from support.udp_tracker_server import UdpTracker
 
 from peerloom.node import Node
 
@@ -91,6 +92,20 @@ async def test_an_http_tracker_on_ipv6_hands_out_peers6(tmp_path: Path) -> None:
             t = await leecher.add(shared.meta, tmp_path / "dst")  # no peer given: the tracker is the only source
             await wait_done(t, 20)
         assert tracker.peers6_sent >= 1
+        assert ("::1", seeder.port) in next(iter(tracker.swarms.values()))
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
+
+
+async def test_a_udp_tracker_reached_over_ipv6_answers_with_18_byte_peers(tmp_path: Path) -> None:
+    """BEP 15: a tracker reached over IPv6 answers with IPv6 peers (16-byte address, 2-byte port each)."""
+    data = make_single(tmp_path / "src", size=600_000)
+    async with UdpTracker(interval=1, host="::1") as tracker:
+        async with node6(tmp_path, "seed") as seeder, node6(tmp_path, "leech") as leecher:
+            shared = await seeder.share(data, version="v1", piece_length=65536, trackers=[tracker.announce_url])
+            assert shared.meta is not None
+            await _until(lambda: tracker.swarms, 5, "the seeder did not announce")
+            t = await leecher.add(shared.meta, tmp_path / "dst")  # no peer given: the tracker is the only source
+            await wait_done(t, 20)
         assert ("::1", seeder.port) in next(iter(tracker.swarms.values()))
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
 

@@ -33,6 +33,12 @@ def canonical_address(address: tuple[str, int]) -> tuple[str, int]:
     return canonical_ip(address[0]), address[1]
 
 
+def format_address(address: tuple[str, int]) -> str:
+    """`host:port`, an IPv6 host in brackets (`[::1]:6881`) so that its port stays readable."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def is_ipv6(host: str) -> bool:
     """Whether `host` is an IPv6 address that is not IPv4-mapped (IPv4 and hostnames: False)."""
     try:

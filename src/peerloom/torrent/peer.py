@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from peerloom.codec.compact import canonical_address
+from peerloom.codec.compact import canonical_address, format_address
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
@@ -166,7 +166,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         return self.address or self.remote or ("?", 0)
 
     def __repr__(self) -> str:
-        where = f"{self.key[0]}:{self.key[1]}" if isinstance(self.key, tuple) else str(self.key)
+        where = format_address(self.key) if isinstance(self.key, tuple) else str(self.key)
         return f"<peer {where} {self.client or '?'}>"
 
     # -- asyncio.Protocol ------------------------------------------------------------------------

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from peerloom.codec.compact import canonical_address, canonical_ip, is_ipv6, pack_peers, packed_ip, unpack_peers
+from peerloom.codec.compact import (
+    canonical_address,
+    canonical_ip,
+    format_address,
+    is_ipv6,
+    pack_peers,
+    packed_ip,
+    unpack_peers,
+)
 
 
 @pytest.mark.parametrize(("host", "canonical"), [
@@ -26,6 +34,11 @@ def test_canonical_ip(host: str, canonical: str) -> None:
 def test_is_ipv6_counts_mapped_addresses_as_ipv4() -> None:
     assert is_ipv6("2001:db8::1") and is_ipv6("::1")
     assert not is_ipv6("::ffff:192.0.2.7") and not is_ipv6("192.0.2.7") and not is_ipv6("host")
+
+
+def test_format_address_brackets_ipv6() -> None:
+    assert format_address(("::1", 6881)) == "[::1]:6881"
+    assert format_address(("192.0.2.7", 6881)) == "192.0.2.7:6881"
 
 
 def test_packed_ip() -> None:
