@@ -70,7 +70,7 @@ class BitTorrentEngine:
         self._node: EngineNode | None = None
         self._interface = ""
         self._by_hash: dict[bytes, Torrent] = {}
-        self._banned_addresses: set[tuple[str, int]] = set()
+        self._banned_addresses: set[tuple[str, int] | Multiaddr] = set()
         self._banned_ids: set[bytes] = set()
         self._connections: set[PeerConnection] = set()
         self._secure_transports: set[StreamTransport] = set()
@@ -88,6 +88,7 @@ class BitTorrentEngine:
         try:
             if dual_stack.is_wildcard(host):
                 sockets = dual_stack.listen_sockets(port)
+                self.families = dual_stack.families(sockets)
                 try:
                     for sock in sockets:
                         self._servers.append(await loop.create_server(self._incoming, sock=sock))
@@ -97,13 +98,12 @@ class BitTorrentEngine:
                     raise
             else:
                 self._servers = [await loop.create_server(self._incoming, host, port)]
+                self.families = {sock.family for sock in self._servers[0].sockets}  # asyncio sets IPV6_V6ONLY
         except OSError as exc:
             await self.close_listener()
             raise PeerloomError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-        listening = [sock for server in self._servers for sock in server.sockets]
-        self.families = dual_stack.families(listening)  # type: ignore[arg-type]  # uvloop's TransportSocket
         self._interface = host
-        self.port = listening[0].getsockname()[1]
+        self.port = self._servers[0].sockets[0].getsockname()[1]
         self.ipv6_address = dual_stack.own_ipv6(host) if socket.AF_INET6 in self.families else None
         return self.port
 
@@ -216,14 +216,14 @@ class BitTorrentEngine:
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)
 
-    def ban(self, address: tuple[str, int], peer_id: bytes | None) -> None:
-        self._banned_addresses.add(canonical_address(address))
+    def ban(self, address: tuple[str, int] | Multiaddr, peer_id: bytes | None) -> None:
+        self._banned_addresses.add(_ban_key(address))
         if peer_id:
             self._banned_ids.add(peer_id)
 
-    def is_banned(self, address: tuple[str, int], peer_id: bytes | None = None) -> bool:
+    def is_banned(self, address: tuple[str, int] | Multiaddr, peer_id: bytes | None = None) -> bool:
         """A banned address is banned however it is spelt (an IPv4 address as ::ffff:a.b.c.d too)."""
-        return (canonical_address(address) in self._banned_addresses
+        return (_ban_key(address) in self._banned_addresses
                 or (peer_id is not None and peer_id in self._banned_ids))
 
     def is_self(self, address: tuple[str, int] | Multiaddr) -> bool:
@@ -347,6 +347,11 @@ class BitTorrentEngine:
         self.resume.delete(torrent.id)
         if delete_data and torrent.storage is not None:
             await self.run_blocking(torrent.storage.delete_files)
+
+
+def _ban_key(address: tuple[str, int] | Multiaddr) -> tuple[str, int] | Multiaddr:
+    """What a ban is kept under: a plain address with its IP canonical; a secure-layer peer's multiaddr as it is."""
+    return address if isinstance(address, Multiaddr) else canonical_address(address)
 
 
 def _allowed_keys(allow: list[PeerId], peers: list[tuple[str, int] | Multiaddr]) -> set[PeerId]:

@@ -20,3 +20,12 @@ def test_our_own_port_on_ipv6_or_mapped_loopback_is_ourselves() -> None:
     engine.port = 6881
     assert engine.is_self(("::1", 6881)) and engine.is_self(("::ffff:127.0.0.1", 6881))
     assert not engine.is_self(("::1", 6882)) and not engine.is_self(("2001:db8::1", 6881))
+
+
+def test_a_secure_layer_peer_is_banned_by_its_multiaddr() -> None:
+    from peerloom.codec.multiaddr import Multiaddr
+
+    engine = BitTorrentEngine(Settings(), client_name="test")
+    where = Multiaddr("/ip6/::1/tcp/4001")
+    engine.ban(where, None)
+    assert engine.is_banned(Multiaddr("/ip6/::1/tcp/4001")) and not engine.is_banned(("::1", 4001))
