@@ -145,3 +145,22 @@ async def test_a_dual_stack_node_joins_both_dhts(tmp_path: Path) -> None:
         node_id = both.dht.node_id
         assert await six.dht.ping(("::1", both.dht.port), timeout=3) == node_id
         assert await four.dht.ping(("127.0.0.1", both.dht.port), timeout=3) == node_id
+
+
+async def test_a_dual_stack_dht_node_learns_ipv6_nodes_through_ipv4_want() -> None:
+    """BEP 32 `want`: B knows C only in its IPv6 table; A, in both DHTs but bootstrapped over IPv4 alone (through B),
+    asks B for both families and so learns C, which then answers A's IPv6 ping into A's IPv6 table."""
+    from peerloom.dht.driver import Dht
+
+    c, b, a = Dht(), Dht(), Dht()
+    try:
+        await c.start(0, "::1", wait=True)
+        await b.start(0, "127.0.0.1", host6="::1", bootstrap=[("::1", c.port)], wait=True)
+        assert b.stats()["ipv6"]["table_size"] == 1
+        await a.start(0, "127.0.0.1", host6="::1", bootstrap=[("127.0.0.1", b.port)], wait=True)
+        await a.get_peers(b"\x42" * 20, timeout=3)  # a lookup of A's: its IPv4 queries ask B for nodes6 too
+        await _until(lambda: a.stats()["ipv6"]["table_size"] >= 1, 3, "A's IPv6 table stayed empty")
+        assert await a.ping(("::1", c.port)) == c.node_id
+    finally:
+        for dht in (a, b, c):
+            await dht.close()

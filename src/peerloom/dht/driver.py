@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from peerloom.codec import bencode
 from peerloom.dht.bep44 import MAX_VALUE, Item, mutable_item, mutable_target
-from peerloom.dht.events import LookupDone, PeersFound, QueryDone, StoreDone
+from peerloom.dht.events import LookupDone, OtherFamilyNodes, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import Address, ErrorMessage, Response
 from peerloom.dht.lookup import LookupKind, LookupResult
 from peerloom.dht.node import DEFAULT_RATE_LIMIT, QUERY_TIMEOUT, DhtBusyError, DhtCore, Packet
@@ -415,6 +415,16 @@ class Dht:
                 op = endpoint.ops.pop(event.lookup_id, None)
                 if op is not None and not op.future.done():
                     op.future.set_result((op.lookup, event))
+            elif isinstance(event, OtherFamilyNodes):
+                self._other_family_nodes(endpoint, event.nodes)
+
+    def _other_family_nodes(self, endpoint: _Endpoint, nodes: list[Any]) -> None:
+        """BEP 32: nodes of the other family, from a reply to `want`; those its table lacks are pinged into it."""
+        for other in self.endpoints:
+            if other is not endpoint:
+                for node_id, host, port in nodes:
+                    if other.core.table.find(node_id) is None:
+                        self.add_node((host, port))
 
     def _hand_peers(self, on_peers: PeersCallback, peers: list[Address]) -> None:
         try:

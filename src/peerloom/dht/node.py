@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from peerloom.dht import krpc
 from peerloom.dht.bep44 import Item
-from peerloom.dht.events import DhtStats, Event, LookupDone, PeersFound, QueryDone, StoreDone
+from peerloom.dht.events import DhtStats, Event, LookupDone, OtherFamilyNodes, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import (
     Address,
     AnnouncePeer,
@@ -177,7 +177,8 @@ class DhtCore:
         self.alpha = alpha
         self.ipv6 = ipv6
         # BEP 32: the closest nodes of the other address family's DHT, for a query whose `want` asks for them (set
-        # by a driver that runs both families; None: such a request gets only our own family's nodes)
+        # by a driver that runs both families; None: such a request gets only our own family's nodes). When set,
+        # our lookups ask for both families too, and report the other family's nodes (`OtherFamilyNodes`).
         self.other_family: Callable[[bytes], tuple[NodeInfo, ...]] | None = None
         self.client_version = client_version
         self.query_timeout = query_timeout
@@ -451,6 +452,9 @@ class DhtCore:
                     fresh = run.lookup.on_response(cand, msg, now)
                     if fresh and not run.internal:
                         self._emit(PeersFound(run.lookup_id, fresh))
+                    other = msg.nodes if self.ipv6 else msg.nodes6
+                    if other and self.other_family is not None:
+                        self._emit(OtherFamilyNodes(list(other)))
                 else:
                     run.lookup.on_error(cand, now)
                 self._pump(run, now, out)
@@ -502,7 +506,8 @@ class DhtCore:
         # A plain get (no put after it) may end at the first immutable item; a put needs the closest nodes.
         lookup = Lookup(target, kind, start, own_id=self.node_id, now=now, alpha=self.alpha, k=self.k,
                         read_only=self.read_only, v6=self.ipv6, enforce_bep42=self.enforce_bep42, salt=salt, seq=seq,
-                        until_item=kind is LookupKind.GET and store is None)
+                        until_item=kind is LookupKind.GET and store is None,
+                        want=(b"n4", b"n6") if self.other_family is not None else ())
         run = _LookupRun(self._new_id(), lookup, store, internal)
         self._lookups[run.lookup_id] = run
         out: list[Packet] = []

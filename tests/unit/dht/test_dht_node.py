@@ -334,3 +334,22 @@ def test_want_of_a_family_the_node_does_not_run_is_left_out() -> None:
     node.table.on_response(b"\x04" * 20, ("10.0.1.4", 6881), 0.0)
     reply = ask(node, FindNode(t=b"f", node_id=OTHER_ID, target=b"\x05" * 20, want=(b"n4", b"n6")))
     assert isinstance(reply, Response) and len(reply.nodes) == 1 and reply.nodes6 == ()
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_a_node_in_both_families_asks_for_both_and_reports_the_other_familys_nodes(dual: bool) -> None:
+    """BEP 32: with `other_family` set, lookups send want n4+n6, and the nodes6 of a reply to the IPv4 core come out
+    as `OtherFamilyNodes` for the driver to hand to the IPv6 DHT; without it neither happens."""
+    from peerloom.dht.events import OtherFamilyNodes
+
+    node = make()
+    if dual:
+        node.other_family = lambda target: ()
+    node.table.on_response(OTHER_ID, PEER, 0.0)
+    _, packets = node.start_lookup(LookupKind.GET_PEERS, IH, 0.0)
+    (query,) = [decode(data) for data, to in packets if to == PEER]
+    assert isinstance(query, GetPeers) and query.want == ((b"n4", b"n6") if dual else ())
+    six = ((b"\x06" * 20, "2001:db8::6", 6881),)
+    node.receive(encode(Response(t=query.t, node_id=OTHER_ID, nodes6=six, token=b"k")), PEER, 0.1)
+    reported = [e for e in node.pop_events() if isinstance(e, OtherFamilyNodes)]
+    assert reported == ([OtherFamilyNodes(list(six))] if dual else [])
