@@ -94,7 +94,6 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.outgoing = outgoing
         self.transport: asyncio.Transport | None = None
         self.remote: tuple[str, int] | None = None  # where the connection comes from (canonical IP, see codec.compact)
-        self.local: tuple[str, int] | None = None  # our end of it: the address the peer reached us at
         now = time.monotonic()
         self.wire = PeerWire(engine.peer_id, outgoing=outgoing, now=now)
         self._receive = bytearray(RECEIVE_MIN)
@@ -176,8 +175,6 @@ class PeerConnection(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         # an IPv4 peer reached through a dual-stack socket is reported as ::ffff:a.b.c.d: keep it as IPv4
         self.remote = canonical_address((peer[0], peer[1])) if peer else None
-        sock = transport.get_extra_info("sockname")
-        self.local = canonical_address((sock[0], sock[1])) if isinstance(sock, tuple) else None
         self.secure_key = transport.get_extra_info("peer_id")
         torrent = self.torrent
         if self.outgoing and torrent is not None:
