@@ -100,15 +100,40 @@ async def test_an_http_tracker_on_ipv6_hands_out_peers6(tmp_path: Path) -> None:
 async def test_a_udp_tracker_reached_over_ipv6_answers_with_18_byte_peers(tmp_path: Path) -> None:
     """BEP 15: a tracker reached over IPv6 answers with IPv6 peers (16-byte address, 2-byte port each)."""
     data = make_single(tmp_path / "src", size=600_000)
-    async with UdpTracker(interval=1, host="::1") as tracker:
-        async with node6(tmp_path, "seed") as seeder, node6(tmp_path, "leech") as leecher:
-            shared = await seeder.share(data, version="v1", piece_length=65536, trackers=[tracker.announce_url])
-            assert shared.meta is not None
-            await _until(lambda: tracker.swarms, 5, "the seeder did not announce")
-            t = await leecher.add(shared.meta, tmp_path / "dst")  # no peer given: the tracker is the only source
-            await wait_done(t, 20)
-            assert ("::1", seeder.port) in next(iter(tracker.swarms.values()))  # before the nodes say "stopped"
+    async with (
+        UdpTracker(interval=1, host="::1") as tracker,
+        node6(tmp_path, "seed") as seeder,
+        node6(tmp_path, "leech") as leecher,
+    ):
+        shared = await seeder.share(data, version="v1", piece_length=65536, trackers=[tracker.announce_url])
+        assert shared.meta is not None
+        await _until(lambda: tracker.swarms, 5, "the seeder did not announce")
+        t = await leecher.add(shared.meta, tmp_path / "dst")  # no peer given: the tracker is the only source
+        await wait_done(t, 20)
+        assert ("::1", seeder.port) in next(iter(tracker.swarms.values()))  # before the nodes say "stopped"
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
+
+
+async def test_a_tracker_is_reached_over_the_family_our_port_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tracker name with an IPv4 and an IPv6 address: a client whose port takes IPv6 alone announces over IPv6 (the
+    tracker hands out the address it saw us come from), though the resolver lists the IPv4 address first."""
+    from peerloom.torrent.tracker import AnnounceRequest
+    from peerloom.torrent.tracker_client import TrackerClient
+
+    async with UdpTracker(interval=1, host="::1") as tracker:
+        async def getaddrinfo(host: str, port: int, **_: object) -> list[tuple]:
+            assert host == "tracker.test"
+            return [(socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port)),
+                    (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0))]
+
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+        client = TrackerClient(udp_timeout=2.0, udp_retransmit_base=0.5, families=frozenset({socket.AF_INET6}))
+        try:
+            request = AnnounceRequest(b"i" * 20, b"-PL0100-" + b"p" * 12, 6881, 0, 0, 0, event="started")
+            response = await client.announce(f"udp://tracker.test:{tracker.port}/announce", request)
+        finally:
+            await client.close()
+        assert response.interval == 1 and ("::1", 6881) in tracker.swarms[b"i" * 20]
 
 
 async def test_peer_exchange_tells_of_an_ipv6_peer_in_added6(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ class BitTorrentEngine:
         if self._tracker_client is None:
             from peerloom.torrent.tracker_client import TrackerClient
 
-            self._tracker_client = TrackerClient()
+            self._tracker_client = TrackerClient(families=frozenset(self.families))
         return self._tracker_client
 
     def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
