@@ -51,7 +51,7 @@ from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
-    from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.lsd_driver import LsdGroups
     from peerloom.discovery.mdns import MdnsService
     from peerloom.discovery.peer_record_driver import PeerRecords
     from peerloom.torrent.tracker_client import TrackerClient
@@ -99,7 +99,7 @@ class Node:
         self.identity: Identity
         self.secure_host: Host
         self.dht: Dht | None = None  # the Mainline DHT node (None when `settings.dht` is off)
-        self.lsd: LsdService | None = None  # local service discovery (None when `settings.lsd` is off)
+        self.lsd: LsdGroups | None = None  # local service discovery (None when `settings.lsd` is off)
         self.mdns: MdnsService | None = None  # libp2p mDNS (None when off, on loopback, or without multicast)
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
@@ -175,32 +175,48 @@ class Node:
         settings = self.settings
         public = settings.public_bootstrap and not _is_loopback(self.host)
         bootstrap = list(settings.bootstrap) or (list(PUBLIC_BOOTSTRAP) if public else [])
-        host6 = None
-        if settings.dht_ipv6 and ":" not in self.host:
+        host, host6 = self.host, None
+        if self.engine.dual_stack:  # BEP 32: a node that takes IPv4 and IPv6 peers joins both DHTs
+            host, host6 = "0.0.0.0", "::"
+        elif settings.dht_ipv6 and ":" not in self.host:
             host6 = "::1" if self.host.startswith("127.") else "::"
         dht = Dht(state=self.state)
         stack.push_async_callback(dht.close)
         try:
-            await dht.start(settings.dht_port or self.port, self.host, bootstrap=bootstrap, host6=host6)
+            await dht.start(settings.dht_port or self.port, host, bootstrap=bootstrap, host6=host6)
         except OSError as exc:
             raise PeerloomError(f"cannot start the DHT on {self.host}: {exc.strerror}") from exc
         self.dht = dht
 
     async def _start_lsd(self, stack: contextlib.AsyncExitStack) -> None:
         """Local service discovery on the interface the node listens on (the default one when it listens on all),
-        announcing the engine's public torrents and handing it the LAN peers of theirs."""
-        from peerloom.discovery.lsd_driver import LsdService  # loaded only by nodes that run it
+        over each address family the BitTorrent port takes (BEP 14's IPv4 and IPv6 groups), announcing the engine's
+        public torrents and handing it the LAN peers of theirs."""
+        from peerloom.discovery.lsd import LSD_GROUP, LSD_GROUP6
+        from peerloom.discovery.lsd_driver import LsdGroups, LsdService  # loaded only by nodes that run it
 
-        interface = self.host if self.host and ":" not in self.host else "0.0.0.0"
-        lsd = LsdService(self.port, self.engine.local_hashes, self.engine.local_peer, interface=interface,
-                         group_port=self.settings.lsd_port, interval=self.settings.lsd_interval)
-        try:
-            await lsd.start()
-        except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
-            log.warning("%s", exc)
-            return
-        stack.push_async_callback(lsd.close)
-        self.lsd = lsd
+        v4 = ":" not in self.host or self.engine.dual_stack
+        # not on IPv6 loopback: Linux's lo carries no IPv6 multicast (IPv4's does, through 127.0.0.1)
+        v6 = (":" in self.host and not _is_loopback(self.host)) or self.engine.dual_stack
+        groups: list[tuple[str, str]] = []
+        if v4:
+            groups.append(("0.0.0.0" if ":" in self.host or not self.host else self.host, LSD_GROUP))
+        if v6:
+            groups.append(("", LSD_GROUP6))
+        started = []
+        for interface, group in groups:
+            lsd = LsdService(self.port, self.engine.local_hashes, self.engine.local_peer, interface=interface,
+                             group=group, group_port=self.settings.lsd_port, interval=self.settings.lsd_interval)
+            try:
+                await lsd.start()
+            except PeerloomError as exc:  # a host without multicast still runs; it only misses LAN peers
+                # many hosts have no IPv6 multicast route: only a failed IPv4 group is worth a warning
+                log.log(logging.WARNING if group == LSD_GROUP else logging.INFO, "%s", exc)
+                continue
+            stack.push_async_callback(lsd.close)
+            started.append(lsd)
+        if started:
+            self.lsd = LsdGroups(started)
 
     async def _start_peer_store(self, stack: contextlib.AsyncExitStack) -> None:
         """The peer store, loaded from the state database, fed by the host's peer events and saved by its keeper.

@@ -35,7 +35,7 @@ from peerloom.workers import WorkerPool
 
 if TYPE_CHECKING:
     from peerloom.dht.driver import Dht
-    from peerloom.discovery.lsd_driver import LsdService
+    from peerloom.discovery.lsd_driver import LsdGroups
     from peerloom.discovery.peerstore import PeerStore
 
 T = TypeVar("T")
@@ -107,7 +107,7 @@ class NodeContext:
     host: Host  # the secure layer: dial, open streams, peer events (`host.subscribe`)
     workers: WorkerPool  # threads for disk I/O and hashing
     dht: Dht | None  # the Mainline DHT (None when off)
-    lsd: LsdService | None  # local service discovery (None when off or without multicast)
+    lsd: LsdGroups | None  # local service discovery (None when off or without multicast)
     state: State  # the node's state database: each service keeps its own schema in it
     tasks: ServiceTasks  # the service's own background tasks, cancelled when it stops
     peers: PeerStore  # the peer store: addresses, protocols, failures of secure-layer peers

@@ -50,6 +50,6 @@ async def test_two_nodes_find_each_other_through_local_discovery(tmp_path: Path)
         assert shared.meta is not None
         t = await leecher.add(str(Magnet(shared.meta.info_hash_v1)), tmp_path / "dst")
         await wait_done(t, 15)
-        assert seeder.lsd.sent >= 1 and leecher.lsd.state.received >= 1
-        assert seeder.lsd.state.own >= 1  # multicast loops our own announces back: the cookie drops them
+        assert seeder.lsd.sent >= 1 and leecher.lsd.received >= 1
+        assert seeder.lsd.own >= 1  # multicast loops our own announces back: the cookie drops them
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")

@@ -39,7 +39,8 @@ def loopback_dht_settings(bootstrap: list[tuple[str, int]]) -> dict[str, Any]:
     """Settings for a DHT that joins through `bootstrap` (loopback nodes) and accepts many nodes on one IP."""
     return {
         "enable_dht": True,
-        "dht_bootstrap_nodes": ",".join(f"{host}:{port}" for host, port in bootstrap),
+        "dht_bootstrap_nodes": ",".join(f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+                                        for host, port in bootstrap),
         "dht_restrict_routing_ips": False,
         "dht_restrict_search_ips": False,
         "alert_mask": DHT_ALERTS,

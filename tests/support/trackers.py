@@ -1,4 +1,5 @@
-"""A small real HTTP tracker for tests, on 127.0.0.1 (aiohttp.web), keeping swarms in memory."""
+"""A small real HTTP tracker for tests, on 127.0.0.1 or ::1 (aiohttp.web), keeping swarms in memory. Its peers go out
+compact, IPv4 ones in `peers` (BEP 23) and IPv6 ones in `peers6` (BEP 7)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from peerloom.codec.bencode import encode
 
 
 class HttpTracker:
-    def __init__(self, interval: int = 1) -> None:
+    def __init__(self, interval: int = 1, host: str = "127.0.0.1") -> None:
         self.interval = interval
+        self.host = host
+        self.peers6_sent = 0  # IPv6 peers handed out in `peers6`
         self.swarms: dict[bytes, dict[tuple[str, int], bool]] = {}
         self.events: list[str] = []
         self.completed: dict[bytes, int] = {}
@@ -23,7 +26,8 @@ class HttpTracker:
 
     @property
     def announce_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/announce"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/announce"
 
     async def _announce(self, request: web.Request) -> web.Response:
         raw = dict(parse_qsl(request.rel_url.raw_query_string, encoding="latin-1"))
@@ -40,8 +44,11 @@ class HttpTracker:
         if event == "completed":
             self.completed[info_hash] = self.completed.get(info_hash, 0) + 1
         others = [p for p in swarm if p != peer]
-        compact = b"".join(ipaddress.ip_address(h).packed + struct.pack(">H", p) for h, p in others)
-        body: dict[bytes, Any] = {b"interval": self.interval, b"peers": compact,
+        ips = [(ipaddress.ip_address(h), p) for h, p in others]
+        compact = b"".join(ip.packed + struct.pack(">H", p) for ip, p in ips if ip.version == 4)
+        compact6 = b"".join(ip.packed + struct.pack(">H", p) for ip, p in ips if ip.version == 6)
+        self.peers6_sent += len(compact6) // 18
+        body: dict[bytes, Any] = {b"interval": self.interval, b"peers": compact, b"peers6": compact6,
                                   b"complete": sum(swarm.values()), b"incomplete": len(swarm) - sum(swarm.values())}
         return web.Response(body=encode(body))
 
@@ -63,7 +70,7 @@ class HttpTracker:
         app.router.add_get("/scrape", self._scrape)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self

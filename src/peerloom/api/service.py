@@ -19,6 +19,7 @@ from typing import Any
 
 from peerloom.api.roots import BadPath, OutsideRoots, Roots, check_files, inside, resolve
 from peerloom.api.store import DaemonStore, Entry
+from peerloom.codec.compact import format_address
 from peerloom.errors import PeerloomError
 from peerloom.node import DuplicateTorrent, Node
 from peerloom.state import StateError
@@ -334,7 +335,7 @@ class Daemon:
             ) if on)
             have = count if p.is_seed else sum(p.bits) if p.bits else 0
             out.append({
-                "address": str(key) if not isinstance(key, tuple) else f"{key[0]}:{key[1]}",
+                "address": str(key) if not isinstance(key, tuple) else format_address(key),
                 "client": p.client or "",
                 "progress": round(have / count, 4) if count else 0.0,
                 "download_rate": round(p.rate_down, 1),

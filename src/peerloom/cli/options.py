@@ -38,7 +38,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 # A node's listening socket (share, get, daemon)
 PortOption = Annotated[int, port_option("--port", "TCP port to listen on (printed)", zero="any free port")]
-HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0: every IPv4 interface).")]
+HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0 or ::, every interface: "
+                                                      "BitTorrent and the DHT then take IPv4 and IPv6).")]
 
 # How a node finds peers (share, get, daemon; the DHT commands take the bootstrap pair)
 BootstrapOption = Annotated[

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from peerloom.codec import bencode
 from peerloom.dht.bep44 import MAX_VALUE, Item, mutable_item, mutable_target
-from peerloom.dht.events import LookupDone, PeersFound, QueryDone, StoreDone
+from peerloom.dht.events import LookupDone, OtherFamilyNodes, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import Address, ErrorMessage, Response
 from peerloom.dht.lookup import LookupKind, LookupResult
 from peerloom.dht.node import DEFAULT_RATE_LIMIT, QUERY_TIMEOUT, DhtBusyError, DhtCore, Packet
@@ -229,6 +229,10 @@ class Dht:
                 self.endpoints.append(endpoint)
                 if not self.port:
                     self.port = endpoint.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+            v4 = [e for e in self.endpoints if not e.v6]
+            v6 = [e for e in self.endpoints if e.v6]
+            if v4 and v6:  # BEP 32 `want`: each family answers with the other's nodes too
+                v4[0].core.other_family, v6[0].core.other_family = v6[0].core.closest_nodes, v4[0].core.closest_nodes
         except BaseException:
             await self.close()
             raise
@@ -411,6 +415,16 @@ class Dht:
                 op = endpoint.ops.pop(event.lookup_id, None)
                 if op is not None and not op.future.done():
                     op.future.set_result((op.lookup, event))
+            elif isinstance(event, OtherFamilyNodes):
+                self._other_family_nodes(endpoint, event.nodes)
+
+    def _other_family_nodes(self, endpoint: _Endpoint, nodes: list[Any]) -> None:
+        """BEP 32: nodes of the other family, from a reply to `want`; those its table lacks are pinged into it."""
+        for other in self.endpoints:
+            if other is not endpoint:
+                for node_id, host, port in nodes:
+                    if other.core.table.find(node_id) is None:
+                        self.add_node((host, port))
 
     def _hand_peers(self, on_peers: PeersCallback, peers: list[Address]) -> None:
         try:

@@ -47,7 +47,15 @@ class StoreDone:
     failed: int
 
 
-Event = QueryDone | LookupDone | PeersFound | StoreDone
+@dataclass(slots=True)
+class OtherFamilyNodes:
+    """A reply to one of our lookups named nodes of the other address family (BEP 32 `want`, asked by a node that
+    runs both): the driver hands them to that family's DHT, which pings those it does not know."""
+
+    nodes: list[NodeInfo]
+
+
+Event = QueryDone | LookupDone | PeersFound | StoreDone | OtherFamilyNodes
 
 
 class DhtStats:

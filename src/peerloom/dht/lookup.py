@@ -107,7 +107,7 @@ class Lookup:
     __slots__ = (
         "_by_id", "_holders", "_item", "_own", "_peers", "_short", "alpha", "enforce_bep42", "errors", "finished_at",
         "in_flight", "k", "kind", "max_candidates", "messages", "own_id", "read_only", "salt", "seq", "started_at",
-        "target", "target_int", "timeouts", "until_item", "v6",
+        "target", "target_int", "timeouts", "until_item", "v6", "want",
     )
 
     def __init__(
@@ -127,6 +127,7 @@ class Lookup:
         seq: int | None = None,
         max_candidates: int | None = None,
         until_item: bool = False,
+        want: tuple[bytes, ...] = (),
     ) -> None:
         self.target = target
         self.target_int = to_int(target)
@@ -141,6 +142,7 @@ class Lookup:
         self.salt = salt
         self.seq = seq
         self.until_item = until_item
+        self.want = want  # BEP 32: the families whose nodes find_node/get_peers ask for (b"n4", b"n6"; () = ours)
         self.max_candidates = max_candidates or 8 * k
         self.started_at = now
         self.finished_at: float | None = None
@@ -305,9 +307,9 @@ class Lookup:
     def _query(self) -> Query:
         own, ro = self.own_id, self.read_only
         if self.kind is LookupKind.FIND_NODE:
-            return FindNode(t=b"", node_id=own, read_only=ro, target=self.target)
+            return FindNode(t=b"", node_id=own, read_only=ro, target=self.target, want=self.want)
         if self.kind is LookupKind.GET_PEERS:
-            return GetPeers(t=b"", node_id=own, read_only=ro, info_hash=self.target)
+            return GetPeers(t=b"", node_id=own, read_only=ro, info_hash=self.target, want=self.want)
         return Get(t=b"", node_id=own, read_only=ro, target=self.target, seq=self.seq)
 
     def _settle(self, cand: Candidate) -> bool:

@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from peerloom.dht import krpc
 from peerloom.dht.bep44 import Item
-from peerloom.dht.events import DhtStats, Event, LookupDone, PeersFound, QueryDone, StoreDone
+from peerloom.dht.events import DhtStats, Event, LookupDone, OtherFamilyNodes, PeersFound, QueryDone, StoreDone
 from peerloom.dht.krpc import (
     Address,
     AnnouncePeer,
@@ -142,7 +142,8 @@ class DhtCore:
     __slots__ = (
         "_bootstrap", "_bootstrapping", "_deadlines", "_events", "_limiter", "_lookups", "_next_id",
         "_next_maintenance", "_own", "_pending", "_slow_deadlines", "_tid", "_verify_sent", "alpha", "client_version",
-        "enforce_bep42", "ipv6", "items", "k", "max_lookups", "max_pending", "node_id", "peers", "query_timeout",
+        "enforce_bep42", "ipv6", "items", "k", "max_lookups", "max_pending", "node_id", "other_family", "peers",
+        "query_timeout",
         "read_only", "rng", "short_timeout", "stats", "table", "tokens",
     )
 
@@ -175,6 +176,10 @@ class DhtCore:
         self.k = k
         self.alpha = alpha
         self.ipv6 = ipv6
+        # BEP 32: the closest nodes of the other address family's DHT, for a query whose `want` asks for them (set
+        # by a driver that runs both families; None: such a request gets only our own family's nodes). When set,
+        # our lookups ask for both families too, and report the other family's nodes (`OtherFamilyNodes`).
+        self.other_family: Callable[[bytes], tuple[NodeInfo, ...]] | None = None
         self.client_version = client_version
         self.query_timeout = query_timeout
         self.short_timeout = short_timeout
@@ -347,11 +352,11 @@ class DhtCore:
         if isinstance(msg, Ping):
             return self._response(msg, addr)
         if isinstance(msg, FindNode):
-            return self._response(msg, addr, **self._nodes(msg.target))
+            return self._response(msg, addr, **self._nodes(msg.target, msg.want))
         if isinstance(msg, GetPeers):
             values = self.peers.get(msg.info_hash, now, v6=":" in addr[0], rng=self.rng)
             return self._response(msg, addr, token=self.tokens.make(addr[0], now), values=tuple(values),
-                                  **self._nodes(msg.info_hash))
+                                  **self._nodes(msg.info_hash, msg.want))
         if isinstance(msg, AnnouncePeer):
             return self._on_announce(msg, addr, now)
         if isinstance(msg, Get):
@@ -393,9 +398,22 @@ class DhtCore:
             return self._error(msg, addr, exc.code, str(exc))
         return self._response(msg, addr)
 
-    def _nodes(self, target: bytes) -> dict[str, object]:
-        nodes = tuple(entry.info() for entry in self.table.closest(target, self.k, verified_only=True))
-        return {"nodes6": nodes} if self.ipv6 else {"nodes": nodes}
+    def closest_nodes(self, target: bytes) -> tuple[NodeInfo, ...]:
+        """The k closest verified nodes of our table to `target`, as sent in `nodes`/`nodes6`."""
+        return tuple(entry.info() for entry in self.table.closest(target, self.k, verified_only=True))
+
+    def _nodes(self, target: bytes, want: tuple[bytes, ...] = ()) -> dict[str, object]:
+        """The `nodes`/`nodes6` of a reply. BEP 32: without `want`, those of the family the query came over (ours);
+        with it, each family it names that this node knows (n4: `nodes`, n6: `nodes6`)."""
+        own, other = ("nodes6", "nodes") if self.ipv6 else ("nodes", "nodes6")
+        families = {b"n6": "nodes6", b"n4": "nodes"}
+        asked = {families[w] for w in want if w in families} or {own}
+        fields: dict[str, object] = {}
+        if own in asked:
+            fields[own] = self.closest_nodes(target)
+        if other in asked and self.other_family is not None:
+            fields[other] = self.other_family(target)
+        return fields
 
     def _response(self, msg: Query, addr: Address, **fields: object) -> Response:
         return Response(t=msg.t, node_id=self.node_id, ip=addr, client_version=self.client_version,
@@ -434,6 +452,9 @@ class DhtCore:
                     fresh = run.lookup.on_response(cand, msg, now)
                     if fresh and not run.internal:
                         self._emit(PeersFound(run.lookup_id, fresh))
+                    other = msg.nodes if self.ipv6 else msg.nodes6
+                    if other and self.other_family is not None:
+                        self._emit(OtherFamilyNodes(list(other)))
                 else:
                     run.lookup.on_error(cand, now)
                 self._pump(run, now, out)
@@ -485,7 +506,8 @@ class DhtCore:
         # A plain get (no put after it) may end at the first immutable item; a put needs the closest nodes.
         lookup = Lookup(target, kind, start, own_id=self.node_id, now=now, alpha=self.alpha, k=self.k,
                         read_only=self.read_only, v6=self.ipv6, enforce_bep42=self.enforce_bep42, salt=salt, seq=seq,
-                        until_item=kind is LookupKind.GET and store is None)
+                        until_item=kind is LookupKind.GET and store is None,
+                        want=(b"n4", b"n6") if self.other_family is not None else ())
         run = _LookupRun(self._new_id(), lookup, store, internal)
         self._lookups[run.lookup_id] = run
         out: list[Packet] = []

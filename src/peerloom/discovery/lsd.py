@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from peerloom.errors import ProtocolError
 
 LSD_GROUP = "239.192.152.143"
+LSD_GROUP6 = "ff15::efc0:988f"  # BEP 14's IPv6 group (site-local scope)
 LSD_PORT = 6771
 ANNOUNCE_INTERVAL = 5 * 60.0  # BEP 14: announce each torrent every 5 minutes
 MAX_MESSAGE = 1400  # one Ethernet frame: anything longer is not an LSD announce
@@ -103,7 +104,8 @@ def _info_hash(value: bytes) -> bytes:
 
 
 class LocalDiscovery:
-    """What one node announces and what it takes from others' announces.
+    """What one node announces and what it takes from others' announces (one per address family: each group gets its
+    own `host` header, and the caller sends to that group).
 
     `due(hashes, now)` returns the datagrams to multicast now for the swarms in `hashes` (each at most once per
     `interval`, several per datagram); `receive(data, now)` returns the (info-hash, port) pairs another node announced,

@@ -65,6 +65,7 @@ class SwarmContext(Protocol):
     settings: Settings
     peer_id: bytes  # our BitTorrent peer id (20 bytes)
     port: int  # the plain BitTorrent TCP port
+    ipv6_address: str | None  # our IPv6 address where the port takes IPv6 peers (BEP 10 `ipv6`), if known
     client_name: str
     tracker_key: int
     download_bucket: TokenBucket  # the node's global rate limits, on top of each torrent's own

@@ -18,15 +18,18 @@ import functools
 import ipaddress
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from peerloom.codec.compact import canonical_address
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
 from peerloom.net.stream import Stream, StreamTransport
 from peerloom.settings import Settings
+from peerloom.torrent import dual_stack
 from peerloom.torrent.create import create, seed_directory
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
@@ -67,31 +70,53 @@ class BitTorrentEngine:
         self._node: EngineNode | None = None
         self._interface = ""
         self._by_hash: dict[bytes, Torrent] = {}
-        self._banned_addresses: set[tuple[str, int]] = set()
+        self._banned_addresses: set[tuple[str, int] | Multiaddr] = set()
         self._banned_ids: set[bytes] = set()
         self._connections: set[PeerConnection] = set()
         self._secure_transports: set[StreamTransport] = set()
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
+        self.ipv6_address: str | None = None  # where IPv6 peers reach us, told in BEP 10 handshakes (`ipv6`)
+        self.families: set[int] = set()  # the address families the BitTorrent port takes (socket.AF_INET/AF_INET6)
         self._tracker_client: TrackerClient | None = None
 
     # -- the service -------------------------------------------------------------------------------
     async def listen(self, host: str, port: int) -> int:
-        """Listen for plain BitTorrent on `host:port` and return the port. The node calls this before it starts the
-        DHT and LSD, which announce this port."""
+        """Listen for plain BitTorrent on `host:port` and return the port; on every interface (0.0.0.0, ::), over
+        IPv4 and IPv6 alike (`dual_stack`). The node calls this before it starts the DHT and LSD, which announce
+        this port."""
         loop = asyncio.get_running_loop()
         try:
-            self._server = await loop.create_server(self._incoming, host, port)
+            if dual_stack.is_wildcard(host):
+                sockets = dual_stack.listen_sockets(port)
+                self.families = dual_stack.families(sockets)
+                try:
+                    for sock in sockets:
+                        self._servers.append(await loop.create_server(self._incoming, sock=sock))
+                except BaseException:
+                    for sock in sockets:
+                        sock.close()
+                    raise
+            else:
+                self._servers = [await loop.create_server(self._incoming, host, port)]
+                self.families = {sock.family for sock in self._servers[0].sockets}  # asyncio sets IPV6_V6ONLY
         except OSError as exc:
+            await self.close_listener()
             raise PeerloomError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
         self._interface = host
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = self._servers[0].sockets[0].getsockname()[1]
+        self.ipv6_address = dual_stack.own_ipv6(host) if socket.AF_INET6 in self.families else None
         return self.port
 
+    @property
+    def dual_stack(self) -> bool:
+        """Whether the BitTorrent port takes both IPv4 and IPv6 connections."""
+        return self.families == {socket.AF_INET, socket.AF_INET6}
+
     async def close_listener(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
             with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+                await server.wait_closed()
 
     async def start(self, node: EngineNode) -> None:
         self._node = node
@@ -108,8 +133,8 @@ class BitTorrentEngine:
 
     async def stop(self) -> None:
         """Stop every torrent (they save their resume data), close every peer and the tracker client."""
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         await asyncio.gather(*(t.stop() for t in self.torrents.values()), return_exceptions=True)
         for conn in list(self._connections):
             conn.close("node stopping")
@@ -133,7 +158,7 @@ class BitTorrentEngine:
         if self._tracker_client is None:
             from peerloom.torrent.tracker_client import TrackerClient
 
-            self._tracker_client = TrackerClient()
+            self._tracker_client = TrackerClient(families=frozenset(self.families))
         return self._tracker_client
 
     def run_blocking_future(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -191,13 +216,15 @@ class BitTorrentEngine:
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)
 
-    def ban(self, address: tuple[str, int], peer_id: bytes | None) -> None:
-        self._banned_addresses.add(address)
+    def ban(self, address: tuple[str, int] | Multiaddr, peer_id: bytes | None) -> None:
+        self._banned_addresses.add(_ban_key(address))
         if peer_id:
             self._banned_ids.add(peer_id)
 
-    def is_banned(self, address: tuple[str, int], peer_id: bytes | None = None) -> bool:
-        return address in self._banned_addresses or (peer_id is not None and peer_id in self._banned_ids)
+    def is_banned(self, address: tuple[str, int] | Multiaddr, peer_id: bytes | None = None) -> bool:
+        """A banned address is banned however it is spelt (an IPv4 address as ::ffff:a.b.c.d too)."""
+        return (_ban_key(address) in self._banned_addresses
+                or (peer_id is not None and peer_id in self._banned_ids))
 
     def is_self(self, address: tuple[str, int] | Multiaddr) -> bool:
         if isinstance(address, Multiaddr):
@@ -205,7 +232,7 @@ class BitTorrentEngine:
         if address[1] != self.port:
             return False
         with contextlib.suppress(ValueError):
-            ip = ipaddress.ip_address(address[0])
+            ip = ipaddress.ip_address(canonical_address(address)[0])
             return ip.is_loopback or ip.is_unspecified or address[0] == self._interface
         return False
 
@@ -320,6 +347,11 @@ class BitTorrentEngine:
         self.resume.delete(torrent.id)
         if delete_data and torrent.storage is not None:
             await self.run_blocking(torrent.storage.delete_files)
+
+
+def _ban_key(address: tuple[str, int] | Multiaddr) -> tuple[str, int] | Multiaddr:
+    """What a ban is kept under: a plain address with its IP canonical; a secure-layer peer's multiaddr as it is."""
+    return address if isinstance(address, Multiaddr) else canonical_address(address)
 
 
 def _allowed_keys(allow: list[PeerId], peers: list[tuple[str, int] | Multiaddr]) -> set[PeerId]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from peerloom.codec.bencode import BencodeError, decode, decode_prefix, encode
-from peerloom.codec.compact import pack_peers, unpack_peers
+from peerloom.codec.compact import is_ipv6, pack_peers, unpack_peers
 from peerloom.errors import ProtocolError
 
 METADATA_PIECE = 16384
@@ -45,8 +44,9 @@ class ExtHandshake:
     port: int | None = None
     reqq: int | None = None
     metadata_size: int | None = None
-    yourip: bytes | None = None
+    yourip: bytes | None = None  # the receiver's IP as the sender sees it, 4 or 16 bytes
     upload_only: bool = False
+    ipv6: bytes | None = None  # the sender's own IPv6 address, 16 bytes (BEP 10), where it takes IPv6 peers
 
 
 def encode_ext_handshake(h: ExtHandshake) -> bytes:
@@ -63,6 +63,8 @@ def encode_ext_handshake(h: ExtHandshake) -> bytes:
         d[b"yourip"] = h.yourip
     if h.upload_only:
         d[b"upload_only"] = 1
+    if h.ipv6:
+        d[b"ipv6"] = h.ipv6
     return encode(d)
 
 
@@ -83,6 +85,7 @@ def parse_ext_handshake(payload: bytes) -> ExtHandshake:
             ids[k.decode("utf-8", "replace")] = v
     client = d.get(b"v")
     yourip = d.get(b"yourip")
+    ipv6 = d.get(b"ipv6")
     return ExtHandshake(
         ids=ids,
         client=client.decode("utf-8", "replace")[:100] if isinstance(client, bytes) else None,
@@ -91,6 +94,7 @@ def parse_ext_handshake(payload: bytes) -> ExtHandshake:
         metadata_size=_int(d, b"metadata_size", 1, 1 << 62),
         yourip=yourip if isinstance(yourip, bytes) and len(yourip) in (4, 16) else None,
         upload_only=d.get(b"upload_only") == 1,
+        ipv6=ipv6 if isinstance(ipv6, bytes) and len(ipv6) == 16 else None,
     )
 
 
@@ -107,6 +111,7 @@ def update_ext_handshake(previous: ExtHandshake | None, h: ExtHandshake) -> ExtH
             metadata_size=h.metadata_size if h.metadata_size is not None else previous.metadata_size,
             yourip=h.yourip if h.yourip is not None else previous.yourip,
             upload_only=h.upload_only,
+            ipv6=h.ipv6 if h.ipv6 is not None else previous.ipv6,
         )
     return replace(h, ids={name: i for name, i in h.ids.items() if i})
 
@@ -250,10 +255,10 @@ def encode_pex(msg: PexMessage) -> bytes:
     flags = dict(zip(msg.added, msg.added_flags, strict=False))
     d: dict[bytes, Any] = {}
     for v6, suffix in ((False, b""), (True, b"6")):
-        added = [p for p in msg.added if (ipaddress.ip_address(p[0]).version == 6) == v6]
+        added = [p for p in msg.added if is_ipv6(p[0]) == v6]
         d[b"added" + suffix] = pack_peers(added, v6)
         d[b"added" + suffix + b".f"] = bytes(flags.get(p, 0) & 0xFF for p in added)
-        dropped = [p for p in msg.dropped if (ipaddress.ip_address(p[0]).version == 6) == v6]
+        dropped = [p for p in msg.dropped if is_ipv6(p[0]) == v6]
         d[b"dropped" + suffix] = pack_peers(dropped, v6)
     return encode(d)
 

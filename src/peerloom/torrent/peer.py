@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from peerloom.codec.compact import canonical_address, format_address
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
@@ -92,7 +93,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.secure_key: Any = None  # the remote's PeerId when we run over a secure-layer stream
         self.outgoing = outgoing
         self.transport: asyncio.Transport | None = None
-        self.remote: tuple[str, int] | None = None
+        self.remote: tuple[str, int] | None = None  # where the connection comes from (canonical IP, see codec.compact)
         now = time.monotonic()
         self.wire = PeerWire(engine.peer_id, outgoing=outgoing, now=now)
         self._receive = bytearray(RECEIVE_MIN)
@@ -164,7 +165,7 @@ class PeerConnection(asyncio.BufferedProtocol):
         return self.address or self.remote or ("?", 0)
 
     def __repr__(self) -> str:
-        where = f"{self.key[0]}:{self.key[1]}" if isinstance(self.key, tuple) else str(self.key)
+        where = format_address(self.key) if isinstance(self.key, tuple) else str(self.key)
         return f"<peer {where} {self.client or '?'}>"
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -172,7 +173,8 @@ class PeerConnection(asyncio.BufferedProtocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio subclasses
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
         peer = transport.get_extra_info("peername")
-        self.remote = (peer[0], peer[1]) if peer else None
+        # an IPv4 peer reached through a dual-stack socket is reported as ::ffff:a.b.c.d: keep it as IPv4
+        self.remote = canonical_address((peer[0], peer[1])) if peer else None
         self.secure_key = transport.get_extra_info("peer_id")
         torrent = self.torrent
         if self.outgoing and torrent is not None:

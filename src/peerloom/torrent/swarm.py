@@ -505,7 +505,7 @@ class Torrent:
         assert hs is not None
         self._send_have_pieces(peer, first=True)  # BEP 3: the bitfield comes first, before any other message
         if hs.supports_extensions:
-            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self.exchange.ext_handshake())))
+            peer.send_message(wire.Extended(0, ext.encode_ext_handshake(self.exchange.ext_handshake(peer))))
         self.sources.send_dht_port(peer)
         return True
 
@@ -796,6 +796,7 @@ class Torrent:
             left=self.left(),
             event=event,
             key=self.engine.tracker_key,
+            ipv6=self.engine.ipv6_address,
         )
 
     def left(self) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from peerloom.codec.compact import packed_ip
 from peerloom.torrent import extensions as ext
 from peerloom.torrent import wire
 from peerloom.torrent.hashes import LayerFetch, answer_hash_request
@@ -66,16 +67,22 @@ class Exchange:
                 self.assembler.release(piece)
         peer.metadata_requests.clear()
 
-    def ext_handshake(self) -> ext.ExtHandshake:
+    def ext_handshake(self, peer: PeerConnection) -> ext.ExtHandshake:
+        """Our BEP 10 handshake to `peer`: with `yourip` (its address as we see it) over plain TCP, and `ipv6` (our
+        IPv6 address, when we take IPv6 peers) so that a peer met over IPv4 learns where else we are."""
         ids = dict(ext.LOCAL_IDS)
         if self.torrent.private:
             ids.pop("ut_pex", None)
+        plain = peer.remote is not None and peer.secure_key is None
+        ipv6 = self.context.ipv6_address
         return ext.ExtHandshake(
             ids=ids,
             client=self.context.client_name,
             port=self.context.port,
             reqq=1000,
             metadata_size=len(self.torrent.meta.info_bytes) if self.torrent.meta else None,
+            yourip=packed_ip(peer.remote[0]) if plain and peer.remote is not None else None,
+            ipv6=packed_ip(ipv6) if plain and ipv6 is not None else None,
         )
 
     def on_extended(self, peer: PeerConnection, m: wire.Extended) -> None:

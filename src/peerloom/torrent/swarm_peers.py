@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from peerloom.codec.compact import canonical_address
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import AccessRefused
 
@@ -63,6 +64,8 @@ class Peers:
                 break
             if self.secure and not isinstance(addr, Multiaddr):
                 continue
+            if not isinstance(addr, Multiaddr):
+                addr = canonical_address(addr)  # one record per peer, however its IP is spelt
             record = known.get(addr)
             if record is None:
                 if not self.excluded(addr):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_from_bytes, urlsplit, urlunsplit
+from urllib.parse import quote, quote_from_bytes, urlsplit, urlunsplit
 
 from peerloom.codec.bencode import BencodeError, decode
-from peerloom.codec.compact import unpack_peers
+from peerloom.codec.compact import canonical_ip, unpack_peers
 from peerloom.errors import PeerloomError, ProtocolError
 
 MAX_BODY = 4 * 1024 * 1024
@@ -34,6 +34,7 @@ class AnnounceRequest:
     event: str = ""
     numwant: int = 50
     key: int = 0
+    ipv6: str | None = None  # BEP 7: our IPv6 address, so a tracker reached over IPv4 knows it too (HTTP only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,8 @@ def http_announce_url(base: str, req: AnnounceRequest) -> str:
     ]
     if req.event:
         params.append(("event", req.event))
+    if req.ipv6:
+        params.append(("ipv6", quote(req.ipv6, safe="")))
     parts = urlsplit(base)
     query = "&".join(f"{k}={v}" for k, v in params)
     return urlunsplit(parts._replace(query=f"{parts.query}&{query}" if parts.query else query))
@@ -114,7 +117,7 @@ def parse_http_announce(body: bytes) -> AnnounceResponse:
             # like a compact entry, an entry without a usable port (0, negative, beyond 65535) is skipped
             if type(port) is int and 0 < port < 65536 and isinstance(entry.get(b"ip"), bytes):
                 try:
-                    peers.append((str(ipaddress.ip_address(entry[b"ip"].decode())), port))
+                    peers.append((canonical_ip(str(ipaddress.ip_address(entry[b"ip"].decode()))), port))
                 except ValueError:
                     continue
     raw6 = d.get(b"peers6")

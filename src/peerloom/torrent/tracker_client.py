@@ -34,12 +34,16 @@ class TrackerClient:
     shared UDP socket per address family. `timeout` bounds each call."""
 
     def __init__(
-        self, *, timeout: float = 15.0, udp_timeout: float = 60.0, udp_retransmit_base: float = RETRANSMIT_BASE
+        self, *, timeout: float = 15.0, udp_timeout: float = 60.0, udp_retransmit_base: float = RETRANSMIT_BASE,
+        families: frozenset[int] = frozenset(),
     ) -> None:
         self.timeout = timeout
+        # the address families our BitTorrent port takes (empty: any): trackers are reached over those only, since
+        # a tracker hands out the address it saw us come from
+        self.families = families
         self._session: aiohttp.ClientSession | None = None
         # BEP 15 resends after 15 s, then 30 s more: a minute allows three sends before the announce loop's backoff
-        self.udp = UdpTrackerClient(timeout=udp_timeout, retransmit_base=udp_retransmit_base)
+        self.udp = UdpTrackerClient(timeout=udp_timeout, retransmit_base=udp_retransmit_base, families=families)
 
     async def announce(self, url: str, req: AnnounceRequest) -> AnnounceResponse:
         if _scheme(url) == "udp":
@@ -64,7 +68,9 @@ class TrackerClient:
 
     async def _http_get(self, url: str) -> bytes:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            (family,) = self.families if len(self.families) == 1 else (0,)  # 0: either, happy eyeballs
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout),
+                                                  connector=aiohttp.TCPConnector(family=family))
         try:
             async with self._session.get(url) as resp:
                 if resp.status != 200:

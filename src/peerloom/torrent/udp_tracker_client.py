@@ -80,8 +80,12 @@ class UdpTrackerClient:
     """Announces and scrapes over UDP. `timeout` bounds each call (DNS, connect, retries, answer);
     `retransmit_base` is BEP 15's 15 s, shorter in tests."""
 
-    def __init__(self, *, timeout: float = 15.0, retransmit_base: float = RETRANSMIT_BASE) -> None:
+    def __init__(self, *, timeout: float = 15.0, retransmit_base: float = RETRANSMIT_BASE,
+                 families: frozenset[int] = frozenset()) -> None:
         self.timeout = timeout
+        # the address families our BitTorrent port takes (empty: any): a tracker records the address it is reached
+        # from, so one reached over a family we do not listen on would hand out an address nobody can dial
+        self.families = families or frozenset((socket.AF_INET, socket.AF_INET6))
         self.retransmit_base = retransmit_base
         self.connection_ids = ConnectionIds()
         self._endpoints: dict[int, _Endpoint] = {}
@@ -125,9 +129,9 @@ class UdpTrackerClient:
         except (socket.gaierror, UnicodeError) as exc:
             raise TrackerError(f"cannot resolve UDP tracker {target.host}: {exc}") from exc
         for family, _, _, _, sockaddr in infos:
-            if family in (socket.AF_INET, socket.AF_INET6):
+            if family in self.families:
                 return family, (str(sockaddr[0]), int(sockaddr[1]))
-        raise TrackerError(f"UDP tracker {target.host} has no IP address")
+        raise TrackerError(f"UDP tracker {target.host} has no IP address of a family this node listens on")
 
     async def _endpoint(self, family: int) -> _Endpoint:
         endpoint = self._endpoints.get(family)

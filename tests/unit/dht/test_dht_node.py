@@ -297,3 +297,59 @@ def test_stats_snapshot_and_load() -> None:
     assert other.load(node.snapshot(), 0.0) == 1
     stats = node.stats.as_dict()
     assert {"packets_in", "packets_out", "queries_in", "malformed", "rate_limited", "timeouts"} <= set(stats)
+
+
+# -- BEP 32 `want` -----------------------------------------------------------------------------------------------------
+def _both_families() -> tuple[DhtCore, DhtCore]:
+    """An IPv4 and an IPv6 core of one node, each answering `want` from the other as a driver wires them."""
+    v4, v6 = make(), DhtCore(OWN, now=0.0, ipv6=True, rng=random.Random(2))
+    v4.table.on_response(b"\x04" * 20, ("10.0.1.4", 6881), 0.0)
+    v6.table.on_response(b"\x06" * 20, ("2001:db8::6", 6881), 0.0)
+    v4.other_family, v6.other_family = v6.closest_nodes, v4.closest_nodes
+    return v4, v6
+
+
+@pytest.mark.parametrize("query", [
+    lambda want: FindNode(t=b"f", node_id=OTHER_ID, target=b"\x05" * 20, want=want),
+    lambda want: GetPeers(t=b"g", node_id=OTHER_ID, info_hash=b"\x05" * 20, want=want),
+])
+def test_want_asks_for_the_nodes_of_each_family_named(query) -> None:  # type: ignore[no-untyped-def]
+    v4, v6 = _both_families()
+    n4 = ((b"\x04" * 20, "10.0.1.4", 6881),)
+    n6 = ((b"\x06" * 20, "2001:db8::6", 6881),)
+    both = ask(v4, query((b"n4", b"n6")))
+    assert isinstance(both, Response) and both.nodes == n4 and both.nodes6 == n6
+    only6 = ask(v4, query((b"n6",)))
+    assert isinstance(only6, Response) and only6.nodes == () and only6.nodes6 == n6
+    over6 = ask(v6, query((b"n4",)), addr=("2001:db8::9", 1))
+    assert isinstance(over6, Response) and over6.nodes == n4 and over6.nodes6 == ()
+    # without `want`, or with only names it does not know, a query gets the family it came over
+    for want in ((), (b"n5",)):
+        plain = ask(v6, query(want), addr=("2001:db8::9", 1))
+        assert isinstance(plain, Response) and plain.nodes == () and plain.nodes6 == n6
+
+
+def test_want_of_a_family_the_node_does_not_run_is_left_out() -> None:
+    node = make()
+    node.table.on_response(b"\x04" * 20, ("10.0.1.4", 6881), 0.0)
+    reply = ask(node, FindNode(t=b"f", node_id=OTHER_ID, target=b"\x05" * 20, want=(b"n4", b"n6")))
+    assert isinstance(reply, Response) and len(reply.nodes) == 1 and reply.nodes6 == ()
+
+
+@pytest.mark.parametrize("dual", [True, False])
+def test_a_node_in_both_families_asks_for_both_and_reports_the_other_familys_nodes(dual: bool) -> None:
+    """BEP 32: with `other_family` set, lookups send want n4+n6, and the nodes6 of a reply to the IPv4 core come out
+    as `OtherFamilyNodes` for the driver to hand to the IPv6 DHT; without it neither happens."""
+    from peerloom.dht.events import OtherFamilyNodes
+
+    node = make()
+    if dual:
+        node.other_family = lambda target: ()
+    node.table.on_response(OTHER_ID, PEER, 0.0)
+    _, packets = node.start_lookup(LookupKind.GET_PEERS, IH, 0.0)
+    (query,) = [decode(data) for data, to in packets if to == PEER]
+    assert isinstance(query, GetPeers) and query.want == ((b"n4", b"n6") if dual else ())
+    six = ((b"\x06" * 20, "2001:db8::6", 6881),)
+    node.receive(encode(Response(t=query.t, node_id=OTHER_ID, nodes6=six, token=b"k")), PEER, 0.1)
+    reported = [e for e in node.pop_events() if isinstance(e, OtherFamilyNodes)]
+    assert reported == ([OtherFamilyNodes(list(six))] if dual else [])

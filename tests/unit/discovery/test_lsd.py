@@ -76,3 +76,4 @@ def test_each_swarm_is_announced_once_per_interval_and_many_share_a_datagram() -
     sent = LocalDiscovery(1).due(many, 0.0)
     assert [len(decode(d).info_hashes) for d in sent] == [MAX_HASHES_PER_MESSAGE, 5]
     assert all(len(d) < 1400 for d in sent)
+

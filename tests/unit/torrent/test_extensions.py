@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.mutations import mutated
 
-from peerloom.codec.bencode import encode
+from peerloom.codec.bencode import decode, encode
 from peerloom.errors import ProtocolError
 from peerloom.torrent import extensions as ext
 from peerloom.torrent.extensions import (
@@ -457,7 +457,8 @@ def test_pex_state_messages_encode_and_parse_back() -> None:
 
 address = st.one_of(
     st.tuples(st.ip_addresses(v=4).map(str), st.integers(1, 65535)),
-    st.tuples(st.ip_addresses(v=6).map(str), st.integers(1, 65535)),
+    # the swarm's addresses are canonical: an IPv4-mapped IPv6 one is held (and sent) as IPv4
+    st.tuples(st.ip_addresses(v=6).filter(lambda ip: ip.ipv4_mapped is None).map(str), st.integers(1, 65535)),
 )
 
 
@@ -565,3 +566,24 @@ def test_a_later_ext_handshake_updates_the_earlier_one() -> None:
         b"m": {b"ut_pex": 0, b"ut_holepunch": 4, b"ut_metadata": 5}, b"reqq": 300})))
     assert later == ExtHandshake(ids={"ut_metadata": 5, "ut_holepunch": 4}, client="client 1", port=6881, reqq=300,
                                  metadata_size=500)
+
+
+def test_pex_sends_an_ipv4_mapped_peer_as_ipv4_and_reads_one_from_added6_as_ipv4() -> None:
+    sent = ext.encode_pex(PexMessage(added=[("::ffff:192.0.2.7", 6881), V6], added_flags=[0, 0],
+                                     dropped=[("::ffff:192.0.2.8", 1)]))
+    d = decode(sent)
+    assert d[b"added"] == bytes([192, 0, 2, 7]) + b"\x1a\xe1" and d[b"dropped"] == bytes([192, 0, 2, 8]) + b"\x00\x01"
+    assert len(d[b"added6"]) == 18 and d[b"dropped6"] == b""
+    mapped = bytes(10) + b"\xff\xff" + bytes([192, 0, 2, 9]) + b"\x00\x07"
+    assert ext.parse_pex(encode({b"added6": mapped, b"dropped6": mapped})) == PexMessage(
+        added=[("192.0.2.9", 7)], added_flags=[0], dropped=[("192.0.2.9", 7)])
+
+
+def test_ext_handshake_carries_our_ipv6_address() -> None:
+    h = ExtHandshake(ids={"ut_pex": 1}, yourip=bytes([192, 0, 2, 7]), ipv6=bytes(15) + b"\x01")
+    assert decode(ext.encode_ext_handshake(h))[b"ipv6"] == bytes(15) + b"\x01"
+    assert ext.parse_ext_handshake(ext.encode_ext_handshake(h)) == h
+    for wrong in (b"\x01" * 4, b"\x01" * 17, 5):  # BEP 10: 16 bytes; anything else is ignored
+        assert ext.parse_ext_handshake(encode({b"m": {}, b"ipv6": wrong})).ipv6 is None
+    later = ext.update_ext_handshake(h, ExtHandshake(ids={}))
+    assert later.ipv6 == h.ipv6  # a later handshake that leaves it out keeps it

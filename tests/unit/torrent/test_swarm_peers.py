@@ -47,3 +47,9 @@ def test_a_secure_swarm_takes_no_plain_address() -> None:
     peers = table(secure=True)
     peers.add([A], now=0.0)
     assert A not in peers
+
+
+def test_an_ipv4_peer_spelt_as_ipv4_mapped_ipv6_is_one_record() -> None:
+    peers = table()
+    peers.add([("::ffff:10.0.0.1", 1), A, ("::ffff:10.0.0.2", 2)], now=0.0)
+    assert list(peers.known) == [A]  # and B, however spelt, is still excluded

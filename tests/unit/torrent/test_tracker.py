@@ -22,6 +22,13 @@ def test_announce_url_percent_encodes_binary_fields_and_keeps_the_query() -> Non
     url = http_announce_url("http://t.example/announce?passkey=abc", req)
     assert url.startswith("http://t.example/announce?passkey=abc&info_hash=%00%FFaaaa")
     assert "&event=started" in url and "&compact=1" in url and "&key=000000ff" in url
+    assert "ipv6=" not in url
+
+
+def test_announce_url_tells_our_ipv6_address() -> None:
+    """BEP 7: a client taking IPv6 peers tells its address, so a tracker reached over IPv4 hands it out too."""
+    req = AnnounceRequest(b"i" * 20, b"p" * 20, 6881, 0, 0, 0, ipv6="2001:db8::1")
+    assert http_announce_url("http://t.example/announce", req).endswith("&ipv6=2001%3Adb8%3A%3A1")
 
 
 def test_compact_and_dict_peers_are_parsed() -> None:
@@ -30,8 +37,9 @@ def test_compact_and_dict_peers_are_parsed() -> None:
     resp = parse_http_announce(body)
     assert resp.interval == 60 and resp.min_interval == 30 and resp.complete == 3
     assert resp.peers == [("127.0.0.1", 6881), ("::1", 80)]
-    listed = parse_http_announce(encode({b"interval": 5, b"peers": [{b"ip": b"10.0.0.1", b"port": 7}]}))
-    assert listed.peers == [("10.0.0.1", 7)]
+    listed = parse_http_announce(encode({b"interval": 5, b"peers": [{b"ip": b"10.0.0.1", b"port": 7},
+                                                                     {b"ip": b"::ffff:10.0.0.2", b"port": 8}]}))
+    assert listed.peers == [("10.0.0.1", 7), ("10.0.0.2", 8)]
 
 
 @pytest.mark.parametrize(
