@@ -177,6 +177,22 @@ class PiecePicker:
             self._endgame(peer, bits, is_seed, count, out)
         return out
 
+    def claim_pieces(self, bits: Sequence[bool] | bytearray, count: int) -> list[int]:
+        """Up to `count` consecutive pieces, none of them started, for a source that fetches whole pieces itself (a
+        web seed, BEP 19) and has pieces `bits`: the first chosen as `pick` starts a new piece (so pieces no peer
+        has come first), the rest the ones after it. They are out of the picking, as pieces being verified are,
+        until `piece_passed`, or `piece_failed` (which also gives back a claimed piece that was not fetched)."""
+        first = self._new_piece(bits, False)
+        if first is None:
+            return []
+        run = [first]
+        while len(run) < count and run[-1] + 1 < self.num_pieces and self._todo[run[-1] + 1] and bits[run[-1] + 1]:
+            run.append(run[-1] + 1)
+        for index in run:
+            self._verifying.add(index)
+            self._refresh(index)
+        return run
+
     def _take_blocks(self, index: int, part: PartialPiece, peer: Hashable, n: int, out: list) -> None:
         state = part.state
         start = 0
@@ -276,7 +292,7 @@ class PiecePicker:
         self.mark_have(index)
 
     def piece_failed(self, index: int) -> None:
-        """Hash check failed: the whole piece is fetched again."""
+        """Hash check failed (or a claimed piece was not fetched): the whole piece is fetched again."""
         self._verifying.discard(index)
         self.partial.pop(index, None)
         self._refresh(index)
