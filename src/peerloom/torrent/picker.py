@@ -179,14 +179,18 @@ class PiecePicker:
 
     def claim_pieces(self, bits: Sequence[bool] | bytearray, count: int) -> list[int]:
         """Up to `count` consecutive pieces, none of them started, for a source that fetches whole pieces itself (a
-        web seed, BEP 19) and has pieces `bits`: the first chosen as `pick` starts a new piece (so pieces no peer
-        has come first), the rest the ones after it. They are out of the picking, as pieces being verified are,
-        until `piece_passed`, or `piece_failed` (which also gives back a claimed piece that was not fetched)."""
-        first = self._new_piece(bits, False)
-        if first is None:
+        web seed, BEP 19) and has pieces `bits`: the lowest such piece and those after it, since an HTTP server
+        serves runs of a file best and peers, which start pieces at random, rarely want the same ones. They are out
+        of the picking, as pieces being verified are, until `piece_passed`, or `piece_failed` (which also gives back
+        a claimed piece that was not fetched)."""
+        todo = self._todo
+        first = todo.find(1)
+        while first >= 0 and not bits[first]:
+            first = todo.find(1, first + 1)
+        if first < 0:
             return []
         run = [first]
-        while len(run) < count and run[-1] + 1 < self.num_pieces and self._todo[run[-1] + 1] and bits[run[-1] + 1]:
+        while len(run) < count and run[-1] + 1 < self.num_pieces and todo[run[-1] + 1] and bits[run[-1] + 1]:
             run.append(run[-1] + 1)
         for index in run:
             self._verifying.add(index)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 MAX_WEB_SEEDS = 16  # servers used per torrent; a torrent naming more gets the first ones
 MAX_URL_LENGTH = 4096
-RUN_BYTES = 4 * 1024 * 1024  # bytes asked of a server at once (libtorrent asks web seeds for 1-4 MiB at a time)
+RUN_BYTES = 1024 * 1024  # bytes asked of a server at once (libtorrent: 1 MiB, or 4 MiB without keep-alive)
 MAX_FAILURES = 5  # failed requests in a row (each after a backoff) before a server is dropped
 MAX_HASH_FAILURES = 3  # pieces that failed their hash check before a server is dropped
 BACKOFF_BASE = 2.0  # seconds after the first failure, doubled after each further one

@@ -94,7 +94,7 @@ class WebSeeds:
                         if not seed.dropped:
                             task = asyncio.create_task(self._worker(seed), name=f"web seed {seed.url}")
                             self._workers.add(task)
-                            task.add_done_callback(self._workers.discard)
+                            task.add_done_callback(self._worker_done)
             else:
                 self._wake()
         else:
@@ -121,6 +121,11 @@ class WebSeeds:
 
     def status(self, now: float) -> tuple[WebSeedStatus, ...]:
         return tuple(seed.status(now) for seed in self.seeds)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._workers.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug: this seed stops, the torrent goes on
+            log.error("%s: web seed worker failed", self.host.name, exc_info=task.exception())
 
     def _wake(self) -> None:
         self._work.set()

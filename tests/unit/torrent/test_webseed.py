@@ -285,9 +285,13 @@ def test_claims_are_runs_of_unstarted_pieces_out_of_the_picking_until_done() -> 
     assert picker.claim_pieces(everything, 4) == [4]
 
 
-def test_claims_start_at_the_rarest_pieces() -> None:
+def test_claims_skip_what_the_server_lacks_and_what_peers_have_started() -> None:
     picker = PiecePicker([PIECE] * 8)
-    for i in range(4):
-        picker.mark_have(i)  # past the random first pieces
-    picker.add_peer_pieces([True] * 6 + [False] * 2)  # peers have 4 and 5; nobody has 6 or 7
-    assert picker.claim_pieces(bytearray(b"\x01" * 8), 1) in ([6], [7])
+    picker.add_peer_pieces([True] * 8)
+    started = {index for index, _, _ in picker.pick("peer", [True] * 8, 3)}  # 3 random pieces of one block
+    server = bytearray(b"\x01" * 8)
+    server[min(set(range(8)) - started)] = 0
+    claimed = picker.claim_pieces(server, 8)
+    free = sorted(set(range(8)) - started)
+    assert claimed and claimed[0] == free[1] and not set(claimed) & started
+    assert claimed == list(range(claimed[0], claimed[0] + len(claimed)))
