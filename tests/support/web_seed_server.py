@@ -2,7 +2,7 @@
 
 The first part of a request's path picks how it answers, the rest is the file's path under the folder:
 - `files`: aiohttp's own file responses (Range honoured, 206 with Content-Range, as a real server);
-- `corrupt`: ranges honoured, but one byte of every answer flipped;
+- `corrupt`: ranges honoured, but a byte flipped in every 16 KiB of every answer;
 - `norange`: Range ignored, always 200 with the whole file;
 - `badrange`: a 206 whose Content-Range is one byte off the range asked for;
 - `redirect`: a 302 to the same file under `files`.
@@ -75,8 +75,9 @@ class WebSeedServer:
         start = rng.start or 0
         stop = len(data) if rng.stop is None else min(rng.stop, len(data))
         body = bytearray(data[start:stop])
-        if mode == "corrupt" and body:
-            body[len(body) // 2] ^= 0xFF
+        if mode == "corrupt":
+            for i in range(100, len(body), 16384):  # a byte in every block: every piece fails
+                body[i] ^= 0xFF
         first = start + 1 if mode == "badrange" else start
         headers = {"Content-Range": f"bytes {first}-{first + len(body) - 1}/{len(data)}"}
         return web.Response(status=206, body=bytes(body), headers=headers)

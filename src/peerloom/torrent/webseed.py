@@ -223,7 +223,9 @@ class WebSeed:
 
     def request_failed(self, now: float, error: WebSeedError) -> None:
         """Count a failed request by its kind of fault. Failures while already backing off (requests that were under
-        way together) count once."""
+        way together) count once; a dropped server keeps the reason it was dropped for."""
+        if self.dropped:
+            return
         self.error = str(error)
         if error.fault is Fault.MISSING:
             return  # `file_missing` is told which file
@@ -249,6 +251,8 @@ class WebSeed:
         """A piece from this server failed its hash check: the file it lies in is taken to differ from the torrent's
         (a piece spanning files: that piece); after `MAX_HASH_FAILURES` the server is dropped."""
         self.hash_failures += 1
+        if self.dropped:
+            return
         self.error = f"piece {index} failed its hash check"
         files = {s.file_index for s in self.pieces.segments(index) if s.file_index >= 0}
         if len(files) == 1:

@@ -231,6 +231,11 @@ def test_a_bad_piece_in_one_file_marks_that_file_missing_on_that_server(tmp_path
     assert not seed.dropped and seed.status(0.0).hash_failures == 1
     seed.hash_failed(0)  # wholly inside a.bin: all of a.bin's pieces go too
     assert not any(seed.available) and seed.dropped  # nothing left to ask it for
+    reason = seed.error
+    assert reason is not None and "none of the torrent's pieces" in reason
+    seed.hash_failed(1)  # a run under way when it was dropped: counted, but the reason stays
+    seed.request_failed(0.0, err(Fault.TRANSIENT))
+    assert seed.error == reason and seed.hash_failures == 3
 
 
 def test_a_bad_piece_spanning_files_marks_only_that_piece(tmp_path: Path) -> None:
