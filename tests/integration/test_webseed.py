@@ -110,6 +110,18 @@ async def test_a_server_answering_another_range_backs_off_while_another_complete
     assert_same_files(meta, src, tmp_path / "dst")
 
 
+async def test_a_silent_server_times_out_and_its_pieces_go_to_another(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    data = make_single(src)
+    async with WebSeedServer(src) as server, node(tmp_path, "leech", web_seed_timeout=0.5) as leecher:
+        meta = create(data, version="v1", piece_length=32768, web_seeds=[server.url("stall"), server.url("files")])
+        t = await leecher.add(meta, tmp_path / "dst")
+        await wait_done(t, 20)
+        stalled = seeds_of(t)["stall"]
+        assert stalled.failures >= 1 and stalled.downloaded == 0 and "Timeout" in (stalled.error or "")
+    assert_same_files(meta, src, tmp_path / "dst")
+
+
 async def test_redirects_are_followed_with_the_range(tmp_path: Path) -> None:
     src = tmp_path / "src"
     data = make_multi(src)

@@ -5,18 +5,20 @@ The first part of a request's path picks how it answers, the rest is the file's 
 - `corrupt`: ranges honoured, but a byte flipped in every 16 KiB of every answer;
 - `norange`: Range ignored, always 200 with the whole file;
 - `badrange`: a 206 whose Content-Range is one byte off the range asked for;
-- `redirect`: a 302 to the same file under `files`.
+- `redirect`: a 302 to the same file under `files`;
+- `stall`: the head of a good answer, then silence until the server stops.
 Every request is recorded (`Asked`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-MODES = ("files", "corrupt", "norange", "badrange", "redirect")
+MODES = ("files", "corrupt", "norange", "badrange", "redirect", "stall")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class WebSeedServer:
         self.requests: list[Asked] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()  # ends the stalled answers, so the server can stop
 
     def url(self, mode: str) -> str:
         """The URL to put in a torrent's url-list for this mode (a folder: the torrent's name is appended)."""
@@ -55,6 +58,7 @@ class WebSeedServer:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._runner is not None
+        self._stopping.set()
         await self._runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -74,6 +78,13 @@ class WebSeedServer:
         rng = request.http_range
         start = rng.start or 0
         stop = len(data) if rng.stop is None else min(rng.stop, len(data))
+        if mode == "stall":
+            head = {"Content-Range": f"bytes {start}-{stop - 1}/{len(data)}"}
+            response = web.StreamResponse(status=206, headers=head)
+            response.content_length = stop - start
+            await response.prepare(request)
+            await self._stopping.wait()
+            return response
         body = bytearray(data[start:stop])
         if mode == "corrupt":
             for i in range(100, len(body), 16384):  # a byte in every block: every piece fails
