@@ -4,6 +4,7 @@ send bad data, ignore Range, answer with the wrong range or redirect."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +121,29 @@ async def test_a_silent_server_times_out_and_its_pieces_go_to_another(tmp_path: 
         stalled = seeds_of(t)["stall"]
         assert stalled.failures >= 1 and stalled.downloaded == 0 and "Timeout" in (stalled.error or "")
     assert_same_files(meta, src, tmp_path / "dst")
+
+
+async def test_a_file_missing_on_the_server_is_not_asked_again_and_the_rest_arrives(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    data = make_multi(src)
+    served = tmp_path / "served"
+    shutil.copytree(src, served)
+    (served / "album" / "disc 2" / "deep" / "b.bin").unlink()
+    async with WebSeedServer(served) as server, node(tmp_path, "leech") as leecher:
+        meta = create(data, version="v2", piece_length=32768, web_seeds=[server.url("files")])  # no piece spans files
+        t = await leecher.add(meta, tmp_path / "dst")
+        missing = next(i for i, f in enumerate(meta.files) if f.path[-1] == "b.bin")
+        pieces = t.pieces
+        assert pieces is not None
+        others = [i for i in range(pieces.num_pieces) if i not in pieces.pieces_of_file(missing)]
+        await until(lambda: t.picker is not None and all(t.picker.have[i] for i in others))
+        await asyncio.sleep(0.3)
+        seed = seeds_of(t)["files"]
+        assert seed.state == "active" and "404" in (seed.error or "")
+        assert 1 <= server.paths("files").count("album/disc 2/deep/b.bin") <= 2  # once per worker at most
+        assert t.status().progress < 1.0
+    got = tmp_path / "dst" / "album" / "cover.jpg"
+    assert got.read_bytes() == (src / "album" / "cover.jpg").read_bytes()
 
 
 async def test_redirects_are_followed_with_the_range(tmp_path: Path) -> None:
