@@ -80,10 +80,6 @@ class WebSeeds:
         """The torrent's `url-list`, and a magnet link's `ws` URLs."""
         self.seeds = [WebSeed(url, meta, pieces) for url in seed_urls((*meta.web_seeds, *magnet_urls))]
 
-    @property
-    def running(self) -> bool:
-        return bool(self._workers)
-
     def update(self) -> None:
         """Run the workers while the torrent downloads, and stop them when it does not (paused, seeding, failed)."""
         host = self.host
