@@ -171,3 +171,4 @@ async def test_a_web_seed_and_a_peer_share_a_download(tmp_path: Path) -> None:
         assert 0 < from_seed < meta.total_length and st.hash_failures == 0
         assert st.downloaded - from_seed > 0  # the rest came from the peer
     assert_same_files(meta, src, tmp_path / "dst")
+
