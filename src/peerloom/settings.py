@@ -25,6 +25,8 @@ class Settings:
     read_cache_bytes: int = 32 * 1024 * 1024
     download_rate_limit: int = 0  # bytes/s per torrent, 0 = unlimited
     trackers: bool = True
+    web_seed_requests: int = 2  # requests under way at once to each web seed (BEP 19)
+    web_seed_timeout: float = 20.0  # seconds to connect to a web seed, and the longest silence while it sends
     tracker_min_wait: float = 30.0
     pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
     secure_port: int = 0  # the secure peer layer's TCP port (0: any free one)

@@ -402,7 +402,8 @@ async def test_bad_magnet_is_refused(api: Api, body: dict[str, Any]) -> None:
 
 
 async def test_upload_torrent_file(api: Api, tmp_path: Path) -> None:
-    meta = create(make_single(tmp_path / "src", size=300_000), version="hybrid", piece_length=32768)
+    meta = create(make_single(tmp_path / "src", size=300_000), version="hybrid", piece_length=32768,
+                  web_seeds=["http://127.0.0.1:9/seeds/"])
     form = upload_form(meta.to_bytes(), save_path=str(tmp_path / "downloads" / "dst"), paused="true")
     torrent = (await api.call("POST", f"{V1}/torrents", 201, data=form))["torrent"]
     assert torrent["id"] == meta.info_hash_v1.hex() and torrent["paused"] and torrent["name"] == "data.bin"
@@ -414,6 +415,9 @@ async def test_upload_torrent_file(api: Api, tmp_path: Path) -> None:
     detail = await api.call("GET", f"{V1}/torrents/{torrent['id']}")
     assert detail["info_hash_v2"] == meta.info_hash_v2.hex() and detail["piece_length"] == 32768
     assert detail["pieces"]["count"] == meta.num_pieces and detail["files"][0]["path"] == "data.bin"
+    conforms(detail, schema("TorrentDetail"))
+    assert detail["web_seeds"] == [{"url": "http://127.0.0.1:9/seeds/", "state": "active", "downloaded": 0,
+                                    "failures": 0, "hash_failures": 0, "error": None}]  # paused: never asked
 
 
 @pytest.mark.parametrize("form", [

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,7 @@ class Daemon:
             "info_hash_v1": torrent.info_hash_v1.hex() if torrent.info_hash_v1 else None,
             "info_hash_v2": torrent.info_hash_v2.hex() if torrent.info_hash_v2 else None,
             "piece_length": meta.piece_length if meta else None,
+            "web_seeds": [asdict(seed) for seed in torrent.status().web_seeds],
         }
 
     def peers(self, torrent: Torrent) -> list[dict[str, Any]]:

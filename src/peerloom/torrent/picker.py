@@ -177,6 +177,26 @@ class PiecePicker:
             self._endgame(peer, bits, is_seed, count, out)
         return out
 
+    def claim_pieces(self, bits: Sequence[bool] | bytearray, count: int) -> list[int]:
+        """Up to `count` consecutive pieces, none of them started, for a source that fetches whole pieces itself (a
+        web seed, BEP 19) and has pieces `bits`: the lowest such piece and those after it, since an HTTP server
+        serves runs of a file best and peers, which start pieces at random, rarely want the same ones. They are out
+        of the picking, as pieces being verified are, until `piece_passed`, or `piece_failed` (which also gives back
+        a claimed piece that was not fetched)."""
+        todo = self._todo
+        first = todo.find(1)
+        while first >= 0 and not bits[first]:
+            first = todo.find(1, first + 1)
+        if first < 0:
+            return []
+        run = [first]
+        while len(run) < count and run[-1] + 1 < self.num_pieces and todo[run[-1] + 1] and bits[run[-1] + 1]:
+            run.append(run[-1] + 1)
+        for index in run:
+            self._verifying.add(index)
+            self._refresh(index)
+        return run
+
     def _take_blocks(self, index: int, part: PartialPiece, peer: Hashable, n: int, out: list) -> None:
         state = part.state
         start = 0
@@ -276,7 +296,7 @@ class PiecePicker:
         self.mark_have(index)
 
     def piece_failed(self, index: int) -> None:
-        """Hash check failed: the whole piece is fetched again."""
+        """Hash check failed (or a claimed piece was not fetched): the whole piece is fetched again."""
         self._verifying.discard(index)
         self.partial.pop(index, None)
         self._refresh(index)

@@ -16,6 +16,18 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class WebSeedStatus:
+    """One web seed (BEP 19) of a torrent, as its status shows it."""
+
+    url: str
+    state: str  # "active", "backing off" or "dropped"
+    downloaded: int  # bytes of pieces from it that passed their hash check
+    failures: int  # failed requests in a row
+    hash_failures: int
+    error: str | None  # its last failure, or why it was dropped
+
+
+@dataclass(frozen=True, slots=True)
 class TorrentStatus:
     """A snapshot for progress bars, `--json` output and the API."""
 
@@ -39,3 +51,4 @@ class TorrentStatus:
     error: str | None
     paused: bool = False
     first_peer_after: float | None = None  # seconds from the start to the first connected peer (discovery time)
+    web_seeds: tuple[WebSeedStatus, ...] = ()

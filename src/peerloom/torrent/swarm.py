@@ -8,10 +8,10 @@ and banned; stalled peers are snubbed and their requests handed to others.
 
 `Torrent` is the facade that builds its parts and wires them (each owns its state and is handed what it needs):
 `swarm_peers.Peers` (the connected peers and one record per known address), `swarm_discovery.PeerSources` (DHT,
-LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange) and `swarm_pieces.PieceFlow` (the start-up
-check, blocks into pieces, verify, serve). This module keeps the lifecycle, the wire messages, requesting, the
-timers (`tick`/`next_wakeup`, driven by one task), trackers and status. Parts read the torrent through a small host
-protocol each and never one another's private state.
+LSD), `swarm_exchange.Exchange` (metadata, piece layers, peer exchange), `swarm_pieces.PieceFlow` (the start-up
+check, blocks into pieces, verify, serve) and `webseed_driver.WebSeeds` (BEP 19 web seeds: whole pieces). This
+module keeps the lifecycle, the wire messages, requesting, the timers (`tick`/`next_wakeup`, driven by one task),
+trackers and status. Parts read the torrent through a small host protocol each and never one another's private state.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from peerloom.torrent.swarm_discovery import PeerSources
 from peerloom.torrent.swarm_exchange import Exchange
 from peerloom.torrent.swarm_peers import BAN_AFTER, Peers
 from peerloom.torrent.swarm_pieces import PieceFlow
+from peerloom.torrent.webseed_driver import WebSeeds
 
 if TYPE_CHECKING:
     from peerloom.torrent.context import SwarmContext
@@ -137,6 +138,7 @@ class Torrent:
         self.announcers: list[Announcer] = []
         self.sources = PeerSources(engine, self)
         self.exchange = Exchange(engine, self)
+        self.web_seeds = WebSeeds(self.settings, self, self.flow, user_agent=engine.client_name)
         # the handler of each message but piece and request (the peer calls those directly, see `on_message`)
         self._handlers: dict[type, Callable[[PeerConnection, Any], None]] = {
             wire.Cancel: self._on_cancel,
@@ -177,6 +179,7 @@ class Torrent:
         sizes = [self.pieces.piece_size(i) for i in range(self.pieces.num_pieces)]
         self.picker = PiecePicker(sizes, wanted=wanted, sequential=self.sequential)
         self.exchange.metadata_known(meta)
+        self.web_seeds.metadata_known(meta, self.pieces, self.magnet.web_seeds if self.magnet else ())
         self._metadata_ready.set()
 
     async def start(self, *, paused: bool = False) -> None:
@@ -208,6 +211,7 @@ class Torrent:
             return
         self.paused = True
         self.sources.stop()
+        self.web_seeds.update()
         self._drop_peers("paused")
         announcers, self.announcers = self.announcers, []
         await asyncio.gather(*(a.stop() for a in announcers))
@@ -226,6 +230,7 @@ class Torrent:
         if not self.paused or self.state in (State.ERROR, State.STOPPED):
             return
         self.paused = False
+        self.web_seeds.update()
         self._make_announcers()
         for announcer in self.announcers:
             announcer.start()
@@ -273,6 +278,7 @@ class Torrent:
         self.save_resume(clean=False)
         if self.picker.complete:
             self._done.set()
+        self.web_seeds.update()
         for peer in self.peers:
             self._send_have_pieces(peer)
             self._update_interest(peer)
@@ -294,6 +300,7 @@ class Torrent:
     def fail(self, message: str) -> None:
         self.state = State.ERROR
         self.error = message
+        self.web_seeds.update()
         for peer in list(self.peers):
             peer.close("torrent stopped")
         self._done.set()
@@ -305,6 +312,7 @@ class Torrent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
         self._drop_peers("shutting down")
+        await self.web_seeds.stop()
         await self.flow.drain()
         await asyncio.gather(*(a.stop() for a in self.announcers))
         if self.state not in (State.ERROR, State.METADATA, State.CHECKING):
@@ -734,6 +742,7 @@ class Torrent:
             self._last_rechoke = now
             self._rechoke()
         self.flow.tick(now)
+        self.web_seeds.update()
 
     def _housekeeping(self, now: float) -> None:
         total_down = total_up = 0.0
@@ -754,7 +763,7 @@ class Torrent:
                 self.request_more(peer)
             if self.exchange.assembler is not None and self.meta is None:
                 self.exchange.request_metadata(peer)
-        self.rate_down, self.rate_up = total_down, total_up
+        self.rate_down, self.rate_up = total_down + self.web_seeds.rate(now), total_up
         if not self.private:
             self.exchange.send_pex(now)
         self._connect_more(now)
@@ -870,6 +879,7 @@ class Torrent:
             checked_pieces=self.flow.checked,
             error=self.error,
             first_peer_after=self.first_peer_after,
+            web_seeds=self.web_seeds.status(time.monotonic()),
         )
 
 

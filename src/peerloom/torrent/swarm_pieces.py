@@ -130,6 +130,14 @@ class PieceFlow:
             picker.start_verifying(index)
             self._verify(index, self.buffers.pop(index), self.block_senders.pop(index))
 
+    def add_piece(self, index: int, data: memoryview) -> asyncio.Future[bool]:
+        """A whole piece from a source that is not a peer (a web seed, which claimed it with
+        `PiecePicker.claim_pieces`): verified, written and announced as a peer's piece is. The future says whether
+        it passed; a failure strikes no peer (the source keeps its own count)."""
+        self.downloaded += len(data)
+        self.session_downloaded += len(data)
+        return self._verify(index, data, {})
+
     async def check(self) -> None:
         """Find what is on disk: trust the resume record where it allows, hash the rest, then make the files ready
         to be written (see `existing` for which existing files may be written into, and `_prepare_files`)."""
@@ -238,7 +246,7 @@ class PieceFlow:
         if len(free) * len(buf) < self.context.settings.max_verify_bytes // 4:
             free.append(buf)
 
-    def _verify(self, index: int, buf: memoryview, senders: dict[int, Any]) -> None:
+    def _verify(self, index: int, buf: memoryview, senders: dict[int, Any]) -> asyncio.Future[bool]:
         self.verifying_bytes += len(buf)
         storage, verifier = self.torrent.storage, self.torrent.verifier
         assert storage is not None and verifier is not None
@@ -252,6 +260,7 @@ class PieceFlow:
         fut = self.context.run_blocking_future(verify_and_write)
         self.in_flight.add(fut)
         fut.add_done_callback(lambda f: self._piece_checked(f, index, buf, senders))
+        return fut
 
     def _piece_checked(self, fut: asyncio.Future, index: int, buf: memoryview, senders: dict[int, Any]) -> None:
         self.in_flight.discard(fut)
@@ -299,7 +308,7 @@ class PieceFlow:
             distinct = {id(p): p for p in senders.values()}
             if len(distinct) == 1:
                 self.torrent.strike(next(iter(distinct.values())), f"piece {index} failed its hash check")
-            else:
+            elif distinct:
                 self.failed[index] = (bytes(buf), senders)
                 while len(self.failed) > MAX_FAILED_KEPT:
                     self.failed.popitem(last=False)
