@@ -66,7 +66,7 @@ def _encryption(text: str, option: str) -> str:
 EncryptionOption = Annotated[
     str,
     checked_option("--encryption", "Protocol encryption (MSE/PE) with BitTorrent peers: prefer (try it, fall back "
-                                   "to plaintext; accept both), require (encrypted only, RC4), disable.",
+                                   "to plaintext; accept both), require (encrypted only; RC4 when offered), disable.",
                    _encryption, "prefer|require|disable"),
 ]
 
