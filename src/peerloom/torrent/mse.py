@@ -15,8 +15,9 @@ chose plaintext. Pads are 0-512 random bytes, so each side finds where the other
 searching for a known pattern within a bounded window: B for HASH('req1', S), A for ENCRYPT(VC).
 
 `MseHandshake` is one side of it: bytes in (`receive`), bytes out, and once `established` the chosen method, the
-payload that arrived with the handshake (the initial payload IA, and anything after) and the RC4 streams. It never
-buffers more than the handshake's bounded size, and any malformed input raises `MseError`.
+payload that arrived with the handshake (the initial payload IA, and anything after) and the RC4 streams. Beyond
+what one call hands it, it holds at most what the current step may need (the sync windows, a pad of at most 512
+bytes, an IA of at most 64 KiB), and any malformed input raises `MseError`.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ class MseHandshake:
     Outgoing (A): give `skey` (the info-hash the dialled torrent is known by), `provide` (the crypto_provide bits)
     and `initial_payload`, called once when message 3 is built (the BitTorrent handshake goes in IA). Incoming (B):
     give `find_skey` (HASH('req2', SKEY) -> SKEY, or None for a torrent we do not have) and `accept` (the methods we
-    take); when A offers both, B selects RC4 if `prefer_rc4`, else plaintext (libtorrent's `prefer_rc4`, off by
-    default: the handshake is what deep packet inspection looks for). `private_key` and `pad` are for tests.
+    take); when A offers both, B selects RC4 if `prefer_rc4`, else plaintext (libtorrent's setting of that name,
+    which is off there by default: the obfuscated handshake is what defeats traffic shaping, and plaintext after it
+    costs no CPU). `private_key` and `pad` are for tests.
     """
 
     def __init__(
