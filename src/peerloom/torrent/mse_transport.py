@@ -6,8 +6,9 @@ writes through `MseTransport`, which encrypts each coalesced write in one call. 
 pass through untouched. An incoming connection opens with a sniff of its first bytes: a plaintext BitTorrent
 handshake goes to the peer as it is (unless plaintext is refused), anything else is taken as MSE.
 
-An outgoing peer is attached at once, so that the BitTorrent handshake it writes first rides in message 3's
-initial payload (IA) and costs no round trip; everything it writes before the method is known waits here.
+The peer is attached as soon as the socket connects, as over plain TCP: an outgoing peer's BitTorrent handshake,
+its first write, rides in message 3's initial payload (IA) and costs no round trip; whatever else it writes
+before the method is known waits here.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class MseTransport:
             self._transport.writelines(chunks)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The socket's, plus "mse": the method MSE chose (mse.PLAINTEXT or mse.RC4; 0 for a plaintext handshake)."""
         if name == "mse":
             return self._owner.method
         return self._transport.get_extra_info(name, default)
@@ -155,10 +157,12 @@ class MseProtocol(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio subclasses
         self._timer = asyncio.get_running_loop().call_later(self._timeout, self._fail, TimeoutError("MSE handshake"))
-        if self._handshake is not None and self._handshake.outgoing:
+        if self._handshake is not None:
             self._transport.write(self._handshake.start())
-            self._adapter = MseTransport(self, self._transport)
-            self.peer.connection_made(self._adapter)  # type: ignore[arg-type]
+        # the peer is attached at once, as over a plain socket: what it writes waits for the method (an outgoing
+        # peer's handshake becomes IA), and closing it (the engine stopping) closes the socket mid-handshake too
+        self._adapter = MseTransport(self, self._transport)
+        self.peer.connection_made(self._adapter)  # type: ignore[arg-type]
 
     def get_buffer(self, sizehint: int) -> Any:
         if self._open:
@@ -208,12 +212,8 @@ class MseProtocol(asyncio.BufferedProtocol):
         self._read = bytearray()
         if self._timer is not None:
             self._timer.cancel()
-        if self._adapter is None:
-            self._adapter = MseTransport(self, self._transport)
-            self._adapter.established(encrypt)
-            self.peer.connection_made(self._adapter)  # type: ignore[arg-type]
-        else:
-            self._adapter.established(encrypt)
+        assert self._adapter is not None
+        self._adapter.established(encrypt)
         if not self.established.done():
             self.established.set_result(None)
         if payload:
