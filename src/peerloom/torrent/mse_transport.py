@@ -151,7 +151,8 @@ class MseProtocol(asyncio.BufferedProtocol):
         return proto
 
     def _initial_payload(self) -> bytes:
-        return self._adapter.take_initial_payload() if self._adapter is not None else b""
+        assert self._adapter is not None, "message 3 follows connection_made"
+        return self._adapter.take_initial_payload()
 
     # -- asyncio.Protocol ------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
