@@ -79,7 +79,9 @@ def looks_plaintext(prefix: bytes) -> bool | None:
 
 
 class Rc4:
-    """One direction of RC4-drop1024. `update` returns new bytes; `update_in_place` transforms a writable buffer."""
+    """One direction of RC4-drop1024. `update` returns new bytes; `update_into` writes into a buffer of the same
+    length, `update_in_place` transforms a writable buffer (no allocation: on the hot path, fresh megabyte buffers
+    cost a page fault per page)."""
 
     __slots__ = ("_ctx",)
 
@@ -89,6 +91,9 @@ class Rc4:
 
     def update(self, data: bytes | bytearray | memoryview) -> bytes:
         return self._ctx.update(data)
+
+    def update_into(self, data: bytes | bytearray | memoryview, out: bytearray | memoryview) -> None:
+        self._ctx.update_into(data, out)
 
     def update_in_place(self, buf: bytearray | memoryview) -> None:
         self._ctx.update_into(buf, buf)
