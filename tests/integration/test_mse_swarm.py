@@ -123,3 +123,17 @@ async def test_a_hand_driven_mse_client_gets_the_nodes_handshake_encrypted(tmp_p
         answer = wire.parse_handshake(bytes(got[: wire.HANDSHAKE_LENGTH]))
         assert answer.info_hash == skey
         writer.close()
+
+
+def test_the_cli_takes_only_the_three_policies(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from peerloom.cli import app
+
+    runner = CliRunner()
+    missing = str(tmp_path / "missing")
+    for before in (["share", missing], ["get", f"{missing}.torrent"], ["daemon", "--home", missing]):
+        result = runner.invoke(app, [*before, "--encryption", "rc4"])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 2 and len(lines) == 1, result.stderr
+        assert "--encryption takes prefer, require or disable" in lines[0]
