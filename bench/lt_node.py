@@ -1,10 +1,11 @@
 """A libtorrent node in its own process, for swarm_bench.py: seeds or downloads one torrent on loopback.
 
-    python bench/lt_node.py seed T.torrent DIR PORT
-    python bench/lt_node.py get T.torrent DIR PORT SEEDPORT [SEEDPORT ...]
+    python bench/lt_node.py seed T.torrent DIR PORT [--encryption rc4]
+    python bench/lt_node.py get T.torrent DIR PORT SEEDPORT [SEEDPORT ...] [--encryption rc4]
 
 Prints JSON lines: {"event": "ready"} once listening/seeding, {"event": "done", "seconds": ...} when a
-download completes. uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback).
+download completes. uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback). Encryption is libtorrent's
+default (MSE handshake tried, plaintext after it) unless `--encryption rc4`: MSE forced both ways, RC4 only.
 """
 
 from __future__ import annotations
@@ -16,9 +17,24 @@ import time
 
 import libtorrent as lt
 
+# MSE/PE forced on every connection, the stream RC4-encrypted (libtorrent's strictest encryption)
+RC4_ONLY = {
+    "out_enc_policy": int(lt.enc_policy.pe_forced),
+    "in_enc_policy": int(lt.enc_policy.pe_forced),
+    "allowed_enc_level": int(lt.enc_level.pe_rc4),
+}
+
 
 def main() -> None:
-    mode, torrent, directory, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    argv = sys.argv[1:]
+    rc4 = False
+    if "--encryption" in argv:
+        at = argv.index("--encryption")
+        if argv[at + 1] != "rc4":
+            sys.exit("--encryption takes rc4")
+        rc4 = True
+        del argv[at : at + 2]
+    mode, torrent, directory, port = argv[0], argv[1], argv[2], int(argv[3])
     session = lt.session({
         "listen_interfaces": f"127.0.0.1:{port}",
         "enable_dht": False,
@@ -29,6 +45,7 @@ def main() -> None:
         "enable_incoming_utp": False,
         "allow_multiple_connections_per_ip": True,
         "alert_mask": 0,
+        **(RC4_ONLY if rc4 else {}),
     })
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
@@ -46,7 +63,7 @@ def main() -> None:
             time.sleep(0.1)
         return
     start = time.monotonic()
-    for seed_port in sys.argv[5:]:
+    for seed_port in argv[4:]:
         handle.connect_peer(("127.0.0.1", int(seed_port)))
     print(json.dumps({"event": "ready"}), flush=True)
     while not stop:

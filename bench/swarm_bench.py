@@ -1,7 +1,7 @@
 """Swarm throughput: peerloom -> peerloom vs libtorrent -> libtorrent, measured in the same run.
 
     python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
-                                [--piece-length 256K] [--maker peerloom|libtorrent]
+                                [--piece-length 256K] [--maker peerloom|libtorrent] [--encryption default|rc4]
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
@@ -12,6 +12,9 @@ time when the machine is shared). `--where shm` keeps both copies in /dev/shm (e
 `--maker` picks the client that makes the .torrent (both clients then download that same file) and
 `--piece-length` its piece length; without it each maker picks its own (peerloom: 1 MiB for 1 GiB;
 libtorrent 2.1: 256 KiB for 512 MiB, 512 KiB for 1 GiB), so torrents like those other clients publish can be timed.
+`--encryption rc4` runs every connection RC4-encrypted (MSE/PE): peerloom's `--encryption require` on every node,
+libtorrent's policies forced with RC4 only; `default` leaves each client at its default (both try the MSE
+handshake and then, offered both, run the stream in plaintext).
 """
 
 from __future__ import annotations
@@ -101,18 +104,24 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def peerloom_cmd(*args: str) -> list[str]:
+# --encryption: the arguments it gives peerloom's nodes and lt_node.py
+ENCRYPTION = {"default": ([], []), "rc4": (["--encryption", "require"], ["--encryption", "rc4"])}
+
+
+def peerloom_cmd(*args: str, encryption: str) -> list[str]:
     # peers are given explicitly: no DHT or LSD traffic in the measurement (libtorrent's are off too)
-    return [sys.executable, "-m", "peerloom", *args, "--no-dht", "--no-lsd"]
+    return [sys.executable, "-m", "peerloom", *args, "--no-dht", "--no-lsd", *ENCRYPTION[encryption][0]]
 
 
-def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int, float, float]:
+def run_peerloom(
+    torrent: Path, src: Path, work: Path, leechers: int, encryption: str
+) -> tuple[float, int, float, float]:
     """Seconds until every leecher is done (from leecher start), the peak RSS (bytes) of one leecher, and the
     CPU seconds of the seeder (during the transfer) and of one leecher (on average)."""
     seed_port = free_port()
     seeder = subprocess.Popen(
         peerloom_cmd("get", str(torrent), "-o", str(src), "--seed", "--port", str(seed_port), "--listen",
-                     "127.0.0.1", "--home", str(work / "home-seed"), "--status-lines"),
+                     "127.0.0.1", "--home", str(work / "home-seed"), "--status-lines", encryption=encryption),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -125,7 +134,8 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
             log = (work / f"leecher{i}.log").open("w")
             procs.append(subprocess.Popen(
                 peerloom_cmd("get", str(torrent), "-o", str(work / f"dst{i}"), "--peer", f"127.0.0.1:{seed_port}",
-                             "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json"),
+                             "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json",
+                             encryption=encryption),
                 stdout=log, stderr=log,
             ))
         peak = 0
@@ -144,17 +154,21 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
     return elapsed, peak, seeder_cpu, leecher_cpu / leechers
 
 
-def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, float, float]:
+def run_libtorrent(
+    torrent: Path, src: Path, work: Path, leechers: int, encryption: str
+) -> tuple[float, float, float]:
     seed_port = free_port()
     node = [sys.executable, str(HERE / "lt_node.py")]
-    seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port)],
+    flags = ENCRYPTION[encryption][1]
+    seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port), *flags],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_line(seeder, lambda m: m.get("event") == "ready")
         start = time.monotonic()
         seeder_cpu0 = cpu_seconds(seeder.pid)
         procs = [
-            subprocess.Popen([*node, "get", str(torrent), str(work / f"lt-dst{i}"), str(free_port()), str(seed_port)],
+            subprocess.Popen([*node, "get", str(torrent), str(work / f"lt-dst{i}"), str(free_port()), str(seed_port),
+                              *flags],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for i in range(leechers)
         ]
@@ -180,13 +194,15 @@ def main() -> None:
                     help="piece length of the torrent, e.g. 256K, 64K, 16K (default: the maker's own choice)")
     ap.add_argument("--maker", default="peerloom", choices=["peerloom", "libtorrent"],
                     help="the client that makes the .torrent both clients download")
+    ap.add_argument("--encryption", default="default", choices=sorted(ENCRYPTION),
+                    help="rc4: every connection MSE-encrypted with RC4, on both clients")
     args = ap.parse_args()
     # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
     # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
     compileall.compile_dir(Path(__file__).resolve().parents[1] / "src" / "peerloom", quiet=1)
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
-    results: dict[str, object] = {"size_bytes": size, "maker": args.maker}
+    results: dict[str, object] = {"size_bytes": size, "maker": args.maker, "encryption": args.encryption}
     for where in places:
         base = Path("/dev/shm") if where == "shm" else None
         with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
@@ -201,9 +217,13 @@ def main() -> None:
                 for n in [1] + ([args.leechers] if args.leechers > 1 else []):
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
-                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(torrent, src, work / "pl", n)
+                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(
+                        torrent, src, work / "pl", n, args.encryption
+                    )
                     shutil.rmtree(work, ignore_errors=True)
-                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(torrent, src, work / "lt", n)
+                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(
+                        torrent, src, work / "lt", n, args.encryption
+                    )
                     shutil.rmtree(work, ignore_errors=True)
                     pl_rate = n * size / pl_seconds / 1e6
                     lt_rate = n * size / lt_seconds / 1e6

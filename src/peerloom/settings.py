@@ -43,4 +43,8 @@ class Settings:
     lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
     pubsub: bool = True  # GossipSub pub/sub on the secure layer (`node.pubsub`)
     mdns: bool = True  # libp2p mDNS: find secure-layer peers on the LAN and dial them (not on loopback)
+    # MSE/PE for plain BitTorrent peers, as libtorrent's policies: "prefer" dials encrypted and falls back to
+    # plaintext, accepts both, and selects plaintext after the handshake when the dialler offers both (libtorrent's
+    # default); "require" dials and accepts only encrypted handshakes and selects RC4; "disable" never encrypts
+    encryption: str = "prefer"
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us

@@ -35,7 +35,7 @@ SANS_IO = [
     "peerloom.discovery.lsd", "peerloom.discovery.mdns_records", "peerloom.discovery.peer_record",
     "peerloom.torrent.wire", "peerloom.torrent.extensions", "peerloom.torrent.picker", "peerloom.torrent.choker",
     "peerloom.torrent.metainfo", "peerloom.torrent.magnet", "peerloom.torrent.merkle", "peerloom.torrent.udp_tracker",
-    "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire",
+    "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire", "peerloom.torrent.mse",
     "peerloom.torrent.swarm_peers", "peerloom.torrent.webseed",
     "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message", "peerloom.apps.pubsub.params",
     "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",

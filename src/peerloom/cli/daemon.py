@@ -27,6 +27,7 @@ from peerloom.cli.common import (
 from peerloom.cli.options import (
     BootstrapOption,
     DhtPortOption,
+    EncryptionOption,
     HomeOption,
     HostOption,
     JsonOption,
@@ -58,6 +59,7 @@ def daemon(
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
     no_mdns: NoMdnsOption = False,
+    encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
@@ -70,7 +72,8 @@ def daemon(
             fail(f"--share-root {printable(root)}: not a folder", 2)
     api_host, api_port = usage(lambda: parse_host_port(api, "--api", zero="any free port"))
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
-                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port,
+                                           encryption=encryption))
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from peerloom.cli.common import parse_listen_address, parse_port, usage
+from peerloom.cli.common import UserError, parse_listen_address, parse_port, usage
 
 T = TypeVar("T")
 
@@ -56,6 +56,20 @@ NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no
 NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
 NoMdnsOption = Annotated[bool, typer.Option("--no-mdns", help="No libp2p mDNS (secure-layer peers on the LAN).")]
 DhtPortOption = Annotated[int, port_option("--dht-port", "UDP port of the DHT", zero="the TCP port's number")]
+
+
+def _encryption(text: str, option: str) -> str:
+    if text not in ("prefer", "require", "disable"):
+        raise UserError(f"{option} takes prefer, require or disable, not {text!r}")
+    return text
+
+
+EncryptionOption = Annotated[
+    str,
+    checked_option("--encryption", "Protocol encryption (MSE/PE) with BitTorrent peers: prefer (try it, fall back "
+                                   "to plaintext; accept both), require (encrypted only; RC4 when offered), disable.",
+                   _encryption, "prefer|require|disable"),
+]
 
 # Making a torrent (create, share)
 V1Option = Annotated[bool, typer.Option("--v1", help="BitTorrent v1 only (SHA-1 pieces).")]

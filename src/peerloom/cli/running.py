@@ -53,10 +53,10 @@ def home_or_default(home: Path | None) -> Path:
 
 def node_settings(
     *, no_dht: bool = False, no_lsd: bool = False, bootstrap: list[str] | None = None, public_bootstrap: bool = True,
-    dht_port: int = 0, no_mdns: bool = False,
+    dht_port: int = 0, no_mdns: bool = False, encryption: str = "prefer",
 ) -> Settings:
     """The node's settings from the discovery options shared by `share`, `get` and `daemon`."""
     from peerloom.node import Settings
 
     return Settings(dht=not no_dht, lsd=not no_lsd, bootstrap=parse_bootstrap(bootstrap),
-                    public_bootstrap=public_bootstrap, dht_port=dht_port, mdns=not no_mdns)
+                    public_bootstrap=public_bootstrap, dht_port=dht_port, mdns=not no_mdns, encryption=encryption)

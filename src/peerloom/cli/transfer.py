@@ -35,6 +35,7 @@ from peerloom.cli.options import (
     AllowOption,
     BootstrapOption,
     DhtPortOption,
+    EncryptionOption,
     HomeOption,
     HostOption,
     HybridOption,
@@ -117,6 +118,7 @@ def get(
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
     no_mdns: NoMdnsOption = False,
+    encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
     no_daemon: NoDaemonOption = False,
     detach: Annotated[bool, typer.Option("--detach", help="With a daemon: hand it the torrent and return.")] = False,
@@ -125,7 +127,8 @@ def get(
     found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
     peers = usage(lambda: parse_peers(peer))
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
-                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port,
+                                           encryption=encryption))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(not isinstance(p, tuple) for p in peers):  # a multiaddr: the secure layer
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
@@ -244,13 +247,15 @@ def share(
     no_dht: NoDhtOption = False,
     no_lsd: NoLsdOption = False,
     no_mdns: NoMdnsOption = False,
+    encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
     no_daemon: NoDaemonOption = False,
 ) -> None:
     """Make a torrent of PATH and seed it until Ctrl-C; prints the magnet link (found through the DHT by others).
     When a daemon runs for the home, it seeds PATH instead."""
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
-                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port,
+                                           encryption=encryption))
     version = torrent_version(v1, v2, hybrid)
     allowed = guarded(lambda: parse_allow(allow))
     if private and not allowed:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from peerloom.codec.compact import canonical_address
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.errors import PeerloomError
+from peerloom.errors import PeerloomError, ProtocolError
 from peerloom.identity import PeerId
 from peerloom.net.stream import Stream, StreamTransport
 from peerloom.settings import Settings
@@ -33,6 +33,8 @@ from peerloom.torrent import dual_stack
 from peerloom.torrent.create import create, seed_directory
 from peerloom.torrent.magnet import Magnet
 from peerloom.torrent.metainfo import Metainfo
+from peerloom.torrent.mse import skey_hash
+from peerloom.torrent.mse_transport import MseProtocol
 from peerloom.torrent.peer import PeerConnection
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from peerloom.torrent.tracker_client import TrackerClient
 
 T = TypeVar("T")
+ENCRYPTION_POLICIES = ("prefer", "require", "disable")
 log = logging.getLogger(__name__)
 BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
 
@@ -58,6 +61,8 @@ class BitTorrentEngine:
     protocols = (BITTORRENT_PROTOCOL,)
 
     def __init__(self, settings: Settings, *, client_name: str) -> None:
+        if settings.encryption not in ENCRYPTION_POLICIES:
+            raise PeerloomError(f"encryption must be one of {', '.join(ENCRYPTION_POLICIES)}: {settings.encryption!r}")
         self.settings = settings
         self.client_name = client_name
         self.peer_id = b"-PL0100-" + secrets.token_bytes(12)
@@ -179,13 +184,31 @@ class BitTorrentEngine:
             self._by_hash.setdefault(h, torrent)
 
     async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
-        loop = asyncio.get_running_loop()
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: PeerConnection(self, torrent, address, outgoing=True), *address),
-            self.settings.connect_timeout,
-        )
-        self._connections.add(conn)
+        """Dial a plain BitTorrent peer: with MSE first unless `encryption` is "disable"; with "prefer", an encrypted
+        handshake the peer breaks off is tried again in plaintext, as libtorrent does."""
+        policy = self.settings.encryption
+        if policy != "disable":
+            conn = PeerConnection(self, torrent, address, outgoing=True)
+            encrypted = MseProtocol.outgoing(conn, torrent.wire_hash, timeout=self.settings.connect_timeout)
+            await self._dial(address, encrypted, conn)
+            try:
+                await asyncio.shield(encrypted.established)  # it times out by itself
+                return conn
+            except (OSError, TimeoutError, ProtocolError) as exc:
+                if policy == "require":
+                    raise ConnectionError(f"encrypted handshake failed: {exc}") from exc
+                log.debug("%s: encrypted handshake failed (%r), trying plaintext", address, exc)
+            except asyncio.CancelledError:
+                encrypted.abort()
+                raise
+        conn = PeerConnection(self, torrent, address, outgoing=True)
+        await self._dial(address, conn, conn)
         return conn
+
+    async def _dial(self, address: tuple[str, int], protocol: asyncio.BaseProtocol, conn: PeerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        await asyncio.wait_for(loop.create_connection(lambda: protocol, *address), self.settings.connect_timeout)
+        self._connections.add(conn)
 
     async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection:
         """A peer wire connection over a stream of the secure layer (the remote key must match /p2p/)."""
@@ -208,10 +231,26 @@ class BitTorrentEngine:
         finally:
             self._secure_transports.discard(transport)
 
-    def _incoming(self) -> PeerConnection:
+    def _incoming(self) -> asyncio.BufferedProtocol:
+        """A connection to our port: plaintext or MSE, told apart by its first bytes (unless MSE is disabled)."""
         conn = PeerConnection(self, None)
         self._connections.add(conn)
-        return conn
+        policy = self.settings.encryption
+        if policy == "disable":
+            return conn
+        # "prefer" selects plaintext when the dialler offers both (libtorrent's default); "require" selects RC4
+        return MseProtocol.incoming(
+            conn,
+            self._mse_skey,
+            allow_plaintext=policy == "prefer",
+            prefer_rc4=policy == "require",
+            timeout=self.settings.connect_timeout,
+        )
+
+    def _mse_skey(self, req2: bytes) -> bytes | None:
+        """The info-hash whose HASH('req2', SKEY) an MSE peer sent: any of our torrents' v1 hashes or truncated v2
+        hashes (the ones handshakes carry), as libtorrent matches them. One SHA-1 per torrent, per connection."""
+        return next((h for h in self._by_hash if skey_hash(h) == req2), None)
 
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)
