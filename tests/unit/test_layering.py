@@ -36,7 +36,7 @@ SANS_IO = [
     "peerloom.torrent.wire", "peerloom.torrent.extensions", "peerloom.torrent.picker", "peerloom.torrent.choker",
     "peerloom.torrent.metainfo", "peerloom.torrent.magnet", "peerloom.torrent.merkle", "peerloom.torrent.udp_tracker",
     "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire",
-    "peerloom.torrent.swarm_peers",
+    "peerloom.torrent.swarm_peers", "peerloom.torrent.utp_packet",
     "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message", "peerloom.apps.pubsub.params",
     "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",
     "peerloom.apps.pubsub.router_heartbeat",
