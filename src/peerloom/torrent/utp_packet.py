@@ -21,7 +21,7 @@ TIMESTAMP_MASK = 0xFFFFFFFF  # microseconds, modulo 2^32
 EXT_NONE = 0
 EXT_SACK = 1  # BEP 29 selective ack
 MAX_EXTENSIONS = 8  # deployed peers send at most two (sack, libtorrent's close reason); a longer chain is hostile
-MAX_SACK_BYTES = 128  # libtorrent sends at most 32 bytes (256 packets past ack_nr + 1); anything larger is wild
+SACK_BYTES = 32  # the bitmask we send: 256 packets past ack_nr + 1, a multiple of 4 bytes as BEP 29 asks
 MAX_DATAGRAM = 65_507  # the largest UDP payload over IPv4
 
 
@@ -96,9 +96,9 @@ def parse_packet(datagram: bytes | memoryview) -> Packet:
         if pos + 2 + length > len(view):
             raise UtpError(f"uTP extension {ext} of {length} bytes runs past the end of the packet")
         if ext == EXT_SACK:
-            # BEP 29: the bitmask is at least 32 bits and a multiple of 32 bits; there is one per packet
-            if length < 4 or length % 4 or length > MAX_SACK_BYTES:
-                raise UtpError(f"uTP selective ack of {length} bytes (must be 4..{MAX_SACK_BYTES}, a multiple of 4)")
+            # BEP 29 asks for a multiple of 4 bytes, but libtorrent sends (span + 7) / 8 bytes: accept any length
+            if length == 0:
+                raise UtpError("uTP selective ack of 0 bytes")
             if any(kind == EXT_SACK for kind, _ in extensions):
                 raise UtpError("uTP packet with two selective acks")
         extensions.append((ext, bytes(view[pos + 2 : pos + 2 + length])))
@@ -145,7 +145,7 @@ def encode_packet(packet: Packet) -> bytes:
     return b"".join(out)
 
 
-def sack_bitmask(ack_nr: int, received: set[int] | dict[int, object], max_bytes: int = 32) -> bytes | None:
+def sack_bitmask(ack_nr: int, received: set[int] | dict[int, object], max_bytes: int = SACK_BYTES) -> bytes | None:
     """BEP 29 selective ack for the packets received past `ack_nr + 1`: bit k (least significant first within
     each byte) of the mask stands for sequence number ack_nr + 2 + k. None when nothing past the gap arrived."""
     bits = 0

@@ -86,8 +86,7 @@ def test_demultiplexing_utp_from_krpc() -> None:
         (b"\x51" + bytes(19), "type"),
         (b"\x01\x01" + bytes(18), "past the end"),  # a SACK announced, nothing follows
         (b"\x01\x01" + bytes(18) + b"\x00\x08" + bytes(4), "past the end"),
-        (b"\x01\x01" + bytes(18) + b"\x00\x03abc", "multiple of 4"),
-        (b"\x01\x01" + bytes(18) + b"\x00\x00", "multiple of 4"),
+        (b"\x01\x01" + bytes(18) + b"\x00\x00", "0 bytes"),
         (b"\x01\x01" + bytes(18) + b"\x01\x04" + bytes(4) + b"\x00\x04" + bytes(4), "two selective"),
         (b"\x01\x02" + bytes(18) + b"\x02\x00" * MAX_EXTENSIONS, "longer than"),
     ],
@@ -95,6 +94,12 @@ def test_demultiplexing_utp_from_krpc() -> None:
 def test_malformed_packets_raise_utp_error(raw: bytes, why: str) -> None:
     with pytest.raises(UtpError, match=why):
         parse_packet(raw)
+
+
+def test_a_sack_of_any_length_is_read_as_libtorrent_sends_it() -> None:
+    # libtorrent sends (span + 7) / 8 bytes, not the multiple of 4 that BEP 29 asks for
+    p = parse_packet(b"\x21\x01" + bytes(18) + b"\x00\x03\x01\x00\x80")
+    assert p.sack == b"\x01\x00\x80" and sacked(p.ack_nr, p.sack) == [2, 25]
 
 
 def test_the_longest_allowed_chain_parses() -> None:
