@@ -14,8 +14,10 @@ pause/resume_writing, pause/resume_reading. The BitTorrent `PeerConnection` runs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,7 @@ Sender = Callable[[bytes, Address], None]
 TICK = 0.05  # seconds between timer checks: the retransmission timer is at least 500 ms
 DEFAULT_HIGH_WATER = 1 << 20
 MAX_CONNECTIONS = 1024
+SOCKET_BUFFER = 4 << 20  # asked of the kernel, which caps it at net.core.rmem_max / wmem_max
 
 
 class UtpTransport(asyncio.Transport):
@@ -203,6 +206,11 @@ class UtpDriver:
         """Bind a UDP socket of the driver's own; returns its port."""
         loop = asyncio.get_running_loop()
         self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
+        sock = self._udp.get_extra_info("socket")
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         sockname = self._udp.get_extra_info("sockname")
         self.local_address = (sockname[0], sockname[1])
         self._send = self._udp.sendto
