@@ -50,7 +50,7 @@ async def until(condition: object, timeout: float = 10.0) -> None:
 async def drivers(config: UtpConfig | None = None) -> AsyncIterator[tuple[UtpDriver, UtpDriver, list[Collector]]]:
     accepted: list[Collector] = []
 
-    def incoming() -> Collector:
+    def incoming(address: tuple[str, int]) -> Collector:
         accepted.append(Collector())
         return accepted[-1]
 

@@ -47,6 +47,14 @@ class DhtPeers(Protocol):
     def add_node(self, address: Address) -> None: ...
 
 
+class SharedUdp(Protocol):
+    """A UDP socket that lets uTP share its port (the DHT's: libtorrent runs both on one socket)."""
+
+    port: int
+
+    def share_socket(self, receive: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]: ...
+
+
 class LanPeers(Protocol):
     """Local service discovery (BEP 14) as a peer source."""
 

@@ -18,9 +18,10 @@ import functools
 import ipaddress
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
@@ -34,14 +35,17 @@ from peerloom.torrent.peer import PeerConnection
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
+from peerloom.torrent.utp import UtpConfig
+from peerloom.torrent.utp_driver import UtpDriver
 
 if TYPE_CHECKING:
-    from peerloom.torrent.context import DhtPeers, EngineNode, LanPeers
+    from peerloom.torrent.context import DhtPeers, EngineNode, LanPeers, SharedUdp
     from peerloom.torrent.tracker_client import TrackerClient
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
+MAX_UTP_PEERS = 4096  # addresses remembered as speaking uTP or not
 
 
 class DuplicateTorrent(PeerloomError):
@@ -72,6 +76,8 @@ class BitTorrentEngine:
         self._connections: set[PeerConnection] = set()
         self._secure_transports: set[StreamTransport] = set()
         self._server: asyncio.Server | None = None
+        self._utp: UtpDriver | None = None
+        self._utp_peers: OrderedDict[tuple[str, int], bool] = OrderedDict()  # speaks uTP (True) or not (False)
         self._tracker_client: TrackerClient | None = None
 
     # -- the service -------------------------------------------------------------------------------
@@ -86,6 +92,31 @@ class BitTorrentEngine:
         self._interface = host
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
+
+    async def listen_utp(self, host: str, shared: SharedUdp | None = None) -> None:
+        """Take uTP (BEP 29) on the BitTorrent port number: through `shared` (the DHT's socket) when it has that
+        port, as libtorrent does, else on a UDP socket of our own. Called after `listen` (and the DHT's start)."""
+        driver = UtpDriver(config=UtpConfig(max_payload=self.settings.utp_payload), on_incoming=self._incoming_utp)
+        if shared is not None and shared.port == self.port:
+            driver.attach(shared.share_socket(driver.datagram_received), (host, self.port))
+        else:
+            try:
+                await driver.open(host, self.port)
+            except OSError as exc:
+                log.warning("uTP off: cannot bind UDP %s:%d (%s)", host, self.port, exc.strerror)
+                return
+        self._utp = driver
+
+    def close_utp(self) -> None:
+        if self._utp is not None:
+            self._utp.close()
+            self._utp = None
+
+    def _knows_utp(self, address: tuple[str, int], speaks: bool) -> None:
+        self._utp_peers[address] = speaks
+        self._utp_peers.move_to_end(address)
+        if len(self._utp_peers) > MAX_UTP_PEERS:
+            self._utp_peers.popitem(last=False)
 
     async def close_listener(self) -> None:
         if self._server is not None:
@@ -154,6 +185,19 @@ class BitTorrentEngine:
             self._by_hash.setdefault(h, torrent)
 
     async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
+        """Dial a peer: over uTP first when it is known to speak it (or `utp_first`), like libtorrent, and over TCP
+        when uTP fails (the peer is then remembered as not speaking uTP)."""
+        utp = self._utp
+        if utp is not None and self._utp_peers.get(address, self.settings.utp_first):
+            try:
+                _, proto = await utp.connect(address, lambda: PeerConnection(self, torrent, address, outgoing=True),
+                                             timeout=self.settings.connect_timeout)
+                conn = cast(PeerConnection, proto)
+                self._connections.add(conn)
+                return conn
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.debug("uTP to %s failed (%r): trying TCP", address, exc)
+                self._knows_utp(address, False)
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
             loop.create_connection(lambda: PeerConnection(self, torrent, address, outgoing=True), *address),
@@ -187,6 +231,10 @@ class BitTorrentEngine:
         conn = PeerConnection(self, None)
         self._connections.add(conn)
         return conn
+
+    def _incoming_utp(self, address: tuple[str, int]) -> PeerConnection:
+        self._knows_utp(address, True)  # uTP shares the listen port: this address takes uTP dials too
+        return self._incoming()
 
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)

@@ -174,14 +174,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
 
 class UtpDriver:
-    """uTP connections over one UDP socket. `on_incoming` makes the protocol of each accepted connection (None:
-    incoming SYNs are refused with ST_RESET)."""
+    """uTP connections over one UDP socket. `on_incoming(address)` makes the protocol of each accepted connection
+    (None: incoming SYNs are refused with ST_RESET)."""
 
     def __init__(
         self,
         *,
         config: UtpConfig | None = None,
-        on_incoming: Callable[[], asyncio.BaseProtocol] | None = None,
+        on_incoming: Callable[[Address], asyncio.BaseProtocol] | None = None,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.config = config or UtpConfig()
@@ -313,7 +313,7 @@ class UtpDriver:
         sock = UtpSocket.accept(syn, secrets.randbits(16), now, self.config)
         transport = UtpTransport(self, sock, address)
         self._conns[key] = transport
-        protocol = self.on_incoming()
+        protocol = self.on_incoming(address)
         transport.protocol = protocol
         protocol.connection_made(transport)
         return transport
