@@ -1,10 +1,11 @@
 """A libtorrent node in its own process, for swarm_bench.py: seeds or downloads one torrent on loopback.
 
-    python bench/lt_node.py seed T.torrent DIR PORT
-    python bench/lt_node.py get T.torrent DIR PORT SEEDPORT [SEEDPORT ...]
+    python bench/lt_node.py [--transport tcp|utp] seed T.torrent DIR PORT
+    python bench/lt_node.py [--transport tcp|utp] get T.torrent DIR PORT SEEDPORT [SEEDPORT ...]
 
 Prints JSON lines: {"event": "ready"} once listening/seeding, {"event": "done", "seconds": ...} when a
-download completes. uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback).
+download completes. DHT, LSD, UPnP and NAT-PMP are off; uTP too (it crawls on loopback), unless `--transport utp`,
+which turns TCP off instead.
 """
 
 from __future__ import annotations
@@ -18,15 +19,22 @@ import libtorrent as lt
 
 
 def main() -> None:
-    mode, torrent, directory, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    argv = sys.argv[1:]
+    utp = False
+    if argv[0] == "--transport":
+        utp = argv[1] == "utp"
+        argv = argv[2:]
+    mode, torrent, directory, port = argv[0], argv[1], argv[2], int(argv[3])
     session = lt.session({
         "listen_interfaces": f"127.0.0.1:{port}",
         "enable_dht": False,
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": not utp,
+        "enable_incoming_tcp": not utp,
         "allow_multiple_connections_per_ip": True,
         "alert_mask": 0,
     })
@@ -46,7 +54,7 @@ def main() -> None:
             time.sleep(0.1)
         return
     start = time.monotonic()
-    for seed_port in sys.argv[5:]:
+    for seed_port in argv[4:]:
         handle.connect_peer(("127.0.0.1", int(seed_port)))
     print(json.dumps({"event": "ready"}), flush=True)
     while not stop:

@@ -1,7 +1,7 @@
 """Swarm throughput: peerloom -> peerloom vs libtorrent -> libtorrent, measured in the same run.
 
     python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
-                                [--piece-length 256K] [--maker peerloom|libtorrent]
+                                [--piece-length 256K] [--maker peerloom|libtorrent] [--transport tcp|utp]
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
@@ -12,6 +12,7 @@ time when the machine is shared). `--where shm` keeps both copies in /dev/shm (e
 `--maker` picks the client that makes the .torrent (both clients then download that same file) and
 `--piece-length` its piece length; without it each maker picks its own (peerloom: 1 MiB for 1 GiB;
 libtorrent 2.1: 256 KiB for 512 MiB, 512 KiB for 1 GiB), so torrents like those other clients publish can be timed.
+`--transport utp` runs both swarms over uTP (BEP 29): the peerloom leechers dial uTP first, libtorrent's TCP is off.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def peerloom_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "peerloom", *args, "--no-dht", "--no-lsd"]
 
 
-def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, int, float, float]:
+def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int,
+                 transport: str = "tcp") -> tuple[float, int, float, float]:
     """Seconds until every leecher is done (from leecher start), the peak RSS (bytes) of one leecher, and the
     CPU seconds of the seeder (during the transfer) and of one leecher (on average)."""
     seed_port = free_port()
@@ -125,7 +127,8 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
             log = (work / f"leecher{i}.log").open("w")
             procs.append(subprocess.Popen(
                 peerloom_cmd("get", str(torrent), "-o", str(work / f"dst{i}"), "--peer", f"127.0.0.1:{seed_port}",
-                             "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json"),
+                             "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json",
+                             "--transport", transport),
                 stdout=log, stderr=log,
             ))
         peak = 0
@@ -144,9 +147,10 @@ def run_peerloom(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[f
     return elapsed, peak, seeder_cpu, leecher_cpu / leechers
 
 
-def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int) -> tuple[float, float, float]:
+def run_libtorrent(torrent: Path, src: Path, work: Path, leechers: int,
+                   transport: str = "tcp") -> tuple[float, float, float]:
     seed_port = free_port()
-    node = [sys.executable, str(HERE / "lt_node.py")]
+    node = [sys.executable, str(HERE / "lt_node.py"), "--transport", transport]
     seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -180,13 +184,14 @@ def main() -> None:
                     help="piece length of the torrent, e.g. 256K, 64K, 16K (default: the maker's own choice)")
     ap.add_argument("--maker", default="peerloom", choices=["peerloom", "libtorrent"],
                     help="the client that makes the .torrent both clients download")
+    ap.add_argument("--transport", default="tcp", choices=["tcp", "utp"], help="the transport of both swarms")
     args = ap.parse_args()
     # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
     # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
     compileall.compile_dir(Path(__file__).resolve().parents[1] / "src" / "peerloom", quiet=1)
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
-    results: dict[str, object] = {"size_bytes": size, "maker": args.maker}
+    results: dict[str, object] = {"size_bytes": size, "maker": args.maker, "transport": args.transport}
     for where in places:
         base = Path("/dev/shm") if where == "shm" else None
         with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
@@ -201,9 +206,11 @@ def main() -> None:
                 for n in [1] + ([args.leechers] if args.leechers > 1 else []):
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
-                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(torrent, src, work / "pl", n)
+                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(
+                        torrent, src, work / "pl", n, args.transport
+                    )
                     shutil.rmtree(work, ignore_errors=True)
-                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(torrent, src, work / "lt", n)
+                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(torrent, src, work / "lt", n, args.transport)
                     shutil.rmtree(work, ignore_errors=True)
                     pl_rate = n * size / pl_seconds / 1e6
                     lt_rate = n * size / lt_seconds / 1e6

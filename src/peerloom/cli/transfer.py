@@ -47,6 +47,7 @@ from peerloom.cli.options import (
     PublicBootstrapOption,
     StatusLines,
     TrackerOption,
+    TransportOption,
     V1Option,
     V2Option,
 )
@@ -118,6 +119,7 @@ def get(
     no_lsd: NoLsdOption = False,
     no_mdns: NoMdnsOption = False,
     dht_port: DhtPortOption = 0,
+    transport: TransportOption = "tcp",
     no_daemon: NoDaemonOption = False,
     detach: Annotated[bool, typer.Option("--detach", help="With a daemon: hand it the torrent and return.")] = False,
 ) -> None:
@@ -125,7 +127,7 @@ def get(
     found through the DHT (and the LAN). When a daemon runs for the home, the torrent is handed to it."""
     peers = usage(lambda: parse_peers(peer))
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
-                                           public_bootstrap=public_bootstrap, dht_port=dht_port))
+                                           public_bootstrap=public_bootstrap, dht_port=dht_port, transport=transport))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(not isinstance(p, tuple) for p in peers):  # a multiaddr: the secure layer
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)
