@@ -52,11 +52,13 @@ class Side:
 class Pair:
     """An initiator `a` connected to an acceptor `b` (created when a's SYN arrives) over `link` both ways."""
 
-    def __init__(self, link: Link | None = None, config: UtpConfig | None = None, now: float = 1000.0) -> None:
+    def __init__(self, link: Link | None = None, config: UtpConfig | None = None, now: float = 1000.0,
+                 seqs: tuple[int, int] = (100, 5000)) -> None:
         self.link = link or Link()
         self.config = config or UtpConfig()
         self.now = now
-        self.a = Side(UtpSocket.connect(0x1234, 100, now, self.config))
+        self.seqs = seqs
+        self.a = Side(UtpSocket.connect(0x1234, seqs[0], now, self.config))
         self.b = Side()
         self.queue: list[tuple[float, int, str, bytes]] = []
         self.count = 0
@@ -85,7 +87,7 @@ class Pair:
         if side.sock is None:
             if packet.type is not PacketType.SYN:
                 return
-            side.sock = UtpSocket.accept(packet, 5000, self.now, self.config)
+            side.sock = UtpSocket.accept(packet, self.seqs[1], self.now, self.config)
             return
         side.sock.receive(packet, self.now)
 

@@ -36,6 +36,7 @@ MAX_TIMEOUT = 30.0  # the backed-off timer never waits longer than this
 SYN_TIMEOUTS = 3  # the SYN is sent this many times (libtorrent: utp_syn_resends 2 resends), then the dial fails
 DATA_TIMEOUTS = 6  # consecutive timeouts without a word from the peer before the connection is given up
 FIN_TIMEOUTS = 3  # libtorrent's utp_fin_resends 2, plus the first FIN
+LINGER = 5.0  # after our FIN is acked, how long the peer's data and FIN are still taken (TCP's half-close)
 DUP_ACK_LIMIT = 3  # fast retransmit: three packets sent later were acked (TCP's three duplicate acks)
 MAX_AHEAD = 8192  # a DATA/FIN this many packets past ack_nr is wild: no window we advertise reaches so far
 MAX_IN_FLIGHT = 4096  # packets: well inside the half of the 16-bit sequence space where wrap-around is unambiguous
@@ -114,6 +115,7 @@ class UtpSocket:
         self._acked = (seq_nr - 1) & SEQ_MASK  # everything up to this one is acknowledged
         self._ack_nr = 0  # the last in-order sequence number received
         self._in_flight: OrderedDict[int, _Out] = OrderedDict()  # by latest transmission, oldest first
+        self._to_send: dict[int, _Out] = {}  # the unacked packets marked lost (or never sent yet), in marking order
         self._bytes_in_flight = 0
         self._tx = 0
         self._max_acked_tx = 0
@@ -138,6 +140,7 @@ class UtpSocket:
         self._backoff = 0
         self._silent_timeouts = 0
         self._rto_at: float | None = None
+        self._linger_at: float | None = None  # our FIN is acked: the peer's FIN is awaited until then
         self._events: list[Event] = []
         self.ledbat = Ledbat(config.max_payload, config.max_window)
         self._syn_seq = self._seq_nr
@@ -208,8 +211,8 @@ class UtpSocket:
         self._sendbuf += data
 
     def close(self) -> None:
-        """Ends our side in order: a FIN goes out after every byte written, and the connection is over once the
-        peer acknowledges it (or after FIN_TIMEOUTS timeouts)."""
+        """Ends our side in order: a FIN goes out after every byte written; the connection is over once the peer
+        acknowledged it and sent its own FIN (or LINGER seconds later, or after FIN_TIMEOUTS timeouts)."""
         if self.state is State.SYN_SENT:
             self._finish(None)
         elif self.state is State.CONNECTED:
@@ -229,7 +232,10 @@ class UtpSocket:
             return
         kind = packet.type
         if kind is PacketType.RESET:
-            self._finish("connection refused" if self.state is State.SYN_SENT else "connection reset by peer")
+            if self._fin_seq is not None:
+                self._finish(None)  # the peer is gone after our FIN (its ack of it may have been lost): done
+            else:
+                self._finish("connection refused" if self.state is State.SYN_SENT else "connection reset by peer")
             return
         if kind is PacketType.SYN:
             if packet.seq_nr == self._syn_seq and self.state is State.CONNECTED:
@@ -297,13 +303,18 @@ class UtpSocket:
                 if first is not None:
                     self._mark_lost(first)
         self._detect_losses()
-        if self._fin_seq is not None and self._fin_seq not in in_flight and self._closing:
-            self._finish(None)  # our FIN is acknowledged
-            return False
+        if self._fin_seq is not None and not in_flight and self._linger_at is None:
+            # our FIN and everything before it are acknowledged: the peer may still send until its own FIN
+            if self._eof_seq is not None and self._eof_seq == self._ack_nr:
+                self._finish(None)
+                return False
+            self._linger_at = now + LINGER
         return True
 
     def _acknowledge(self, out: _Out) -> int:
-        if not out.lost:
+        if out.lost:
+            del self._to_send[out.seq]
+        else:
             self._bytes_in_flight -= len(out.payload)
         if out.tx > self._max_acked_tx:
             self._max_acked_tx = out.tx
@@ -320,6 +331,7 @@ class UtpSocket:
 
     def _mark_lost(self, out: _Out) -> None:
         out.lost = True
+        self._to_send[out.seq] = out
         self._bytes_in_flight -= len(out.payload)
         if (out.seq - self._loss_seq) & SEQ_MASK < _HALF and out.seq != self._loss_seq:
             self.ledbat.on_loss()  # once per window: packets sent before the cut do not cut again
@@ -368,6 +380,8 @@ class UtpSocket:
             self._ack_nr = nxt
         if self._eof_seq == self._ack_nr:
             self._events.append(EndOfStream())
+            if self._linger_at is not None:
+                self._finish(None)  # both FINs are through
 
     def _deliver(self, data: bytes | memoryview) -> None:
         if data:
@@ -376,11 +390,17 @@ class UtpSocket:
 
     # timers ------------------------------------------------------------------------------------------------------
     def next_wakeup(self) -> float | None:
+        if self._linger_at is not None and (self._rto_at is None or self._linger_at < self._rto_at):
+            return self._linger_at
         return self._rto_at
 
     def tick(self, now: float) -> None:
         """Fires the retransmission timer if it is due: everything in flight is deemed lost, the window falls to
-        one packet, and the timer backs off; too many timeouts without a word from the peer end the connection."""
+        one packet, and the timer backs off; too many timeouts without a word from the peer end the connection.
+        After our FIN is acknowledged, the wait for the peer's own FIN ends here too."""
+        if self._linger_at is not None and now >= self._linger_at and self.state is not State.CLOSED:
+            self._finish(None)
+            return
         if self._rto_at is None or now < self._rto_at or self.state is State.CLOSED:
             return
         if not self._in_flight:
@@ -397,9 +417,10 @@ class UtpSocket:
             else:
                 self.abort("timed out")
             return
-        for out in self._in_flight.values():
+        for out in sorted(self._in_flight.values(), key=lambda o: (o.seq - self._acked) & SEQ_MASK):
             if not out.lost:
                 out.lost = True
+                self._to_send[out.seq] = out
         self._bytes_in_flight = 0
         self._loss_seq = (self._seq_nr - 1) & SEQ_MASK  # the fast retransmits of this window cut no further
         if self.state is State.CONNECTED:
@@ -421,6 +442,7 @@ class UtpSocket:
         out = _Out(kind, self._seq_nr, payload)
         out.lost = True  # "waiting to be sent": the same path as a retransmission
         self._in_flight[out.seq] = out
+        self._to_send[out.seq] = out
         if kind is PacketType.FIN:
             self._fin_seq = out.seq
         self._seq_nr = (self._seq_nr + 1) & SEQ_MASK
@@ -437,13 +459,17 @@ class UtpSocket:
         """The datagrams to send now: retransmissions, new data within the windows, a FIN, and an ack if one is
         owed and no data packet carried it."""
         if self.state is State.CLOSED:
+            out = []
             if self._reset_pending:
-                self._reset_pending = False
-                return [encode_header(PacketType.RESET, self.send_id, self._seq_nr, self._ack_nr, 0, _us(now), 0)]
-            return []
+                out.append(encode_header(PacketType.RESET, self.send_id, self._seq_nr, self._ack_nr, 0, _us(now), 0))
+            elif self._ack_pending:
+                out.append(self._header(PacketType.STATE, self._seq_nr, _us(now)))  # the ack of the peer's FIN
+            self._reset_pending = self._ack_pending = False
+            return out
         ts = _us(now)
         out: list[bytes] = []
-        for item in [o for o in self._in_flight.values() if o.lost]:
+        while self._to_send:
+            item = next(iter(self._to_send.values()))
             if not self._fits(len(item.payload)):
                 break
             out.append(self._transmit(item, now, ts))
@@ -471,6 +497,7 @@ class UtpSocket:
 
     def _transmit(self, item: _Out, now: float, ts: int) -> bytes:
         item.lost = False
+        del self._to_send[item.seq]
         item.transmissions += 1
         item.sent_at = now
         self._tx += 1
@@ -485,6 +512,8 @@ class UtpSocket:
     def _finish(self, error: str | None) -> None:
         self.state = State.CLOSED
         self._in_flight.clear()
+        self._to_send.clear()
         self._bytes_in_flight = 0
         self._rto_at = None
+        self._linger_at = None
         self._events.append(Closed(error))

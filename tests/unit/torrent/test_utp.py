@@ -9,6 +9,7 @@ import pytest
 from support.utp_net import Link, Pair
 
 from peerloom.torrent.utp import (
+    LINGER,
     MIN_TIMEOUT,
     Closed,
     Connected,
@@ -78,6 +79,26 @@ def test_transfer_is_byte_identical_both_ways(loss: float, jitter: float, duplic
         assert pair.a.datagrams > 1.04 * len(up) / pair.config.max_payload  # retransmissions really happened
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_sequence_numbers_wrap_under_loss_with_an_orderly_close(seed: int) -> None:
+    """Both sides start just below 2^16, so that every counter wraps mid-transfer, on links that drop, reorder and
+    duplicate; each run ends with both FINs acked."""
+    link = Link(latency=0.003, jitter=0.01, loss=0.1, duplicate=0.05, seed=seed)
+    pair = Pair(link, UtpConfig(max_payload=500), seqs=(0xFFF0 - seed, 0xFFFF - seed))
+    connected(pair)
+    a, b = pair.a.sock, pair.b.sock
+    assert a is not None and b is not None
+    up, down = payload(80_000, seed), payload(50_000, seed + 10)
+    a.write(up)
+    b.write(down)
+    a.close()
+    pair.run(lambda: pair.eof(pair.b) and len(pair.a.received) == len(down))
+    b.close()
+    pair.run(lambda: a.closed and b.closed)
+    assert bytes(pair.b.received) == up and bytes(pair.a.received) == down
+    assert pair.closed(pair.a) == Closed(None) and pair.closed(pair.b) == Closed(None)
+
+
 def test_transfer_survives_heavy_loss_and_reordering() -> None:
     pair = Pair(Link(latency=0.01, jitter=0.05, loss=0.2, duplicate=0.1, seed=11))
     connected(pair)
@@ -123,6 +144,20 @@ def test_orderly_close_delivers_everything_then_ends() -> None:
     pair.run(lambda: a.closed and b.closed)
     assert pair.closed(pair.a) == Closed(None) and pair.closed(pair.b) == Closed(None)
     assert EndOfStream() in pair.b.events
+
+
+def test_a_closed_side_waits_a_while_for_the_peers_fin_then_ends() -> None:
+    pair = Pair(Link(latency=0.002))
+    connected(pair)
+    a, b = pair.a.sock, pair.b.sock
+    assert a is not None and b is not None
+    a.close()
+    pair.run(lambda: pair.eof(pair.b))
+    b.write(b"late but wanted")  # a half-closed peer may still send (TCP's half-close)
+    pair.run(lambda: bytes(pair.a.received) == b"late but wanted")
+    start = pair.now
+    pair.run(lambda: a.closed)  # b never closes
+    assert pair.closed(pair.a) == Closed(None) and 4.0 <= pair.now - start <= LINGER + 0.1
 
 
 def test_connect_times_out_when_nothing_answers() -> None:
