@@ -151,6 +151,7 @@ class UtpTransport(asyncio.Transport):
         self._closing = True
         if not self.connected.done():
             self.connected.set_exception(ConnectionError(error or "closed before connecting"))
+            self.connected.exception()  # a dial given up on (timed out) has no one waiting: not an unhandled error
             return
         if self.protocol is not None:
             self.protocol.connection_lost(ConnectionError(error) if error else None)

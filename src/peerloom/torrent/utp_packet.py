@@ -8,8 +8,8 @@ chain ending at type 0), then the payload. `parse_packet` bounds everything befo
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from peerloom.errors import ProtocolError
 
@@ -39,10 +39,10 @@ class PacketType(IntEnum):
     SYN = 4
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
     """One uTP packet. `extensions` keeps every extension in the order it came (unknown ones too, so that a
-    packet re-encodes to its own bytes); `sack` is the selective-ack bitmask, if the packet carries one."""
+    packet re-encodes to its own bytes); `sack` is the selective-ack bitmask, if the packet carries one. A named
+    tuple: one is built per datagram, and a tuple is the cheapest immutable record to build."""
 
     type: PacketType
     connection_id: int
