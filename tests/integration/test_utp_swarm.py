@@ -80,3 +80,27 @@ async def test_a_peer_sending_wild_utp_packets_is_dropped_and_the_node_stays_up(
         assert await first_peers(t) == [True]
         await wait_done(t, 30)
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
+
+
+async def test_a_peer_learnt_over_pex_with_the_utp_flag_is_dialled_over_utp(tmp_path: Path) -> None:
+    """A reaches the seeder over uTP and tells B of it with BEP 11's uTP flag; B, which dials TCP first for peers it
+    knows nothing of, dials the seeder over uTP."""
+    data = make_single(tmp_path / "src")
+    async with (
+        node(tmp_path, "seed", pex_interval=0.2) as seeder,
+        node(tmp_path, "a", pex_interval=0.2, download_rate_limit=2_000_000, utp_first=True) as a,
+        node(tmp_path, "b", pex_interval=0.2, download_rate_limit=1_000_000) as b,
+    ):  # rate limits keep both downloading long enough for the exchange
+        shared = await seeder.share(data, version="hybrid", piece_length=65536)
+        assert shared.meta is not None
+        ta = await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port)])
+        assert await first_peers(ta) == [True]
+        tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", a.port)])
+        seeder_address = ("127.0.0.1", seeder.port)
+        async with asyncio.timeout(10):
+            while not any(p.address == seeder_address for p in tb.peers):
+                await asyncio.sleep(0.02)
+        (to_seeder,) = [p for p in tb.peers if p.address == seeder_address]
+        assert to_seeder.transport.get_extra_info("utp") and to_seeder.outgoing
+        await wait_done(tb)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")

@@ -106,6 +106,9 @@ class SwarmContext(Protocol):
 
     def is_banned(self, address: Address, peer_id: bytes | None = None) -> bool: ...
 
+    def peer_speaks_utp(self, address: Address) -> None:
+        """A peer known to take uTP (BEP 11's PEX flag): dialled over uTP first."""
+
     def is_self(self, address: Address | Multiaddr) -> bool: ...
 
 

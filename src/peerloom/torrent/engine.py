@@ -112,6 +112,10 @@ class BitTorrentEngine:
             self._utp.close()
             self._utp = None
 
+    def peer_speaks_utp(self, address: tuple[str, int]) -> None:
+        if address not in self._utp_peers:  # a failed uTP dial is not undone by hearsay
+            self._knows_utp(address, True)
+
     def _knows_utp(self, address: tuple[str, int], speaks: bool) -> None:
         self._utp_peers[address] = speaks
         self._utp_peers.move_to_end(address)
