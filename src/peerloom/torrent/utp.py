@@ -300,7 +300,7 @@ class UtpSocket:
             self._dup_acks += 1
             if self._dup_acks == DUP_ACK_LIMIT:
                 first = in_flight.get((self._acked + 1) & SEQ_MASK)
-                if first is not None:
+                if first is not None and not first.lost:
                     self._mark_lost(first)
         self._detect_losses()
         if self._fin_seq is not None and not in_flight and self._linger_at is None:
