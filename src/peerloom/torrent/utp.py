@@ -468,9 +468,12 @@ class UtpSocket:
             return out
         ts = _us(now)
         out: list[bytes] = []
+        head = (self._acked + 1) & SEQ_MASK
         while self._to_send:
             item = next(iter(self._to_send.values()))
-            if not self._fits(len(item.payload)):
+            # the packet at the head holds up everything the peer has buffered: it goes out whatever the window
+            # says (TCP's fast retransmit does the same); it is queued again only when found lost again
+            if not self._fits(len(item.payload)) and item.seq != head:
                 break
             out.append(self._transmit(item, now, ts))
         if self.state is State.CONNECTED:

@@ -250,3 +250,19 @@ def test_abort_during_connect_sends_nothing() -> None:
     assert len(sock.datagrams_to_send(0.0)) == 1
     sock.abort("shutting down")
     assert sock.datagrams_to_send(0.0) == [] and sock.events() == [Closed("shutting down")]
+
+
+def test_three_duplicate_acks_without_sack_resend_the_first_unacked_packet() -> None:
+    sock = UtpSocket.connect(10, 1000, 0.0, UtpConfig(max_payload=100))
+    sock.datagrams_to_send(0.0)  # the SYN
+    sock.receive(parse_packet(encode_header(PacketType.STATE, 10, 500, 1000, 1 << 20, 0, 0)), 0.01)
+    sock.write(bytes(500))
+    sent = [parse_packet(d) for d in sock.datagrams_to_send(0.02)]
+    assert [p.seq_nr for p in sent if p.type is PacketType.DATA] == [1001, 1002]  # the initial window: 2 packets
+    dup = encode_header(PacketType.STATE, 10, 500, 1000, 1 << 20, 0, 0)
+    for _ in range(2):
+        sock.receive(parse_packet(dup), 0.03)
+        assert sock.datagrams_to_send(0.03) == []
+    sock.receive(parse_packet(dup), 0.03)
+    (resent,) = [parse_packet(d) for d in sock.datagrams_to_send(0.03)]
+    assert resent.type is PacketType.DATA and resent.seq_nr == 1001
