@@ -21,6 +21,9 @@ from enum import Enum
 
 from peerloom.torrent.utp_ledbat import Ledbat
 from peerloom.torrent.utp_packet import (
+    HEADER_SIZE,
+    MAX_DATAGRAM,
+    SACK_BYTES,
     SEQ_MASK,
     TIMESTAMP_MASK,
     Packet,
@@ -43,17 +46,21 @@ MAX_IN_FLIGHT = 4096  # packets: well inside the half of the 16-bit sequence spa
 DEFAULT_PAYLOAD = 1200  # bytes of payload per packet: safe under common path MTUs (IPv6's 1280 minimum)
 DEFAULT_RECV_WINDOW = 1 << 20
 DEFAULT_MAX_WINDOW = 8 << 20
+MAX_HEADER = HEADER_SIZE + 2 + SACK_BYTES + 6  # the header, the largest SACK we send, our datagram extension
 _HALF = 0x8000
 
 
 @dataclass(frozen=True, slots=True)
 class UtpConfig:
     """The knobs of one connection: payload bytes per packet, the receive window we advertise, the largest
-    congestion window we grow to."""
+    congestion window we grow to, and the larger payload two peers that both ask for it use."""
 
     max_payload: int = DEFAULT_PAYLOAD
     recv_window: int = DEFAULT_RECV_WINDOW
     max_window: int = DEFAULT_MAX_WINDOW
+    # payload per packet once the peer has said (EXT_DATAGRAM) it takes datagrams that large; 0: never ask. For
+    # loopback, where no path MTU fragments them: libtorrent reads 1500-byte datagrams and never says so.
+    large_payload: int = 0
 
 
 class State(Enum):
@@ -144,6 +151,8 @@ class UtpSocket:
         self._events: list[Event] = []
         self.ledbat = Ledbat(config.max_payload, config.max_window)
         self._syn_seq = self._seq_nr
+        self.payload_size = config.max_payload
+        self._announce = False  # the next ST_STATE answers a SYN: it says how large a datagram we take
 
     # construction ------------------------------------------------------------------------------------------------
     @classmethod
@@ -163,6 +172,8 @@ class UtpSocket:
         sock._peer_wnd = syn.wnd_size
         sock._reply_micro = (_us(now) - syn.timestamp) & TIMESTAMP_MASK
         sock._ack_pending = True  # the ST_STATE that completes the handshake
+        sock._announce = True
+        sock._use_large(syn)
         sock._events.append(Connected())
         return sock
 
@@ -239,13 +250,14 @@ class UtpSocket:
             return
         if kind is PacketType.SYN:
             if packet.seq_nr == self._syn_seq and self.state is State.CONNECTED:
-                self._ack_pending = True  # our ST_STATE was lost and the SYN came again
+                self._ack_pending = self._announce = True  # our ST_STATE was lost and the SYN came again
             return
         if self.state is State.SYN_SENT:
             if packet.ack_nr != self._syn_seq:
                 return  # libtorrent too ignores anything but the answer to our SYN
             self.state = State.CONNECTED
             self._ack_nr = (packet.seq_nr - 1) & SEQ_MASK  # the SYN-ACK carries the next sequence number it sends
+            self._use_large(packet)
             self._events.append(Connected())
         self._silent_timeouts = 0
         self._reply_micro = (_us(now) - packet.timestamp) & TIMESTAMP_MASK
@@ -254,6 +266,12 @@ class UtpSocket:
             return
         if kind is PacketType.DATA or kind is PacketType.FIN:
             self._process_data(packet)
+
+    def _use_large(self, handshake: Packet) -> None:
+        """Both sides asked for large packets (UtpConfig.large_payload): use them, within what the peer takes."""
+        peer_max = handshake.max_datagram
+        if self.config.large_payload and peer_max:
+            self.payload_size = max(self.config.max_payload, min(self.config.large_payload, peer_max - MAX_HEADER))
 
     def _process_acks(self, packet: Packet, now: float) -> bool:
         """Removes what `packet` acknowledges from flight; False when it acks a packet never sent (reset)."""
@@ -435,8 +453,12 @@ class UtpSocket:
     def _header(self, kind: PacketType, seq: int, ts: int) -> bytes:
         sack = sack_bitmask(self._ack_nr, self._reorder) if self._reorder else None
         conn_id = self.recv_id if kind is PacketType.SYN else self.send_id
+        announce = 0
+        if self.config.large_payload and (kind is PacketType.SYN or (kind is PacketType.STATE and self._announce)):
+            announce = MAX_DATAGRAM
+            self._announce = False
         return encode_header(kind, conn_id, seq, self._ack_nr, self._advertised_window(), ts, self._reply_micro,
-                             sack)
+                             sack, announce)
 
     def _queue(self, kind: PacketType, payload: bytes) -> None:
         out = _Out(kind, self._seq_nr, payload)
@@ -477,7 +499,7 @@ class UtpSocket:
                 break
             out.append(self._transmit(item, now, ts))
         if self.state is State.CONNECTED:
-            payload_size = self.config.max_payload
+            payload_size = self.payload_size
             while self.unsent_bytes and len(self._in_flight) < MAX_IN_FLIGHT:
                 size = min(payload_size, self.unsent_bytes)
                 if not self._fits(size):

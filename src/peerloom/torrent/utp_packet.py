@@ -20,6 +20,9 @@ SEQ_MASK = 0xFFFF  # BEP 29: sequence and ack numbers wrap modulo 2^16
 TIMESTAMP_MASK = 0xFFFFFFFF  # microseconds, modulo 2^32
 EXT_NONE = 0
 EXT_SACK = 1  # BEP 29 selective ack
+# peerloom's own, in a SYN and the ST_STATE answering it: "I take datagrams up to N bytes" (4 bytes, big-endian).
+# Other implementations skip extensions they do not know (libtorrent and libutp do); see UtpConfig.large_payload.
+EXT_DATAGRAM = 0x70
 MAX_EXTENSIONS = 8  # deployed peers send at most two (sack, libtorrent's close reason); a longer chain is hostile
 SACK_BYTES = 32  # the bitmask we send: 256 packets past ack_nr + 1, a multiple of 4 bytes as BEP 29 asks
 MAX_DATAGRAM = 65_507  # the largest UDP payload over IPv4
@@ -59,6 +62,14 @@ class Packet(NamedTuple):
         for kind, data in self.extensions:
             if kind == EXT_SACK:
                 return data
+        return None
+
+    @property
+    def max_datagram(self) -> int | None:
+        """The largest datagram the sender takes, if it said (EXT_DATAGRAM)."""
+        for kind, data in self.extensions:
+            if kind == EXT_DATAGRAM and len(data) == 4:
+                return int.from_bytes(data, "big")
         return None
 
 
@@ -116,14 +127,18 @@ def encode_header(
     timestamp: int,
     timestamp_difference: int,
     sack: bytes | None = None,
+    max_datagram: int = 0,
 ) -> bytes:
-    """The header (and SACK extension, if any) of an outgoing packet: the hot path's encoder, no Packet built."""
+    """The header and extensions (a SACK, our largest datagram) of an outgoing packet: the hot path's encoder."""
+    first = EXT_SACK if sack else EXT_DATAGRAM if max_datagram else EXT_NONE
     head = HEADER.pack(
-        kind << 4 | VERSION, EXT_SACK if sack else EXT_NONE, connection_id, timestamp & TIMESTAMP_MASK,
+        kind << 4 | VERSION, first, connection_id, timestamp & TIMESTAMP_MASK,
         timestamp_difference & TIMESTAMP_MASK, wnd_size, seq_nr & SEQ_MASK, ack_nr & SEQ_MASK,
     )
     if sack:
-        return head + bytes((EXT_NONE, len(sack))) + sack
+        head += bytes((EXT_DATAGRAM if max_datagram else EXT_NONE, len(sack))) + sack
+    if max_datagram:
+        head += bytes((EXT_NONE, 4)) + max_datagram.to_bytes(4, "big")
     return head
 
 

@@ -266,3 +266,26 @@ def test_three_duplicate_acks_without_sack_resend_the_first_unacked_packet() -> 
     sock.receive(parse_packet(dup), 0.03)
     (resent,) = [parse_packet(d) for d in sock.datagrams_to_send(0.03)]
     assert resent.type is PacketType.DATA and resent.seq_nr == 1001
+
+
+@pytest.mark.parametrize(
+    ("a_large", "b_large", "expected"), [(16384, 16384, 16384), (16384, 0, 1200), (0, 16384, 1200)]
+)
+def test_large_packets_only_when_both_sides_ask(a_large: int, b_large: int, expected: int) -> None:
+    syn = parse_packet(UtpSocket.connect(7, 1, 0.0, UtpConfig(large_payload=a_large)).datagrams_to_send(0.0)[0])
+    a = UtpSocket.connect(7, 1, 0.0, UtpConfig(large_payload=a_large))
+    a.datagrams_to_send(0.0)
+    b = UtpSocket.accept(syn, 50, 0.0, UtpConfig(large_payload=b_large))
+    (state,) = [parse_packet(d) for d in b.datagrams_to_send(0.0)]
+    a.receive(state, 0.01)
+    assert a.payload_size == b.payload_size == expected
+    a.write(bytes(40_000))
+    sizes = []
+    for _ in range(10):  # let the window open
+        for p in [parse_packet(d) for d in a.datagrams_to_send(0.02)]:
+            sizes.append(len(p.payload))
+            b.receive(p, 0.02)
+        for d in b.datagrams_to_send(0.02):
+            a.receive(parse_packet(d), 0.02)
+    assert len(b.read()) == 40_000
+    assert max(sizes) == expected

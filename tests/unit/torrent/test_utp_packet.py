@@ -102,6 +102,14 @@ def test_a_sack_of_any_length_is_read_as_libtorrent_sends_it() -> None:
     assert p.sack == b"\x01\x00\x80" and sacked(p.ack_nr, p.sack) == [2, 25]
 
 
+def test_our_datagram_extension_follows_a_sack_and_is_read_back() -> None:
+    raw = encode_header(PacketType.STATE, 9, 3, 100, 5000, 1, 2, sack=b"\x01\x00\x00\x00", max_datagram=65507)
+    p = parse_packet(raw)
+    assert p.sack == b"\x01\x00\x00\x00" and p.max_datagram == 65507 and encode_packet(p) == raw
+    assert parse_packet(encode_header(PacketType.SYN, 9, 3, 0, 0, 0, 0, max_datagram=2000)).max_datagram == 2000
+    assert parse_packet(encode_header(PacketType.SYN, 9, 3, 0, 0, 0, 0)).max_datagram is None
+
+
 def test_the_longest_allowed_chain_parses() -> None:
     raw = b"\x01\x02" + bytes(18) + b"\x02\x00" * (MAX_EXTENSIONS - 1) + b"\x00\x00"
     assert len(parse_packet(raw).extensions) == MAX_EXTENSIONS
