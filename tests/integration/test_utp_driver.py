@@ -134,3 +134,19 @@ async def test_a_peer_sending_wild_packets_is_dropped_and_the_driver_stays_up(wi
         transport.write(b"still here")
         await until(lambda: len(accepted) == 2 and bytes(accepted[1].data) == b"still here")
         assert server.internal_errors == 0
+
+
+async def test_a_protocol_that_pauses_reading_closes_the_window() -> None:
+    async with drivers() as (server, client, accepted):
+        assert server.local_address is not None
+        transport, _ = await client.connect(server.local_address, Collector, timeout=5)
+        await until(lambda: accepted and accepted[0].transport is not None)
+        far = accepted[0].transport
+        assert isinstance(far, UtpTransport)
+        far.pause_reading()
+        transport.write(bytes(3 << 20))
+        await asyncio.sleep(0.3)
+        assert not accepted[0].data and not far.is_reading()
+        assert transport.get_write_buffer_size() >= (3 << 20) - 2 * far.sock.config.recv_window  # the sender waits
+        far.resume_reading()
+        await until(lambda: len(accepted[0].data) == 3 << 20)
