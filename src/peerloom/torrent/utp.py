@@ -46,6 +46,7 @@ MAX_IN_FLIGHT = 4096  # packets: well inside the half of the 16-bit sequence spa
 DEFAULT_PAYLOAD = 1200  # bytes of payload per packet: safe under common path MTUs (IPv6's 1280 minimum)
 DEFAULT_RECV_WINDOW = 1 << 20
 DEFAULT_MAX_WINDOW = 8 << 20
+COMPACT_AT = 1 << 20  # bytes already packetized at the front of the send buffer before it is compacted
 MAX_HEADER = HEADER_SIZE + 2 + SACK_BYTES + 6  # the header, the largest SACK we send, our datagram extension
 _HALF = 0x8000
 
@@ -188,6 +189,11 @@ class UtpSocket:
         return len(self._sendbuf) - self._sendpos
 
     @property
+    def buffer_size(self) -> int:
+        """Bytes the send buffer holds, packetized ones not yet compacted away included (what it costs in memory)."""
+        return len(self._sendbuf)
+
+    @property
     def bytes_in_flight(self) -> int:
         return self._bytes_in_flight
 
@@ -216,8 +222,8 @@ class UtpSocket:
         """Queues bytes to send; they leave as the windows allow. Ignored once the connection is closing."""
         if self.state is State.CLOSED or self._closing:
             return
-        if self._sendpos and self._sendpos >= len(self._sendbuf):
-            self._sendbuf.clear()
+        if self._sendpos >= COMPACT_AT:  # what was cut into packets goes, or a busy buffer grows without end
+            del self._sendbuf[: self._sendpos]
             self._sendpos = 0
         self._sendbuf += data
 
@@ -504,7 +510,7 @@ class UtpSocket:
                 size = min(payload_size, self.unsent_bytes)
                 if not self._fits(size):
                     break
-                chunk = bytes(self._sendbuf[self._sendpos : self._sendpos + size])
+                chunk = bytes(memoryview(self._sendbuf)[self._sendpos : self._sendpos + size])  # one copy
                 self._sendpos += size
                 self._queue(PacketType.DATA, chunk)
                 out.append(self._transmit(self._in_flight[(self._seq_nr - 1) & SEQ_MASK], now, ts))

@@ -9,6 +9,7 @@ import pytest
 from support.utp_net import Link, Pair
 
 from peerloom.torrent.utp import (
+    COMPACT_AT,
     LINGER,
     MIN_TIMEOUT,
     Closed,
@@ -289,3 +290,15 @@ def test_large_packets_only_when_both_sides_ask(a_large: int, b_large: int, expe
             a.receive(parse_packet(d), 0.02)
     assert len(b.read()) == 40_000
     assert max(sizes) == expected
+
+
+def test_the_send_buffer_does_not_grow_in_a_steady_transfer() -> None:
+    pair = Pair(Link(latency=0.001))
+    connected(pair)
+    a = pair.a.sock
+    assert a is not None
+    for _ in range(40):  # the sender never runs dry: its buffer is never empty when it is written to
+        a.write(bytes(200_000))
+        pair.run(lambda: a.unsent_bytes < 100_000)
+        assert a.buffer_size < 200_000 + 100_000 + COMPACT_AT
+    pair.run(lambda: len(pair.b.received) == 40 * 200_000)
