@@ -36,7 +36,7 @@ from peerloom.torrent.utp_packet import (
 INITIAL_TIMEOUT = 1.0  # BEP 29: the timeout before the first round-trip sample
 MIN_TIMEOUT = 0.5  # libtorrent's utp_min_timeout: 500 ms
 MAX_TIMEOUT = 30.0  # the backed-off timer never waits longer than this
-SYN_TIMEOUTS = 3  # the SYN is sent this many times (libtorrent: utp_syn_resends 2 resends), then the dial fails
+SYN_TIMEOUTS = 2  # a dial fails at the second SYN timeout: after 3 s, as libtorrent's utp_connect_timeout
 DATA_TIMEOUTS = 6  # consecutive timeouts without a word from the peer before the connection is given up
 FIN_TIMEOUTS = 3  # libtorrent's utp_fin_resends 2, plus the first FIN
 LINGER = 5.0  # after our FIN is acked, how long the peer's data and FIN are still taken (TCP's half-close)
