@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.utp_net import Link, Pair
 
 from peerloom.torrent.utp import (
@@ -302,3 +304,45 @@ def test_the_send_buffer_does_not_grow_in_a_steady_transfer() -> None:
         pair.run(lambda: a.unsent_bytes < 100_000)
         assert a.buffer_size < 200_000 + 100_000 + COMPACT_AT
     pair.run(lambda: len(pair.b.received) == 40 * 200_000)
+
+
+packets = st.lists(
+    st.tuples(
+        st.sampled_from([PacketType.DATA, PacketType.STATE, PacketType.FIN, PacketType.SYN]),
+        st.integers(-40, 40) | st.integers(0, 0xFFFF),  # seq_nr near the expected one, or anywhere
+        st.integers(-40, 40) | st.integers(0, 0xFFFF),  # ack_nr near our last sent, or anywhere
+        st.sampled_from([0, 1, 1500, 1 << 20, 0xFFFFFFFF]),
+        st.none() | st.binary(min_size=1, max_size=40),
+        st.integers(0, 3000),
+        st.floats(0, 2),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(packets)
+def test_any_packet_sequence_from_a_peer_keeps_the_connection_consistent(script: list) -> None:
+    """Whatever a peer sends (near-valid or wild numbers, windows, SACKs), the socket raises nothing, keeps its
+    accounting straight, and ends at most once, saying why."""
+    syn = parse_packet(encode_header(PacketType.SYN, 7, 1000, 0, 1 << 20, 0, 0))
+    sock = UtpSocket.accept(syn, 2000, 0.0, UtpConfig(max_payload=100, recv_window=5000))
+    sock.write(bytes(20_000))
+    now = 0.0
+    ended = 0
+    for kind, seq, ack, wnd, sack, size, dt in script:
+        now += dt
+        sock.tick(now)
+        sent = sock.datagrams_to_send(now)
+        for d in sent:
+            assert len(parse_packet(d).payload) <= 100
+        seq_nr = (1001 + seq) & 0xFFFF if seq <= 40 else seq
+        ack_nr = (2000 + ack) & 0xFFFF if ack <= 40 else ack
+        header = encode_header(kind, sock.recv_id, seq_nr, ack_nr, wnd, 0, 0, sack)
+        sock.receive(parse_packet(header + bytes(size)), now)
+        sock.read()
+        ended += sum(isinstance(e, Closed) for e in sock.events())
+        assert 0 <= sock.bytes_in_flight <= 20_000
+        assert ended == (1 if sock.closed else 0)
+        wake = sock.next_wakeup()
+        assert wake is None or not sock.closed
