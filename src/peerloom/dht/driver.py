@@ -515,7 +515,10 @@ class Dht:
         self.foreign = receive
 
         def send(data: bytes, addr: Any) -> None:
-            transport = self._endpoint_for(addr).transport
+            try:
+                transport = self._endpoint_for(addr).transport
+            except DhtError:
+                return  # no socket of that family: the datagram cannot go (a uTP dial there times out)
             if transport is not None and not transport.is_closing():
                 transport.sendto(data, addr)
 
