@@ -82,9 +82,10 @@ async def test_a_peer_sending_wild_utp_packets_is_dropped_and_the_node_stays_up(
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
 
 
-async def test_a_peer_learnt_over_pex_with_the_utp_flag_is_dialled_over_utp(tmp_path: Path) -> None:
-    """A reaches the seeder over uTP and tells B of it with BEP 11's uTP flag; B, which dials TCP first for peers it
-    knows nothing of, dials the seeder over uTP."""
+async def test_peers_learnt_over_pex_with_the_utp_flag_are_dialled_over_utp(tmp_path: Path) -> None:
+    """A reaches the seeder and B over uTP and tells each of the other with BEP 11's uTP flag. Neither the seeder
+    nor B dials uTP first for peers it knows nothing of, so whichever of them dials the other does it over uTP only
+    because of the flag."""
     data = make_single(tmp_path / "src")
     async with (
         node(tmp_path, "seed", pex_interval=0.2) as seeder,
@@ -93,14 +94,12 @@ async def test_a_peer_learnt_over_pex_with_the_utp_flag_is_dialled_over_utp(tmp_
     ):  # rate limits keep both downloading long enough for the exchange
         shared = await seeder.share(data, version="hybrid", piece_length=65536)
         assert shared.meta is not None
-        ta = await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port)])
-        assert await first_peers(ta) == [True]
-        tb = await b.add(shared.meta, tmp_path / "dst-b", peers=[("127.0.0.1", a.port)])
-        seeder_address = ("127.0.0.1", seeder.port)
+        tb = await b.add(shared.meta, tmp_path / "dst-b")
+        await a.add(shared.meta, tmp_path / "dst-a", peers=[("127.0.0.1", seeder.port), ("127.0.0.1", b.port)])
         async with asyncio.timeout(10):
-            while not any(p.address == seeder_address for p in tb.peers):
+            while not any(p.peer_id == seeder.peer_id for p in tb.peers):
                 await asyncio.sleep(0.02)
-        (to_seeder,) = [p for p in tb.peers if p.address == seeder_address]
-        assert to_seeder.transport.get_extra_info("utp") and to_seeder.outgoing
+        (link,) = [p for p in tb.peers if p.peer_id == seeder.peer_id]
+        assert link.transport.get_extra_info("utp")
         await wait_done(tb)
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")
