@@ -32,7 +32,7 @@ Sender = Callable[[bytes, Address], None]
 TICK = 0.05  # seconds between timer checks: the retransmission timer is at least 500 ms
 DEFAULT_HIGH_WATER = 1 << 20
 MAX_CONNECTIONS = 1024
-LOOPBACK_PAYLOAD = 16 * 1024  # measured: ~5x the throughput of 1400-byte packets between two Python processes
+LOOPBACK_PAYLOAD = 16 * 1024  # bench, 1 GiB on tmpfs: 155 MB/s against 70 MB/s with 1400-byte packets
 SOCKET_BUFFER = 4 << 20  # asked of the kernel, which caps it at net.core.rmem_max / wmem_max
 
 
