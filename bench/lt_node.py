@@ -1,11 +1,12 @@
 """A libtorrent node in its own process, for swarm_bench.py: seeds or downloads one torrent on loopback.
 
-    python bench/lt_node.py seed T.torrent DIR PORT [--encryption rc4]
-    python bench/lt_node.py get T.torrent DIR PORT SEEDPORT [SEEDPORT ...] [--encryption rc4]
+    python bench/lt_node.py [--transport tcp|utp] seed T.torrent DIR PORT [--encryption rc4]
+    python bench/lt_node.py [--transport tcp|utp] get T.torrent DIR PORT SEEDPORT [SEEDPORT ...] [--encryption rc4]
 
 Prints JSON lines: {"event": "ready"} once listening/seeding, {"event": "done", "seconds": ...} when a
-download completes. uTP, DHT, LSD, UPnP and NAT-PMP are off (uTP crawls on loopback). Encryption is libtorrent's
-default (MSE handshake tried, plaintext after it) unless `--encryption rc4`: MSE forced both ways, RC4 only.
+download completes. DHT, LSD, UPnP and NAT-PMP are off; uTP too (it crawls on loopback), unless `--transport utp`,
+which turns TCP off instead. Encryption is libtorrent's default (MSE handshake tried, plaintext after it) unless
+`--encryption rc4`: MSE forced both ways, RC4 only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ RC4_ONLY = {
 
 def main() -> None:
     argv = sys.argv[1:]
+    utp = False
+    if argv[0] == "--transport":
+        utp = argv[1] == "utp"
+        argv = argv[2:]
     rc4 = False
     if "--encryption" in argv:
         at = argv.index("--encryption")
@@ -41,8 +46,10 @@ def main() -> None:
         "enable_lsd": False,
         "enable_upnp": False,
         "enable_natpmp": False,
-        "enable_outgoing_utp": False,
-        "enable_incoming_utp": False,
+        "enable_outgoing_utp": utp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_tcp": not utp,
+        "enable_incoming_tcp": not utp,
         "allow_multiple_connections_per_ip": True,
         "alert_mask": 0,
         **(RC4_ONLY if rc4 else {}),

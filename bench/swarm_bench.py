@@ -2,6 +2,7 @@
 
     python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
                                 [--piece-length 256K] [--maker peerloom|libtorrent] [--encryption default|rc4]
+                                [--transport tcp|utp]
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
@@ -15,6 +16,7 @@ libtorrent 2.1: 256 KiB for 512 MiB, 512 KiB for 1 GiB), so torrents like those 
 `--encryption rc4` runs every connection RC4-encrypted (MSE/PE): peerloom's `--encryption require` on every node,
 libtorrent's policies forced with RC4 only; `default` leaves each client at its default (both try the MSE
 handshake and then, offered both, run the stream in plaintext).
+`--transport utp` runs both swarms over uTP (BEP 29): the peerloom leechers dial uTP first, libtorrent's TCP is off.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def peerloom_cmd(*args: str, encryption: str) -> list[str]:
 
 
 def run_peerloom(
-    torrent: Path, src: Path, work: Path, leechers: int, encryption: str
+    torrent: Path, src: Path, work: Path, leechers: int, encryption: str, transport: str = "tcp"
 ) -> tuple[float, int, float, float]:
     """Seconds until every leecher is done (from leecher start), the peak RSS (bytes) of one leecher, and the
     CPU seconds of the seeder (during the transfer) and of one leecher (on average)."""
@@ -135,7 +137,7 @@ def run_peerloom(
             procs.append(subprocess.Popen(
                 peerloom_cmd("get", str(torrent), "-o", str(work / f"dst{i}"), "--peer", f"127.0.0.1:{seed_port}",
                              "--listen", "127.0.0.1", "--home", str(work / f"home-{i}"), "--json",
-                             encryption=encryption),
+                             "--transport", transport, encryption=encryption),
                 stdout=log, stderr=log,
             ))
         peak = 0
@@ -155,10 +157,10 @@ def run_peerloom(
 
 
 def run_libtorrent(
-    torrent: Path, src: Path, work: Path, leechers: int, encryption: str
+    torrent: Path, src: Path, work: Path, leechers: int, encryption: str, transport: str = "tcp"
 ) -> tuple[float, float, float]:
     seed_port = free_port()
-    node = [sys.executable, str(HERE / "lt_node.py")]
+    node = [sys.executable, str(HERE / "lt_node.py"), "--transport", transport]
     flags = ENCRYPTION[encryption][1]
     seeder = subprocess.Popen([*node, "seed", str(torrent), str(src), str(seed_port), *flags],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -196,13 +198,15 @@ def main() -> None:
                     help="the client that makes the .torrent both clients download")
     ap.add_argument("--encryption", default="default", choices=sorted(ENCRYPTION),
                     help="rc4: every connection MSE-encrypted with RC4, on both clients")
+    ap.add_argument("--transport", default="tcp", choices=["tcp", "utp"], help="the transport of both swarms")
     args = ap.parse_args()
     # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
     # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
     compileall.compile_dir(Path(__file__).resolve().parents[1] / "src" / "peerloom", quiet=1)
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
-    results: dict[str, object] = {"size_bytes": size, "maker": args.maker, "encryption": args.encryption}
+    results: dict[str, object] = {"size_bytes": size, "maker": args.maker, "encryption": args.encryption,
+                                  "transport": args.transport}
     for where in places:
         base = Path("/dev/shm") if where == "shm" else None
         with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
@@ -218,11 +222,11 @@ def main() -> None:
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
                     pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(
-                        torrent, src, work / "pl", n, args.encryption
+                        torrent, src, work / "pl", n, args.encryption, args.transport
                     )
                     shutil.rmtree(work, ignore_errors=True)
                     lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(
-                        torrent, src, work / "lt", n, args.encryption
+                        torrent, src, work / "lt", n, args.encryption, args.transport
                     )
                     shutil.rmtree(work, ignore_errors=True)
                     pl_rate = n * size / pl_seconds / 1e6

@@ -139,6 +139,9 @@ class Node:
             raise PeerloomError(f"cannot listen on {self.host}:{self.settings.secure_port}: {exc.strerror}") from exc
         if self.settings.dht:
             await self._start_dht(stack)
+        if self.settings.utp:  # on the DHT's socket when it has the BitTorrent port's number (libtorrent's way)
+            await self.engine.listen_utp(self.host, self.dht)
+            stack.callback(self.engine.close_utp)
         if self.settings.lsd:
             await self._start_lsd(stack)
         await self._start_peer_store(stack)

@@ -30,6 +30,9 @@ class Settings:
     tracker_min_wait: float = 30.0
     pex_interval: float = 60.0  # BEP 11: at most one peer-exchange message a minute per peer
     secure_port: int = 0  # the secure peer layer's TCP port (0: any free one)
+    utp: bool = True  # uTP (BEP 29) on the BitTorrent port number over UDP (shared with the DHT): accepted, and dialled
+    utp_first: bool = False  # dial every peer over uTP first, then TCP (as libtorrent); else peers known to speak it
+    utp_payload: int = 1400  # uTP payload bytes per packet (libtorrent reads at most 1500-byte datagrams)
     dht: bool = True  # Mainline DHT (BEP 5): find peers of public torrents without a tracker
     dht_port: int = 0  # its UDP port (0: the same number as the BitTorrent port)
     bootstrap: list[tuple[str, int]] = field(default_factory=list)  # DHT nodes to join through (host, port)

@@ -52,6 +52,9 @@ PublicBootstrapOption = Annotated[
     typer.Option("--public-bootstrap/--no-public-bootstrap",
                  help="Join the DHT through the public routers when no --bootstrap is given."),
 ]
+TransportOption = Annotated[
+    str, typer.Option("--transport", help="Dial peers over 'tcp', or 'utp' first (BEP 29; TCP when it fails).")
+]
 NoDhtOption = Annotated[bool, typer.Option("--no-dht", help="Run no DHT node (no trackerless peer discovery).")]
 NoLsdOption = Annotated[bool, typer.Option("--no-lsd", help="No local peer discovery (BEP 14 multicast).")]
 NoMdnsOption = Annotated[bool, typer.Option("--no-mdns", help="No libp2p mDNS (secure-layer peers on the LAN).")]

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from peerloom.cli.common import parse_bootstrap
+from peerloom.cli.common import UserError, parse_bootstrap
 
 if TYPE_CHECKING:
     from peerloom.node import Settings
@@ -53,10 +53,13 @@ def home_or_default(home: Path | None) -> Path:
 
 def node_settings(
     *, no_dht: bool = False, no_lsd: bool = False, bootstrap: list[str] | None = None, public_bootstrap: bool = True,
-    dht_port: int = 0, no_mdns: bool = False, encryption: str = "prefer",
+    dht_port: int = 0, no_mdns: bool = False, encryption: str = "prefer", transport: str = "tcp",
 ) -> Settings:
     """The node's settings from the discovery options shared by `share`, `get` and `daemon`."""
     from peerloom.node import Settings
 
+    if transport not in ("tcp", "utp"):
+        raise UserError(f"--transport is tcp or utp, not {transport!r}")
     return Settings(dht=not no_dht, lsd=not no_lsd, bootstrap=parse_bootstrap(bootstrap),
-                    public_bootstrap=public_bootstrap, dht_port=dht_port, mdns=not no_mdns, encryption=encryption)
+                    public_bootstrap=public_bootstrap, dht_port=dht_port, mdns=not no_mdns, encryption=encryption,
+                    utp_first=transport == "utp")

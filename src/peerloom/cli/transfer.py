@@ -48,6 +48,7 @@ from peerloom.cli.options import (
     PublicBootstrapOption,
     StatusLines,
     TrackerOption,
+    TransportOption,
     V1Option,
     V2Option,
 )
@@ -120,6 +121,7 @@ def get(
     no_mdns: NoMdnsOption = False,
     encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
+    transport: TransportOption = "tcp",
     no_daemon: NoDaemonOption = False,
     detach: Annotated[bool, typer.Option("--detach", help="With a daemon: hand it the torrent and return.")] = False,
 ) -> None:
@@ -128,7 +130,7 @@ def get(
     peers = usage(lambda: parse_peers(peer))
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port,
-                                           encryption=encryption))
+                                           encryption=encryption, transport=transport))
     allowed = guarded(lambda: parse_allow(allow))
     if private and not any(not isinstance(p, tuple) for p in peers):  # a multiaddr: the secure layer
         fail("--private needs the seeder's secure address: --peer /ip4/HOST/tcp/PORT/p2p/PEERID", 2)

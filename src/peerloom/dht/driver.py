@@ -142,6 +142,9 @@ class _Endpoint(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
+        if data[:1] != b"d" and self.dht.foreign is not None:  # not KRPC (always a bencoded dict): uTP, say
+            self.dht.foreign(data, addr)
+            return
         self.dht._received(self, data, (addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
@@ -188,6 +191,7 @@ class Dht:
         self._resolving = False  # bootstrap hostnames are being resolved: the bootstrap is not over
         self._started = False
         self._closed = False
+        self.foreign: Callable[[bytes, Any], None] | None = None  # see `share_socket`
 
     async def __aenter__(self) -> Dht:
         return self
@@ -517,6 +521,22 @@ class Dht:
             assert isinstance(error, BaseException)
             raise error
         return good
+
+    def share_socket(self, receive: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        """Lets another protocol use the DHT's UDP port, as libtorrent runs uTP and the DHT on one socket: datagrams
+        that are not KRPC (which always starts with `d`) go to `receive`; the function returned sends a datagram
+        through the socket of the address's family."""
+        self.foreign = receive
+
+        def send(data: bytes, addr: Any) -> None:
+            try:
+                transport = self._endpoint_for(addr).transport
+            except DhtError:
+                return  # no socket of that family: the datagram cannot go (a uTP dial there times out)
+            if transport is not None and not transport.is_closing():
+                transport.sendto(data, addr)
+
+        return send
 
     def _endpoint_for(self, addr: Address) -> _Endpoint:
         for endpoint in self.endpoints:

@@ -47,6 +47,14 @@ class DhtPeers(Protocol):
     def add_node(self, address: Address) -> None: ...
 
 
+class SharedUdp(Protocol):
+    """A UDP socket that lets uTP share its port (the DHT's: libtorrent runs both on one socket)."""
+
+    port: int
+
+    def share_socket(self, receive: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]: ...
+
+
 class LanPeers(Protocol):
     """Local service discovery (BEP 14) as a peer source."""
 
@@ -98,6 +106,9 @@ class SwarmContext(Protocol):
     def ban(self, address: Address, peer_id: bytes | None) -> None: ...
 
     def is_banned(self, address: Address, peer_id: bytes | None = None) -> bool: ...
+
+    def peer_speaks_utp(self, address: Address) -> None:
+        """A peer known to take uTP (BEP 11's PEX flag): dialled over uTP first."""
 
     def is_self(self, address: Address | Multiaddr) -> bool: ...
 

@@ -19,9 +19,10 @@ import ipaddress
 import logging
 import secrets
 import socket
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from peerloom.codec.compact import canonical_address
 from peerloom.codec.multiaddr import Multiaddr
@@ -39,15 +40,18 @@ from peerloom.torrent.peer import PeerConnection
 from peerloom.torrent.ratelimit import TokenBucket
 from peerloom.torrent.resume import ResumeStore
 from peerloom.torrent.swarm import Torrent
+from peerloom.torrent.utp import UtpConfig
+from peerloom.torrent.utp_driver import UtpDriver
 
 if TYPE_CHECKING:
-    from peerloom.torrent.context import DhtPeers, EngineNode, LanPeers
+    from peerloom.torrent.context import DhtPeers, EngineNode, LanPeers, SharedUdp
     from peerloom.torrent.tracker_client import TrackerClient
 
 T = TypeVar("T")
 ENCRYPTION_POLICIES = ("prefer", "require", "disable")
 log = logging.getLogger(__name__)
 BITTORRENT_PROTOCOL = "/peerloom/bittorrent/1.0.0"
+MAX_UTP_PEERS = 4096  # addresses remembered as speaking uTP or not
 
 
 class DuplicateTorrent(PeerloomError):
@@ -82,6 +86,8 @@ class BitTorrentEngine:
         self._servers: list[asyncio.Server] = []
         self.ipv6_address: str | None = None  # where IPv6 peers reach us, told in BEP 10 handshakes (`ipv6`)
         self.families: set[int] = set()  # the address families the BitTorrent port takes (socket.AF_INET/AF_INET6)
+        self._utp: UtpDriver | None = None
+        self._utp_peers: OrderedDict[tuple[str, int], bool] = OrderedDict()  # speaks uTP (True) or not (False)
         self._tracker_client: TrackerClient | None = None
 
     # -- the service -------------------------------------------------------------------------------
@@ -116,6 +122,35 @@ class BitTorrentEngine:
     def dual_stack(self) -> bool:
         """Whether the BitTorrent port takes both IPv4 and IPv6 connections."""
         return self.families == {socket.AF_INET, socket.AF_INET6}
+
+    async def listen_utp(self, host: str, shared: SharedUdp | None = None) -> None:
+        """Take uTP (BEP 29) on the BitTorrent port number: through `shared` (the DHT's socket) when it has that
+        port, as libtorrent does, else on a UDP socket of our own. Called after `listen` (and the DHT's start)."""
+        driver = UtpDriver(config=UtpConfig(max_payload=self.settings.utp_payload), on_incoming=self._incoming_utp)
+        if shared is not None and shared.port == self.port:
+            driver.attach(shared.share_socket(driver.datagram_received), (host, self.port))
+        else:
+            try:
+                await driver.open(host, self.port)
+            except OSError as exc:
+                log.warning("uTP off: cannot bind UDP %s:%d (%s)", host, self.port, exc.strerror)
+                return
+        self._utp = driver
+
+    def close_utp(self) -> None:
+        if self._utp is not None:
+            self._utp.close()
+            self._utp = None
+
+    def peer_speaks_utp(self, address: tuple[str, int]) -> None:
+        if address not in self._utp_peers:  # a failed uTP dial is not undone by hearsay
+            self._knows_utp(address, True)
+
+    def _knows_utp(self, address: tuple[str, int], speaks: bool) -> None:
+        self._utp_peers[address] = speaks
+        self._utp_peers.move_to_end(address)
+        if len(self._utp_peers) > MAX_UTP_PEERS:
+            self._utp_peers.popitem(last=False)
 
     async def close_listener(self) -> None:
         for server in self._servers:
@@ -184,9 +219,22 @@ class BitTorrentEngine:
             self._by_hash.setdefault(h, torrent)
 
     async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
-        """Dial a plain BitTorrent peer: with MSE first unless `encryption` is "disable"; with "prefer", an encrypted
+        """Dial a peer. Over uTP first when it is known to speak it (or `utp_first`), like libtorrent, and over TCP when
+        uTP fails (the peer is then remembered as not speaking uTP); uTP runs in plaintext, so `encryption` "require"
+        dials TCP only. Over TCP with MSE first unless `encryption` is "disable"; with "prefer", an encrypted
         handshake the peer breaks off is tried again in plaintext, as libtorrent does."""
         policy = self.settings.encryption
+        utp = self._utp
+        if utp is not None and policy != "require" and self._utp_peers.get(address, self.settings.utp_first):
+            try:
+                _, proto = await utp.connect(address, lambda: PeerConnection(self, torrent, address, outgoing=True),
+                                             timeout=self.settings.connect_timeout)
+                conn = cast(PeerConnection, proto)
+                self._connections.add(conn)
+                return conn
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.debug("uTP to %s failed (%r): trying TCP", address, exc)
+                self._knows_utp(address, False)
         if policy != "disable":
             conn = PeerConnection(self, torrent, address, outgoing=True)
             encrypted = MseProtocol.outgoing(conn, torrent.wire_hash, timeout=self.settings.connect_timeout)
@@ -251,6 +299,10 @@ class BitTorrentEngine:
         """The info-hash whose HASH('req2', SKEY) an MSE peer sent: any of our torrents' v1 hashes or truncated v2
         hashes (the ones handshakes carry), as libtorrent matches them. One SHA-1 per torrent, per connection."""
         return next((h for h in self._by_hash if skey_hash(h) == req2), None)
+
+    def _incoming_utp(self, address: tuple[str, int]) -> asyncio.BaseProtocol:
+        self._knows_utp(address, True)  # uTP shares the listen port: this address takes uTP dials too
+        return self._incoming()
 
     def peer_lost(self, conn: PeerConnection) -> None:
         self._connections.discard(conn)

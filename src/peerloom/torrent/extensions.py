@@ -17,6 +17,7 @@ MAX_METADATA_SIZE = 64 * 1024 * 1024
 MAX_PEX_PEERS = 200  # per list in one message; more are ignored
 PEX_SEND_MAX = 50  # BEP 11: at most 50 added and 50 dropped per message
 PEX_SEED = 0x02  # BEP 11 flag: the peer is a seed
+PEX_UTP = 0x04  # BEP 11 flag: the peer supports uTP
 PEX_REACHABLE = 0x10  # BEP 11 flag: we reached it by an outgoing connection
 LOCAL_IDS = {"ut_pex": 1, "ut_metadata": 2}
 """The extension ids we advertise; peers send us these ids."""
@@ -297,7 +298,7 @@ class PexState:
         self, connected: set[tuple[str, int]], flags: Mapping[tuple[str, int], int] | None = None
     ) -> PexMessage | None:
         """The message telling the peer what changed since the last one (None: nothing did).
-        `flags` gives the BEP 11 flags of a connected peer (PEX_SEED, PEX_REACHABLE)."""
+        `flags` gives the BEP 11 flags of a connected peer (PEX_SEED, PEX_UTP, PEX_REACHABLE)."""
         added = sorted(connected - self.sent)[:PEX_SEND_MAX]
         dropped = sorted(self.sent - connected)[:PEX_SEND_MAX]
         if not added and not dropped:

@@ -191,6 +191,17 @@ class MseProtocol(asyncio.BufferedProtocol):
         except ProtocolError as exc:
             self._fail(exc)
 
+    def data_received(self, data: bytes | memoryview) -> None:
+        """Bytes from a transport without buffered reads (uTP's): copied into the buffer a buffered read would fill,
+        so they take the same way."""
+        view = memoryview(data)
+        while view:
+            buffer = memoryview(self.get_buffer(len(view)))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            self.buffer_updated(n)
+            view = view[n:]
+
     def _handshake_data(self, data: bytes) -> None:
         if self._handshake is None:
             self._sniffed += data

@@ -108,6 +108,9 @@ class Exchange:
             self._on_metadata(peer, ext.parse_metadata(m.payload))
         elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.torrent.private:
             pex = ext.parse_pex(m.payload)
+            for address, flags in zip(pex.added, pex.added_flags, strict=False):
+                if flags & ext.PEX_UTP:
+                    self.context.peer_speaks_utp(address)  # dialled over uTP first, as libtorrent does
             self.torrent.add_peers(pex.added)
 
     def request_metadata(self, peer: PeerConnection) -> None:
@@ -207,6 +210,7 @@ class Exchange:
             if listening is None:
                 listening = {
                     p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
+                    | (ext.PEX_UTP if p.transport.get_extra_info("utp") else 0)
                     for p in self.torrent.peers
                     if p.address is not None
                 }

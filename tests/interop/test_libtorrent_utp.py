@@ -1,0 +1,64 @@
+"""peerloom and libtorrent 2.1.1 over uTP only (libtorrent's TCP off both ways), byte-identical both directions.
+
+libtorrent listens for uTP on the UDP port of its listen port's number, as peerloom does; with its TCP off, a
+download that completes went over uTP. DHT, LSD, UPnP and NAT-PMP stay off (tests/support/libtorrent_peer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from support.swarm import assert_same_files, make_single, node, wait_done
+
+from peerloom.torrent.create import create
+
+pytest.importorskip("libtorrent", reason="libtorrent Python bindings are not installed")
+from support.libtorrent_peer import LibtorrentPeer
+
+pytestmark = pytest.mark.interop
+
+UTP_ONLY = {
+    "enable_outgoing_utp": True,
+    "enable_incoming_utp": True,
+    "enable_outgoing_tcp": False,
+    "enable_incoming_tcp": False,
+}
+PIECE = 32768
+
+
+async def first_peers_over_utp(torrent: object) -> list[bool]:
+    async with asyncio.timeout(20):
+        while not torrent.peers:  # type: ignore[attr-defined]
+            await asyncio.sleep(0.005)
+    return [bool(p.transport.get_extra_info("utp")) for p in torrent.peers]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("version", ["v1", "hybrid"])
+async def test_libtorrent_seeds_peerloom_downloads_over_utp(tmp_path: Path, version: str) -> None:
+    data = make_single(tmp_path / "src", size=2 * 1024 * 1024 + 777)
+    meta = create(data, version=version, piece_length=PIECE)
+    with LibtorrentPeer(**UTP_ONLY) as lt_peer:
+        handle = lt_peer.add(meta.to_bytes(), tmp_path / "src", seed_mode=True)
+        await lt_peer.wait_seeding(handle)
+        async with node(tmp_path, "leech", utp_first=True) as leecher:
+            t = await leecher.add(meta, tmp_path / "dst", peers=[("127.0.0.1", lt_peer.port)])
+            assert await first_peers_over_utp(t) == [True]
+            await wait_done(t, 120)
+            assert t.status().hash_failures == 0
+    assert_same_files(meta, tmp_path / "src", tmp_path / "dst")
+
+
+@pytest.mark.parametrize("version", ["v1", "hybrid"])
+async def test_peerloom_seeds_libtorrent_downloads_over_utp(tmp_path: Path, version: str) -> None:
+    data = make_single(tmp_path / "src", size=2 * 1024 * 1024 + 777)
+    async with node(tmp_path, "seed") as seeder:
+        shared = await seeder.share(data, version=version, piece_length=PIECE)
+        assert shared.meta is not None
+        with LibtorrentPeer(**UTP_ONLY) as lt_peer:
+            handle = lt_peer.add(shared.meta.to_bytes(), tmp_path / "dst")
+            lt_peer.connect(handle, seeder.port)
+            assert await first_peers_over_utp(shared) == [True]
+            await lt_peer.wait_finished(handle, timeout=120)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
