@@ -16,7 +16,7 @@ from pycrdt import Doc, Text
 import peerloom
 from peerloom.apps.docs.keys import DocKeys
 from peerloom.apps.docs.store import DocStore, StoredDoc
-from peerloom.apps.docs.updates import ReplayRefused, WriterRefused, seal
+from peerloom.apps.docs.updates import ReplayRefused, SignatureRefused, WriterRefused, seal
 from peerloom.state import State
 
 
@@ -73,7 +73,6 @@ def test_refused_updates_are_not_stored(tmp_path: Path) -> None:
 
 def test_compaction_replaces_the_log_with_one_signed_snapshot(tmp_path: Path) -> None:
     keys, _ = DocKeys.new()
-    other = DocKeys(keys.doc_id, keys.read_key, Ed25519PrivateKey.generate())
     path = tmp_path / "s.sqlite"
     state = State(path)
     doc = StoredDoc(DocStore(state), keys)
@@ -91,7 +90,6 @@ def test_compaction_replaces_the_log_with_one_signed_snapshot(tmp_path: Path) ->
         again.receive(replayed.updates[0])
     assert again.edit(append_text("!")) is not None
     assert [row[0] for row in state.execute("SELECT seq FROM docs_updates ORDER BY seq")] == [3, 4]
-    del other
     state.close()
 
 
@@ -133,4 +131,17 @@ def test_an_acknowledged_edit_survives_sigkill(tmp_path: Path) -> None:
     state = State(path)
     text = text_of(StoredDoc(DocStore(state), keys))
     assert all(f"<{i}😀>" in text for i in range(acked + 1))
+    state.close()
+
+
+def test_a_row_tampered_with_on_disk_is_refused_on_reopen(tmp_path: Path) -> None:
+    keys, _ = DocKeys.new()
+    path = tmp_path / "s.sqlite"
+    state = State(path)
+    StoredDoc(DocStore(state), keys).edit(append_text("signed"))
+    (envelope,), = state.execute("SELECT envelope FROM docs_updates")
+    flipped = envelope[:100] + bytes([envelope[100] ^ 1]) + envelope[101:]
+    state.execute("UPDATE docs_updates SET envelope = ?", (flipped,))
+    with pytest.raises(SignatureRefused):
+        StoredDoc(DocStore(state), keys.reader())
     state.close()
