@@ -38,7 +38,7 @@ _HEADER_SIZE = 1 + KEY_SIZE + KEY_SIZE + 8 + NONCE_SIZE
 MAX_ENVELOPE_SIZE = _HEADER_SIZE + 4 + MAX_UPDATE_SIZE + SIGNATURE_SIZE
 _SIGN_CONTEXT = b"peerloom-doc-update-v1\x00"
 MAX_SEQUENCE = 2**63 - 1  # stored as an SQLite INTEGER
-MAX_SEQUENCES_AHEAD = 4096  # sequence numbers a writer may be seen out of order beyond its contiguous floor
+REPLAY_WINDOW = 4096  # sequence numbers of one writer remembered out of order; older gaps count as seen
 
 
 class EnvelopeError(DocError):
@@ -141,7 +141,10 @@ def seal(keys: DocKeys, seq: int, update: bytes, nonce: bytes | None = None) -> 
 
 
 class SeenSequences:
-    """The sequence numbers seen from one writer: all up to `floor` (exclusive), plus a bounded set above it."""
+    """The sequence numbers seen from one writer: all below `floor`, plus a set above it, within REPLAY_WINDOW of
+    the highest. A gap that falls out of the window counts as seen: its envelope is refused from then on, and its
+    changes arrive through sync (state vectors, snapshots) instead. Replay protection is about envelopes, not
+    content: a CRDT update applied twice changes nothing, but a replayed one must not be stored or relayed again."""
 
     def __init__(self, floor: int = 0) -> None:
         self.floor = floor
@@ -157,9 +160,6 @@ class SeenSequences:
     def highest(self) -> int:
         return max(self.above, default=self.floor - 1)
 
-    def can_add(self, seq: int) -> bool:
-        return seq not in self and seq - self.floor < MAX_SEQUENCES_AHEAD
-
     def merge(self, other: SeenSequences) -> None:
         """Also count as seen everything `other` has seen."""
         self.floor = max(self.floor, other.floor)
@@ -171,6 +171,9 @@ class SeenSequences:
         if seq in self:
             return
         self.above.add(seq)
+        if seq - self.floor >= REPLAY_WINDOW:  # slide the window: forget the oldest gaps
+            self.floor = seq - REPLAY_WINDOW + 1
+            self.above = {s for s in self.above if s >= self.floor}
         while self.floor in self.above:
             self.above.remove(self.floor)
             self.floor += 1
@@ -233,8 +236,10 @@ class UpdateGate:
             raise SignatureRefused("the update's signature is not its writer's")
         if envelope.writer not in self.writers:
             raise WriterRefused("the update's writer has no right to write this document")
-        if envelope.seq > MAX_SEQUENCE or not self.sequences(envelope.writer).can_add(envelope.seq):
-            raise ReplayRefused(f"sequence {envelope.seq} of this writer was already seen (or is too far ahead)")
+        if envelope.seq > MAX_SEQUENCE:
+            raise EnvelopeError(f"sequence number {envelope.seq} out of range")
+        if envelope.seq in self.sequences(envelope.writer):
+            raise ReplayRefused(f"sequence {envelope.seq} of this writer was already seen")
         return envelope
 
     def record(self, envelope: Envelope) -> None:

@@ -10,10 +10,12 @@ from peerloom.apps.docs.keys import DocKeys, WriterGrant, raw_public
 from peerloom.apps.docs.updates import (
     MAX_ENVELOPE_SIZE,
     MAX_UPDATE_SIZE,
+    REPLAY_WINDOW,
     EnvelopeError,
     RateRefused,
     ReplayRefused,
     Replica,
+    SeenSequences,
     SignatureRefused,
     TokenBucket,
     UpdateGate,
@@ -162,3 +164,13 @@ def test_rate_bounds_per_peer() -> None:
     with pytest.raises(RateRefused):
         gate.check(data, peer="p", now=0.1)
     gate.check(data, peer="p", now=1.2)
+
+
+def test_the_replay_window_slides_with_the_highest_sequence() -> None:
+    seen = SeenSequences()
+    for seq in (0, 1, 5):
+        seen.add(seq)
+    assert 2 not in seen and 5 in seen and seen.floor == 2
+    seen.add(REPLAY_WINDOW + 10)  # far ahead (a writer whose earlier updates came in a snapshot): accepted
+    assert seen.floor == 11 and 10 in seen and 12 not in seen and REPLAY_WINDOW + 10 in seen
+    assert seen.above == {REPLAY_WINDOW + 10}
