@@ -71,7 +71,7 @@ def yjs(yjs_installed: None) -> Iterator[YjsPeer]:
 
 def local_edit(replica: Replica, change) -> bytes:
     """Apply `change` to the replica's Text and return the plain Yjs update it made (through a signed envelope)."""
-    before = parse_state_vector(replica.doc.get_state())
+    before = replica.doc.get_state()
     change(replica.doc.get("t", type=Text))
     data = replica.commit_local(before)
     assert data is not None and replica.keys.read_key is not None
