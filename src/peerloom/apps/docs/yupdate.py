@@ -220,16 +220,21 @@ def parse_state_vector(data: bytes) -> dict[int, int]:
 def missing_dependencies(shape: UpdateShape, state: dict[int, int]) -> list[str]:
     """Why a document at `state` cannot integrate the update now (empty when it can): a gap before a client's
     structs, a reference to an item it has not seen, a deletion of items it has not seen."""
-    known = dict(state)
     problems = []
-    for client, (start, end) in shape.ranges.items():
+
+    def seen(client: int, lo: int, hi: int) -> bool:
+        """Whether the document (below its clock) or the update itself (its range) holds [lo, hi) of `client`."""
+        have = state.get(client, 0)
+        start, end = shape.ranges.get(client, (0, 0))
+        return hi <= have or (start <= max(lo, have) and hi <= end)
+
+    for client, (start, _) in shape.ranges.items():
         if start > state.get(client, 0):
             problems.append(f"client {client} starts at clock {start}, the document has {state.get(client, 0)}")
-        known[client] = max(known.get(client, 0), end)
     for client, clock in sorted(shape.references):
-        if clock >= known.get(client, 0):
+        if not seen(client, clock, clock + 1):
             problems.append(f"refers to unseen item {client}:{clock}")
     for client, clock, length in shape.deletes:
-        if clock + length > known.get(client, 0):
+        if not seen(client, clock, clock + length):
             problems.append(f"deletes unseen items {client}:{clock}+{length}")
     return problems
