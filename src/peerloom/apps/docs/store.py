@@ -88,11 +88,18 @@ class DocStore:
         return deleted
 
 
-class StoredDoc:
-    """A replica whose every accepted update is in the store before it is applied."""
+COMPACT_AFTER = 1000  # log rows after which a writer replica replaces its log with a snapshot
 
-    def __init__(self, store: DocStore, keys: DocKeys, grants: tuple[bytes, ...] = ()) -> None:
+
+class StoredDoc:
+    """A replica whose every accepted update is in the store before it is applied. A replica with a writer key
+    compacts its log into a snapshot once `compact_after` rows have piled up (None: only when asked)."""
+
+    def __init__(self, store: DocStore, keys: DocKeys, grants: tuple[bytes, ...] = (), *,
+                 compact_after: int | None = COMPACT_AFTER) -> None:
         self.store = store
+        self.compact_after = compact_after
+        self.log_rows = 0
         self.replica = Replica(keys)
         for grant in grants:
             self.replica.gate.grant(grant)
@@ -112,6 +119,15 @@ class StoredDoc:
                 self.replica.gate.sequences(writer).merge(seen)
         for data in stored.updates:
             self.replica.receive(data)
+        self.log_rows = len(stored.updates)
+
+    def _append(self, envelope: Envelope, data: bytes) -> None:
+        if self.store.append(envelope, data):
+            self.log_rows += 1
+
+    def _maybe_compact(self) -> None:
+        if self.compact_after is not None and self.log_rows >= self.compact_after and self.replica.keys.writer:
+            self.compact()
 
     def edit(self, change: Callable[[Doc], None]) -> bytes | None:
         """Apply `change` to the document and store its signed envelope; when this returns the edit is durable.
@@ -120,16 +136,18 @@ class StoredDoc:
         change(self.doc)
         data = self.replica.commit_local(before)
         if data is not None:
-            self.store.append(decode_envelope(data), data)
+            self._append(decode_envelope(data), data)
+            self._maybe_compact()
         return data
 
     def receive(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> Envelope:
         """Verify, check, store, then apply an envelope from a peer; a DocError subclass when it is refused (and
         then nothing is stored)."""
         envelope, update = self.replica.open(data, peer, now)
-        self.store.append(envelope, data)
+        self._append(envelope, data)
         self.doc.apply_update(update)
         self.replica.gate.record(envelope)
+        self._maybe_compact()
         return envelope
 
     def compact(self) -> int:
@@ -142,4 +160,6 @@ class StoredDoc:
         snapshot = seal(self.replica.keys, seq, self.doc.get_update())
         seen.add(seq)
         covers = dict(self.replica.gate.seen)
-        return self.store.replace_with_snapshot(self.replica.keys.doc_id, snapshot, covers)
+        replaced = self.store.replace_with_snapshot(self.replica.keys.doc_id, snapshot, covers)
+        self.log_rows -= replaced
+        return replaced

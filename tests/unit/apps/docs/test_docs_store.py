@@ -145,3 +145,25 @@ def test_a_row_tampered_with_on_disk_is_refused_on_reopen(tmp_path: Path) -> Non
     with pytest.raises(SignatureRefused):
         StoredDoc(DocStore(state), keys.reader())
     state.close()
+
+
+def test_a_writer_compacts_its_log_once_enough_rows_pile_up(tmp_path: Path) -> None:
+    keys, _ = DocKeys.new()
+    path = tmp_path / "s.sqlite"
+    state = State(path)
+    doc = StoredDoc(DocStore(state), keys, compact_after=3)
+    reader_state = State(tmp_path / "r.sqlite")
+    reader = StoredDoc(DocStore(reader_state), keys.reader(), compact_after=3)
+    for i in range(7):
+        data = doc.edit(append_text(f"{i}日"))
+        assert data is not None
+        reader.receive(data)
+        assert log_rows(state) < 3
+    assert doc.store.load(keys.doc_id).snapshot is not None
+    assert reader.log_rows == 7  # a reader cannot sign a snapshot: it keeps the writers' envelopes
+    state.close()
+    state = State(path)
+    again = StoredDoc(DocStore(state), keys)
+    assert text_of(again) == text_of(reader) == "".join(f"{i}日" for i in range(7))
+    state.close()
+    reader_state.close()
