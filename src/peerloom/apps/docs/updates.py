@@ -257,6 +257,18 @@ class Replica:
         self.keys = keys
         self.gate = gate or UpdateGate(keys.doc_id)
         self.doc = Doc()
+        # a copy of `doc` kept in step with it (each checked update and each local commit lands in both), so that
+        # checking an update costs the update, not a copy of the whole document; rebuilt when it falls out of step
+        self._scratch: Doc | None = None
+
+    def _scratch_in_step(self, state: dict[int, int]) -> Doc:
+        """The scratch copy, rebuilt from the document unless its state vector matches `state` (the document's).
+        Deletions do not move a state vector, so a copy may miss a deletion made outside `commit_local`: harmless
+        here, since the copy only shows whether pycrdt integrates an update, and deleted items stay in place."""
+        if self._scratch is None or parse_state_vector(self._scratch.get_state()) != state:
+            self._scratch = Doc()
+            self._scratch.apply_update(self.doc.get_update())
+        return self._scratch
 
     def check_update(self, update: bytes) -> None:
         """UpdateRefused unless `update` is one well-formed Yjs update this document can integrate fully now,
@@ -269,15 +281,16 @@ class Replica:
         problems = missing_dependencies(shape, state)
         if problems:
             raise UpdateRefused("the update needs changes this document lacks: " + "; ".join(problems[:3]))
-        scratch = Doc()
+        scratch = self._scratch_in_step(state)
         try:
-            scratch.apply_update(self.doc.get_update())
             scratch.apply_update(update)
         except Exception as exc:  # pycrdt raises ValueError; a Rust panic surfaces as PanicException(Exception)
+            self._scratch = None  # it may hold part of the refused update
             raise UpdateRefused(f"pycrdt refused the update: {exc}") from None
         after = parse_state_vector(scratch.get_state())
         for client, (_, end) in shape.ranges.items():
             if after.get(client, 0) < end:  # pycrdt kept part of it pending
+                self._scratch = None
                 raise UpdateRefused(f"the update's items of client {client} were not integrated")
 
     def open(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> tuple[Envelope, bytes]:
@@ -305,6 +318,8 @@ class Replica:
         shape = parse_update(update)
         if not shape.ranges and not shape.deletes:
             return None
+        if self._scratch is not None:
+            self._scratch.apply_update(update)
         seen = self.gate.sequences(writer)
         seq = max(seen.next(), seen.highest() + 1)
         data = seal(self.keys, seq, update)
