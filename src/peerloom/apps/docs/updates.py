@@ -206,7 +206,8 @@ class TokenBucket:
 
 class UpdateGate:
     """The checks of an envelope that need no read key: shape, document, signature, writer rights, sequence, peer
-    rate. Safe to run on relays; `admit` records the sequence only when everything passed."""
+    rate, in order of cost (the signature last). Safe to run on relays. `check` records nothing but the peer's rate;
+    `record` marks the sequence seen once the update was stored or applied."""
 
     def __init__(self, doc_id: bytes, *, messages_per_second: float = 200.0, bytes_per_second: float = 4 << 20,
                  burst_seconds: float = 2.0) -> None:
@@ -226,20 +227,20 @@ class UpdateGate:
         return self.seen.setdefault(writer, SeenSequences())
 
     def check(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> Envelope:
-        """The verified envelope; a DocError subclass if it must be refused. Records nothing but the peer's rate."""
+        """The verified envelope; a DocError subclass if it must be refused."""
         if peer is not None and not (self._messages.allow(peer, now) and self._bytes.allow(peer, now, len(data))):
             raise RateRefused("peer is over its update rate")
         envelope = decode_envelope(data)
         if envelope.doc_id != self.doc_id:
             raise EnvelopeError("the update is for another document")
-        if not envelope.signature_valid():
-            raise SignatureRefused("the update's signature is not its writer's")
-        if envelope.writer not in self.writers:
-            raise WriterRefused("the update's writer has no right to write this document")
         if envelope.seq > MAX_SEQUENCE:
             raise EnvelopeError(f"sequence number {envelope.seq} out of range")
-        if envelope.seq in self.sequences(envelope.writer):
+        if envelope.writer not in self.writers:
+            raise WriterRefused("the update's writer has no right to write this document")
+        if envelope.seq in self.seen.get(envelope.writer, ()):
             raise ReplayRefused(f"sequence {envelope.seq} of this writer was already seen")
+        if not envelope.signature_valid():
+            raise SignatureRefused("the update's signature is not its writer's")
         return envelope
 
     def record(self, envelope: Envelope) -> None:
