@@ -42,6 +42,7 @@ SANS_IO = [
     "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",
     "peerloom.apps.pubsub.router_heartbeat",
     "peerloom.apps.pubsub.score",
+    "peerloom.apps.docs.keys", "peerloom.apps.docs.updates", "peerloom.apps.docs.yupdate", "peerloom.apps.docs.textpos",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}
