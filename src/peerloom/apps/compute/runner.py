@@ -126,13 +126,7 @@ class ComputeRunner:
             raise SandboxError(f"an input of {len(stdin)} bytes is over the {self._max_blob}-byte bound")
         if self._closed:
             raise RunnerClosed("the compute runner is closed")
-        self._waiting += 1
-        try:
-            worker = await self._idle.get()
-        finally:
-            self._waiting -= 1
-        if worker is None:
-            raise RunnerClosed("the compute runner was closed while the unit waited for a worker")
+        worker = await self._idle_worker()
         try:
             ok, value = await asyncio.wait_for(
                 self._exchange(worker, (module_hash, stdin, limits)), limits.wall_seconds + self._grace
@@ -141,7 +135,12 @@ class ComputeRunner:
             self._replace(worker)
             raise WorkerCrashed(f"the worker did not answer within {limits.wall_seconds + self._grace:g} s; "
                                 "it was killed and replaced") from None
-        except BaseException:  # it crashed, or the caller was cancelled and the worker is busy with a unit nobody wants
+        except WorkerCrashed:
+            self._replace(worker)
+            if self._closed:
+                raise RunnerClosed("the compute runner was closed while the unit ran") from None
+            raise
+        except BaseException:  # the caller was cancelled: the worker is busy with a unit nobody wants
             self._replace(worker)
             raise
         self._idle.put_nowait(worker)
@@ -150,23 +149,50 @@ class ComputeRunner:
         raise value  # type: ignore[misc]
 
     async def close(self) -> None:
-        """Stop every worker: idle ones are asked to exit, the rest are killed; all are reaped."""
+        """Stop every worker: idle ones are asked to exit, busy ones are killed (their units fail with
+        `RunnerClosed`), all are reaped; units still waiting for a worker fail with `RunnerClosed` too."""
         if self._closed:
             return
         self._closed = True
-        workers, self._workers = self._workers, set()
-        for worker in workers:
-            try:
-                worker.conn.send(None)
-            except OSError:
-                pass  # busy or dead: killed below
-        for worker in workers:
-            await asyncio.to_thread(worker.process.join, 2.0)
-            worker.kill()
+        idle = []
         while not self._idle.empty():
-            self._idle.get_nowait()
+            worker = self._idle.get_nowait()
+            if worker is not None:
+                idle.append(worker)
         for _ in range(self._waiting):
             self._idle.put_nowait(None)
+        for worker in self._workers:
+            if worker in idle:
+                try:
+                    worker.conn.send(None)
+                except OSError:
+                    pass  # already dead: reaped below
+            else:
+                # Busy: killed now. Its pipe stays open until the unit's own task reads the end-of-file and
+                # releases it (closing it here would hide the end-of-file from that task's reader).
+                worker.process.kill()
+        for worker in list(self._workers):
+            await asyncio.to_thread(worker.process.join, 2.0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+        for worker in idle:
+            worker.conn.close()
+            self._workers.discard(worker)
+
+    async def _idle_worker(self) -> _Worker:
+        """The next idle worker that is still alive (one that died while idle is replaced, and costs no unit)."""
+        while True:
+            self._waiting += 1
+            try:
+                worker = await self._idle.get()
+            finally:
+                self._waiting -= 1
+            if worker is None:
+                raise RunnerClosed("the compute runner was closed while the unit waited for a worker")
+            if worker.process.is_alive():
+                return worker
+            self._replace(worker)
 
     def _add_worker(self) -> None:
         worker = _Worker(self._ctx, self._blob_dir, self._max_blob)
