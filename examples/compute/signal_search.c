@@ -4,7 +4,7 @@
  * stdout: one line "<bin> <power> <snr>": the frequency bin k (1 .. n/2, the DC bin 0 is skipped) whose
  *         power |X[k]|^2 of the discrete Fourier transform is largest, that power, and its ratio to the mean
  *         power of the other bins in 1 .. n/2 (a tone stands far above the noise floor; noise alone gives a
- *         ratio of a few units).
+ *         ratio of a few units; "inf" when the other bins are exactly zero).
  * exit:   0 on success, 2 when the input is not a power-of-two count of samples (a message on stderr).
  *
  * The transform is an in-place iterative radix-2 Cooley-Tukey FFT in double precision; the twiddle factors are
@@ -20,22 +20,11 @@
 #define MAX_SAMPLES (1u << 20)
 
 static int read_samples(float **out, uint32_t *count) {
-    size_t cap = 1u << 16, len = 0;
-    unsigned char *buf = malloc(cap);
+    size_t limit = MAX_SAMPLES * sizeof(float), len = 0;
+    unsigned char *buf = malloc(limit + 1);  /* one byte more: an input over the limit is seen, not cut */
     if (!buf) return -1;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= MAX_SAMPLES * sizeof(float)) { free(buf); return -1; }
-            cap *= 2;
-            unsigned char *grown = realloc(buf, cap);
-            if (!grown) { free(buf); return -1; }
-            buf = grown;
-        }
-        size_t got = fread(buf + len, 1, cap - len, stdin);
-        if (got == 0) break;
-        len += got;
-    }
-    if (len % sizeof(float)) { free(buf); return -1; }
+    for (size_t got; len <= limit && (got = fread(buf + len, 1, limit + 1 - len, stdin)) > 0;) len += got;
+    if (len > limit || len % sizeof(float)) { free(buf); return -1; }
     *out = (float *)buf;
     *count = (uint32_t)(len / sizeof(float));
     return 0;
@@ -85,15 +74,16 @@ int main(void) {
     free(samples);
     fft(re, im, n);
     uint32_t best = 1;
-    double best_power = -1.0, total = 0.0;
+    double best_power = -1.0;
     for (uint32_t k = 1; k <= n / 2; k++) {
         double power = re[k] * re[k] + im[k] * im[k];
-        total += power;
         if (power > best_power) { best_power = power; best = k; }
     }
-    uint32_t others = n / 2 - 1;
-    double floor_power = others ? (total - best_power) / others : 0.0;
-    double snr = floor_power > 0.0 ? best_power / floor_power : 0.0;
+    double others = 0.0;  /* summed apart, not as total - peak: a pure tone's floor would vanish in rounding */
+    for (uint32_t k = 1; k <= n / 2; k++)
+        if (k != best) others += re[k] * re[k] + im[k] * im[k];
+    double floor_power = n / 2 > 1 ? others / (n / 2 - 1) : 0.0;
+    double snr = floor_power > 0.0 ? best_power / floor_power : INFINITY;
     printf("%u %.6e %.3f\n", best, best_power, snr);
     return 0;
 }

@@ -115,7 +115,7 @@ def signal_peak(chunk: bytes) -> tuple[int, float, float]:
     spectrum = _fft([complex(x) for x in struct.unpack(f"<{n}f", chunk)])
     powers = [abs(spectrum[k]) ** 2 for k in range(1, n // 2 + 1)]
     best = max(range(len(powers)), key=powers.__getitem__)
-    floor = (sum(powers) - powers[best]) / (len(powers) - 1)
+    floor = sum(p for k, p in enumerate(powers) if k != best) / (len(powers) - 1)
     return best + 1, powers[best], powers[best] / floor
 
 

@@ -3,8 +3,10 @@ with its own error, and the process running it carries on."""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
+import struct
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,15 @@ def test_signal_search_rejects_a_chunk_that_is_not_a_power_of_two(sandbox, signa
     with pytest.raises(NonZeroExit, match="power-of-two") as caught:
         sandbox.run(signal_search, bytes(4 * 1000), Limits())
     assert caught.value.exit_code == 2
+
+
+def test_signal_search_takes_chunks_up_to_2_pow_20_samples_and_no_more(sandbox, signal_search):
+    n = 1 << 20
+    tone = [math.cos(2 * math.pi * 5000 * i / n) for i in range(n)]
+    found, _, snr = sandbox.run(signal_search, struct.pack(f"<{n}f", *tone), Limits()).output.split()
+    assert int(found) == 5000 and float(snr) > 1e6
+    with pytest.raises(NonZeroExit, match="power-of-two"):
+        sandbox.run(signal_search, bytes(8 << 20), Limits())  # 2^21 samples
 
 
 def test_hash_search_finds_every_nonce_the_reference_finds(sandbox, hash_search):
