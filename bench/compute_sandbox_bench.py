@@ -134,7 +134,6 @@ def main() -> None:
         two = asyncio.run(runner_time(blobs.directory, module_hash, unit, 2, 4))
         report["workers"] = {"units": 4, "one_worker_s": round(one, 3), "two_workers_s": round(two, 3),
                              "speedup": round(one / two, 2)}
-    sandbox.close()
     print(json.dumps(report))
 
 

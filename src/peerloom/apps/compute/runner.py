@@ -22,6 +22,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+import wasmtime
+
 from .blobs import DEFAULT_MAX_BLOB, BlobError, BlobStore, check_hash
 from .sandbox import Limits, Sandbox, SandboxError, UnitResult
 
@@ -42,30 +44,27 @@ def worker_main(conn: Connection, blob_dir: str, max_blob: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the node, which stops its workers itself
     sandbox = Sandbox()
     blobs = BlobStore(blob_dir, max_blob)
-    modules: OrderedDict[str, object] = OrderedDict()
-    try:
-        while True:
-            try:
-                job = conn.recv()
-            except EOFError:
-                return  # the node is gone
-            if job is None:
-                return
-            module_hash, stdin, limits = job
-            try:
-                module = modules.get(module_hash)
-                if module is None:
-                    module = sandbox.check(blobs.get(module_hash))
-                    modules[module_hash] = module
-                    if len(modules) > MODULE_CACHE:
-                        modules.popitem(last=False)
-                modules.move_to_end(module_hash)
-                reply: tuple[bool, object] = (True, sandbox.run(module, stdin, limits))  # type: ignore[arg-type]
-            except (SandboxError, BlobError) as exc:
-                reply = (False, exc)
-            conn.send(reply)
-    finally:
-        sandbox.close()
+    modules: OrderedDict[str, wasmtime.Module] = OrderedDict()
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return  # the node is gone
+        if job is None:
+            return
+        module_hash, stdin, limits = job
+        try:
+            module = modules.get(module_hash)
+            if module is None:
+                module = sandbox.check(blobs.get(module_hash))
+                modules[module_hash] = module
+                if len(modules) > MODULE_CACHE:
+                    modules.popitem(last=False)
+            modules.move_to_end(module_hash)
+            reply: tuple[bool, object] = (True, sandbox.run(module, stdin, limits))
+        except (SandboxError, BlobError) as exc:
+            reply = (False, exc)
+        conn.send(reply)
 
 
 class _Worker:

@@ -156,13 +156,6 @@ class Sandbox:
         self.engine = make_engine()
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
-        self._tmpdir = tempfile.mkdtemp(prefix="peerloom-unit-")
-
-    def close(self) -> None:
-        """Remove the scratch directory that holds the inputs being fed to stdin."""
-        for name in os.listdir(self._tmpdir):
-            os.unlink(os.path.join(self._tmpdir, name))
-        os.rmdir(self._tmpdir)
 
     def check(self, wasm: bytes) -> wasmtime.Module:
         """Compile `wasm` after checking that it is a valid binary and a WASI preview 1 command."""
@@ -206,7 +199,8 @@ class Sandbox:
         store.set_limits(memory_size=limits.memory_bytes, instances=1, tables=1, memories=1)
         store.set_fuel(limits.fuel)
         stdout, stderr = _Capture(limits.max_output), _Capture(limits.max_stderr)
-        fd, stdin_path = tempfile.mkstemp(dir=self._tmpdir)
+        # WASI takes stdin from a file: a temporary one, unlinked as soon as wasmtime has opened it.
+        fd, stdin_path = tempfile.mkstemp(prefix="peerloom-unit-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(stdin)

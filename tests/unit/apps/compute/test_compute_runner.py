@@ -37,10 +37,7 @@ async def test_units_run_in_workers_with_the_in_process_answers(blobs):
     hash_hash = blobs.put(mods.HASH_SEARCH.read_bytes())
     chunks = [mods.noisy_tone(2048, tone, seed=tone) for tone in (10, 200, 900)]
     local = Sandbox()
-    try:
-        expected = [local.run(local.check(mods.SIGNAL_SEARCH.read_bytes()), c, Limits()) for c in chunks]
-    finally:
-        local.close()
+    expected = [local.run(local.check(mods.SIGNAL_SEARCH.read_bytes()), c, Limits()) for c in chunks]
     async with ComputeRunner(blobs.directory, workers=2) as runner:
         results = await asyncio.gather(*(runner.run(signal_hash, c, Limits()) for c in chunks))
         hashes = await runner.run(hash_hash, b"8 0 5000\nunit", Limits())
@@ -71,12 +68,14 @@ async def test_two_workers_use_two_cores(blobs):
     unit = b"12 0 400000\nparallel"
     async with ComputeRunner(blobs.directory, workers=2) as runner:
         await asyncio.gather(runner.run(module, unit, Limits()), runner.run(module, unit, Limits()))  # warm both
-        began = time.perf_counter()
-        one = await runner.run(module, unit, Limits())
-        single = time.perf_counter() - began
-        began = time.perf_counter()
-        two = await asyncio.gather(runner.run(module, unit, Limits()), runner.run(module, unit, Limits()))
-        double = time.perf_counter() - began
+        single = double = float("inf")
+        for _ in range(3):  # the best of three: the machine's cores are shared
+            began = time.perf_counter()
+            one = await runner.run(module, unit, Limits())
+            single = min(single, time.perf_counter() - began)
+            began = time.perf_counter()
+            two = await asyncio.gather(runner.run(module, unit, Limits()), runner.run(module, unit, Limits()))
+            double = min(double, time.perf_counter() - began)
     assert {(r.output, r.fuel) for r in (one, *two)} == {(one.output, one.fuel)}
     print(f"\none unit {single * 1000:.0f} ms, two units on two workers {double * 1000:.0f} ms: "
           f"{double / single:.2f}x the time of one (1.0 = perfect parallelism, 2.0 = none)")

@@ -31,9 +31,7 @@ from peerloom.apps.compute.sandbox import (
 
 @pytest.fixture(scope="module")
 def sandbox():
-    box = Sandbox()
-    yield box
-    box.close()
+    return Sandbox()
 
 
 @pytest.fixture(scope="module")
