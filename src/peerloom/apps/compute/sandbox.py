@@ -174,6 +174,11 @@ class Sandbox:
         if not start or not isinstance(start[0].type, wasmtime.FuncType) or start[0].type.params \
                 or start[0].type.results:
             raise WrongExports("the module exports no _start() function: it is not a WASI command")
+        try:
+            self._linker.instantiate_pre(module)  # resolves every import against the WASI functions we define
+        except wasmtime.WasmtimeError as exc:
+            raise WrongExports(f"the module imports a function WASI preview 1 does not have: {_describe(exc)}") \
+                from None
         return module
 
     def run(self, module: wasmtime.Module, stdin: bytes, limits: Limits) -> UnitResult:
@@ -265,8 +270,6 @@ def _instantiation_error(exc: wasmtime.WasmtimeError) -> SandboxError:
     message = _describe(exc)
     if "memory" in message and ("limit" in message or "exceeds" in message):
         return MemoryLimit(f"the module's initial memory is over the limit: {message}")
-    if "unknown import" in message:
-        return WrongExports(f"the module imports a function WASI preview 1 does not have: {message}")
     return InvalidModule(f"the module cannot be instantiated: {message}")
 
 
