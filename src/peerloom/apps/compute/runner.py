@@ -28,6 +28,7 @@ from .blobs import DEFAULT_MAX_BLOB, BlobError, BlobStore, check_hash
 from .sandbox import Limits, Sandbox, SandboxError, UnitResult
 
 MODULE_CACHE = 8  # compiled modules a worker keeps (a job runs one module over many units)
+INLINE_SEND = 256 * 1024  # inputs up to this size are written to the worker's pipe from the event loop itself
 GRACE_SECONDS = 10.0  # on top of a unit's wall-clock limit: loading and compiling its module, the replies
 
 
@@ -209,7 +210,10 @@ class ComputeRunner:
         loop = asyncio.get_running_loop()
         conn = worker.conn
         try:
-            conn.send(job)  # the worker is idle and reading: this returns as fast as the pipe takes the bytes
+            if len(job[1]) > INLINE_SEND:
+                await asyncio.to_thread(conn.send, job)  # megabytes through a pipe: not on the event loop
+            else:
+                conn.send(job)  # the worker is idle and reading: this returns as fast as the pipe takes the bytes
         except OSError:
             raise WorkerCrashed("the worker process died before taking the unit; it was replaced") from None
         readable = loop.create_future()

@@ -1,5 +1,8 @@
 """The runner: units run in worker processes, in parallel, with the sandbox's answers and errors; a worker that
-dies or hangs costs one unit (WorkerCrashed) and is replaced; closing leaves no process behind."""
+dies or hangs costs one unit (WorkerCrashed) and is replaced; closing leaves no process behind.
+
+Slower than a unit test should be (0.3-2 s each): every test starts real worker processes, and each imports
+wasmtime (~0.4 s) before its first unit; the timing test runs CPU-bound units on purpose."""
 
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def _alive(pid: int) -> bool:
 async def test_units_run_in_workers_with_the_in_process_answers(blobs):
     signal_hash = blobs.put(mods.SIGNAL_SEARCH.read_bytes())
     hash_hash = blobs.put(mods.HASH_SEARCH.read_bytes())
-    chunks = [mods.noisy_tone(2048, tone, seed=tone) for tone in (10, 200, 900)]
+    chunks = [mods.noisy_tone(n, tone, seed=tone) for n, tone in ((2048, 10), (2048, 200), (131072, 900))]
     local = Sandbox()
     expected = [local.run(local.check(mods.SIGNAL_SEARCH.read_bytes()), c, Limits()) for c in chunks]
     async with ComputeRunner(blobs.directory, workers=2) as runner:
