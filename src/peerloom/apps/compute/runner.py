@@ -24,7 +24,7 @@ from pathlib import Path
 
 import wasmtime
 
-from .blobs import DEFAULT_MAX_BLOB, BlobError, BlobStore, check_hash
+from .blobs import DEFAULT_MAX_BLOB, BadBlob, BlobError, BlobStore, check_hash
 from .sandbox import Limits, Sandbox, SandboxError, UnitResult
 
 MODULE_CACHE = 8  # compiled modules a worker keeps (a job runs one module over many units)
@@ -120,10 +120,11 @@ class ComputeRunner:
 
     async def run(self, module_hash: str, stdin: bytes, limits: Limits) -> UnitResult:
         """Run the module `module_hash` (already in the blob store) on `stdin` under `limits`; raise the unit's
-        `SandboxError` (or a `BlobError` about the module, or `WorkerCrashed`) when it does not succeed."""
+        `SandboxError` (or `WorkerCrashed`, or a `BlobError` about the module or an oversized input) when it does
+        not succeed."""
         check_hash(module_hash)
         if len(stdin) > self._max_blob:
-            raise SandboxError(f"an input of {len(stdin)} bytes is over the {self._max_blob}-byte bound")
+            raise BadBlob(f"an input of {len(stdin)} bytes is over the {self._max_blob}-byte bound")
         if self._closed:
             raise RunnerClosed("the compute runner is closed")
         worker = await self._idle_worker()

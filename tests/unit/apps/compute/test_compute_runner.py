@@ -15,7 +15,7 @@ import time
 import pytest
 from support import compute_modules as mods
 
-from peerloom.apps.compute.blobs import BlobMissing, BlobStore
+from peerloom.apps.compute.blobs import BadBlob, BlobMissing, BlobStore
 from peerloom.apps.compute.runner import ComputeRunner, RunnerClosed, WorkerCrashed
 from peerloom.apps.compute.sandbox import Limits, NotWasm, OutOfFuel, Sandbox, Trap
 
@@ -24,7 +24,7 @@ LONG = Limits(fuel=10**15, wall_seconds=30)
 
 @pytest.fixture
 def blobs(tmp_path):
-    return BlobStore(tmp_path / "blobs")
+    return BlobStore(tmp_path / "blobs", max_size=4 * 1024 * 1024)
 
 
 def _alive(pid: int) -> bool:
@@ -53,7 +53,7 @@ async def test_errors_cross_the_process_boundary_typed(blobs):
     loop_hash = blobs.put(mods.wasm(mods.INFINITE_LOOP))
     trap_hash = blobs.put(mods.wasm(mods.TRAPS))
     text_hash = blobs.put(b"not wasm at all")
-    async with ComputeRunner(blobs.directory, workers=1) as runner:
+    async with ComputeRunner(blobs.directory, workers=1, max_blob=blobs.max_size) as runner:
         with pytest.raises(OutOfFuel, match="1000000 fuel"):
             await runner.run(loop_hash, b"", Limits(fuel=10**6))
         with pytest.raises(Trap, match="unreachable"):
@@ -62,6 +62,8 @@ async def test_errors_cross_the_process_boundary_typed(blobs):
             await runner.run(text_hash, b"", Limits())
         with pytest.raises(BlobMissing):
             await runner.run("0" * 64, b"", Limits())
+        with pytest.raises(BadBlob, match="input of"):
+            await runner.run(trap_hash, bytes(blobs.max_size + 1), Limits())
 
 
 async def test_two_workers_use_two_cores(blobs):

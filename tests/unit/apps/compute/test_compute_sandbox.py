@@ -3,6 +3,7 @@ with its own error, and the process running it carries on."""
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import resource
@@ -234,9 +235,10 @@ def test_hostile_modules_leave_the_process_usable(sandbox, hash_search):
     fds_before = 0
     for round_ in range(4):
         if round_ == 1:  # after a first round: wasmtime's runtime and each module's memory image are set up once
+            gc.collect()
             fds_before = len(os.listdir("/proc/self/fd"))
         for module, limits in hostile:
             with pytest.raises((OutOfFuel, MemoryLimit, NonZeroExit, Trap, OutputTooLarge)):
                 sandbox.run(module, b"", limits)
     assert sandbox.run(hash_search, b"4 0 100\nok", Limits()).output.split()
-    assert len(os.listdir("/proc/self/fd")) == fds_before
+    assert len(os.listdir("/proc/self/fd")) <= fds_before  # fewer: objects of earlier tests collected meanwhile
