@@ -1,0 +1,11 @@
+#!/bin/sh
+# Rebuilds the example work-unit modules from their C sources with the ziglang package from PyPI
+# (pip install ziglang==0.17.1; no other toolchain needed). The builds are reproducible: the same source and
+# ziglang version give the same bytes. PYTHON picks the interpreter, OUT the directory (default: next to the sources).
+set -eu
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python}
+OUT=${OUT:-.}
+for name in signal_search hash_search; do
+    "$PYTHON" -m ziglang cc --target=wasm32-wasi -O2 -s -o "$OUT/$name.wasm" "$name.c" -lm
+done
