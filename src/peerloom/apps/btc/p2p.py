@@ -185,7 +185,7 @@ class Version(Message):
     addr_recv: NetAddress
     addr_from: NetAddress
     nonce: int
-    user_agent: str
+    user_agent: str  # undecodable bytes kept as lone surrogates, so it re-encodes byte for byte
     start_height: int
     relay: bool
 
@@ -197,7 +197,7 @@ class Version(Message):
             self.addr_recv.encode(),
             self.addr_from.encode(),
             self.nonce.to_bytes(8, "little"),
-            var_bytes(self.user_agent.encode()),
+            var_bytes(self.user_agent.encode("utf-8", "surrogateescape")),
             self.start_height.to_bytes(4, "little", signed=True),
             b"\x01" if self.relay else b"\x00",
         ))
@@ -216,7 +216,7 @@ class Version(Message):
         # Core ignores bytes after `relay` (future extensions); so do we.
         return cls(
             version, services, timestamp, addr_recv, addr_from, nonce,
-            agent.decode("utf-8", "replace"), start_height, relay,
+            agent.decode("utf-8", "surrogateescape"), start_height, relay,
         )
 
 
