@@ -1,0 +1,43 @@
+"""peerloom's Bitcoin P2P layer against bcoin 1.0.2 (a full node in JavaScript) on regtest, over 127.0.0.1.
+
+bcoin mines more than one `headers` message worth of blocks (2,000 per reply); peerloom dials it, completes the
+version handshake, syncs every header with getheaders (checking proof of work, bits, median time past on each),
+and must end on bcoin's own tip hash and height.
+"""
+
+from __future__ import annotations
+
+import pytest
+from support.bcoin_node import BcoinNode, ensure_installed
+
+from peerloom.apps.btc.headers import HeaderChain
+from peerloom.apps.btc.p2p import MAX_HEADERS_RESULTS
+from peerloom.apps.btc.params import REGTEST
+from peerloom.apps.btc.peer_driver import BtcPeer
+from peerloom.apps.btc.session import USER_AGENT
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
+
+BLOCKS = MAX_HEADERS_RESULTS + 100  # two getheaders rounds
+
+
+@pytest.fixture(scope="module")
+def bcoin_ready() -> None:
+    res = ensure_installed()
+    if not res:
+        pytest.skip(res.reason)
+
+
+async def test_peerloom_syncs_every_header_of_a_bcoin_regtest_chain(bcoin_ready: None) -> None:
+    async with BcoinNode.start(blocks=BLOCKS) as node:
+        assert node.height == BLOCKS
+        async with await BtcPeer.connect("127.0.0.1", node.port, REGTEST) as peer:
+            version = peer.session.features.version
+            assert version is not None and version.user_agent == "/bcoin:v1.0.2/"
+            assert version.start_height == BLOCKS
+            chain = HeaderChain(REGTEST)
+            tip = await peer.sync_headers(chain)
+            seen = await node.wait_for("peer", agent=USER_AGENT)
+        assert seen["version"] == 70016
+        assert (tip.height, tip.header.hash_hex) == (node.height, node.tip_hash)
+        assert len(chain) == BLOCKS + 1 and chain.tip is tip
