@@ -176,6 +176,22 @@ class HeaderChain:
             if len(hashes) > 10:
                 step *= 2
 
+    def headers_after(self, locator: Sequence[bytes], hash_stop: bytes, limit: int) -> list[BlockHeader]:
+        """The answer to `getheaders`: active-chain headers after the first locator hash on the active chain
+        (genesis if none is), up to `limit` of them or through `hash_stop` (Core's `FindForkInGlobalIndex`)."""
+        start = self._active[0]
+        for block_hash in locator:
+            entry = self._index.get(block_hash)
+            if entry is not None and self.at_height(entry.height) is entry:
+                start = entry
+                break
+        headers = []
+        for entry in self._active[start.height + 1 : start.height + 1 + limit]:
+            headers.append(entry.header)
+            if entry.hash == hash_stop:
+                break
+        return headers
+
     def _activate(self, entry: HeaderEntry) -> None:
         """Make `entry` the tip: cut the active list at the fork point and append the new branch."""
         branch = []

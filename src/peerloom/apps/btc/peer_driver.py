@@ -51,6 +51,24 @@ class BtcPeer:
             raise
         return peer
 
+    @classmethod
+    async def accept(
+        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, params: NetworkParams,
+        start_height: int = 0, timeout: float = 10.0,
+    ) -> BtcPeer:
+        """Complete the handshake of an inbound connection (the peer speaks first)."""
+        host, port = writer.get_extra_info("peername")[:2]
+        local = LocalInfo(nonce=secrets.randbits(64), start_height=start_height)
+        peer = cls(reader, writer, PeerSession(params.magic, local, outbound=False, peer_address=(host, port)))
+        try:
+            async with asyncio.timeout(timeout):
+                while not peer.session.established:
+                    await peer._read_some()
+        except BaseException:
+            await peer.close()
+            raise
+        return peer
+
     async def __aenter__(self) -> BtcPeer:
         return self
 
@@ -79,6 +97,17 @@ class BtcPeer:
                 chain.connect_headers(reply.headers, int(time.time()))
                 if len(reply.headers) < MAX_HEADERS_RESULTS:
                     return chain.tip
+
+    async def serve_headers(self, chain: HeaderChain) -> None:
+        """Answer the peer's `getheaders` from `chain` until it disconnects; other messages are dropped."""
+        try:
+            while True:
+                request = await self.receive()
+                if isinstance(request, GetHeaders):
+                    found = chain.headers_after(request.locator, request.hash_stop, MAX_HEADERS_RESULTS)
+                    await self.send(Headers(tuple(found)))
+        except ConnectionError:
+            return
 
     async def close(self) -> None:
         self._writer.close()

@@ -10,7 +10,7 @@ import pytest
 
 from peerloom.apps.btc.block import BlockHeader, bits_to_target, target_to_bits
 from peerloom.apps.btc.headers import HeaderChain, HeaderEntry, HeaderError, retarget
-from peerloom.apps.btc.params import MAINNET, REGTEST, TARGET_TIMESPAN
+from peerloom.apps.btc.params import MAINNET, REGTEST, TARGET_TIMESPAN, genesis_block
 
 NOW = REGTEST.genesis.header.time + 10_000_000
 
@@ -128,3 +128,58 @@ def test_mainnet_style_retarget_at_the_period_boundary() -> None:
     regtest = HeaderChain(REGTEST)
     last = extend(regtest, regtest.tip, 2015, spacing=300)
     assert regtest.next_work_required(last, last.header) == 0x207FFFFF
+
+
+def test_getheaders_is_answered_from_the_first_locator_hash_on_the_active_chain() -> None:
+    chain = HeaderChain(REGTEST)
+    fork = extend(chain, chain.tip, 10)
+    side = extend(chain, fork, 2, salt=1)
+    best = extend(chain, fork, 5, salt=2)
+    after = chain.headers_after([side.hash, chain.at_height(7).hash], bytes(32), 2000)  # type: ignore[union-attr]
+    assert [h.hash for h in after] == [chain.at_height(i).hash for i in range(8, 16)]  # type: ignore[union-attr]
+    assert chain.headers_after([b"\x09" * 32], bytes(32), 3)[0].prev_hash == REGTEST.genesis_hash  # unknown: genesis
+    stop = chain.at_height(12).hash  # type: ignore[union-attr]
+    assert len(chain.headers_after([fork.hash], stop, 2000)) == 2
+    assert chain.headers_after([best.hash], bytes(32), 2000) == []
+
+
+def _testnet_like() -> tuple[HeaderChain, int]:
+    """A testnet4-style chain (min-difficulty exception, BIP 94) whose genesis is 256x harder than its limit."""
+    hard = 0x2000FFFF
+    for nonce in range(1 << 16):
+        genesis = genesis_block(b"peerloom testnet-like", bytes(33), 1_300_000_000, nonce, hard)
+        if genesis.header.check_proof_of_work(REGTEST.pow_limit):
+            break
+    params = dataclasses.replace(
+        REGTEST, name="testnet-like", genesis=genesis, genesis_hash=genesis.hash,
+        no_retargeting=False, allow_min_difficulty_blocks=True, enforce_bip94=True,
+    )
+    return HeaderChain(params), hard
+
+
+def test_the_testnet_min_difficulty_exception_and_the_walk_back() -> None:
+    chain, hard = _testnet_like()
+    on_time = chain.connect(mine(chain.tip, chain.tip.header.time + 600, bits=hard), NOW)
+    late_header = mine(on_time, on_time.header.time + 1201)
+    assert chain.next_work_required(on_time, late_header) == 0x207FFFFF  # 20 minutes late: the limit
+    late = chain.connect(late_header, NOW)
+    # The next on-time block returns to the last difficulty not set by the exception.
+    nxt = mine(late, late.header.time + 60, bits=hard)
+    assert chain.next_work_required(late, nxt) == hard
+    with pytest.raises(HeaderError, match="bad-diffbits"):
+        chain.connect(mine(late, late.header.time + 60), NOW)
+    assert chain.connect(nxt, NOW).height == 3
+
+
+def test_bip94_retargets_from_the_periods_first_block_and_guards_the_timewarp() -> None:
+    chain, hard = _testnet_like()
+    tip = chain.tip
+    for _ in range(2015):  # every block 1300 s late, mined at the limit under the exception
+        tip = chain.connect(mine(tip, tip.header.time + 1300), NOW)
+    probe = BlockHeader(4, tip.hash, bytes(32), tip.header.time - 600, 0, 0)
+    expected = chain.next_work_required(tip, probe)
+    assert expected == retarget(hard, 2015 * 1300, chain.params.pow_limit)  # the first block's bits, not the last's
+    assert expected != retarget(0x207FFFFF, 2015 * 1300, chain.params.pow_limit)
+    with pytest.raises(HeaderError, match="timewarp"):
+        chain.connect(mine(tip, tip.header.time - 601, bits=expected), NOW)
+    assert chain.connect(mine(tip, tip.header.time - 600, bits=expected), NOW).height == 2016
