@@ -146,6 +146,15 @@ class BcoinNode:
             with contextlib.suppress(json.JSONDecodeError):
                 self.events.append(json.loads(line))
 
+    async def mine(self, count: int, timeout: float = 30.0) -> dict[str, Any]:
+        """Have the node mine `count` more blocks; its `mined` event. `height` and `tip_hash` follow."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"mine {count}\n".encode())
+        await self.process.stdin.drain()
+        event = await self.wait_for("mined", timeout, height=self.height + count)
+        self.height, self.tip_hash = int(event["height"]), str(event["hash"])
+        return event
+
     async def wait_for(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """The first printed event named `event` whose fields equal `fields`."""
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@
 // regtest address through its RPC (generatetoaddress), then prints one JSON line per event on stdout:
 //   {"event":"ready","port":P,"height":H,"hash":"<tip hash>"}       after mining
 //   {"event":"peer","addr":"host:port","version":V,"agent":"..."}   when a peer completes the handshake
+//   {"event":"mined","height":H,"hash":"<tip hash>"}               after each `mine N` line read on stdin
 // and keeps running until it gets SIGTERM or its stdin closes.
 import bcoin from 'bcoin';
 
@@ -38,13 +39,31 @@ async function main() {
   // A regtest P2PKH address of a fixed key: the coinbase outputs only need somewhere to go.
   const key = bcoin.KeyRing.fromPrivate(Buffer.alloc(32, 1));
   const address = key.getAddress('base58', 'regtest');
-  let left = blocks;
+  await mine(blocks, address);
+  out({event: 'ready', port, height: node.chain.height, hash: node.chain.tip.rhash()});
+  let pending = '';
+  process.stdin.on('data', async (chunk) => {
+    pending += chunk.toString();
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      const m = /^mine (\d+)$/.exec(line);
+      if (m) {
+        await mine(Number(m[1]), address);
+        out({event: 'mined', height: node.chain.height, hash: node.chain.tip.rhash()});
+      }
+    }
+  });
+}
+
+async function mine(count, address) {
+  let left = count;
   while (left > 0) {
     const n = Math.min(left, 100);
     await node.rpc.execute({method: 'generatetoaddress', params: [n, address]});
     left -= n;
   }
-  out({event: 'ready', port, height: node.chain.height, hash: node.chain.tip.rhash()});
 }
 
 async function stop() {

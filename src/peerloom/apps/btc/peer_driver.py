@@ -14,9 +14,22 @@ import time
 from collections import deque
 from types import TracebackType
 
+from .block import Block
 from .headers import HeaderChain, HeaderEntry
-from .p2p import MAX_HEADERS_RESULTS, PROTOCOL_VERSION, GetHeaders, Headers, Message
+from .p2p import (
+    MAX_HEADERS_RESULTS,
+    MSG_WITNESS_BLOCK,
+    PROTOCOL_VERSION,
+    BlockMessage,
+    GetData,
+    GetHeaders,
+    Headers,
+    InvItem,
+    Message,
+    NotFound,
+)
 from .params import NetworkParams
+from .serialize import hash_hex
 from .session import LocalInfo, PeerSession
 
 READ_SIZE = 1 << 16
@@ -97,6 +110,17 @@ class BtcPeer:
                 chain.connect_headers(reply.headers, int(time.time()))
                 if len(reply.headers) < MAX_HEADERS_RESULTS:
                     return chain.tip
+
+    async def get_block(self, block_hash: bytes, timeout: float = 30.0) -> Block:
+        """Fetch one block with its witnesses (`getdata` MSG_WITNESS_BLOCK); other messages meanwhile are dropped."""
+        await self.send(GetData((InvItem(MSG_WITNESS_BLOCK, block_hash),)))
+        async with asyncio.timeout(timeout):
+            while True:
+                reply = await self.receive()
+                if isinstance(reply, BlockMessage) and reply.block.hash == block_hash:
+                    return reply.block
+                if isinstance(reply, NotFound) and any(item.hash == block_hash for item in reply.items):
+                    raise LookupError(f"the peer does not have block {hash_hex(block_hash)}")
 
     async def serve_headers(self, chain: HeaderChain) -> None:
         """Answer the peer's `getheaders` from `chain` until it disconnects; other messages are dropped."""
