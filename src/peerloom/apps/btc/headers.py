@@ -29,12 +29,17 @@ class HeaderError(BtcError):
 
 @dataclass(frozen=True, eq=False)
 class HeaderEntry:
-    """A connected header, its height, the cumulative work up to it, and its parent entry."""
+    """A connected header, its height, the cumulative work up to it, and its parent entry.
+
+    `normal_bits` is the bits of the nearest block at or before it that was not mined under testnet's
+    min-difficulty exception (or that starts a period): what Core finds by walking back in
+    `GetNextWorkRequired`, kept here so the walk is not repeated for every header."""
 
     header: BlockHeader
     height: int
     chain_work: int
     prev: HeaderEntry | None
+    normal_bits: int
 
     @property
     def hash(self) -> bytes:
@@ -58,7 +63,7 @@ class HeaderChain:
     def __init__(self, params: NetworkParams) -> None:
         self.params = params
         genesis = params.genesis.header
-        root = HeaderEntry(genesis, 0, work_of(bits_to_target(genesis.bits) or 0), None)
+        root = HeaderEntry(genesis, 0, work_of(bits_to_target(genesis.bits) or 0), None, genesis.bits)
         self._index: dict[bytes, HeaderEntry] = {root.hash: root}
         self._active: list[HeaderEntry] = [root]
         self._pow_limit_bits = target_to_bits(params.pow_limit)
@@ -111,10 +116,7 @@ class HeaderChain:
                 return last.header.bits
             if header.time > last.header.time + 2 * TARGET_SPACING:
                 return self._pow_limit_bits  # testnet: a block 20 minutes late may be mined at minimum difficulty
-            walk = last  # else the bits of the last block not mined under that exception
-            while walk.prev is not None and walk.height % p.interval != 0 and walk.header.bits == self._pow_limit_bits:
-                walk = walk.prev
-            return walk.header.bits
+            return last.normal_bits  # else the bits of the last block not mined under that exception
         if p.no_retargeting:
             return last.header.bits
         first = self.ancestor(last, last.height - (p.interval - 1))
@@ -145,7 +147,9 @@ class HeaderChain:
         if header.time > now + MAX_FUTURE_BLOCK_TIME:
             raise HeaderError("time-too-new", "block timestamp too far in the future")
         target = bits_to_target(header.bits) or 0
-        entry = HeaderEntry(header, height, prev.chain_work + work_of(target), prev)
+        normal = height % self.params.interval == 0 or header.bits != self._pow_limit_bits
+        normal_bits = header.bits if normal else prev.normal_bits
+        entry = HeaderEntry(header, height, prev.chain_work + work_of(target), prev, normal_bits)
         self._index[entry.hash] = entry
         if entry.chain_work > self.tip.chain_work:
             self._activate(entry)

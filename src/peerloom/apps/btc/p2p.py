@@ -30,12 +30,9 @@ MAX_ADDRV2_ADDR_SIZE = 512  # BIP 155
 
 NODE_NETWORK = 1
 NODE_WITNESS = 1 << 3
-NODE_NETWORK_LIMITED = 1 << 10
 
 MSG_TX = 1
 MSG_BLOCK = 2
-MSG_FILTERED_BLOCK = 3
-MSG_CMPCT_BLOCK = 4
 MSG_WTX = 5  # BIP 339
 MSG_WITNESS_FLAG = 1 << 30
 MSG_WITNESS_TX = MSG_TX | MSG_WITNESS_FLAG
@@ -299,8 +296,7 @@ class Headers(Message):
         headers = []
         for _ in range(n):
             headers.append(read_header(r))
-            if r.compact_size() != 0:  # each header is followed by a transaction count, always 0
-                raise BtcError("headers message with transactions")
+            r.compact_size()  # a transaction count follows each header; Core ignores its value, and so do we
         r.end()
         return cls(tuple(headers))
 

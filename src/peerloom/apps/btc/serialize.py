@@ -61,16 +61,12 @@ class Reader:
     __slots__ = ("_data", "_pos")
 
     def __init__(self, data: bytes | memoryview) -> None:
-        self._data = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+        self._data = memoryview(data).cast("B")
         self._pos = 0
 
     @property
     def remaining(self) -> int:
         return len(self._data) - self._pos
-
-    @property
-    def position(self) -> int:
-        return self._pos
 
     def bytes(self, n: int) -> bytes:
         """The next `n` bytes; a `BtcError` if fewer are left."""
@@ -79,10 +75,6 @@ class Reader:
         out = bytes(self._data[self._pos : self._pos + n])
         self._pos += n
         return out
-
-    def peek(self, n: int) -> bytes:
-        """The next `n` bytes (or fewer at the end) without consuming them."""
-        return bytes(self._data[self._pos : self._pos + n])
 
     def u8(self) -> int:
         return self.bytes(1)[0]

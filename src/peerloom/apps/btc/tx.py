@@ -13,9 +13,7 @@ from functools import cached_property
 
 from .serialize import BtcError, Reader, compact_size, hash_hex, sha256d, var_bytes
 
-MAX_SCRIPT_BYTES = 10_000  # Core's MAX_SCRIPT_SIZE applies to execution; a wire script is bounded by the message
 MAX_TX_WIRE_BYTES = 4_000_000  # nothing larger fits in a block's weight (MAX_BLOCK_WEIGHT)
-MAX_MONEY = 21_000_000 * 100_000_000
 NULL_HASH = bytes(32)
 NULL_INDEX = 0xFFFFFFFF
 _MIN_INPUT_BYTES = 41  # 32 hash + 4 index + 1 script length + 4 sequence

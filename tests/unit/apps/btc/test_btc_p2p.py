@@ -95,7 +95,7 @@ def test_frames_with_a_bad_magic_command_length_or_checksum_are_refused() -> Non
         ("verack", b"\x00", "no payload"),
         ("ping", bytes(9), "trailing"),
         ("headers", compact_size(2001) + bytes(81 * 2001), "limit"),
-        ("headers", b"\x01" + MAINNET.genesis.header.serialize() + b"\x01", "transactions"),
+        ("headers", b"\x01" + MAINNET.genesis.header.serialize() + b"\xfd\x01", "truncated"),
         ("getheaders", bytes(4) + compact_size(102) + bytes(32 * 103), "limit"),
         ("inv", compact_size(50_001) + bytes(36), "limit"),
         ("inv", compact_size(3) + bytes(36 * 2), "exceeds"),
@@ -111,6 +111,11 @@ def test_frames_with_a_bad_magic_command_length_or_checksum_are_refused() -> Non
 def test_malformed_payloads_raise_btc_error(command: str, payload: bytes, match: str) -> None:
     with pytest.raises(BtcError, match=match):
         decode_message(command, payload)
+
+
+def test_a_headers_transaction_count_is_read_and_ignored_as_core_does() -> None:
+    payload = b"\x01" + MAINNET.genesis.header.serialize() + b"\x05"
+    assert decode_message("headers", payload) == Headers((MAINNET.genesis.header,))
 
 
 def test_addrv2_skips_networks_it_does_not_know() -> None:
