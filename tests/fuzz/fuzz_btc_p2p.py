@@ -1,6 +1,6 @@
 """atheris fuzz target for peerloom's Bitcoin P2P layer: the frame decoder (bytes fed in arbitrary pieces), every
-message decoder (the first byte after the target's picks the command), transactions, blocks, and a handshake
-session fed whole streams.
+message decoder (the first byte after the target's picks the command), transactions and blocks (parsed, then
+checked as consensus does without context), and a handshake session fed whole streams.
 
 Run: `python tests/fuzz/fuzz_btc_p2p.py [corpus dir] [-max_total_time=N]`. The first input byte picks the target,
 the rest is its input. Each parser may raise only `BtcError`; a message it accepts must re-encode to a payload
@@ -12,7 +12,8 @@ from __future__ import annotations
 import harness
 
 from peerloom.apps.btc import p2p
-from peerloom.apps.btc.block import parse_block
+from peerloom.apps.btc.block import ConsensusError, parse_block
+from peerloom.apps.btc.checks import check_block, check_transaction
 from peerloom.apps.btc.params import MAINNET, REGTEST
 from peerloom.apps.btc.serialize import BtcError
 from peerloom.apps.btc.session import LocalInfo, PeerSession
@@ -53,15 +54,19 @@ def _transaction(data: bytes) -> None:
     tx = parse_transaction(data)
     assert parse_transaction(tx.serialize()) == tx
     assert tx.serialize() == data  # the wire form of a transaction is canonical
+    try:
+        check_transaction(tx)
+    except ConsensusError:
+        pass
 
 
 def _block(data: bytes) -> None:
     block = parse_block(data)
     assert block.serialize() == data
-    for check in (block.check_merkle_root, block.check_witness_commitment):
+    for check in (lambda: check_block(block, REGTEST.pow_limit), block.check_witness_commitment):
         try:
             check()
-        except BtcError:
+        except ConsensusError:
             pass
 
 

@@ -17,6 +17,14 @@ _MIN_TX_BYTES = 60  # version, 1 input (41), 1 output (9), locktime: the least a
 WITNESS_COMMITMENT_HEADER = bytes.fromhex("6a24aa21a9ed")  # OP_RETURN, push 36, 0xaa21a9ed (BIP 141)
 
 
+class ConsensusError(BtcError):
+    """A transaction or block that breaks a consensus rule; `reason` is Core's reject code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def bits_to_target(bits: int) -> int | None:
     """The target a compact `bits` value encodes, or None when it is negative, zero or overflows 256 bits
     (Core's `arith_uint256::SetCompact` flags, which `CheckProofOfWork` rejects)."""
@@ -132,9 +140,9 @@ class Block:
         """Core's `CheckMerkleRoot`: the header commits to these transactions, and the list is not mutated."""
         root, mutated = merkle_root([tx.txid for tx in self.transactions])
         if root != self.header.merkle_root:
-            raise BtcError("bad-txnmrklroot: merkle root mismatch")
+            raise ConsensusError("bad-txnmrklroot")
         if mutated:
-            raise BtcError("bad-txns-duplicate: duplicate transaction (mutated merkle tree)")
+            raise ConsensusError("bad-txns-duplicate")  # a mutated merkle tree
 
     def witness_commitment_index(self) -> int | None:
         """The index of the coinbase output holding the witness commitment: the last one that matches (BIP 141)."""
@@ -154,16 +162,16 @@ class Block:
         index = self.witness_commitment_index()
         if index is None:
             if any(tx.has_witness for tx in self.transactions):
-                raise BtcError("unexpected-witness: witness data without a commitment")
+                raise ConsensusError("unexpected-witness")
             return
         coinbase = self.transactions[0]
         stack = coinbase.inputs[0].witness
         if len(stack) != 1 or len(stack[0]) != 32:
-            raise BtcError("bad-witness-nonce-size: the coinbase witness must be one 32-byte value")
+            raise ConsensusError("bad-witness-nonce-size")
         root, _ = merkle_root([bytes(32)] + [tx.wtxid for tx in self.transactions[1:]])
         committed = coinbase.outputs[index].script_pubkey[6:38]
         if sha256d(root + stack[0]) != committed:
-            raise BtcError("bad-witness-merkle-match: witness commitment mismatch")
+            raise ConsensusError("bad-witness-merkle-match")
 
 
 def read_block(reader: Reader) -> Block:
