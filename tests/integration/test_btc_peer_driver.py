@@ -1,15 +1,20 @@
 """Two peerloom Bitcoin peers over 127.0.0.1: one serves a mined regtest header chain (more than one `headers`
-message long, with a fork), the other dials it, completes the handshake and syncs to the same most-work tip."""
+message long, with a fork), the other dials it, completes the handshake and syncs to the same most-work tip;
+peers that break the protocol make the driver raise and close the connection."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from peerloom.apps.btc.block import BlockHeader
 from peerloom.apps.btc.headers import HeaderChain, HeaderEntry
-from peerloom.apps.btc.p2p import MAX_HEADERS_RESULTS
-from peerloom.apps.btc.params import REGTEST
+from peerloom.apps.btc.p2p import MAX_HEADERS_RESULTS, Verack, WtxidRelay, encode_message
+from peerloom.apps.btc.params import MAINNET, REGTEST
 from peerloom.apps.btc.peer_driver import BtcPeer
+from peerloom.apps.btc.serialize import BtcError
+from peerloom.apps.btc.session import PeerMisbehaved
 
 NOW = REGTEST.genesis.header.time + 100_000_000
 
@@ -51,3 +56,38 @@ async def test_a_peer_syncs_a_served_chain_across_several_headers_messages() -> 
         assert (tip.height, tip.hash) == (best.height, best.hash)
         assert len(chain) == best.height + 1  # only the best branch was sent
         await asyncio.wait_for(asyncio.gather(*serving), 5)
+
+
+async def test_a_peer_speaking_another_network_or_breaking_the_handshake_is_refused() -> None:
+    """Mainnet magic on a regtest connection, and wtxidrelay after verack: `BtcError`, the socket closed."""
+    closed: list[bool] = []
+
+    async def wrong_network(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1 << 16)
+        writer.write(encode_message(MAINNET.magic, Verack()))
+        await writer.drain()
+        closed.append(await reader.read(1) == b"")
+        writer.close()
+
+    server = await asyncio.start_server(wrong_network, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(BtcError, match="magic"):
+            await BtcPeer.connect("127.0.0.1", port, REGTEST, timeout=5)
+        await asyncio.sleep(0.1)
+    assert closed == [True]
+
+    async def late_wtxidrelay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = await BtcPeer.accept(reader, writer, REGTEST)
+        await asyncio.sleep(0.05)
+        writer.write(encode_message(REGTEST.magic, WtxidRelay()))
+        await writer.drain()
+        await reader.read(1)
+        await peer.close()
+
+    server = await asyncio.start_server(late_wtxidrelay, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        async with await BtcPeer.connect("127.0.0.1", port, REGTEST) as client:
+            with pytest.raises(PeerMisbehaved, match="after verack"):
+                await asyncio.wait_for(client.receive(), 5)
