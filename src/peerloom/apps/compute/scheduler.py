@@ -24,6 +24,7 @@ Driven like aioquic's connection: call `assign(now)` for work to send, `reply`/`
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -157,7 +158,8 @@ class Scheduler:
         self.volunteers: dict[PeerId, VolunteerRecord] = {}
         self._jobs: dict[bytes, _Job] = {}
         self._needy: dict[tuple[bytes, int], None] = {}  # units wanting one more replica, oldest first
-        self._deadlines: list[tuple[float, bytes, int, PeerId]] = []  # a heap; stale entries are skipped
+        self._deadlines: list[tuple[float, int, bytes, int, PeerId]] = []  # a heap; stale entries are skipped
+        self._order = itertools.count()  # ties in the heap are broken by it, never by comparing PeerIds
         self._events: list[Event] = []
 
     # -- volunteers ---------------------------------------------------------------------------------------------
@@ -264,7 +266,7 @@ class Scheduler:
                 unit.in_flight[volunteer.peer] = deadline
                 unit.tried.add(volunteer.peer)
                 volunteer.busy += 1
-                heapq.heappush(self._deadlines, (deadline, job.id, unit.index, volunteer.peer))
+                heapq.heappush(self._deadlines, (deadline, next(self._order), job.id, unit.index, volunteer.peer))
                 out.append(Assign(job.id, unit.index, volunteer.peer, deadline))
                 if volunteer.free <= 0:
                     free.remove(volunteer)
@@ -377,7 +379,7 @@ class Scheduler:
         """Take back the replicas whose deadline has passed."""
         heap = self._deadlines
         while heap and heap[0][0] <= now:
-            deadline, job_id, index, peer = heapq.heappop(heap)
+            deadline, _, job_id, index, peer = heapq.heappop(heap)
             job = self._jobs.get(job_id)
             if job is not None and job.units[index].in_flight.get(peer) == deadline:
                 self.failed(peer, job_id, index, "its deadline passed", now)
@@ -385,7 +387,7 @@ class Scheduler:
     def next_wakeup(self) -> float | None:
         heap = self._deadlines
         while heap:
-            deadline, job_id, index, peer = heap[0]
+            deadline, _, job_id, index, peer = heap[0]
             job = self._jobs.get(job_id)
             if job is not None and job.units[index].in_flight.get(peer) == deadline:
                 return deadline
