@@ -107,6 +107,10 @@ class Job:
 
     async def wait(self) -> list[UnitOutcome]:
         await self.finished.wait()
+        return await self.outcomes()
+
+    async def outcomes(self) -> list[UnitOutcome]:
+        """The units' outcomes as they stand (None output and error: not settled yet)."""
         return await self.role.outcomes(self.row.id)
 
     def to_json(self) -> dict[str, Any]:
