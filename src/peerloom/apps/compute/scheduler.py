@@ -8,7 +8,8 @@ BOINC's model without a project server:
   out at a time, up to `quorum + max_extra` replies; past that the unit is an error ("no agreement").
 - **Reputation.** A volunteer starts at `reputation_start`; each reply that agrees with the validated one adds `win`
   (capped at 1), each that loses a vote multiplies it by `loss`. Below `threshold` the volunteer is flagged and gets
-  no more work from this submitter.
+  no more work from this submitter. A volunteer with `max_unjudged` replies still waiting for their vote gets no
+  more work until some are judged: a fast liar cannot take many units before its first lost votes catch up with it.
 - **Adaptive replication** (a job's `adaptive` flag, BOINC's `adaptive_replication`): a volunteer whose last
   `trust_after` replies all agreed is trusted; a unit whose first replica goes to a trusted volunteer needs that one
   reply only, except for a random `spot_check` fraction, replicated as usual to keep the trust honest.
@@ -43,6 +44,7 @@ class SchedulerParams:
     trust_after: int = 10  # agreeing replies in a row before a volunteer is trusted (adaptive replication)
     spot_check: float = 0.1  # fraction of a trusted volunteer's units still replicated
     deadline: float = 120.0  # seconds a volunteer has to answer one replica
+    max_unjudged: int = 4  # replies of one volunteer still waiting for their vote before it gets more work
 
 
 # -- events ---------------------------------------------------------------------------------------------------
@@ -117,6 +119,7 @@ class VolunteerRecord:
     failures: int = 0
     credit: int = 0
     flagged: bool = False
+    unjudged: int = 0  # its replies still waiting for their unit's vote
 
     @property
     def free(self) -> int:
@@ -224,6 +227,8 @@ class Scheduler:
             return
         for unit in record.units:
             self._needy.pop((job, unit.index), None)
+            if not unit.done:
+                self._unjudge(unit)
             for peer in unit.in_flight:
                 if peer in self.volunteers:
                     self.volunteers[peer].busy -= 1
@@ -275,7 +280,8 @@ class Scheduler:
         return out
 
     def eligible(self, volunteer: VolunteerRecord) -> bool:
-        return not volunteer.flagged and volunteer.reputation >= self.params.threshold
+        return (not volunteer.flagged and volunteer.reputation >= self.params.threshold
+                and volunteer.unjudged < self.params.max_unjudged)
 
     def _target(self, job: _Job, volunteer: VolunteerRecord) -> int:
         trusted = job.adaptive and volunteer.streak >= self.params.trust_after
@@ -301,9 +307,10 @@ class Scheduler:
         self._release(peer, unit)
         if unit.done:  # a late replica of a settled unit: judged against the validated reply
             if unit.digest is not None:
-                self._judge(job, unit, peer, digest == unit.digest, unit.fuel)
+                self._judge(job, unit, peer, digest == unit.digest, unit.fuel, late=True)
             return True
         unit.votes[peer] = (digest, fuel)
+        self.volunteer(peer).unjudged += 1
         best, count = Counter(d for d, _ in unit.votes.values()).most_common(1)[0]
         if count >= (unit.target or job.quorum):
             unit.digest = best
@@ -316,8 +323,10 @@ class Scheduler:
             self._reconsider(job, unit)
         return True
 
-    def _judge(self, job: _Job, unit: _Unit, peer: PeerId, agreed: bool, fuel: int) -> None:
+    def _judge(self, job: _Job, unit: _Unit, peer: PeerId, agreed: bool, fuel: int, *, late: bool = False) -> None:
         volunteer = self.volunteer(peer)
+        if not late:
+            volunteer.unjudged -= 1
         if agreed:
             volunteer.wins += 1
             volunteer.streak += 1
@@ -359,8 +368,14 @@ class Scheduler:
 
     def _error(self, job: _Job, unit: _Unit, reason: str) -> None:
         unit.error = reason
+        self._unjudge(unit)
         self._events.append(UnitError(job.id, unit.index, reason))
         self._settled(job, unit)
+
+    def _unjudge(self, unit: _Unit) -> None:
+        """The votes of a unit that will never be judged no longer hold its voters back."""
+        for voter in unit.votes:
+            self.volunteer(voter).unjudged -= 1
 
     def _settled(self, job: _Job, unit: _Unit) -> None:
         self._needy.pop((job.id, unit.index), None)

@@ -252,3 +252,31 @@ def test_bad_jobs_are_refused():
 
 def test_peer_ids_are_distinct():
     assert len(set(PEERS)) == len(PEERS) and all(isinstance(p, PeerId) for p in PEERS)
+
+
+def test_a_volunteer_with_too_many_replies_awaiting_their_vote_gets_no_more_work():
+    s = scheduler(volunteers=2, slots=1, max_unjudged=2)
+    fast, slow = PEERS[0], PEERS[1]
+    s.add_job(JOB, 10, quorum=2)
+    took = []
+    for step in range(10):
+        for a in s.assign(float(step)):
+            if a.peer == fast:
+                took.append(a.unit)
+                s.reply(fast, JOB, a.unit, GOOD, 1, float(step))
+    assert took == [0, 1]  # two replies whose votes wait for the slow volunteer: no third unit
+    assert s.volunteers[fast].unjudged == 2 and s.volunteers[slow].busy == 1
+    (held,) = [u for u, peers in s.assignments(JOB).items() if slow in peers]
+    s.reply(slow, JOB, held, GOOD, 1, 20.0)  # a vote settles: the fast one may take one more
+    assert s.volunteers[fast].unjudged == 1
+    assert fast in {a.peer for a in s.assign(21.0)}
+
+
+def test_votes_of_a_unit_that_errs_stop_counting_against_their_voters():
+    s = scheduler(volunteers=2, max_extra=0, max_unjudged=1)
+    s.add_job(JOB, 2, quorum=2)
+    a, b = s.assign(0.0)
+    s.reply(a.peer, JOB, 0, b"1", 1, 1.0)
+    s.reply(b.peer, JOB, 0, b"2", 1, 1.0)
+    assert of(s.take_events(), UnitError)
+    assert s.volunteers[a.peer].unjudged == 0 and s.volunteers[b.peer].unjudged == 0
