@@ -115,11 +115,14 @@ class VolunteerProcess:
 
 def query(home: Path, sql: str, params: tuple = ()) -> list[tuple]:
     """Rows from a node's state database (read while the node may run: it is in WAL mode)."""
-    db = sqlite3.connect(f"file:{home / 'state.sqlite'}?mode=ro", uri=True, timeout=10)
+    path = home / "state.sqlite"
+    if not path.exists():
+        return []  # the node has not started yet
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
         return db.execute(sql, params).fetchall()
     except sqlite3.OperationalError:
-        return []  # not created yet
+        return []  # its tables are not made yet
     finally:
         db.close()
 

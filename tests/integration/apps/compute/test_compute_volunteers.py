@@ -17,6 +17,7 @@ from support.compute_modules import SIGNAL_SEARCH, noisy_tone
 from support.compute_volunteer import VolunteerProcess, query
 
 from peerloom.apps.compute.sandbox import Limits, Sandbox
+from peerloom.apps.compute.scheduler import SchedulerParams
 
 pytestmark = pytest.mark.timeout(120)
 UNITS = 200
@@ -123,7 +124,8 @@ def test_a_lying_volunteer_is_outvoted_on_every_unit_it_took_and_gets_no_more_wo
     took = {row[2] for row in liar.tasks() if row[5] == "done"}
     assert took and losses == len(took) and wins == 0  # outvoted on every unit it took
     assert flagged == 1 and reputation < 0.3
-    assert len(took) <= 3  # flagged after its second lost vote: at most the replica in flight then follows
+    # flagged after its second lost vote; before the first votes, at most `max_unjudged` replies and one replica
+    assert len(took) <= SchedulerParams().max_unjudged + 1
     assert all(by_peer[v.peer_id][3] == 0 for v in volunteers[:3])
     # a second job from the same submitter: the flagged volunteer gets none of it
     before = len(liar.tasks())
