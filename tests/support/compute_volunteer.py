@@ -95,9 +95,14 @@ class VolunteerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM), without waiting: `stop` waits."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -114,11 +119,11 @@ class VolunteerProcess:
 
 
 def query(home: Path, sql: str, params: tuple = ()) -> list[tuple]:
-    """Rows from a node's state database (read while the node may run: it is in WAL mode)."""
+    """Rows from a node's state database (read while the node may run: it is in WAL mode; only read here)."""
     path = home / "state.sqlite"
     if not path.exists():
         return []  # the node has not started yet
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    db = sqlite3.connect(path, timeout=10)  # not read-only: the WAL of a killed node must be readable
     try:
         return db.execute(sql, params).fetchall()
     except sqlite3.OperationalError:

@@ -92,7 +92,7 @@ class ComputeService:
         blobs = BlobStore(Path(ctx.home) / "compute" / "blobs", self.max_blob)
         store = await ctx.run_blocking(ComputeStore, ctx.state)
         self._submitter = SubmitterRole(ctx.host, blobs, store, ctx.tasks.spawn, ctx.run_blocking, self.params)
-        await ctx.run_blocking(self._submitter.restore)
+        self._submitter.restore(await ctx.run_blocking(self._submitter.load))
         if self.config is not None:
             runner = self._runner
             if runner is None:

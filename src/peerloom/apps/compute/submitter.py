@@ -65,6 +65,7 @@ DETERMINISTIC = frozenset({"NotWasm", "InvalidModule", "WrongExports", "OutOfFue
                            "OutputTooLarge", "NonZeroExit"})
 INLINE_INPUT = 64 * 1024  # inputs up to this size travel in the RunUnit itself
 REPLY_MARGIN = 30.0  # seconds on top of a unit's wall-clock limit for fetching its blobs and the exchange
+INLINE_CACHE = 64 * 1024 * 1024  # bytes of small inputs kept in memory while their jobs run (else read per replica)
 CAPACITY_TIMEOUT = 10.0
 REFUSAL_PAUSE = 5.0  # seconds a volunteer that refused a replica gets no more, before it is asked again
 
@@ -145,20 +146,26 @@ class SubmitterRole:
         self._modules: dict[bytes, str] = {}
         self._replies: dict[tuple[bytes, int], dict[bytes, bytes | tuple[str, str]]] = {}
         self._credits: dict[PeerId, list[Credit]] = {}
+        self._inline: dict[str, bytes] = {}  # input name -> bytes, for small inputs of running jobs
+        self._inline_size = 0
         self._dirty: set[PeerId] = set()
         self._kicked = False
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     # -- jobs -----------------------------------------------------------------------------------------------------
-    def restore(self) -> None:
-        """Load what the state database holds: the volunteers' records, every job, and schedule the unfinished."""
-        for peer, reputation, streak, wins, losses, failures, credit, flagged in self.store.volunteers():
+    def load(self) -> tuple[list, list[tuple[JobRow, list[UnitRow]]]]:
+        """What the state database holds (read in a worker thread): the volunteers' records, every job's units."""
+        return self.store.volunteers(), [(row, self.store.units(row.id)) for row in self.store.jobs()]
+
+    def restore(self, saved: tuple[list, list[tuple[JobRow, list[UnitRow]]]]) -> None:
+        """Take back what `load` read: the volunteers' records, every job, the unfinished ones scheduled again."""
+        volunteers, jobs = saved
+        for peer, reputation, streak, wins, losses, failures, credit, flagged in volunteers:
             record = self.scheduler.volunteer(PeerId.from_string(peer))
             record.reputation, record.streak, record.wins, record.losses = reputation, streak, wins, losses
             record.failures, record.credit, record.flagged = failures, credit, flagged
-        for row in self.store.jobs():
-            units = self.store.units(row.id)
+        for row, units in jobs:
             self._open(row, units)
 
     def _open(self, row: JobRow, units: list[UnitRow]) -> Job:
@@ -188,6 +195,11 @@ class SubmitterRole:
         ident = job_id(module_name, names, quorum, limits, adaptive)
         if ident in self.jobs:
             return self.jobs[ident]
+        for name, (_, data) in zip(names, inputs, strict=True):
+            if len(data) <= INLINE_INPUT and self._inline_size + len(data) <= INLINE_CACHE \
+                    and name not in self._inline:
+                self._inline[name] = data
+                self._inline_size += len(data)
         row = JobRow(ident, module_name, quorum, adaptive, asdict(limits), time.time(), None)
         await self.run_blocking(self.store.add_job, row, [(h, name) for h, (name, _) in zip(names, inputs,
                                                                                               strict=True)])
@@ -316,6 +328,10 @@ class SubmitterRole:
     def _finish(self, ident: bytes) -> None:
         self.store.finished(ident, time.time())
         self.scheduler.remove_job(ident)
+        running = {name for job, names in self._inputs.items() if job != ident for name in names}
+        for name in self._inputs.get(ident, []):
+            if name not in running and name in self._inline:
+                self._inline_size -= len(self._inline.pop(name))
         for table in (self._limits, self._inputs, self._modules):
             table.pop(ident, None)
         job = self.jobs.get(ident)
@@ -341,8 +357,8 @@ class SubmitterRole:
         limits, input_name = self._limits.get(job), self._inputs.get(job, [None])[index]
         if limits is None or input_name is None:
             return
-        data = None
-        if self.blobs.path(input_name).stat().st_size <= INLINE_INPUT:
+        data = self._inline.get(input_name)
+        if data is None and self.blobs.path(input_name).stat().st_size <= INLINE_INPUT:
             data = await self.run_blocking(self.blobs.get, input_name)
         pending = self._credits.pop(peer, [])
         credits, rest = pending[:MAX_CREDITS], pending[MAX_CREDITS:]
