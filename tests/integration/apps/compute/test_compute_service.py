@@ -180,10 +180,10 @@ async def test_credit_reaches_the_volunteers_and_blobs_are_fetched_once_and_veri
         await compute(submitter).add_volunteer(volunteer.secure_addrs[0])
     outcomes = await asyncio.wait_for(job.wait(), 60)
     assert int(outcomes[-1].output.split()[0]) == 77  # type: ignore[union-attr]
+    me = str(submitter.identity.peer_id)
     for volunteer in volunteers:
         blobs = compute(volunteer).submitter.blobs
         assert blobs.has(blob_hash(module)) and blobs.has(blob_hash(chunks[-1]))
-        me = str(submitter.identity.peer_id)
 
         def credited(v: Node = volunteer) -> dict:
             return compute(v).status()["volunteer"]["credit"].get(me, {"units": 0})
