@@ -70,7 +70,12 @@ class Volunteers:
         addrs = []
         for proc in procs:
             assert proc.stdout is not None
-            addrs.append(json.loads(proc.stdout.readline())["addrs"][0])
+            text = ""
+            while True:  # --json prints one (indented) object
+                text += proc.stdout.readline().decode()
+                with contextlib.suppress(ValueError):
+                    addrs.append(json.loads(text)["addrs"][0])
+                    break
         return addrs
 
     def stop(self) -> None:
