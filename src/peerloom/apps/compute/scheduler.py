@@ -2,8 +2,9 @@
 (sans-I/O: no clock, no I/O; `now` comes in, events go out).
 
 BOINC's model without a project server:
-- **Replication.** Each unit goes to `quorum` distinct volunteers (never two replicas on one key: a volunteer that had
-  a unit never gets it again). Replies are compared by a digest (the service hashes the output, or the kind of a
+- **Replication.** Each unit goes to `quorum` distinct volunteers (never two replicas on one key: a volunteer that
+  voted on a unit, or runs it now, never gets it again; one whose replica was lost without a vote may retry it
+  when no other volunteer can). Replies are compared by a digest (the service hashes the output, or the kind of a
   deterministic error); when `target` replies agree the unit is validated. While they disagree, one more replica goes
   out at a time, up to `quorum + max_extra` replies; past that the unit is an error ("no agreement").
 - **Reputation.** A volunteer starts at `reputation_start`; each reply that agrees with the validated one adds `win`
@@ -132,7 +133,8 @@ class _Unit:
     target: int | None = None  # replies that must agree (decided at the first assignment)
     in_flight: dict[PeerId, float] = field(default_factory=dict)  # peer -> deadline
     votes: dict[PeerId, tuple[bytes, int]] = field(default_factory=dict)  # peer -> (digest, fuel)
-    tried: set[PeerId] = field(default_factory=set)
+    tried: set[PeerId] = field(default_factory=set)  # voted on it or running it: never again
+    lost: set[PeerId] = field(default_factory=set)  # lost a replica of it without a vote: last choice
     failures: int = 0
     digest: bytes | None = None  # the validated reply
     fuel: int = 0
@@ -264,7 +266,7 @@ class Scheduler:
                 choices = [v for v in free if v.peer not in unit.tried]
                 if not choices:
                     break
-                volunteer = max(choices, key=lambda v: (v.free, v.reputation))
+                volunteer = max(choices, key=lambda v: (v.peer not in unit.lost, v.free, v.reputation))
                 if unit.target is None:
                     unit.target = self._target(job, volunteer)
                 deadline = now + self.params.deadline
@@ -350,6 +352,8 @@ class Scheduler:
             return False
         unit = job.units[index]
         self._release(peer, unit)
+        unit.tried.discard(peer)  # it gave no vote: it may try this unit again (a lone volunteer must be able to)
+        unit.lost.add(peer)
         self.volunteer(peer).failures += 1
         if unit.done:
             return True

@@ -402,6 +402,7 @@ class SubmitterRole:
         self._kick()
 
     def _lost(self, assign: Assign, reason: str) -> None:
+        log.info("compute: unit %d of job %s from %s lost: %s", assign.unit, assign.job.hex()[:12], assign.peer, reason)
         if self.scheduler.failed(assign.peer, assign.job, assign.unit, reason, time.monotonic()):
             self._kick()
 

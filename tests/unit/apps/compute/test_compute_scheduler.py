@@ -280,3 +280,14 @@ def test_votes_of_a_unit_that_errs_stop_counting_against_their_voters():
     s.reply(b.peer, JOB, 0, b"2", 1, 1.0)
     assert of(s.take_events(), UnitError)
     assert s.volunteers[a.peer].unjudged == 0 and s.volunteers[b.peer].unjudged == 0
+
+
+def test_a_lone_volunteer_may_retry_a_replica_it_lost_without_a_vote():
+    s = scheduler(volunteers=1)
+    s.add_job(JOB, 1, quorum=1)
+    (a,) = s.assign(0.0)
+    s.failed(a.peer, JOB, 0, "WorkerCrashed", 1.0)
+    (again,) = s.assign(1.0)
+    assert again.peer == a.peer
+    s.reply(a.peer, JOB, 0, GOOD, 1, 2.0)
+    assert of(s.take_events(), Validated)
