@@ -26,13 +26,13 @@ from peerloom.cli.common import (
     fail,
     guarded,
     out,
-    parse_multiaddr,
+    parse_secure_peers,
     parse_size,
     print_json,
     printable,
     usage,
 )
-from peerloom.cli.options import HomeOption, HostOption, JsonOption, NoDaemonOption, port_option
+from peerloom.cli.options import HomeOption, HostOption, JsonOption, NoDaemonOption, SecurePortOption
 from peerloom.cli.running import home_or_default, node_settings, run, sleep_or_stop
 from peerloom.cli.via_daemon import running_daemon
 from peerloom.errors import PeerloomError
@@ -53,17 +53,6 @@ PeerOption = Annotated[
     typer.Option("--peer", metavar="MULTIADDR",
                  help="A volunteer to dial on the secure layer, /ip4/HOST/tcp/PORT[/p2p/PEERID] (repeat for more)."),
 ]
-SecurePortOption = Annotated[
-    int, port_option("--port", "TCP port of the secure layer this command's node listens on", zero="any free port")
-]
-
-
-def parse_peers(values: list[str] | None) -> list[Multiaddr]:
-    addrs = [parse_multiaddr(v, "--peer") for v in values or []]
-    for addr in addrs:
-        if addr.value_for("tcp") is None:
-            raise UserError(f"--peer takes /ip4/HOST/tcp/PORT[/p2p/PEERID] (got {printable(repr(str(addr)))})")
-    return addrs
 
 
 def compute_of(node: Node) -> ComputeService:
@@ -152,7 +141,7 @@ def submit(
     results to -o DIR. Run it again after an interruption: the job resumes where it was."""
     from .interface import limits_from
 
-    peers = usage(lambda: parse_peers(peer))
+    peers = usage(lambda: parse_secure_peers(peer))
     memory_bytes = usage(lambda: parse_size(memory)) if memory else None
     try:
         limits = limits_from(fuel, memory_bytes, timeout)
