@@ -31,6 +31,7 @@ from .wire import MAX_FRAME, Blob, Capacity, Credit, GetBlob, Message, Refused, 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FETCH_TIMEOUT = 60.0  # seconds to fetch one blob from a submitter
+MAX_OUTPUT = 16 * 1024 * 1024  # the largest output cap a unit may ask for (the answer is one frame in memory)
 
 
 class UnitRunner(Protocol):
@@ -97,6 +98,8 @@ class VolunteerRole:
         if msg.memory_bytes > self.config.memory_bytes:
             return Refused(f"the unit asks for {msg.memory_bytes} bytes of memory; {self.config.memory_bytes} "
                            "are offered")
+        if msg.max_output > MAX_OUTPUT:
+            return Refused(f"the unit asks for an output cap over {MAX_OUTPUT} bytes")
         if self.seconds_left() <= 0:
             return Refused("today's CPU budget is used up")
         try:
