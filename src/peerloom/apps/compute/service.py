@@ -53,7 +53,7 @@ from .wire import (
 )
 
 log = logging.getLogger(__name__)
-REQUEST_TIMEOUT = 30.0  # seconds a peer has to send its whole request once it opened a stream
+IDLE_STREAM_TIMEOUT = 60.0  # seconds a stream may wait for its next request (a request arrives whole well within it)
 MAX_REMEMBERED_DIALS = 16  # volunteers from the peer store dialled when a job is submitted
 
 __all__ = ["PROTOCOL", "ComputeError", "ComputeService", "Job", "Limits", "VolunteerConfig"]
@@ -123,24 +123,33 @@ class ComputeService:
 
     # -- the protocol ---------------------------------------------------------------------------------------------
     async def handle(self, stream: Stream, protocol: str) -> None:
-        """One request of a peer and our answer; a malformed request resets the stream (never more)."""
+        """The requests of a peer on one stream, each answered before the next is read, until the peer closes it
+        or leaves it idle; a malformed request resets the stream (never more)."""
         peer = stream.remote_peer
-        try:
-            request = await asyncio.wait_for(read_message(stream, INLINE_INPUT + MAX_CONTROL_FRAME), REQUEST_TIMEOUT)
-        except (ComputeWireError, TimeoutError, StreamError) as exc:
-            log.info("compute: a bad request from %s: %s", peer, exc)
-            stream.reset()
-            return
-        answer = await self._answer(peer, request)
-        if answer is None:
-            log.info("compute: %s sent a %s as a request", peer, type(request).__name__)
-            stream.reset()
-            return
-        try:
-            await stream.write(encode(answer))
-            await stream.close()
-        except StreamError as exc:
-            log.info("compute: the answer to %s was lost: %s", peer, exc)
+        while True:
+            try:
+                request = await asyncio.wait_for(read_message(stream, INLINE_INPUT + MAX_CONTROL_FRAME),
+                                                 IDLE_STREAM_TIMEOUT)
+            except TimeoutError:
+                await stream.close()  # idle: the submitter opens a new one when it has more
+                return
+            except (ComputeWireError, StreamError) as exc:
+                log.info("compute: a bad request from %s: %s", peer, exc)
+                stream.reset()
+                return
+            if request is None:
+                await stream.close()
+                return
+            answer = await self._answer(peer, request)
+            if answer is None:
+                log.info("compute: %s sent a %s as a request", peer, type(request).__name__)
+                stream.reset()
+                return
+            try:
+                await stream.write(encode(answer))
+            except StreamError as exc:
+                log.info("compute: the answer to %s was lost: %s", peer, exc)
+                return
 
     async def _answer(self, peer: PeerId, request: Message) -> Message | None:
         if isinstance(request, QueryCapacity):

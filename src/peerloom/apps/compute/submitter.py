@@ -30,7 +30,7 @@ from peerloom.identity import PeerId
 from peerloom.net.host import Host
 
 from .blobs import BlobStore
-from .link import request
+from .link import StreamPool, request
 from .sandbox import Limits
 from .scheduler import (
     Assign,
@@ -140,6 +140,7 @@ class SubmitterRole:
         self.spawn = spawn
         self.run_blocking = run_blocking
         self.scheduler = Scheduler(params)
+        self.streams = StreamPool(host)
         self.jobs: dict[bytes, Job] = {}
         self._limits: dict[bytes, Limits] = {}
         self._inputs: dict[bytes, list[str]] = {}
@@ -245,6 +246,7 @@ class SubmitterRole:
         return answer
 
     def peer_gone(self, peer: PeerId) -> None:
+        self.streams.forget(peer)
         if peer in self.scheduler.volunteers:
             self.scheduler.remove_volunteer(peer, time.monotonic())
             self._kick()
@@ -253,6 +255,7 @@ class SubmitterRole:
         """`peer` broke the protocol: flagged (no more work), its replicas reassigned, its connection closed."""
         log.warning("compute: dropping volunteer %s: it %s", peer, reason)
         self.scheduler.flag(peer, f"it {reason}", time.monotonic())
+        self.streams.forget(peer)
         self._dirty.add(peer)
         conn = self.host.connections.get(peer)
         if conn is not None:
@@ -368,8 +371,8 @@ class SubmitterRole:
                           limits.memory_bytes, int(limits.wall_seconds * 1000), limits.max_output, data,
                           tuple(credits))
         try:
-            answer = await request(self.host, peer, message, limits.max_output + 1024,
-                                   limits.wall_seconds + REPLY_MARGIN)
+            answer = await self.streams.request(peer, message, limits.max_output + 1024,
+                                                limits.wall_seconds + REPLY_MARGIN)
         except ComputeWireError as exc:
             self.drop(peer, f"sent a bad reply: {exc}")
             return
@@ -421,6 +424,7 @@ class SubmitterRole:
 
     def close(self) -> None:
         self._closed = True
+        self.streams.close()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -1,6 +1,7 @@
 """The messages of `/peerloom/compute/1.0.0`: what a submitter and a volunteer say to each other (sans-I/O).
 
-Every exchange is one request and one answer on a stream of its own, each message one frame: an unsigned-varint
+An exchange is one request and its answer, each message one frame; a stream carries exchanges one after another
+(a submitter keeps a few streams to each volunteer open, so a unit costs no new stream). A frame is an unsigned-varint
 length, a type byte, then the type's fields in a fixed order (integers big-endian, byte strings and texts with a
 4-byte length, SHA-256 names as 32 raw bytes). The frame length is checked against `MAX_FRAME` (or the smaller bound
 the reader gives) before its body is read, and every field's length against the room left, so a peer can make the
@@ -295,3 +296,12 @@ class FrameReader:
     def next(self) -> Message | None:
         payload = self.next_frame()
         return None if payload is None else decode(payload, self.max_frame)
+
+    def leftover(self) -> bytes:
+        """Bytes received past the frames taken (the start of the next message on the stream)."""
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data
+
+    @property
+    def empty(self) -> bool:
+        return not self._buffer
