@@ -249,6 +249,7 @@ class SubmitterRole:
         self.streams.forget(peer)
         if peer in self.scheduler.volunteers:
             self.scheduler.remove_volunteer(peer, time.monotonic())
+            self._dirty.add(peer)  # its lost replicas count in its record
             self._kick()
 
     def drop(self, peer: PeerId, reason: str) -> None:
@@ -407,6 +408,7 @@ class SubmitterRole:
     def _lost(self, assign: Assign, reason: str) -> None:
         log.info("compute: unit %d of job %s from %s lost: %s", assign.unit, assign.job.hex()[:12], assign.peer, reason)
         if self.scheduler.failed(assign.peer, assign.job, assign.unit, reason, time.monotonic()):
+            self._dirty.add(assign.peer)
             self._kick()
 
     def _pause(self, peer: PeerId) -> None:

@@ -145,13 +145,18 @@ def test_two_volunteers_killed_mid_job_and_the_job_completes(tmp_path, inputs, e
         home, out = tmp_path / "submitter", tmp_path / "out"
         proc = submit(home, out, inputs, [*victims, *volunteers[:2]])
         wait_until_validated(home, UNITS // 5, proc)
+        deadline = time.monotonic() + 30
+        while not all(victim.tasks() for victim in victims):  # both took part (their workers start first)
+            assert proc.poll() is None and time.monotonic() < deadline, "a victim never ran a unit"
+            time.sleep(0.02)
         for victim in victims:
             victim.kill()
         at_kill = validated(home)
         assert at_kill < UNITS, "the job ended before the volunteers were killed"
         finish(proc)
         assert results(out) == expected
-        assert all(victim.tasks() for victim in victims)  # they did take part before they died
+        rows = dict(query(home, "SELECT peer, failures FROM compute_volunteers"))
+        assert sum(rows[victim.peer_id] for victim in victims) >= 1  # replicas in flight were lost and reassigned
     finally:
         for victim in victims:
             victim.stop()
