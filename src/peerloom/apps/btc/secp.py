@@ -140,12 +140,12 @@ def ecdsa_verify(der_sig: bytes, msg32: bytes, pubkey: bytes) -> bool:
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, msg32, key))
 
 
-def schnorr_verify(sig64: bytes, msg32: bytes, xonly: bytes) -> bool:
-    """BIP 340 verification of a 64-byte signature under a 32-byte x-only key."""
+def schnorr_verify(sig64: bytes, msg: bytes, xonly: bytes) -> bool:
+    """BIP 340 verification of a 64-byte signature of `msg` (32 bytes in Bitcoin) under a 32-byte x-only key."""
     key = ffi.new("secp256k1_xonly_pubkey *")
     if not lib.secp256k1_xonly_pubkey_parse(_CTX, key, xonly):
         return False
-    return bool(lib.secp256k1_schnorrsig_verify(_CTX, sig64, msg32, 32, key))
+    return bool(lib.secp256k1_schnorrsig_verify(_CTX, sig64, msg, len(msg), key))
 
 
 def taproot_tweak(internal: bytes, merkle_root: bytes) -> tuple[bytes, int] | None:
