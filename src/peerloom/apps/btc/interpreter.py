@@ -170,9 +170,10 @@ def eval_script(
     begin_code = 0
     n = len(script)
     pc = 0
+    opcode_pos = -1  # BIP 342 counts operations, not bytes, for the code separator position
     execdata.codeseparator_pos = 0xFFFFFFFF
     while pc < n:
-        opcode_pos = pc
+        opcode_pos += 1
         opcode, data, pc = get_op(script, pc)
         executing = false_count == 0
         if data is not None:
