@@ -70,8 +70,8 @@ def is_compressed_pubkey(pubkey: bytes) -> bool:
     return len(pubkey) == 33 and pubkey[0] in (0x02, 0x03)
 
 
-def _parse_der_lax(der: bytes) -> bytes | None:
-    """Core's ecdsa_signature_parse_der_lax (pubkey.cpp): R and S as 64 bytes from BER-ish DER, or None.
+def parse_der_lax(der: bytes) -> bytes | None:
+    """Core's ecdsa_signatureparse_der_lax (pubkey.cpp): R and S as 64 bytes from BER-ish DER, or None.
     An R or S that overflows 32 bytes gives an all-zero signature, which never verifies (as in Core)."""
     pos = 0
     n = len(der)
@@ -130,7 +130,7 @@ def ecdsa_verify(der_sig: bytes, msg32: bytes, pubkey: bytes) -> bool:
     key = ffi.new("secp256k1_pubkey *")
     if not lib.secp256k1_ec_pubkey_parse(_CTX, key, pubkey, len(pubkey)):
         return False
-    compact = _parse_der_lax(der_sig)
+    compact = parse_der_lax(der_sig)
     if compact is None:
         return False
     sig = ffi.new("secp256k1_ecdsa_signature *")
