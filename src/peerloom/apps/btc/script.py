@@ -86,7 +86,8 @@ def verify_script(
         raise ScriptError("SIG_PUSHONLY")
     execdata = ExecData()
     stack: list[bytes] = []
-    eval_script(stack, script_sig, flags, checker, SIGVERSION_BASE, execdata)
+    if script_sig:  # empty in every segwit spend: nothing to run
+        eval_script(stack, script_sig, flags, checker, SIGVERSION_BASE, execdata)
     stack_copy = list(stack) if flags & _F_P2SH else None
     eval_script(stack, script_pubkey, flags, checker, SIGVERSION_BASE, execdata)
     if not stack or not cast_to_bool(stack[-1]):

@@ -130,12 +130,14 @@ def ecdsa_verify(der_sig: bytes, msg32: bytes, pubkey: bytes) -> bool:
     key = ffi.new("secp256k1_pubkey *")
     if not lib.secp256k1_ec_pubkey_parse(_CTX, key, pubkey, len(pubkey)):
         return False
-    compact = parse_der_lax(der_sig)
-    if compact is None:
-        return False
     sig = ffi.new("secp256k1_ecdsa_signature *")
-    if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, compact):
-        sig = ffi.new("secp256k1_ecdsa_signature *")  # overflow: Core keeps the zeroed signature
+    # Strict DER (what every signature since BIP 66 is) parses in C; only the rest takes the lax path.
+    if not lib.secp256k1_ecdsa_signature_parse_der(_CTX, sig, der_sig, len(der_sig)):
+        compact = parse_der_lax(der_sig)
+        if compact is None:
+            return False
+        if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, compact):
+            sig = ffi.new("secp256k1_ecdsa_signature *")  # overflow: Core keeps the zeroed signature
     lib.secp256k1_ecdsa_signature_normalize(_CTX, sig, sig)
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, msg32, key))
 
