@@ -275,27 +275,21 @@ def eval_script(
             stack.pop()
         elif opcode in _UNARY or opcode in _BINARY or opcode == op.OP_WITHIN:
             _arithmetic(stack, opcode, minimal)
-        elif opcode == op.OP_CHECKLOCKTIMEVERIFY:
-            if not flags & _CLTV:
-                if flags & _DISCOURAGE_NOPS:
+        elif opcode == op.OP_CHECKLOCKTIMEVERIFY or opcode == op.OP_CHECKSEQUENCEVERIFY:
+            is_cltv = opcode == op.OP_CHECKLOCKTIMEVERIFY
+            if not flags & (_CLTV if is_cltv else _CSV):
+                if flags & _DISCOURAGE_NOPS:  # still NOP2/NOP3 to this verifier
                     raise ScriptError("DISCOURAGE_UPGRADABLE_NOPS")
             else:
                 _need(stack, 1)
-                locktime = num_decode(stack[-1], minimal, 5)  # 5 bytes: times past 2038 fit
-                if locktime < 0:
+                lock = num_decode(stack[-1], minimal, 5)  # 5 bytes: lock times past 2038 fit
+                if lock < 0:
                     raise ScriptError("NEGATIVE_LOCKTIME")
-                if not checker.check_locktime(locktime):
-                    raise ScriptError("UNSATISFIED_LOCKTIME")
-        elif opcode == op.OP_CHECKSEQUENCEVERIFY:
-            if not flags & _CSV:
-                if flags & _DISCOURAGE_NOPS:
-                    raise ScriptError("DISCOURAGE_UPGRADABLE_NOPS")
-            else:
-                _need(stack, 1)
-                sequence = num_decode(stack[-1], minimal, 5)
-                if sequence < 0:
-                    raise ScriptError("NEGATIVE_LOCKTIME")
-                if not sequence & (1 << 31) and not checker.check_sequence(sequence):
+                if is_cltv:
+                    satisfied = checker.check_locktime(lock)
+                else:  # BIP 112: with the disable flag set the operation is a NOP
+                    satisfied = bool(lock & (1 << 31)) or checker.check_sequence(lock)
+                if not satisfied:
                     raise ScriptError("UNSATISFIED_LOCKTIME")
         elif opcode == op.OP_NOP:
             pass
