@@ -19,16 +19,9 @@ import time
 
 from coincurve import PrivateKey, PublicKey, PublicKeyXOnly
 
+from peerloom.apps.btc import signing
 from peerloom.apps.btc.script import PrecomputedTx, ScriptFlags, verify_input
 from peerloom.apps.btc.sighash import segwit_v0_sighash, taproot_sighash
-from peerloom.apps.btc.signing import (
-    hash160,
-    p2tr_script,
-    p2wpkh_script,
-    sign_p2wpkh,
-    sign_taproot_key_path,
-    taproot_output_key,
-)
 from peerloom.apps.btc.tx import OutPoint, Transaction, TxIn, TxOut
 
 
@@ -38,17 +31,20 @@ def _spends(count: int, kind: str) -> list[tuple[Transaction, list[TxOut], tuple
     for i in range(count):
         secret = hashlib.sha256(b"bench %d" % i).digest()
         pubkey = PrivateKey(secret).public_key.format(compressed=True)
-        script = p2wpkh_script(pubkey) if kind == "p2wpkh" else p2tr_script(taproot_output_key(secret))
+        if kind == "p2wpkh":
+            script = signing.p2wpkh_script(pubkey)
+        else:
+            script = signing.p2tr_script(signing.taproot_output_key(secret))
         spent = [TxOut(100_000 + i, script)]
         tx = Transaction(2, (TxIn(OutPoint(hashlib.sha256(b"%d" % i).digest(), 0), b"", 0xFFFFFFFD),),
-                         (TxOut(90_000, p2wpkh_script(pubkey)),), 0)
+                         (TxOut(90_000, signing.p2wpkh_script(pubkey)),), 0)
         pre = PrecomputedTx(tx, spent)
         if kind == "p2wpkh":
-            witness = sign_p2wpkh(pre, 0, secret)
-            code = b"\x76\xa9\x14" + hash160(pubkey) + b"\x88\xac"
+            witness = signing.sign_p2wpkh(pre, 0, secret)
+            code = b"\x76\xa9\x14" + signing.hash160(pubkey) + b"\x88\xac"
             raw = (witness[0][:-1], segwit_v0_sighash(code, pre, 0, spent[0].value, 1), pubkey)
         else:
-            witness = sign_taproot_key_path(pre, 0, secret)
+            witness = signing.sign_taproot_key_path(pre, 0, secret)
             raw = (witness[0], taproot_sighash(pre, 0, 0), script[2:])
         signed = Transaction(2, (TxIn(tx.inputs[0].prevout, b"", 0xFFFFFFFD, witness),), tx.outputs, 0)
         out.append((signed, spent, *raw))
