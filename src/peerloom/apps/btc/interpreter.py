@@ -149,6 +149,17 @@ def _eval_checksig(
     return success
 
 
+def eval_p2wpkh(sig: bytes, pubkey: bytes, program: bytes, flags: int, checker: TxChecker) -> None:
+    """What `DUP HASH160 <program> EQUALVERIFY CHECKSIG` on the witness [sig, pubkey] does under witness v0
+    rules (BIP 141's P2WPKH), with the same checks and errors in the same order, minus the generic
+    interpreter loop: the most common spend today takes this path."""
+    if hashlib.new("ripemd160", hashlib.sha256(pubkey).digest()).digest() != program:
+        raise ScriptError("EQUALVERIFY")
+    script = b"\x76\xa9\x14" + program + b"\x88\xac"
+    if not _eval_checksig(sig, pubkey, script, 0, int(flags), checker, SIGVERSION_WITNESS_V0, ExecData()):
+        raise ScriptError("EVAL_FALSE")  # CHECKSIG left false, which the witness script's result must not be
+
+
 def _need(stack: list, n: int) -> None:
     if len(stack) < n:
         raise ScriptError("INVALID_STACK_OPERATION")

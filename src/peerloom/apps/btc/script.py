@@ -19,7 +19,7 @@ from .checker import (
     ExecData,
     TxChecker,
 )
-from .interpreter import eval_script
+from .interpreter import eval_p2wpkh, eval_script
 from .opcodes import (
     MAX_SCRIPT_ELEMENT_SIZE,
     MAX_STACK_SIZE,
@@ -150,7 +150,10 @@ def _verify_witness_program(
         elif len(program) == 20:
             if len(stack) != 2:
                 raise ScriptError("WITNESS_PROGRAM_MISMATCH")
-            script = b"\x76\xa9\x14" + program + b"\x88\xac"  # DUP HASH160 <program> EQUALVERIFY CHECKSIG
+            if len(stack[0]) > MAX_SCRIPT_ELEMENT_SIZE or len(stack[1]) > MAX_SCRIPT_ELEMENT_SIZE:
+                raise ScriptError("PUSH_SIZE")
+            eval_p2wpkh(stack[0], stack[1], program, flags, checker)
+            return
         else:
             raise ScriptError("WITNESS_PROGRAM_WRONG_LENGTH")
         _execute_witness_script(stack, script, flags, SIGVERSION_WITNESS_V0, checker, ExecData())

@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peerloom.apps.btc import opcodes
+from peerloom.apps.btc.checker import ExecData, TxChecker
+from peerloom.apps.btc.interpreter import eval_script
 from peerloom.apps.btc.opcodes import push_data
 from peerloom.apps.btc.script import PrecomputedTx, ScriptError, ScriptFlags, verify_input
 from peerloom.apps.btc.sighash import legacy_sighash
@@ -161,3 +163,61 @@ def test_no_script_crashes_the_interpreter(script_sig, script, witness, kind, fl
         verify_input(tx, 0, spent, flags)
     except ScriptError as exc:
         assert exc.code.isupper()
+
+
+def _generic_p2wpkh(tx: Transaction, spent: list[TxOut], flags: ScriptFlags) -> str:
+    """The P2WPKH spend run through the generic interpreter, as Core runs it (the reference for the fast path)."""
+    sig, pubkey = tx.inputs[0].witness
+    program = spent[0].script_pubkey[2:]
+    stack = [sig, pubkey]
+    try:
+        if max(len(sig), len(pubkey)) > 520:
+            raise ScriptError("PUSH_SIZE")
+        checker = TxChecker(PrecomputedTx(tx, spent), 0)
+        eval_script(stack, b"\x76\xa9\x14" + program + b"\x88\xac", int(flags), checker, 1, ExecData())
+        if len(stack) != 1:
+            raise ScriptError("CLEANSTACK")
+        if not stack[-1] or stack[-1] == b"\x80":
+            raise ScriptError("EVAL_FALSE")
+    except ScriptError as exc:
+        return exc.code
+    return "OK"
+
+
+_SIG_VARIANTS = st.sampled_from(["valid", "high_s", "hashtype", "empty", "junk", "short"])
+_KEY_VARIANTS = st.sampled_from(["right", "uncompressed", "other", "junk"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(sig_kind=_SIG_VARIANTS, key_kind=_KEY_VARIANTS, flags=_FLAGS, junk=st.binary(max_size=75))
+def test_p2wpkh_fast_path_matches_the_generic_interpreter(sig_kind, key_kind, flags, junk) -> None:
+    spent = [TxOut(50_000, p2wpkh_script(PUBKEY)), TxOut(7, b"\x51")]
+    tx = _tx()
+    sig, pubkey = sign_p2wpkh(PrecomputedTx(tx, spent), 0, SECRET)
+    order = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    if sig_kind == "high_s":
+        r_len = sig[3]
+        s = order - int.from_bytes(sig[6 + r_len : -1], "big")
+        s_bytes = s.to_bytes(33, "big").lstrip(b"\x00")
+        s_bytes = b"\x00" + s_bytes if s_bytes[0] & 0x80 else s_bytes
+        body = sig[2 : 4 + r_len] + bytes((2, len(s_bytes))) + s_bytes
+        sig = bytes((0x30, len(body))) + body + b"\x01"
+    elif sig_kind == "hashtype":
+        sig = sig[:-1] + b"\x05"
+    elif sig_kind == "empty":
+        sig = b""
+    elif sig_kind == "junk":
+        sig = junk
+    elif sig_kind == "short":
+        sig = sig[:-3] + sig[-1:]
+    if key_kind == "uncompressed":
+        pubkey = PrivateKey(SECRET).public_key.format(compressed=False)
+        spent = [TxOut(50_000, b"\x00\x14" + hash160(pubkey)), spent[1]]
+    elif key_kind == "other":
+        pubkey = PrivateKey(hashlib.sha256(b"x").digest()).public_key.format()
+    elif key_kind == "junk":
+        pubkey = junk
+        spent = [TxOut(50_000, b"\x00\x14" + hash160(pubkey)), spent[1]]
+    signed = _with_input(tx, 0, witness=(sig, pubkey))
+    flags |= ScriptFlags.P2SH | ScriptFlags.WITNESS
+    assert _code(flags, signed, spent) == _generic_p2wpkh(signed, spent, flags)
