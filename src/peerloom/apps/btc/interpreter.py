@@ -288,10 +288,7 @@ def eval_script(
             _arithmetic(stack, opcode, minimal)
         elif opcode == op.OP_CHECKLOCKTIMEVERIFY or opcode == op.OP_CHECKSEQUENCEVERIFY:
             is_cltv = opcode == op.OP_CHECKLOCKTIMEVERIFY
-            if not flags & (_CLTV if is_cltv else _CSV):
-                if flags & _DISCOURAGE_NOPS:  # still NOP2/NOP3 to this verifier
-                    raise ScriptError("DISCOURAGE_UPGRADABLE_NOPS")
-            else:
+            if flags & (_CLTV if is_cltv else _CSV):  # without the flag: NOP2/NOP3, not discouraged (as Core)
                 _need(stack, 1)
                 lock = num_decode(stack[-1], minimal, 5)  # 5 bytes: lock times past 2038 fit
                 if lock < 0:

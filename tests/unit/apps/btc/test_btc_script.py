@@ -12,6 +12,7 @@ import pytest
 from coincurve import PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.btc_vectors import crediting_tx, parse_asm, spending_tx
 
 from peerloom.apps.btc import opcodes
 from peerloom.apps.btc.checker import ExecData, TxChecker
@@ -221,3 +222,20 @@ def test_p2wpkh_fast_path_matches_the_generic_interpreter(sig_kind, key_kind, fl
     signed = _with_input(tx, 0, witness=(sig, pubkey))
     flags |= ScriptFlags.P2SH | ScriptFlags.WITNESS
     assert _code(flags, signed, spent) == _generic_p2wpkh(signed, spent, flags)
+
+
+@pytest.mark.parametrize(
+    ("script", "flags", "expected"),
+    [
+        ("1 NOP2", ScriptFlags.DISCOURAGE_UPGRADABLE_NOPS, "OK"),  # CLTV off: a NOP Core does not discourage
+        ("1 NOP3", ScriptFlags.DISCOURAGE_UPGRADABLE_NOPS, "OK"),
+        ("1 NOP4", ScriptFlags.DISCOURAGE_UPGRADABLE_NOPS, "DISCOURAGE_UPGRADABLE_NOPS"),
+        ("1 NOP4", ScriptFlags.NONE, "OK"),
+        ("0 CHECKLOCKTIMEVERIFY", ScriptFlags.CHECKLOCKTIMEVERIFY, "UNSATISFIED_LOCKTIME"),  # input is final
+        ("-1 CHECKSEQUENCEVERIFY", ScriptFlags.CHECKSEQUENCEVERIFY, "NEGATIVE_LOCKTIME"),
+        ("0x05 0x0000008000 CHECKSEQUENCEVERIFY", ScriptFlags.CHECKSEQUENCEVERIFY, "OK"),  # disable bit: a NOP
+    ],
+)
+def test_lock_time_opcodes_and_upgradable_nops(script: str, flags: ScriptFlags, expected: str) -> None:
+    credit = crediting_tx(parse_asm(script), 0)
+    assert _code(flags, spending_tx(b"", (), credit), [credit.outputs[0]]) == expected
