@@ -137,7 +137,7 @@ _FLAGS = st.integers(0, int(ScriptFlags.STANDARD | ScriptFlags.SIGPUSHONLY)).map
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     script_sig=_SCRIPTS,
     script=_SCRIPTS,
@@ -189,7 +189,7 @@ _SIG_VARIANTS = st.sampled_from(["valid", "high_s", "hashtype", "empty", "junk",
 _KEY_VARIANTS = st.sampled_from(["right", "uncompressed", "other", "junk"])
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(sig_kind=_SIG_VARIANTS, key_kind=_KEY_VARIANTS, flags=_FLAGS, junk=st.binary(max_size=75))
 def test_p2wpkh_fast_path_matches_the_generic_interpreter(sig_kind, key_kind, flags, junk) -> None:
     spent = [TxOut(50_000, p2wpkh_script(PUBKEY)), TxOut(7, b"\x51")]
