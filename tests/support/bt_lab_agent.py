@@ -52,6 +52,7 @@ async def main() -> None:
                 "peers": [{"address": list(p.address or p.remote or ()), "utp": bool(p.transport.get_extra_info("utp"))}
                           for p in torrent.peers],
                 "punches": punch.punches, "rendezvous_sent": punch.rendezvous_sent, "relayed": punch.relayed,
+                "errors": punch.errors_received,
             })
             if line != last:  # only changes: a reader that looks late must not find the pipe full
                 print(line, flush=True)
