@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
+from peerloom.apps.compute.service import ComputeService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore
@@ -91,7 +92,11 @@ class Node:
         self.engine = BitTorrentEngine(self.settings, client_name=self.client_name)
         # pub/sub (GossipSub) is a service like the others, built by default: `node.pubsub`
         self.pubsub: PubSubService | None = PubSubService() if self.settings.pubsub else None
-        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), *services]
+        # volunteer computing, built by default (a volunteer only when the settings opt in): `node.compute`
+        self.compute: ComputeService | None = (
+            ComputeService.from_settings(self.settings) if self.settings.compute else None)
+        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []),
+                                         *([self.compute] if self.compute else []), *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

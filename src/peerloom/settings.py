@@ -45,6 +45,12 @@ class Settings:
     lsd_interval: float = 5 * 60.0
     lsd_port: int = 6771  # the BEP 14 multicast port (tests pick another to keep to themselves)
     pubsub: bool = True  # GossipSub pub/sub on the secure layer (`node.pubsub`)
+    compute: bool = True  # volunteer computing (`node.compute`): submit jobs and serve their blobs
+    compute_volunteer: bool = False  # opt in: run other nodes' work units within the limits below
+    compute_cores: int = 0  # task slots (0: one per core)
+    compute_memory: int = 256 * 1024 * 1024  # bytes of memory per task
+    compute_cpu_hours: float = 24.0  # CPU hours a day
+    compute_submitters: list[str] = field(default_factory=list)  # PeerIds whose work is taken (empty: anyone's)
     mdns: bool = True  # libp2p mDNS: find secure-layer peers on the LAN and dial them (not on loopback)
     # MSE/PE for plain BitTorrent peers, as libtorrent's policies: "prefer" dials encrypted and falls back to
     # plaintext, accepts both, and selects plaintext after the handshake when the dialler offers both (libtorrent's

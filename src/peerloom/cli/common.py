@@ -263,6 +263,15 @@ def parse_multiaddr(text: str, option: str) -> Multiaddr:
     return addr
 
 
+def parse_secure_peers(values: list[str] | None) -> list[Multiaddr]:
+    """--peer multiaddrs of the secure layer: a TCP address, with or without the /p2p/ id (Noise learns the key)."""
+    addrs = [parse_multiaddr(v, "--peer") for v in values or []]
+    for addr in addrs:
+        if addr.value_for("tcp") is None:
+            raise UserError(f"--peer takes /ip4/HOST/tcp/PORT[/p2p/PEERID] (got {printable(repr(str(addr)))})")
+    return addrs
+
+
 def parse_bootstrap(values: list[str] | None) -> list[tuple[str, int]]:
     """HOST:PORT (a name or an address, [IPv6]:PORT) of DHT nodes to join through."""
     return [parse_host_port(v, "--bootstrap") for v in values or []]

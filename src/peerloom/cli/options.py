@@ -38,6 +38,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 # A node's listening socket (share, get, daemon)
 PortOption = Annotated[int, port_option("--port", "TCP port to listen on (printed)", zero="any free port")]
+SecurePortOption = Annotated[
+    int, port_option("--port", "TCP port of the secure layer this command's node listens on", zero="any free port")
+]
 HostOption = Annotated[str, address_option("--listen", "Address to listen on (0.0.0.0 or ::, every interface: "
                                                       "BitTorrent and the DHT then take IPv4 and IPv6).")]
 

@@ -1,7 +1,9 @@
-// Entry point: the token, the live connection (WebSocket events, else polling), adding torrents, the topics view.
+// Entry point: the token, the live connection (WebSocket events, else polling), adding torrents, the topics view,
+// the jobs view.
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
 import * as detail from './detail.js';
+import * as jobs from './jobs.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
 import * as topics from './topics.js';
@@ -30,11 +32,13 @@ function start() {
   running = true;
   connect();
   topics.start();
+  jobs.start();
 }
 
 function stop() {
   running = false;
   topics.stop();
+  jobs.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {

@@ -210,6 +210,9 @@ class ComputeRunner:
         """Send `job` to an idle worker and wait for its reply without blocking the loop."""
         loop = asyncio.get_running_loop()
         conn = worker.conn
+        # uvloop's add_reader (below, for the previous unit) leaves the descriptor non-blocking, where asyncio's does
+        # not: a send larger than the pipe's buffer would then fail with EAGAIN instead of waiting for the worker
+        os.set_blocking(conn.fileno(), True)
         try:
             if len(job[1]) > INLINE_SEND:
                 await asyncio.to_thread(conn.send, job)  # megabytes through a pipe: not on the event loop

@@ -30,12 +30,11 @@ from peerloom.apps.pubsub.interface import (
     wait_for_peers,
 )
 from peerloom.cli.common import (
-    UserError,
     err,
     fail,
     guarded,
     out,
-    parse_multiaddr,
+    parse_secure_peers,
     print_json,
     printable,
     usage,
@@ -48,7 +47,7 @@ from peerloom.cli.options import (
     NoDaemonOption,
     NoDhtOption,
     PublicBootstrapOption,
-    port_option,
+    SecurePortOption,
 )
 from peerloom.cli.running import home_or_default, node_settings, run
 from peerloom.cli.via_daemon import running_daemon
@@ -68,9 +67,6 @@ PeerOption = Annotated[
     typer.Option("--peer", metavar="MULTIADDR",
                  help="A peer to dial on the secure layer, /ip4/HOST/tcp/PORT[/p2p/PEERID] (repeat for more)."),
 ]
-SecurePortOption = Annotated[
-    int, port_option("--port", "TCP port of the secure layer this command's node listens on", zero="any free port")
-]
 WaitOption = Annotated[
     float, typer.Option("--wait", min=0, max=10, metavar="SECONDS",
                         help="Seconds (0 to 10) to wait for the topic's peers to show up.")
@@ -78,13 +74,7 @@ WaitOption = Annotated[
 
 
 # -- the command line ---------------------------------------------------------------------------------
-def parse_peers(values: list[str] | None) -> list[Multiaddr]:
-    """--peer multiaddrs: a TCP address of the secure layer, with or without the /p2p/ id (Noise learns the key)."""
-    addrs = [parse_multiaddr(v, "--peer") for v in values or []]
-    for addr in addrs:
-        if addr.value_for("tcp") is None:
-            raise UserError(f"--peer takes /ip4/HOST/tcp/PORT[/p2p/PEERID] (got {printable(repr(str(addr)))})")
-    return addrs
+parse_peers = parse_secure_peers  # --peer multiaddrs of the secure layer
 
 
 def checked_topic(topic: str) -> str:

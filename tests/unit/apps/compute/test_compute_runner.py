@@ -156,3 +156,19 @@ async def test_close_leaves_no_process_and_fails_waiting_units(blobs):
         await runner.run(loop_hash, b"", LONG)
     assert len(pids) == 2 and not any(_alive(pid) for pid in pids)
     assert multiprocessing.active_children() == []
+
+
+def test_large_inputs_one_after_another_on_uvloop(blobs):
+    """uvloop's add_reader leaves the pipe non-blocking; a later input larger than the pipe's buffer must still be
+    sent whole (it failed with EAGAIN, as a crashed worker, on every other unit)."""
+    import uvloop
+
+    module = blobs.put(mods.SIGNAL_SEARCH.read_bytes())
+    chunk = bytes(4 * 131072)  # 512 KiB of zeros: over the pipe's buffer and over INLINE_SEND
+
+    async def main() -> list[bytes]:
+        async with ComputeRunner(blobs.directory, workers=1) as runner:
+            return [(await runner.run(module, chunk, Limits())).output for _ in range(3)]
+
+    outputs = uvloop.run(main())
+    assert len(set(outputs)) == 1 and outputs[0].startswith(b"1 ")

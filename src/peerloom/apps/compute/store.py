@@ -1,0 +1,152 @@
+"""What volunteer computing keeps in the node's state database (schema "compute"), for both roles.
+
+Submitter: its jobs (module, quorum, limits), each unit's input and settled outcome (the validated output, or the
+error), and what it thinks of each volunteer (reputation, votes won and lost, credit granted, flagged or not). A unit
+is written the moment it is validated, in one statement, so a submitter killed at any point restarts with every
+validated unit and sends none of them out again; replies still waiting for their vote are lost with the process and
+the unit is simply replicated again.
+
+Volunteer: each task it ran (for whom, which unit, the fuel and time it took, how it ended), the credit submitters
+granted it, and its CPU seconds per day (the daily budget).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from peerloom.state import State
+
+MIGRATIONS = [
+    """
+    CREATE TABLE compute_jobs (id BLOB PRIMARY KEY, module TEXT NOT NULL, quorum INTEGER NOT NULL,
+        adaptive INTEGER NOT NULL, limits TEXT NOT NULL, created REAL NOT NULL, finished REAL);
+    CREATE TABLE compute_units (job BLOB NOT NULL, idx INTEGER NOT NULL, input TEXT NOT NULL, name TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending', digest BLOB, output BLOB, fuel INTEGER, error TEXT,
+        PRIMARY KEY (job, idx));
+    CREATE TABLE compute_volunteers (peer TEXT PRIMARY KEY, reputation REAL NOT NULL, streak INTEGER NOT NULL,
+        wins INTEGER NOT NULL, losses INTEGER NOT NULL, failures INTEGER NOT NULL, credit INTEGER NOT NULL,
+        flagged INTEGER NOT NULL);
+    CREATE TABLE compute_tasks (submitter TEXT NOT NULL, job BLOB NOT NULL, idx INTEGER NOT NULL,
+        fuel INTEGER NOT NULL, wall REAL NOT NULL, outcome TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE compute_credit (submitter TEXT NOT NULL, job BLOB NOT NULL, idx INTEGER NOT NULL,
+        fuel INTEGER NOT NULL, PRIMARY KEY (submitter, job, idx));
+    CREATE TABLE compute_usage (day TEXT PRIMARY KEY, cpu_seconds REAL NOT NULL);
+    """,
+]
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: bytes
+    module: str
+    quorum: int
+    adaptive: bool
+    limits: dict[str, Any]
+    created: float
+    finished: float | None
+
+
+@dataclass(frozen=True)
+class UnitRow:
+    index: int
+    input: str
+    name: str
+    state: str  # pending, validated, error
+    digest: bytes | None
+    output: bytes | None
+    fuel: int | None
+    error: str | None
+
+
+class ComputeStore:
+    """The "compute" schema of `state` (see the module docstring). Every call is one short statement or
+    transaction: call it from a worker thread when it writes many rows."""
+
+    def __init__(self, state: State) -> None:
+        self.db = state.schema("compute", MIGRATIONS)
+
+    # -- the submitter ------------------------------------------------------------------------------------------
+    def add_job(self, job: JobRow, units: list[tuple[str, str]]) -> bool:
+        """Record a job and its units (input hash, name); False if it was already there (a resubmission)."""
+        with self.db.transaction():
+            if self.db.execute("SELECT 1 FROM compute_jobs WHERE id = ?", (job.id,)):
+                return False
+            self.db.execute("INSERT INTO compute_jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (job.id, job.module, job.quorum, int(job.adaptive), json.dumps(job.limits), job.created,
+                             job.finished))
+            self.db.executemany("INSERT INTO compute_units (job, idx, input, name) VALUES (?, ?, ?, ?)",
+                                [(job.id, i, h, name) for i, (h, name) in enumerate(units)])
+        return True
+
+    def jobs(self) -> list[JobRow]:
+        rows = self.db.execute("SELECT id, module, quorum, adaptive, limits, created, finished FROM compute_jobs "
+                               "ORDER BY created")
+        return [JobRow(r[0], r[1], r[2], bool(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    def job(self, job: bytes) -> JobRow | None:
+        return next((row for row in self.jobs() if row.id == job), None)
+
+    def units(self, job: bytes) -> list[UnitRow]:
+        rows = self.db.execute("SELECT idx, input, name, state, digest, output, fuel, error FROM compute_units "
+                               "WHERE job = ? ORDER BY idx", (job,))
+        return [UnitRow(*r) for r in rows]
+
+    def counts(self, job: bytes) -> dict[str, int]:
+        rows = self.db.execute("SELECT state, COUNT(*) FROM compute_units WHERE job = ? GROUP BY state", (job,))
+        return {state: count for state, count in rows}
+
+    def validated(self, job: bytes, index: int, digest: bytes, output: bytes, fuel: int) -> None:
+        self.db.execute("UPDATE compute_units SET state = 'validated', digest = ?, output = ?, fuel = ? "
+                        "WHERE job = ? AND idx = ?", (digest, output, fuel, job, index))
+
+    def unit_error(self, job: bytes, index: int, error: str) -> None:
+        self.db.execute("UPDATE compute_units SET state = 'error', error = ? WHERE job = ? AND idx = ?",
+                        (error, job, index))
+
+    def finished(self, job: bytes, when: float) -> None:
+        self.db.execute("UPDATE compute_jobs SET finished = ? WHERE id = ?", (when, job))
+
+    def remove_job(self, job: bytes) -> None:
+        with self.db.transaction():
+            self.db.execute("DELETE FROM compute_units WHERE job = ?", (job,))
+            self.db.execute("DELETE FROM compute_jobs WHERE id = ?", (job,))
+
+    def save_volunteers(self, rows: list[tuple[str, float, int, int, int, int, int, bool]]) -> None:
+        """(peer, reputation, streak, wins, losses, failures, credit, flagged) of each volunteer that changed."""
+        self.db.executemany("INSERT OR REPLACE INTO compute_volunteers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [(*row[:7], int(row[7])) for row in rows])
+
+    def volunteers(self) -> list[tuple[str, float, int, int, int, int, int, bool]]:
+        rows = self.db.execute("SELECT peer, reputation, streak, wins, losses, failures, credit, flagged "
+                               "FROM compute_volunteers")
+        return [(*r[:7], bool(r[7])) for r in rows]
+
+    # -- the volunteer ------------------------------------------------------------------------------------------
+    def task(self, submitter: str, job: bytes, index: int, fuel: int, wall: float, outcome: str, at: float,
+             day: str) -> None:
+        """A task this volunteer ran, and its time counted against the day's budget."""
+        with self.db.transaction():
+            self.db.execute("INSERT INTO compute_tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (submitter, job, index, fuel, wall, outcome, at))
+            self.db.execute("INSERT INTO compute_usage VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET "
+                            "cpu_seconds = cpu_seconds + excluded.cpu_seconds", (day, wall))
+
+    def tasks(self) -> list[tuple[str, bytes, int, int, float, str, float]]:
+        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+            "SELECT submitter, job, idx, fuel, wall, outcome, at FROM compute_tasks ORDER BY at")]
+
+    def used_today(self, day: str) -> float:
+        rows = self.db.execute("SELECT cpu_seconds FROM compute_usage WHERE day = ?", (day,))
+        return rows[0][0] if rows else 0.0
+
+    def credit(self, submitter: str, credits: list[tuple[bytes, int, int]]) -> None:
+        """Credit granted by `submitter`: (job, unit, fuel) each; a credit already recorded is not counted twice."""
+        self.db.executemany("INSERT OR IGNORE INTO compute_credit VALUES (?, ?, ?, ?)",
+                            [(submitter, job, unit, fuel) for job, unit, fuel in credits])
+
+    def credit_totals(self) -> dict[str, tuple[int, int]]:
+        """Submitter -> (validated units, fuel credited)."""
+        rows = self.db.execute("SELECT submitter, COUNT(*), SUM(fuel) FROM compute_credit GROUP BY submitter")
+        return {r[0]: (r[1], r[2] or 0) for r in rows}
