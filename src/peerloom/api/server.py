@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from peerloom.api import peers
+from peerloom.api import connections, peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
@@ -340,6 +340,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_put(f"{v1}/torrents/{{id}}/files", set_files)
     app.router.add_put(f"{v1}/torrents/{{id}}/limits", set_torrent_limits)
     app.router.add_routes(peers.routes(daemon, v1))
+    app.router.add_routes(connections.routes(daemon, v1))
     app.router.add_get(EVENTS_PATH, events)
     pubsub_api.mount(app, daemon)  # each app's own routes
     app.router.add_get(f"{v1}/openapi.json", openapi)

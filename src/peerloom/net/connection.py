@@ -96,6 +96,10 @@ class Connection(asyncio.BufferedProtocol):
         self.streams: dict[int, Stream] = {}
         self.last_active = time.monotonic()
         self.info: Any = None  # what identify learnt of the remote (set by the host)
+        # Carried by a relay (Circuit Relay v2): limited in time and bytes, and only protocols that run on limited
+        # connections are served over it (set by the host, which runs this connection over the relay's stream).
+        self.limited = False
+        self.relay: PeerId | None = None
         self._on_open = on_open
         self._on_stream = on_stream
         self._on_close = on_close

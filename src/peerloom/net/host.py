@@ -15,6 +15,13 @@ allow our key" rather than retrying for ever, and `ProtocolNotSupported` for one
 wire message for a refusal; this is the only signal we read as one.
 
 Peer events (connected, identified with its protocols and addresses, disconnected) reach whoever `subscribe`s.
+
+Relayed connections (Circuit Relay v2, `peerloom.net.relay`): `connect` dials a `/…/p2p/RELAY/p2p-circuit/p2p/PEER`
+address by a hop CONNECT on a stream to the relay, and runs Noise + yamux over that stream as over TCP
+(`upgrade_stream`; the stop side does the same with the stream the relay opened to it). Such a connection is
+`limited`: its streams are served only for protocols set with `limited=True` (identify and ping are; js-libp2p's
+`runOnLimitedConnection`), others get `na`; `new_stream` opens one over it only when asked with `limited=True`. A
+direct connection to a peer replaces a relayed one (that is DCUtR's upgrade), never the other way round.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ from peerloom.net.identify import (
     decode_identify,
     encode_identify,
 )
-from peerloom.net.stream import Stream, StreamError
+from peerloom.net.relay.messages import HOP_PROTOCOL
+from peerloom.net.relay.wire import hop_connect
+from peerloom.net.stream import Stream, StreamError, StreamTransport
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +102,7 @@ PeerEvent = PeerConnected | PeerIdentified | PeerDisconnected
 class _Route:
     handler: Handler
     admits: Admission | None
+    limited: bool  # served over limited (relayed) connections too
 
 
 @dataclass
@@ -126,8 +136,8 @@ class Host:
         self._listen_addrs: list[Multiaddr] = []
         self._trim_task: asyncio.Task | None = None
         self.peer_info: OrderedDict[PeerId, IdentifyInfo] = OrderedDict()  # what identify told us, latest last
-        self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify)
-        self.set_handler(PING_PROTOCOL, _answer_ping)
+        self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify, limited=True)
+        self.set_handler(PING_PROTOCOL, _answer_ping, limited=True)
 
     async def __aenter__(self) -> Host:
         return self
@@ -136,10 +146,12 @@ class Host:
         await self.close()
 
     # -- configuration ---------------------------------------------------------------------------
-    def set_handler(self, protocol: str, handler: Handler, admits: Admission | None = None) -> None:
-        """Serve `protocol` with `handler`, to the peers `admits(peer, protocol)` accepts (every peer without it).
-        A refused peer gets `na` while identify keeps listing the protocol (see the module docstring)."""
-        self._routes[protocol] = _Route(handler, admits)
+    def set_handler(self, protocol: str, handler: Handler, admits: Admission | None = None, *,
+                    limited: bool = False) -> None:
+        """Serve `protocol` with `handler`, to the peers `admits(peer, protocol)` accepts (every peer without it),
+        over limited (relayed) connections too when `limited`. A refused peer gets `na` while identify keeps listing
+        the protocol (see the module docstring)."""
+        self._routes[protocol] = _Route(handler, admits, limited)
 
     def remove_handler(self, protocol: str) -> None:
         self._routes.pop(protocol, None)
@@ -164,8 +176,18 @@ class Host:
 
     @property
     def listen_addrs(self) -> list[Multiaddr]:
-        """Where we listen, each ending in our /p2p/ id."""
+        """Where we listen, each ending in our /p2p/ id (relay circuit addresses included)."""
         return [a.encapsulate(f"/p2p/{self.peer_id}") for a in self._listen_addrs]
+
+    def add_listen_addr(self, addr: Multiaddr) -> None:
+        """Announce an address we are reachable at without a socket of our own (`/…/p2p/RELAY/p2p-circuit` while
+        we hold a reservation on that relay)."""
+        if addr not in self._listen_addrs:
+            self._listen_addrs.append(addr)
+
+    def remove_listen_addr(self, addr: Multiaddr) -> None:
+        if addr in self._listen_addrs:
+            self._listen_addrs.remove(addr)
 
     # -- listening and dialling ------------------------------------------------------------------
     async def listen(self, addr: Multiaddr | str = "/ip4/0.0.0.0/tcp/0") -> Multiaddr:
@@ -212,6 +234,8 @@ class Host:
                 self._dialing.pop(expected, None)
 
     async def _dial(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        if addr.value_for("p2p-circuit") is not None:
+            return await self._dial_circuit(addr, expected)
         host, port = addr.to_host_port()
         loop = asyncio.get_running_loop()
         try:
@@ -220,6 +244,38 @@ class Host:
             )
         except OSError as exc:
             raise LinkError(f"cannot reach {addr}: {exc.strerror or exc}") from None
+        await conn.ready
+        return conn
+
+    async def _dial_circuit(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        """A relayed connection: CONNECT on a hop stream to the relay, then Noise + yamux over that stream."""
+        text = str(addr)
+        relay_part, _, _ = text.partition("/p2p-circuit")
+        if expected is None or not relay_part:
+            raise LinkError(f"{addr}: a circuit address needs the relay's address before /p2p-circuit and /p2p/PEER")
+        relay_addr = Multiaddr(relay_part)
+        relay = relay_addr.peer_id
+        if relay is None:
+            raise LinkError(f"{addr}: the relay's part must end in its /p2p/ id")
+        if relay in self.connections and not self.connections[relay].closed:
+            stream = await self.new_stream(relay, [HOP_PROTOCOL])
+        else:
+            stream = await self.new_stream(relay_addr, [HOP_PROTOCOL])
+        try:
+            await hop_connect(stream, expected)
+        except BaseException:
+            stream.reset()
+            raise
+        return await self.upgrade_stream(stream, initiator=True, expected_peer=expected, relay=relay)
+
+    async def upgrade_stream(self, stream: Stream, *, initiator: bool, expected_peer: PeerId | None,
+                             relay: PeerId) -> Connection:
+        """Run a secure connection (Noise + yamux) over `stream`, which `relay` carries: a *limited* connection.
+        The dialler of the circuit is the initiator; the stop side (a relay opened the stream to us) is not."""
+        conn = self._connection(initiator=initiator, expected_peer=expected_peer)
+        conn.limited = True
+        conn.relay = relay
+        StreamTransport(stream, conn, extra={"peername": None, "sockname": None})
         await conn.ready
         return conn
 
@@ -246,10 +302,12 @@ class Host:
             return False
         old = self.connections.get(peer)
         if old is not None and not old.closed:
-            # both sides dialled at once: keep the connection dialled by the lower PeerId, on both ends
-            keep_new = (conn.initiator and self.peer_id.multihash < peer.multihash) or (
-                not conn.initiator and peer.multihash < self.peer_id.multihash
-            )
+            if old.limited != conn.limited:  # a direct connection wins over a relayed one (DCUtR's upgrade)
+                keep_new = old.limited
+            else:  # both sides dialled at once: keep the connection dialled by the lower PeerId, on both ends
+                keep_new = (conn.initiator and self.peer_id.multihash < peer.multihash) or (
+                    not conn.initiator and peer.multihash < self.peer_id.multihash
+                )
             if not keep_new:
                 conn.close("duplicate connection")
                 return False
@@ -268,15 +326,35 @@ class Host:
             del self.connections[conn.remote_peer]
             self._emit(PeerDisconnected(conn.remote_peer, conn.close_reason))
 
+    def connection_info(self) -> list[dict[str, object]]:
+        """Each open connection as JSON: the peer, direct or relayed (through which relay), who dialled, where."""
+        info = []
+        for peer, conn in self.connections.items():
+            address = conn.remote_address
+            info.append({
+                "peer_id": str(peer),
+                "kind": "relayed" if conn.limited else "direct",
+                "relay": str(conn.relay) if conn.relay is not None else None,
+                "direction": "outbound" if conn.initiator else "inbound",
+                "address": f"{address[0]}:{address[1]}" if address else None,
+                "streams": len(conn.streams),
+            })
+        return info
+
     # -- streams ---------------------------------------------------------------------------------
-    async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str]) -> Stream:
-        """A stream to `peer` speaking the first of `protocols` it supports (multistream-select)."""
+    async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str], *,
+                         limited: bool = False) -> Stream:
+        """A stream to `peer` speaking the first of `protocols` it supports (multistream-select); over a limited
+        (relayed) connection only when `limited` (the protocol is one that runs on them)."""
         if isinstance(peer, PeerId):
             conn = self.connections.get(peer)
             if conn is None or conn.closed:
                 raise LinkError(f"not connected to {peer}; dial a multiaddr of it first")
         else:
             conn = await self.connect(peer)
+        if conn.limited and not limited:
+            raise LinkError(f"the connection to {conn.remote_peer} is relayed (limited): "
+                            f"{', '.join(protocols)} does not run over it")
         protocols = list(protocols)
         stream = None
         try:
@@ -307,18 +385,20 @@ class Host:
     def _incoming_stream(self, stream: Stream) -> None:
         self._spawn(self._serve_stream(stream))
 
-    def _admits(self, peer: PeerId, protocol: str) -> bool:
+    def _admits(self, peer: PeerId, protocol: str, limited: bool = False) -> bool:
         """Whether `peer` may open a stream of `protocol`: identify and ping are served to every peer, each other
-        protocol to the peers its own rule admits (admission per protocol, never per connection)."""
+        protocol to the peers its own rule admits (admission per protocol, never per connection); over a `limited`
+        connection, only protocols set to run on one."""
         route = self._routes.get(protocol)
-        if route is None:
+        if route is None or (limited and not route.limited):
             return False
         return route.admits is None or protocol in (IDENTIFY_PROTOCOL, PING_PROTOCOL) or route.admits(peer, protocol)
 
     async def _serve_stream(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        limited = bool(getattr(stream.connection, "limited", False))
         try:
-            protocol = await _negotiate(stream, multistream.Listener(lambda p: self._admits(peer, p)))
+            protocol = await _negotiate(stream, multistream.Listener(lambda p: self._admits(peer, p, limited)))
         except (PeerloomError, TimeoutError) as exc:
             log.debug("negotiation on %r failed: %r", stream, exc)
             stream.reset()
@@ -365,7 +445,7 @@ class Host:
         """Ask a new connection's peer who it is (as every libp2p node does on connect)."""
         assert conn.remote_peer is not None
         try:
-            stream = await self.new_stream(conn.remote_peer, [IDENTIFY_PROTOCOL])
+            stream = await self.new_stream(conn.remote_peer, [IDENTIFY_PROTOCOL], limited=True)
             async with asyncio.timeout(NEGOTIATION_TIMEOUT):
                 data = b""
                 while (frame := read_frame(data, MAX_IDENTIFY_SIZE)) is None:
@@ -401,7 +481,7 @@ class Host:
 
     async def ping(self, peer: PeerId | Multiaddr | str, count: int = 1) -> list[float]:
         """Round trip times in seconds of `count` pings over one ping stream."""
-        stream = await self.new_stream(peer, [PING_PROTOCOL])
+        stream = await self.new_stream(peer, [PING_PROTOCOL], limited=True)
         rtts = []
         try:
             for _ in range(count):
