@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from peerloom.discovery.lsd_driver import LsdGroups
     from peerloom.discovery.mdns import MdnsService
     from peerloom.discovery.peer_record_driver import PeerRecords
+    from peerloom.net.nat.dcutr_driver import HolePuncher
     from peerloom.net.relay.client import RelayClient
     from peerloom.net.relay.server import RelayServer
     from peerloom.torrent.tracker_client import TrackerClient
@@ -108,6 +109,7 @@ class Node:
         self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
         self.relay_server: RelayServer | None = None  # Circuit Relay v2 hop server (when `settings.relay_server`)
         self.relay_client: RelayClient | None = None  # reservations on relays and the stop protocol (made at start)
+        self.hole_puncher: HolePuncher | None = None  # DCUtR: relayed connections upgraded (when `hole_punch`)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -285,6 +287,12 @@ class Node:
         stack.push_async_callback(client.close)
         for relay in self.settings.relays:
             client.keep(relay)
+        if self.settings.hole_punch:
+            from peerloom.net.nat.dcutr_driver import HolePuncher
+
+            puncher = self.hole_puncher = HolePuncher(self.secure_host)
+            puncher.start()
+            stack.push_async_callback(puncher.close)
 
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""

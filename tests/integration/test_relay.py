@@ -149,3 +149,35 @@ async def test_a_thousand_reservations_from_one_peer_keep_one_entry() -> None:
         async with asyncio.timeout(10):  # reservations end with their peers' connections
             while len(t.server.table) > 1:
                 await asyncio.sleep(0.05)
+
+
+async def test_dcutr_upgrades_a_relayed_connection_to_a_direct_one() -> None:
+    from peerloom.net.nat.dcutr_driver import HolePuncher
+
+    async with trio() as t:
+        punchers = [HolePuncher(t.a), HolePuncher(t.b)]
+        for puncher in punchers:
+            puncher.start()
+        try:
+            await t.a.listen("/ip4/127.0.0.1/tcp/0")  # A needs a port to punch from (B has one: see below)
+            await t.b.listen("/ip4/127.0.0.1/tcp/0")
+            held = await t.client.reserve(t.relay_addr)
+            relayed = await t.a.connect(held.circuit_addr.encapsulate(f"/p2p/{t.b.peer_id}"))
+            assert relayed.limited
+            async with asyncio.timeout(30):
+                while t.b.peer_id not in t.a.connections or t.a.connections[t.b.peer_id].limited:
+                    await asyncio.sleep(0.05)
+                while t.a.peer_id not in t.b.connections or t.b.connections[t.a.peer_id].limited:
+                    await asyncio.sleep(0.05)
+            direct_a, direct_b = t.a.connections[t.b.peer_id], t.b.connections[t.a.peer_id]
+            assert direct_a.remote_address is not None and direct_b.remote_address is not None
+            assert direct_a.initiator and not direct_b.initiator  # DCUtR's roles: A the client, B the server
+            assert relayed.closed
+            stream = await t.a.new_stream(t.b.peer_id, [ECHO])  # a direct connection runs every protocol
+            await stream.write(b"direct")
+            await stream.close()
+            assert await stream.read() == b"direct"
+            assert punchers[1].upgraded == 1 and punchers[1].attempts >= 1
+        finally:
+            for puncher in punchers:
+                await puncher.close()

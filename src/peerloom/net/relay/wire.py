@@ -36,15 +36,18 @@ class RelayRefused(LinkError):
         self.status = status
 
 
-async def read_message(stream: Stream, decode: Callable[[bytes], T], timeout: float = MESSAGE_TIMEOUT) -> T:
-    """One length-prefixed message; bytes after it are left on the stream (a circuit's data may follow at once)."""
+async def read_message(stream: Stream, decode: Callable[[bytes], T], timeout: float = MESSAGE_TIMEOUT, *,
+                       error: type[ProtocolError] = RelayMessageError) -> T:
+    """One length-prefixed message of at most MAX_MESSAGE_SIZE bytes (relay and DCUtR messages share go-libp2p's
+    4 KiB bound), framing errors raised as `error`; bytes after it are left on the stream (a circuit's data may
+    follow at once)."""
     data = b""
     async with asyncio.timeout(timeout):
         while True:
             try:
                 frame = read_frame(data, MAX_MESSAGE_SIZE)  # bounded before the payload is buffered
             except ProtocolError as exc:
-                raise RelayMessageError(f"bad relay message framing: {exc}") from None
+                raise error(f"bad message framing: {exc}") from None
             if frame is not None:
                 break
             chunk = await stream.read(MAX_MESSAGE_SIZE + 16 - len(data))
