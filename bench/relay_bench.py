@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from stream_node import parse_size
+
 HERE = Path(__file__).resolve().parent
 NODE_SCRIPT = HERE / "relay_node.py"
 GOAL_RATIO = 0.50
@@ -32,12 +34,6 @@ TIMEOUT = 600.0
 
 def log(text: str) -> None:
     print(f"[relay_bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def parse_size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().removesuffix("IB").removesuffix("B")
-    return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
 
 
 async def _line(proc: asyncio.subprocess.Process) -> dict[str, Any]:

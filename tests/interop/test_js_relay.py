@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from support.jslibp2p import ECHO_PROTOCOL, JS_DIR, JsPeer, ensure_installed
+from test_js_libp2p import echo
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.identity import Identity, PeerId
@@ -19,7 +20,6 @@ from peerloom.net.host import Host
 from peerloom.net.nat.dcutr_driver import HolePuncher
 from peerloom.net.relay.client import RelayClient
 from peerloom.net.relay.server import RelayServer
-from peerloom.net.stream import Stream
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
 RELAY_SCRIPT = JS_DIR / "relay.mjs"
@@ -30,12 +30,6 @@ def js_ready() -> None:
     res = ensure_installed()
     if not res:
         pytest.skip(res.reason)
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.read():
-        await stream.write(data)
-    await stream.close()
 
 
 def free_port() -> int:
