@@ -8,10 +8,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from support.swarm import node
+import pytest
+from support.swarm import fast_settings, node
 from test_api import V1, conforms, serve
 
 from peerloom.codec.multiaddr import Multiaddr
+from peerloom.net.connection import LinkError
+from peerloom.net.relay.messages import Limit
+from peerloom.net.stream import Stream
 from peerloom.node import Node
 
 
@@ -67,3 +71,45 @@ async def test_nodes_upgrade_a_relayed_connection_by_hole_punching(tmp_path: Pat
             while b.hole_puncher.upgraded != 1:
                 await asyncio.sleep(0.05)
         assert len(await a.secure_host.ping(peer)) == 1
+
+
+class LimitedEcho:
+    """A service whose echo protocol runs over relayed connections too (`limited_protocols`), the other not."""
+
+    name = "limited-echo"
+    protocols = ("/test/echo-anywhere/1", "/test/echo-direct/1")
+    limited_protocols = ("/test/echo-anywhere/1",)
+
+    async def start(self, ctx: object) -> None:
+        pass
+
+    async def handle(self, stream: Stream, protocol: str) -> None:
+        while data := await stream.read():
+            await stream.write(data)
+        await stream.close()
+
+    def admits(self, peer: object, protocol: str) -> bool:
+        return True
+
+    async def stop(self) -> None:
+        pass
+
+
+async def test_relay_limits_from_settings_and_services_choosing_limited_protocols(tmp_path: Path) -> None:
+    async with node(tmp_path, "relay", relay_server=True, relay_circuit_bytes=1 << 20, relay_circuit_seconds=0) as r:
+        assert r.relay_server is not None and r.relay_server.limits.limit == Limit(0, 1 << 20)
+        home = tmp_path / "home-b"
+        settings = fast_settings(relays=[str(r.secure_addrs[0])], hole_punch=False)
+        async with Node(home, host="127.0.0.1", settings=settings, services=[LimitedEcho()]) as b, \
+                node(tmp_path, "a", hole_punch=False) as a:
+            conn = await a.secure_host.connect(await circuit_of(b))
+            assert conn.limited
+            stream = await a.secure_host.new_stream(b.identity.peer_id, ["/test/echo-anywhere/1"], limited=True)
+            await stream.write(b"x" * 300_000)  # past js's 128 KiB default: this relay allows 1 MiB
+            await stream.close()
+            got = b""
+            while chunk := await stream.read():
+                got += chunk
+            assert got == b"x" * 300_000
+            with pytest.raises(LinkError):
+                await a.secure_host.new_stream(b.identity.peer_id, ["/test/echo-direct/1"], limited=True)
