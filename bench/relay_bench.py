@@ -58,7 +58,9 @@ async def _server(*args: str) -> AsyncIterator[dict[str, Any]]:
         assert proc.stdin is not None
         proc.stdin.close()
         try:
-            hello["exit"] = await asyncio.wait_for(_line(proc), 15)
+            while (line := await asyncio.wait_for(_line(proc), 15)).get("event") != "exit":
+                pass  # stream_node's sink prints a line per batch of streams
+            hello["exit"] = line
             await asyncio.wait_for(proc.wait(), 15)
         except (TimeoutError, RuntimeError, ValueError):
             proc.kill()
