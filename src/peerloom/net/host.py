@@ -292,7 +292,8 @@ class Host:
         replaces the relayed one (see `_opened`)."""
         host, port = addr.to_host_port()
         family = "ip6" if ":" in host else "ip4"
-        own = [a for a in self._listen_addrs if a.value_for(family) is not None and a.value_for("tcp") is not None]
+        own = [a for a in self._listen_addrs if a.value_for(family) is not None and a.value_for("tcp") is not None
+               and a.value_for("p2p-circuit") is None]
         if not own:
             raise LinkError(f"a hole punch to {addr} needs a listening {family} port to dial from")
         local_host, local_port = own[0].to_host_port()
@@ -367,7 +368,7 @@ class Host:
             if not keep_new:
                 conn.close("duplicate connection")
                 return False
-            old.close("replaced by a simultaneous connection")
+            old.close("replaced by a direct connection" if old.limited else "replaced by a simultaneous connection")
         elif len(self.connections) >= self.limits.max_connections:
             conn.close("too many connections")
             return False
