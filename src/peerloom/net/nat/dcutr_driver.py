@@ -138,7 +138,7 @@ class HolePuncher:
                 reply = exchange.on_connect(connect)
                 for addr in exchange.remote_addrs:  # B's SYN may reach our listener before SYNC reaches us
                     with contextlib.suppress(LinkError):
-                        await self.host.expect_punch(addr, initiator=True)
+                        await self.host.punch_roles.expect(addr, initiator=True)
                 await stream.write(reply)
                 addrs = exchange.on_sync(await read_message(stream, decode_hole_punch, error=DcutrError))
         except TimeoutError:
