@@ -79,5 +79,6 @@ def test_bounds() -> None:
 
 def test_dialable_keeps_tcp_host_addresses_once() -> None:
     addrs = [Multiaddr("/ip4/1.2.3.4/tcp/1"), Multiaddr("/ip4/1.2.3.4/tcp/1"), Multiaddr("/ip6/::1/tcp/2"),
+             Multiaddr("/ip4/0.0.0.0/tcp/3"), Multiaddr("/ip6/::/tcp/3"),
              Multiaddr("/ip4/1.2.3.4/udp/1"), Multiaddr(f"/ip4/1.2.3.4/tcp/1/p2p/{PEER}/p2p-circuit")]
     assert dialable(addrs) == [Multiaddr("/ip4/1.2.3.4/tcp/1"), Multiaddr("/ip6/::1/tcp/2")]
