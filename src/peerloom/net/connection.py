@@ -104,6 +104,7 @@ class Connection(asyncio.BufferedProtocol):
         # connections are served over it (set by the host, which runs this connection over the relay's stream).
         self.limited = False
         self.relay: PeerId | None = None
+        self._retired: str | None = None  # replaced by another connection: closes once its streams are done
         self._on_open = on_open
         self._on_stream = on_stream
         self._on_close = on_close
@@ -341,6 +342,24 @@ class Connection(asyncio.BufferedProtocol):
                 self.close(f"peer ended the session (yamux error code {event.error_code})")
         if self._closing:
             self._sweep()
+        self._close_if_retired()
+
+    def retire(self, reason: str, grace: float) -> None:
+        """Another connection to the same peer replaced this one (a simultaneous dial, or a direct connection that
+        replaced a relayed one): the host opens no more streams on it, and it closes once its streams are done, or
+        after `grace` seconds. No yamux go-away before that: js-libp2p closes every stream when it receives one."""
+        if self.phase is Phase.CLOSED:
+            return
+        self._retired = reason
+        if not self.streams:
+            self.close(reason)
+            return
+        self._timers.append(asyncio.get_running_loop().call_later(grace, self.close, reason))
+
+    def _close_if_retired(self) -> None:
+        if self._retired is not None and not self.streams and self.phase is not Phase.CLOSED:
+            reason, self._retired = self._retired, None  # close() dispatches again: this runs once
+            self.close(reason)
 
     def _sweep(self) -> None:
         """Forget streams yamux has finished with (closed both ways); call after dispatching every event,
@@ -392,6 +411,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.session is not None:
             self.session.reset_stream(stream_id)
             self._schedule_flush()
+        self._close_if_retired()
 
     def consumed(self, stream_id: int, size: int) -> None:
         """The application read `size` bytes of the stream: the remote may send that much more."""

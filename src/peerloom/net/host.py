@@ -64,6 +64,7 @@ NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 15.0
 MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
 REFUSAL_IDENTIFY_WAIT = 3.0  # after `na`: how long to wait for identify to say whether the protocol is advertised
+RETIRE_GRACE = 30.0  # seconds a replaced connection's streams may go on before it is closed
 
 
 class ProtocolNotSupported(LinkError):
@@ -129,6 +130,7 @@ class Host:
         self.limits = limits or HostLimits()
         self.connections: dict[PeerId, Connection] = {}
         self._pending: set[Connection] = set()
+        self._retired: set[Connection] = set()  # replaced, closing once their streams are done
         self._dialing: dict[PeerId, asyncio.Future[Connection]] = {}
         self._routes: dict[str, _Route] = {}
         self._listeners: list[Callable[[PeerEvent], None]] = []
@@ -331,7 +333,11 @@ class Host:
             if not keep_new:
                 conn.close("duplicate connection")
                 return False
-            old.close("replaced by a direct connection" if old.limited else "replaced by a simultaneous connection")
+            # the old one's streams (a transfer under way) finish on it; new streams take the new one
+            old.retire("replaced by a direct connection" if old.limited else "replaced by a simultaneous connection",
+                       RETIRE_GRACE)
+            if not old.closed:
+                self._retired.add(old)
         elif len(self.connections) >= self.limits.max_connections:
             conn.close("too many connections")
             return False
@@ -342,6 +348,7 @@ class Host:
 
     def _closed(self, conn: Connection) -> None:
         self._pending.discard(conn)
+        self._retired.discard(conn)
         if conn.remote_peer is not None and self.connections.get(conn.remote_peer) is conn:
             del self.connections[conn.remote_peer]
             self._emit(PeerDisconnected(conn.remote_peer, conn.close_reason))
@@ -545,7 +552,7 @@ class Host:
             self._tasks.add(self._trim_task)  # awaited below with the others: nothing is left running
         for server in self._servers:
             server.close()
-        for conn in [*self.connections.values(), *self._pending]:
+        for conn in [*self.connections.values(), *self._pending, *self._retired]:
             conn.close("host shutting down")
         for task in list(self._tasks):
             task.cancel()
