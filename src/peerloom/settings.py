@@ -57,3 +57,11 @@ class Settings:
     # default); "require" dials and accepts only encrypted handshakes and selects RC4; "disable" never encrypts
     encryption: str = "prefer"
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
+    # Circuit Relay v2 (peerloom.net.relay): serve as a relay for others; hold reservations on these relays
+    # (multiaddrs ending in /p2p/RELAY) so peers reach us at RELAY/p2p-circuit; upgrade relayed connections to
+    # direct ones by hole punching (DCUtR)
+    relay_server: bool = False
+    relays: list[str] = field(default_factory=list)
+    hole_punch: bool = True
+    relay_circuit_seconds: int = 120  # as relay server: how long one relayed connection may last (0: no limit)
+    relay_circuit_bytes: int = 1 << 17  # ... and how many bytes it may carry each way (0: no limit); js's defaults

@@ -83,9 +83,13 @@ class Connection(asyncio.BufferedProtocol):
         on_stream: Callable[[Stream], None] | None = None,
         on_close: Callable[[Connection], None] | None = None,
         max_streams: int = yamux.MAX_STREAMS,
+        role_for: Callable[[tuple[str, int] | None], bool | None] | None = None,
     ) -> None:
         self.identity = identity
         self.initiator = initiator
+        # an accepted socket may have to play the initiator: a hole punch's TCP simultaneous open, where DCUtR gives
+        # the roles (`role_for(remote address)` answers True/False for such an address, None for any other)
+        self._role_for = role_for
         self.expected_peer = expected_peer
         self.remote_peer: PeerId | None = None
         self.remote_address: tuple[str, int] | None = None
@@ -96,6 +100,11 @@ class Connection(asyncio.BufferedProtocol):
         self.streams: dict[int, Stream] = {}
         self.last_active = time.monotonic()
         self.info: Any = None  # what identify learnt of the remote (set by the host)
+        # Carried by a relay (Circuit Relay v2): limited in time and bytes, and only protocols that run on limited
+        # connections are served over it (set by the host, which runs this connection over the relay's stream).
+        self.limited = False
+        self.relay: PeerId | None = None
+        self._retired: str | None = None  # replaced by another connection: closes once its streams are done
         self._on_open = on_open
         self._on_stream = on_stream
         self._on_close = on_close
@@ -129,6 +138,8 @@ class Connection(asyncio.BufferedProtocol):
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
         self.remote_address = (peer[0], peer[1]) if peer else None
         self.local_address = (local[0], local[1]) if local else None
+        if self._role_for is not None and (role := self._role_for(self.remote_address)) is not None:
+            self.initiator = role
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(HANDSHAKE_TIMEOUT, self._upgrade_timeout))
         select = multistream.Dialer if self.initiator else multistream.Listener
@@ -331,6 +342,24 @@ class Connection(asyncio.BufferedProtocol):
                 self.close(f"peer ended the session (yamux error code {event.error_code})")
         if self._closing:
             self._sweep()
+        self._close_if_retired()
+
+    def retire(self, reason: str, grace: float) -> None:
+        """Another connection to the same peer replaced this one (a simultaneous dial, or a direct connection that
+        replaced a relayed one): the host opens no more streams on it, and it closes once its streams are done, or
+        after `grace` seconds. No yamux go-away before that: js-libp2p closes every stream when it receives one."""
+        if self.phase is Phase.CLOSED:
+            return
+        self._retired = reason
+        if not self.streams:
+            self.close(reason)
+            return
+        self._timers.append(asyncio.get_running_loop().call_later(grace, self.close, reason))
+
+    def _close_if_retired(self) -> None:
+        if self._retired is not None and not self.streams and self.phase is not Phase.CLOSED:
+            reason, self._retired = self._retired, None  # close() dispatches again: this runs once
+            self.close(reason)
 
     def _sweep(self) -> None:
         """Forget streams yamux has finished with (closed both ways); call after dispatching every event,
@@ -382,6 +411,7 @@ class Connection(asyncio.BufferedProtocol):
         if self.session is not None:
             self.session.reset_stream(stream_id)
             self._schedule_flush()
+        self._close_if_retired()
 
     def consumed(self, stream_id: int, size: int) -> None:
         """The application read `size` bytes of the stream: the remote may send that much more."""
