@@ -40,7 +40,7 @@ from typing import Any
 PUBLIC_NET = "203.0.113"  # TEST-NET-3 (RFC 5737): documentation addresses, never routed
 PUBLIC_IPS = (f"{PUBLIC_NET}.1", f"{PUBLIC_NET}.2", f"{PUBLIC_NET}.3")
 LAB_PREFIX = "pllab"
-MINIUPNPD_EXT_IP = "11.18.0.77"  # announced by miniupnpd as external: ext_ip= must look public (see below); never routed
+MINIUPNPD_EXT_IP = "11.18.0.77"  # miniupnpd announces it as external: ext_ip= must look public; never routed
 REPO = Path(__file__).resolve().parents[2]
 
 

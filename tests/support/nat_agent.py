@@ -1,0 +1,102 @@
+"""A secure-layer host with AutoNAT and port mapping, driven by JSON lines on stdin, for the NAT lab.
+
+    python tests/support/nat_agent.py --listen 0.0.0.0:4001 [--server] [--dial-timeout 3]
+
+Prints {"ready": ..., "peer": ..., "addr": ...} once listening, then answers each command line with one JSON line:
+    {"cmd": "connect", "addr": "/ip4/.../tcp/.../p2p/..."}   -> {"connected": peer}
+    {"cmd": "probe"}                                         -> the AutoNAT verdict after asking every server
+    {"cmd": "map", "gateway": "10.18.1.1"}                   -> the NAT-PMP status after mapping the listen port
+    {"cmd": "unmap"}                                         -> the status after deleting the mappings
+    {"cmd": "ping", "addr": ...}                             -> {"rtt": seconds} (a fresh dial to addr)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from peerloom.codec.multiaddr import Multiaddr
+from peerloom.identity import Identity
+from peerloom.net.host import Host
+from peerloom.net.nat.autonat import AUTONAT_PROTOCOL, Reachability
+from peerloom.net.nat.autonat_driver import AutoNatClient, AutoNatServer
+from peerloom.net.nat.portmap import PortMapper
+
+
+def say(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", default="0.0.0.0:0")
+    parser.add_argument("--server", action="store_true")
+    parser.add_argument("--dial-timeout", type=float, default=3.0)
+    args = parser.parse_args()
+    ip, port = args.listen.rsplit(":", 1)
+    host = Host(Identity.generate())
+    server = AutoNatServer(dial_timeout=args.dial_timeout) if args.server else None
+    if server is not None:
+        host.set_handler(AUTONAT_PROTOCOL, server.handle)
+    mapper: PortMapper | None = None
+    client = AutoNatClient(host, reachability=Reachability(quorum=2), timeout=args.dial_timeout + 10,
+                           mapped_ports=lambda: mapper.external_ports() if mapper else [])
+    addr = await host.listen(f"/ip4/{ip}/tcp/{port}")
+    say({"ready": True, "peer": str(host.peer_id), "addr": str(addr), "port": addr.to_host_port()[1]})
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while line := await reader.readline():
+            command = json.loads(line)
+            try:
+                say(await run(command, host, client, mapper_box := {"mapper": mapper}))
+                mapper = mapper_box["mapper"]
+            except Exception as exc:  # the test reads the failure
+                say({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        if mapper is not None:
+            await mapper.close()
+        if server is not None:
+            await server.close()
+        await host.close()
+
+
+async def run(command: dict[str, Any], host: Host, client: AutoNatClient, box: dict[str, Any]) -> dict[str, Any]:
+    cmd = command["cmd"]
+    if cmd == "connect":
+        conn = await host.connect(command["addr"])
+        await host.identify(conn.remote_peer)  # type: ignore[arg-type]
+        return {"connected": str(conn.remote_peer)}
+    if cmd == "probe":
+        await client.probe()
+        verdict, confidence = client.reachability.verdict(time.monotonic())
+        return {"verdict": verdict.value, "confidence": confidence,
+                "answers": [{"server": str(a.server), "reachable": a.reachable} for a in
+                            client.reachability.answers.values()],
+                "observed": [str(a) for a in client.observed_addrs()],
+                "confirmed": [str(a) for a in client.reachability.confirmed(time.monotonic())]}
+    if cmd == "map":
+        mapper = box["mapper"] = PortMapper(command.get("gateway"))
+        await mapper.start()
+        port = host.listen_addrs[0].to_host_port()[1]
+        await mapper.map([("tcp", port)], lifetime=int(command.get("lifetime", 120)))
+        return mapper.status()
+    if cmd == "unmap":
+        mapper = box["mapper"]
+        await mapper.close()
+        return mapper.status()
+    if cmd == "ping":
+        dialer = Host(Identity.generate())  # a new connection, not one already open
+        try:
+            return {"rtt": (await dialer.ping(Multiaddr(command["addr"])))[0]}
+        finally:
+            await dialer.close()
+    raise ValueError(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
