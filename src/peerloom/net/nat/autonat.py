@@ -216,6 +216,11 @@ class DialBackLimiter:
     _recent: deque[float] = field(default_factory=deque)
     _by_peer: OrderedDict[PeerId, deque[float]] = field(default_factory=OrderedDict)
 
+    @property
+    def remembered(self) -> int:
+        """How many peers' request times are kept (at most `max_peers`)."""
+        return len(self._by_peer)
+
     def allow(self, peer: PeerId, now: float) -> bool:
         """Whether a request from `peer` at `now` may be served; counts it when it may."""
         while self._recent and self._recent[0] <= now - self.window:
