@@ -61,6 +61,9 @@ def daemon(
     no_mdns: NoMdnsOption = False,
     encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
+    port_mapping: Annotated[bool, typer.Option(
+        "--port-mapping", help="Map the BitTorrent, DHT and secure ports on the gateway (NAT-PMP); removed on exit.")
+    ] = False,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
@@ -74,6 +77,7 @@ def daemon(
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port,
                                            encryption=encryption))
+    settings.port_mapping = port_mapping
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")
