@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from typing import Any
@@ -37,6 +38,7 @@ async def main() -> None:
     parser.add_argument("--server", action="store_true")
     parser.add_argument("--dial-timeout", type=float, default=3.0)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, force=True)  # to the lab log of this process
     ip, port = args.listen.rsplit(":", 1)
     host = Host(Identity.generate())
     server = AutoNatServer(dial_timeout=args.dial_timeout) if args.server else None

@@ -12,14 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from peerloom.cli.common import err, fail, guarded, out, parse_multiaddr, print_json, usage
+from peerloom.cli.common import fail, guarded, out, parse_multiaddr, print_json, usage
 from peerloom.cli.options import HomeOption, JsonOption
 from peerloom.cli.running import home_or_default, run
 from peerloom.cli.via_daemon import running_daemon
-from peerloom.errors import PeerloomError
 
 PeerOption = Annotated[list[str] | None, typer.Option(
-    "--peer", help="Without a daemon: a peer serving AutoNAT to ask, /ip4/HOST/tcp/PORT/p2p/PEERID (repeat it).")]
+    "--peer", help="A peer serving AutoNAT to dial and ask, /ip4/HOST/tcp/PORT/p2p/PEERID (repeat it).")]
 
 
 def show(status: dict[str, Any], as_json: bool) -> None:
@@ -52,16 +51,20 @@ def status(
     port_mapping: Annotated[bool, typer.Option(
         "--port-mapping", help="Without a daemon: also map the node's ports on the gateway (NAT-PMP).")] = False,
     gateway: Annotated[str, typer.Option("--gateway", help="The NAT-PMP gateway [the default route's].")] = "",
-    probe: Annotated[bool, typer.Option("--probe", help="With a daemon: ask its AutoNAT servers again first.")] = False,
+    probe: Annotated[bool, typer.Option("--probe", help="With a daemon: ask its AutoNAT servers again first "
+                                        "(implied by --peer).")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Reachability (AutoNAT), observed and confirmed addresses, and port mappings of this node."""
     client = running_daemon(home)
     if client is not None:
-        if peer or port_mapping:
-            fail("a daemon runs for this home: --peer and --port-mapping are for a node without one", 2)
-        method, path = ("POST", "/api/v1/nat/probe") if probe else ("GET", "/api/v1/nat")
-        result = guarded(lambda: client.call(method, path))
+        if port_mapping:
+            fail("a daemon runs for this home: start it with `peerloom daemon --port-mapping` instead", 2)
+        peers = [str(usage(lambda p=p: parse_multiaddr(p, "--peer"))) for p in peer or []]
+        if probe or peers:
+            result = guarded(lambda: client.call("POST", "/api/v1/nat/probe", {"peers": peers}))
+        else:
+            result = guarded(lambda: client.call("GET", "/api/v1/nat"))
         show(result, as_json)
         return
     peers = usage(lambda: [parse_multiaddr(p, "--peer") for p in peer or []])
@@ -77,16 +80,9 @@ def status(
         async with Node(home_dir, settings=settings) as node:
             nat = node.nat
             assert nat is not None
-            for addr in peers:
-                try:
-                    conn = await node.secure_host.connect(addr)
-                    assert conn.remote_peer is not None
-                    await node.secure_host.identify(conn.remote_peer)
-                except PeerloomError as exc:  # each unreachable peer is reported, the others are still asked
-                    err.print(f"cannot reach {addr}: {exc}")
             if port_mapping:
                 await nat.wait_for_mapping(15.0)
-            result = await nat.probe() if peers else nat.status()
+            result = await nat.probe(peers) if peers else nat.status()
         show(result, as_json)
         return 0
 

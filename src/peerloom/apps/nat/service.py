@@ -16,9 +16,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
 from peerloom.net.host import PeerEvent, PeerIdentified
@@ -116,10 +117,23 @@ class NatService:
                     await self._wake.wait()
             self._wake.set()
 
-    async def probe(self) -> dict[str, Any]:
-        """Ask the AutoNAT servers now; the new status."""
+    async def probe(self, peers: Sequence[Multiaddr] = ()) -> dict[str, Any]:
+        """Dial `peers` (peers serving AutoNAT; one that cannot be reached is logged and skipped), ask the AutoNAT
+        servers now, and return the new status."""
         if self.client is None:
             raise PeerloomError("AutoNAT is off on this node")
+        assert self._ctx is not None
+        host = self._ctx.host
+
+        async def join(addr: Multiaddr) -> None:
+            try:
+                conn = await host.connect(addr)
+                assert conn.remote_peer is not None
+                await host.identify(conn.remote_peer)
+            except PeerloomError as exc:
+                log.info("cannot reach the AutoNAT peer %s: %s", addr, exc)
+
+        await asyncio.gather(*(join(a) for a in peers))
         await self.client.probe()
         return self.status()
 

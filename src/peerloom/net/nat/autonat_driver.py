@@ -17,6 +17,7 @@ from peerloom.codec.multiaddr import Multiaddr
 from peerloom.codec.varint import VarintError, encode_frame, read_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
+from peerloom.net.connection import LinkError
 from peerloom.net.host import Host
 from peerloom.net.nat.autonat import (
     AUTONAT_PROTOCOL,
@@ -105,8 +106,12 @@ class AutoNatServer:
 
     async def _dial_back(self, request: DialRequest, targets: list[Multiaddr]) -> DialResponse:
         async def attempt(addr: Multiaddr) -> Multiaddr:
-            conn = await self.dialer.connect(addr.encapsulate(f"/p2p/{request.peer}"))
+            # without /p2p/: the host merges dials to one PeerId, and one failed address would fail them all
+            conn = await self.dialer.connect(addr)
+            peer = conn.remote_peer
             conn.close("AutoNAT dial-back done")
+            if peer != request.peer:
+                raise LinkError(f"{addr} is {peer}, not the asker")
             return addr
 
         tasks = [asyncio.ensure_future(attempt(a)) for a in targets]
