@@ -61,3 +61,9 @@ class Settings:
     autonat_dial_timeout: float = 10.0  # seconds a server spends dialling a client back
     port_mapping: bool = False
     port_mapping_gateway: str = ""  # the NAT-PMP gateway ("" = the default route's)
+    # Circuit Relay v2 (peerloom.net.relay): serve as a relay for others; hold reservations on these relays
+    # (multiaddrs ending in /p2p/RELAY) so peers reach us at RELAY/p2p-circuit; upgrade relayed connections to
+    # direct ones by hole punching (DCUtR)
+    relay_server: bool = False
+    relays: list[str] = field(default_factory=list)
+    hole_punch: bool = True

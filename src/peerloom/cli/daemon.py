@@ -19,6 +19,7 @@ from peerloom.cli.common import (
     human_size,
     out,
     parse_host_port,
+    parse_multiaddr,
     parse_size,
     print_json,
     printable,
@@ -64,6 +65,14 @@ def daemon(
     port_mapping: Annotated[bool, typer.Option(
         "--port-mapping", help="Map the BitTorrent, DHT and secure ports on the gateway (NAT-PMP); removed on exit.")
     ] = False,
+    relay_server: Annotated[bool, typer.Option(
+        "--relay-server", help="Relay for other nodes (Circuit Relay v2 hop: reservations and limited circuits).")]
+    = False,
+    relay: Annotated[list[str] | None, typer.Option(
+        "--relay", help="Hold a reservation on this relay, MULTIADDR ending in /p2p/RELAY (repeatable): peers reach "
+                        "this node at MULTIADDR/p2p-circuit/p2p/US.")] = None,
+    no_hole_punch: Annotated[bool, typer.Option(
+        "--no-hole-punch", help="Keep relayed connections relayed (no DCUtR upgrade to a direct one).")] = False,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
@@ -78,6 +87,9 @@ def daemon(
                                            public_bootstrap=public_bootstrap, dht_port=dht_port,
                                            encryption=encryption))
     settings.port_mapping = port_mapping
+    settings.relay_server = relay_server
+    settings.relays = [str(usage(lambda r=r: parse_multiaddr(r, "--relay"))) for r in relay or []]
+    settings.hole_punch = not no_hole_punch
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")

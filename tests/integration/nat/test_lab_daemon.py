@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from support.netlab import NatLab, skip_reason
 
 AGENT = Path(__file__).parents[2] / "support" / "nat_agent.py"
