@@ -14,14 +14,13 @@ import time
 from collections.abc import Callable
 
 from peerloom.codec.multiaddr import Multiaddr
-from peerloom.codec.varint import VarintError, encode_frame, read_frame
+from peerloom.codec.varint import encode_frame
 from peerloom.errors import PeerloomError
 from peerloom.identity import Identity, PeerId
 from peerloom.net.connection import LinkError
 from peerloom.net.host import Host
 from peerloom.net.nat.autonat import (
     AUTONAT_PROTOCOL,
-    MAX_MESSAGE_SIZE,
     AutoNatError,
     DialBackLimiter,
     DialRequest,
@@ -35,28 +34,12 @@ from peerloom.net.nat.autonat import (
     encode_response,
     tcp_ip,
 )
+from peerloom.net.relay.wire import read_message
 from peerloom.net.stream import Stream, StreamError
 
 log = logging.getLogger(__name__)
 MAX_DIALS = 4  # addresses one request may make the server dial
 MAX_CONCURRENT = 8  # dial-backs under way at once (others are refused)
-
-
-async def read_message(stream: Stream, timeout: float) -> bytes:
-    """One varint-length-prefixed message of at most MAX_MESSAGE_SIZE bytes from `stream`."""
-    data = b""
-    try:
-        async with asyncio.timeout(timeout):
-            while (frame := read_frame(data, MAX_MESSAGE_SIZE)) is None:
-                chunk = await stream.read()
-                if not chunk:
-                    raise AutoNatError("the AutoNAT stream ended before a whole message")
-                data += chunk
-    except VarintError as exc:
-        raise AutoNatError(f"bad AutoNAT frame: {exc}") from None
-    except TimeoutError:
-        raise AutoNatError(f"no AutoNAT message within {timeout:.0f} s") from None
-    return frame[0]
 
 
 class AutoNatServer:
@@ -76,13 +59,15 @@ class AutoNatServer:
 
     async def handle(self, stream: Stream) -> None:
         try:
-            message = await read_message(stream, self.dial_timeout)
-            request = decode_message(message)
+            request = await read_message(stream, decode_message, self.dial_timeout, error=AutoNatError)
             if not isinstance(request, DialRequest):
                 raise AutoNatError("expected a dial request")
             response = await self._answer(stream, request)
         except AutoNatError as exc:
             response = DialResponse(Status.E_BAD_REQUEST, str(exc)[:100])
+        except (TimeoutError, LinkError, StreamError):
+            stream.reset()
+            return
         self.served[response.status] += 1
         await stream.write(encode_frame(encode_response(response)))
         await stream.close()
@@ -143,18 +128,13 @@ class AutoNatClient:
         self.mapped_ports = mapped_ports
 
     def observed_addrs(self) -> list[Multiaddr]:
-        """Where our connected peers see us coming from (identify's observed address), each once."""
-        out: list[Multiaddr] = []
-        for conn in list(self.host.connections.values()):
-            observed = conn.info.observed_addr if conn.info is not None else None
-            if observed is not None and tcp_ip(observed) is not None and observed not in out:
-                out.append(observed)
-        return out
+        """Where our directly connected peers see us coming from (identify's observed address), each once."""
+        return [a for a in self.host.observed_addrs() if tcp_ip(a) is not None]
 
     def servers(self) -> list[PeerId]:
-        """Connected peers whose identify lists AutoNAT."""
+        """Directly connected peers whose identify lists AutoNAT (a relayed connection has no IP to dial back)."""
         return [peer for peer, conn in list(self.host.connections.items())
-                if conn.info is not None and AUTONAT_PROTOCOL in conn.info.protocols]
+                if not conn.limited and conn.info is not None and AUTONAT_PROTOCOL in conn.info.protocols]
 
     def candidates(self) -> list[Multiaddr]:
         ips: list[str] = []
@@ -169,11 +149,11 @@ class AutoNatClient:
         stream = await self.host.new_stream(server, [AUTONAT_PROTOCOL])
         try:
             await stream.write(encode_frame(encode_request(DialRequest(self.host.peer_id, tuple(self.candidates())))))
-            response = decode_message(await read_message(stream, self.timeout))
+            response = await read_message(stream, decode_message, self.timeout, error=AutoNatError)
             await stream.close()
-        except StreamError as exc:
+        except (StreamError, LinkError, TimeoutError) as exc:
             stream.reset()
-            raise AutoNatError(f"the AutoNAT stream broke: {exc}") from None
+            raise AutoNatError(f"no AutoNAT answer: {exc or 'timeout'}") from None
         except AutoNatError:
             stream.reset()
             raise
