@@ -181,10 +181,11 @@ def dialable(addrs: tuple[Multiaddr, ...], observed_ip: str, *, allow_lan: bool 
     return out
 
 
-def candidates(listen: list[Multiaddr], observed_ips: list[str], mapped_ports: list[int]) -> list[Multiaddr]:
-    """The addresses a client asks to be dialled back on: its listen addresses that are not LAN ones, and each IP peers
-    saw it come from with each port it listens on or has mapped on its gateway (a port-preserving NAT or a mapping
-    makes those work)."""
+def candidates(listen: list[Multiaddr], observed_ips: list[str], mapped_ports: list[int], *,
+               allow_lan: bool = False) -> list[Multiaddr]:
+    """The addresses a client asks to be dialled back on: its listen addresses that are not LAN ones (any, with
+    `allow_lan`: tests on loopback), and each IP peers saw it come from with each port it listens on or has mapped on
+    its gateway (a port-preserving NAT or a mapping makes those work)."""
     out: list[Multiaddr] = []
     ports: list[int] = []
     for addr in listen:
@@ -193,7 +194,7 @@ def candidates(listen: list[Multiaddr], observed_ips: list[str], mapped_ports: l
             continue
         ip, port = parts
         ports.append(port)
-        if not is_lan_ip(ip) and ip not in ("0.0.0.0", "::"):
+        if (allow_lan or not is_lan_ip(ip)) and ip not in ("0.0.0.0", "::"):
             out.append(addr.without_p2p())
     for ip in observed_ips:
         for port in [*mapped_ports, *ports]:

@@ -118,11 +118,12 @@ class AutoNatServer:
 
 class AutoNatClient:
     """Asks peers that speak AutoNAT to dial us back. `mapped_ports()` gives the external ports of our port mappings
-    (they are tried on each observed IP too)."""
+    (they are tried on each observed IP too); `allow_lan` offers LAN listen addresses too (tests on loopback)."""
 
     def __init__(self, host: Host, *, reachability: Reachability | None = None, timeout: float = 30.0,
-                 mapped_ports: Callable[[], list[int]] = list) -> None:
+                 mapped_ports: Callable[[], list[int]] = list, allow_lan: bool = False) -> None:
         self.host = host
+        self.allow_lan = allow_lan
         self.reachability = reachability or Reachability()
         self.timeout = timeout
         self.mapped_ports = mapped_ports
@@ -142,7 +143,7 @@ class AutoNatClient:
             ip = tcp_ip(addr)
             if ip is not None and ip[0] not in ips:
                 ips.append(ip[0])
-        return candidates(list(self.host.listen_addrs), ips, self.mapped_ports())
+        return candidates(list(self.host.listen_addrs), ips, self.mapped_ports(), allow_lan=self.allow_lan)
 
     async def ask(self, server: PeerId) -> DialResponse:
         """One dial request to `server`; its answer is recorded. AutoNatError/LinkError when it did not answer."""
