@@ -53,7 +53,7 @@ def has_shape(status: dict[str, Any]) -> None:
 
 
 async def test_status_and_a_probe_through_a_peer(tmp_path: Path) -> None:
-    async with serve(tmp_path) as (client, daemon), node(tmp_path, "peer") as peer:
+    async with serve(tmp_path) as (client, _), node(tmp_path, "peer") as peer:
         status = await call(client, "GET", "/api/v1/nat", 200)
         has_shape(status)
         assert status["reachability"] == "unknown" and status["answers"] == [] and status["port_mapping"] is None

@@ -8,17 +8,28 @@ its ports on the gateway over NAT-PMP (`--port-mapping`; deleted again on exit),
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from peerloom.cli.common import fail, guarded, out, parse_multiaddr, print_json, usage
+if TYPE_CHECKING:
+    from peerloom.codec.multiaddr import Multiaddr
+
+from peerloom.cli.common import UserError, fail, guarded, out, parse_multiaddr, print_json, usage
 from peerloom.cli.options import HomeOption, JsonOption
 from peerloom.cli.running import home_or_default, run
 from peerloom.cli.via_daemon import running_daemon
 
 PeerOption = Annotated[list[str] | None, typer.Option(
     "--peer", help="A peer serving AutoNAT to dial and ask, /ip4/HOST/tcp/PORT/p2p/PEERID (repeat it).")]
+
+
+def autonat_peer(text: str) -> Multiaddr:
+    """A --peer address: TCP (AutoNAT peers are dialled directly), else a usage error."""
+    addr = parse_multiaddr(text, "--peer")
+    if addr.value_for("tcp") is None or addr.value_for("p2p-circuit") is not None:
+        raise UserError(f"--peer {text}: give a direct TCP address, /ip4/HOST/tcp/PORT/p2p/PEERID")
+    return addr
 
 
 def show(status: dict[str, Any], as_json: bool) -> None:
@@ -60,15 +71,15 @@ def status(
     if client is not None:
         if port_mapping:
             fail("a daemon runs for this home: start it with `peerloom daemon --port-mapping` instead", 2)
-        peers = [str(usage(lambda p=p: parse_multiaddr(p, "--peer"))) for p in peer or []]
+        peers = [str(usage(lambda p=p: autonat_peer(p))) for p in peer or []]
         if probe or peers:
             result = guarded(lambda: client.call("POST", "/api/v1/nat/probe", {"peers": peers}))
         else:
             result = guarded(lambda: client.call("GET", "/api/v1/nat"))
         show(result, as_json)
         return
-    peers = usage(lambda: [parse_multiaddr(p, "--peer") for p in peer or []])
-    if not peers and not port_mapping:
+    addrs = usage(lambda: [autonat_peer(p) for p in peer or []])
+    if not addrs and not port_mapping:
         fail("no daemon runs for this home: give --peer ADDRESS (a peer serving AutoNAT) or --port-mapping", 2)
     home_dir = home_or_default(home)
 
@@ -76,13 +87,14 @@ def status(
         from peerloom.node import Node, Settings
 
         settings = Settings(dht=False, lsd=False, mdns=False, pubsub=False, autonat_server=False,
-                            port_mapping=port_mapping, port_mapping_gateway=gateway, autonat_quorum=min(2, len(peers)))
+                            port_mapping=port_mapping, port_mapping_gateway=gateway,
+                            autonat_quorum=max(1, min(2, len(addrs))))  # two peers agreeing, when two were given
         async with Node(home_dir, settings=settings) as node:
             nat = node.nat
             assert nat is not None
             if port_mapping:
                 await nat.wait_for_mapping(15.0)
-            result = await nat.probe(peers) if peers else nat.status()
+            result = await nat.probe(addrs) if addrs else nat.status()
         show(result, as_json)
         return 0
 
