@@ -8,6 +8,7 @@ Prints {"ready": ..., "peer": ..., "addr": ...} once listening, then answers eac
     {"cmd": "map", "gateway": "10.18.1.1"}                   -> the NAT-PMP status after mapping the listen port
     {"cmd": "unmap"}                                         -> the status after deleting the mappings
     {"cmd": "ping", "addr": ...}                             -> {"rtt": seconds} (a fresh dial to addr)
+    {"cmd": "identify", "addr": ...}                         -> {"listen_addrs": [...]} (a fresh dial to addr)
     {"cmd": "reserve", "addr": relay multiaddr}              -> {"circuit": our /p2p-circuit address}
     {"cmd": "connections"}                                   -> {"connections": host.connection_info()}
     {"cmd": "wait_direct", "peer": id, "timeout": s}         -> the connection to peer once direct (or at timeout)
@@ -128,6 +129,15 @@ async def run(command: dict[str, Any], host: Host, client: AutoNatClient, box: d
         dialer = Host(Identity.generate())  # a new connection, not one already open
         try:
             return {"rtt": (await dialer.ping(Multiaddr(command["addr"])))[0]}
+        finally:
+            await dialer.close()
+    if cmd == "identify":  # a fresh dial to addr: what its identify says now
+        dialer = Host(Identity.generate())
+        try:
+            conn = await dialer.connect(Multiaddr(command["addr"]))
+            assert conn.remote_peer is not None
+            info = await dialer.identify(conn.remote_peer)
+            return {"listen_addrs": [str(a) for a in info.listen_addrs]}
         finally:
             await dialer.close()
     if cmd == "reserve":

@@ -29,10 +29,11 @@ def nat_status(lab: NatLab, ns: str, home: Path, *args: str) -> dict:
 
 
 def test_a_daemon_behind_a_nat_is_private_and_public_once_its_ports_are_mapped(lab: NatLab) -> None:
-    servers = []
+    servers, agents = [], []
     for ip in ("203.0.113.2", "203.0.113.3"):
         server = lab.python(lab.public, str(AGENT), "--listen", f"{ip}:4001", "--server", stdin=True)
         servers.append(server.read_json()["addr"])
+        agents.append(server)
     peers = [arg for addr in servers for arg in ("--peer", addr)]
     lab.start_miniupnpd(0)
     mapped, mapped_home = lab.daemon(lab.hosts[0], "mapped", "--port-mapping", "--listen", "0.0.0.0")
@@ -54,6 +55,12 @@ def test_a_daemon_behind_a_nat_is_private_and_public_once_its_ports_are_mapped(l
     assert confirmed <= secure  # reached through a mapped port
     rules = lab.nft_ruleset(lab.nats[0])
     assert all(f"dport {port}" in rules for port in secure)
+    # it now advertises the confirmed address: a peer dialling it through the mapping reads it in identify
+    runtime = json.loads((mapped_home / "daemon.json").read_text())
+    via_mapping = f"{status['confirmed'][0]}/p2p/{runtime['secure_addrs'][0].rsplit('/', 1)[1]}"
+    agents[0].send({"cmd": "identify", "addr": via_mapping})
+    advertised = agents[0].read_json(30)["listen_addrs"]
+    assert status["confirmed"][0] in advertised, advertised
 
     assert nat_status(lab, lab.hosts[0], mapped_home)["reachability"] == "public"  # GET: the daemon remembers
     assert mapped.stop() == 0

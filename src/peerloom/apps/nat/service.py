@@ -47,6 +47,7 @@ class NatService:
         self._ctx: NodeContext | None = None
         self._wake = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
+        self.advertised: list[Multiaddr] = []  # confirmed addresses we added to the host's (identify's) listen list
 
     async def start(self, ctx: NodeContext) -> None:
         self._ctx = ctx
@@ -111,6 +112,7 @@ class NatService:
             self._wake.clear()
             if self.client.servers():
                 await self.client.probe()
+                self._advertise()
             verdict, _ = self.client.reachability.verdict(time.monotonic())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(UNKNOWN_RETRY if verdict is Verdict.UNKNOWN else interval):
@@ -135,7 +137,21 @@ class NatService:
 
         await asyncio.gather(*(join(a) for a in peers))
         await self.client.probe()
+        self._advertise()
         return self.status()
+
+    def _advertise(self) -> None:
+        """Advertise (in identify's listen addresses) exactly the addresses AutoNAT servers reached us on: a public
+        address peers can dial, and no longer once the servers stop reaching it."""
+        assert self.client is not None and self._ctx is not None
+        host = self._ctx.host
+        confirmed = self.client.reachability.confirmed(time.monotonic())
+        for addr in self.advertised:
+            if addr not in confirmed:
+                host.remove_listen_addr(addr)
+        for addr in confirmed:
+            host.add_listen_addr(addr)
+        self.advertised = confirmed
 
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
