@@ -176,9 +176,10 @@ class Node:
             await service.start(ctx)
         except Exception as exc:
             raise ServiceStartError(f"service {service.name} failed to start: {exc}") from exc
+        limited = getattr(service, "limited_protocols", ())  # those it serves over relayed connections too
         for protocol in service.protocols:
             self.secure_host.set_handler(protocol, functools.partial(service.handle, protocol=protocol),
-                                         admits=service.admits)
+                                         admits=service.admits, limited=protocol in limited)
             stack.callback(self.secure_host.remove_handler, protocol)
 
     async def _start_dht(self, stack: contextlib.AsyncExitStack) -> None:
@@ -281,10 +282,13 @@ class Node:
         """Circuit Relay v2 (see `peerloom.net.relay`): the relay server when `settings.relay_server`; the stop side
         always (a peer reachable only through relays needs it), holding a reservation on each of `settings.relays`."""
         from peerloom.net.relay.client import RelayClient
+        from peerloom.net.relay.reservations import RelayLimits
         from peerloom.net.relay.server import RelayServer
 
         if self.settings.relay_server:
-            server = self.relay_server = RelayServer(self.secure_host)
+            limits = RelayLimits(circuit_duration=self.settings.relay_circuit_seconds,
+                                 circuit_data=self.settings.relay_circuit_bytes)
+            server = self.relay_server = RelayServer(self.secure_host, limits)
             server.start()
             stack.push_async_callback(server.close)
         client = self.relay_client = RelayClient(self.secure_host)

@@ -48,6 +48,8 @@ class Service(Protocol):
 
     name: str
     protocols: tuple[str, ...]  # the secure-layer protocol ids it serves
+    # A service may also set `limited_protocols`: those of its protocols it serves over limited (relayed, Circuit
+    # Relay v2) connections too; the others are refused there (the node reads it with getattr: optional).
 
     async def start(self, ctx: NodeContext) -> None:
         """Get ready to serve. If it raises, the node calls `stop` and unwinds everything that started before."""

@@ -67,3 +67,5 @@ class Settings:
     relay_server: bool = False
     relays: list[str] = field(default_factory=list)
     hole_punch: bool = True
+    relay_circuit_seconds: int = 120  # as relay server: how long one relayed connection may last (0: no limit)
+    relay_circuit_bytes: int = 1 << 17  # ... and how many bytes it may carry each way (0: no limit); js's defaults

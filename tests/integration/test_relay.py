@@ -177,7 +177,10 @@ async def test_dcutr_upgrades_a_relayed_connection_to_a_direct_one() -> None:
             await stream.write(b"direct")
             await stream.close()
             assert await stream.read() == b"direct"
-            assert punchers[1].upgraded == 1 and punchers[1].attempts >= 1
+            async with asyncio.timeout(30):  # B counts once its dials' wait sees the direct connection
+                while punchers[1].upgraded != 1:
+                    await asyncio.sleep(0.05)
+            assert punchers[1].attempts >= 1 and punchers[0].answered >= 1
         finally:
             for puncher in punchers:
                 await puncher.close()

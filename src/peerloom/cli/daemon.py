@@ -12,6 +12,7 @@ from rich.table import Table
 
 from peerloom.api.runtime import read_runtime
 from peerloom.cli.common import (
+    UserError,
     err,
     fail,
     guarded,
@@ -73,6 +74,12 @@ def daemon(
                         "this node at MULTIADDR/p2p-circuit/p2p/US.")] = None,
     no_hole_punch: Annotated[bool, typer.Option(
         "--no-hole-punch", help="Keep relayed connections relayed (no DCUtR upgrade to a direct one).")] = False,
+    relay_circuit_bytes: Annotated[str, typer.Option(
+        "--relay-circuit-bytes", help="With --relay-server: bytes one relayed connection may carry each way "
+                                      "(K = 1024; 0: no limit).")] = "128K",
+    relay_circuit_seconds: Annotated[int, typer.Option(
+        "--relay-circuit-seconds", min=0, help="With --relay-server: seconds one relayed connection may last "
+                                               "(0: no limit).")] = 120,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
@@ -90,6 +97,8 @@ def daemon(
     settings.relay_server = relay_server
     settings.relays = [str(usage(lambda r=r: parse_multiaddr(r, "--relay"))) for r in relay or []]
     settings.hole_punch = not no_hole_punch
+    settings.relay_circuit_bytes = usage(lambda: _size(relay_circuit_bytes, "--relay-circuit-bytes"))
+    settings.relay_circuit_seconds = relay_circuit_seconds
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")
@@ -110,6 +119,13 @@ def daemon(
         return 0
 
     guarded(lambda: run(main))
+
+
+def _size(text: str, option: str) -> int:
+    try:
+        return parse_size(text)
+    except UserError as exc:
+        raise UserError(f"{option}: {exc}") from None
 
 
 def _rate(value: float) -> str:

@@ -30,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -52,6 +51,7 @@ from peerloom.net.identify import (
     decode_identify,
     encode_identify,
 )
+from peerloom.net.punch import PunchRoles, dial_from
 from peerloom.net.relay.messages import HOP_PROTOCOL
 from peerloom.net.relay.wire import hop_connect
 from peerloom.net.stream import Stream, StreamError, StreamTransport
@@ -63,7 +63,6 @@ Admission = Callable[[PeerId, str], bool]  # may this peer open a stream of this
 NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 15.0
 MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
-PUNCH_GRACE = 5.0  # seconds an accepted socket from a punched address still takes the punch's role
 REFUSAL_IDENTIFY_WAIT = 3.0  # after `na`: how long to wait for identify to say whether the protocol is advertised
 
 
@@ -136,7 +135,7 @@ class Host:
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._listen_addrs: list[Multiaddr] = []
-        self._punching: dict[tuple[str, int], bool] = {}  # hole punches under way: address -> our role (initiator?)
+        self.punch_roles = PunchRoles()  # hole punches under way: our role for sockets from their addresses
         self._trim_task: asyncio.Task | None = None
         self.peer_info: OrderedDict[PeerId, IdentifyInfo] = OrderedDict()  # what identify told us, latest last
         self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify, limited=True)
@@ -198,7 +197,7 @@ class Host:
         loop = asyncio.get_running_loop()
         # SO_REUSEPORT: hole punches dial from this very port, so that the NAT's mapping for it is the one the peer
         # was told to dial (DCUtR's TCP simultaneous open)
-        server = await loop.create_server(lambda: self._connection(initiator=False, role_for=self._punch_role),
+        server = await loop.create_server(lambda: self._connection(initiator=False, role_for=self.punch_roles.role_for),
                                           host, port, reuse_port=True)
         self._servers.append(server)
         bound = []
@@ -287,51 +286,16 @@ class Host:
 
     async def punch(self, addr: Multiaddr, peer: PeerId, *, initiator: bool) -> Connection:
         """One TCP dial of a hole punch (DCUtR): from our listening port to `addr`, as the secure connection's
-        `initiator` or responder whichever side's SYN wins; while it runs, a socket the listener accepts from that
-        address takes the same role (the peer's SYN may reach our listener first). A direct connection that opens
-        replaces the relayed one (see `_opened`)."""
-        host, port = addr.to_host_port()
-        family = "ip6" if ":" in host else "ip4"
-        own = [a for a in self._listen_addrs if a.value_for(family) is not None and a.value_for("tcp") is not None]
+        `initiator` or responder whichever side's SYN wins (see `peerloom.net.punch`). A direct connection that
+        opens replaces the relayed one (see `_opened`)."""
+        family = "ip6" if ":" in addr.to_host_port()[0] or addr.value_for("ip6") is not None else "ip4"
+        own = [a for a in self._listen_addrs if a.value_for(family) is not None and a.value_for("tcp") is not None
+               and a.value_for("p2p-circuit") is None]
         if not own:
             raise LinkError(f"a hole punch to {addr} needs a listening {family} port to dial from")
-        local_host, local_port = own[0].to_host_port()
-        loop = asyncio.get_running_loop()
-        host, port = await self.expect_punch(addr, initiator=initiator)
-        sock = socket.socket(socket.AF_INET6 if family == "ip6" else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.setblocking(False)
-            sock.bind((local_host, local_port))
-            async with asyncio.timeout(DIAL_TIMEOUT):
-                await loop.sock_connect(sock, (host, port))
-                _, conn = await loop.create_connection(
-                    lambda: self._connection(initiator=initiator, expected_peer=peer), sock=sock)
-                await conn.ready
-            return conn
-        except (OSError, TimeoutError) as exc:
-            sock.close()
-            raise LinkError(f"hole punch to {addr} failed: {exc}") from None
-
-    async def expect_punch(self, addr: Multiaddr, *, initiator: bool) -> tuple[str, int]:
-        """From now until PUNCH_GRACE after the punch, a socket our listener accepts from `addr` (the peer's SYN
-        reaching it before ours left) plays the punch's role; returns (IP, port) of `addr` (a /dns4/ name resolved).
-        Call it as soon as the address is known: the peer may dial before we do."""
-        host, port = addr.to_host_port()
-        family = socket.AF_INET6 if ":" in host or addr.value_for("ip6") is not None else socket.AF_INET
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise LinkError(f"hole punch to {addr}: cannot resolve {host}: {exc}") from None
-        key = (str(infos[0][4][0]), port)
-        self._punching[key] = initiator
-        asyncio.get_running_loop().call_later(
-            PUNCH_GRACE + DIAL_TIMEOUT, lambda: self._punching.get(key) is initiator and self._punching.pop(key))
-        return key
-
-    def _punch_role(self, address: tuple[str, int] | None) -> bool | None:
-        return self._punching.get(address) if address is not None else None
+        remote = await self.punch_roles.expect(addr, initiator=initiator)
+        return await dial_from(own[0].to_host_port(), remote,
+                               lambda: self._connection(initiator=initiator, expected_peer=peer), DIAL_TIMEOUT)
 
     def _connection(self, *, initiator: bool, expected_peer: PeerId | None = None,
                     role_for: Callable[[tuple[str, int] | None], bool | None] | None = None) -> Connection:
@@ -367,7 +331,7 @@ class Host:
             if not keep_new:
                 conn.close("duplicate connection")
                 return False
-            old.close("replaced by a simultaneous connection")
+            old.close("replaced by a direct connection" if old.limited else "replaced by a simultaneous connection")
         elif len(self.connections) >= self.limits.max_connections:
             conn.close("too many connections")
             return False

@@ -27,6 +27,7 @@ MAX_MESSAGE_SIZE = 4096  # go-libp2p's and js-libp2p's bound
 MAX_ADDRS = 32  # addresses kept from one message (and sent in one)
 MAX_ATTEMPTS = 3  # spec: "retry ... up to 3 times" (go-libp2p's maxRetries)
 _DIALABLE_HOSTS = ("ip4", "ip6", "dns", "dns4", "dns6")
+_UNSPECIFIED = ("0.0.0.0", "::")
 
 
 class DcutrError(ProtocolError):
@@ -79,14 +80,16 @@ def decode_hole_punch(data: bytes) -> HolePunch:
 
 
 def dialable(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
-    """The addresses a TCP hole punch can dial: host + tcp (with or without /p2p), no relay circuit, each once."""
+    """The addresses a TCP hole punch can dial: host + tcp (with or without /p2p), no relay circuit, no unspecified
+    host (0.0.0.0 or :: is where a node listens, not where it is reached), each once."""
     out: list[Multiaddr] = []
     for addr in addrs:
-        names = [name for name, _ in addr.components]
-        if names and names[-1] == "p2p":
-            names.pop()
+        components = list(addr.components)
+        if components and components[-1][0] == "p2p":
+            components.pop()
             addr = addr.without_p2p()
-        if len(names) == 2 and names[0] in _DIALABLE_HOSTS and names[1] == "tcp" and addr not in out:
+        if (len(components) == 2 and components[0][0] in _DIALABLE_HOSTS and components[1][0] == "tcp"
+                and components[0][1] not in _UNSPECIFIED and addr not in out):
             out.append(addr)
     return out[:MAX_ADDRS]
 

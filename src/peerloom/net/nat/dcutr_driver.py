@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
@@ -41,11 +42,16 @@ RETRY_PAUSE = 1.0
 
 
 class HolePuncher:
-    """DCUtR on `host` (see the module docstring); `attempts` and `upgraded` count for status views and tests."""
+    """DCUtR on `host` (see the module docstring). `announce`: more addresses to offer (known public ones, or
+    `/dns4/localhost/tcp/PORT` for js-libp2p on loopback). Counters for status views and tests: `attempts` (exchanges
+    we started, as B), `answered` (exchanges we answered up to SYNC, as A), `upgraded` (direct connections that
+    followed our dials)."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, announce: Iterable[Multiaddr] = ()) -> None:
         self.host = host
+        self.announce = list(announce)
         self.attempts = 0
+        self.answered = 0
         self.upgraded = 0
         self._tasks: set[asyncio.Task] = set()
         self._running: set[PeerId] = set()
@@ -67,7 +73,7 @@ class HolePuncher:
         """Where we offer to be dialled (see the module docstring)."""
         direct = [a.without_p2p() for a in self.host.listen_addrs if a.value_for("p2p-circuit") is None]
         ports = {("ip6" if a.value_for("ip6") is not None else "ip4"): a.value_for("tcp") for a in direct}
-        found = list(direct)
+        found = [*direct, *(a for a in self.announce if a not in direct)]
         for observed in self.host.observed_addrs():
             for family in ("ip4", "ip6"):
                 ip = observed.value_for(family)
@@ -132,12 +138,13 @@ class HolePuncher:
                 reply = exchange.on_connect(connect)
                 for addr in exchange.remote_addrs:  # B's SYN may reach our listener before SYNC reaches us
                     with contextlib.suppress(LinkError):
-                        await self.host.expect_punch(addr, initiator=True)
+                        await self.host.punch_roles.expect(addr, initiator=True)
                 await stream.write(reply)
                 addrs = exchange.on_sync(await read_message(stream, decode_hole_punch, error=DcutrError))
         except TimeoutError:
             stream.reset()
             return
+        self.answered += 1
         with contextlib.suppress(StreamError):
             await stream.close()
         await self._dial(peer, addrs, initiator=True)

@@ -227,49 +227,40 @@ def _decode_reservation(data: bytes) -> Reservation:
     return Reservation(expire, tuple(addrs), voucher)
 
 
-def _enum(kind: type[enum.IntEnum], value: int, what: str) -> enum.IntEnum:
-    try:
-        return kind(value)
-    except ValueError:
-        raise RelayMessageError(f"unknown {what} {value}") from None
+def _message_fields(data: bytes, what: str, kinds: type[enum.IntEnum],
+                    numbers: dict[int, str]) -> dict[str, object]:
+    """The fields of a Hop or Stop message by name: `type` (field 1, of `kinds`) and those `numbers` names
+    (peer, reservation, limit: embedded messages; status: a varint)."""
+    found: dict[str, object] = {}
+    for number, value in _fields(data, what):
+        name = "type" if number == 1 else numbers.get(number)
+        if name == "type":
+            try:
+                found[name] = kinds(_int(value, f"{what}.type"))
+            except ValueError:
+                raise RelayMessageError(f"unknown {what} type {value!r}") from None
+        elif name == "status":
+            found[name] = _status(_int(value, f"{what}.status"))
+        elif name is not None:
+            found[name] = _EMBEDDED[name](_bytes(value, f"{what}.{name}"))
+    if "type" not in found:
+        raise RelayMessageError(f"{what} without a type")
+    return found
 
 
 def decode_hop(data: bytes) -> HopMessage:
     """A HopMessage (without its length prefix)."""
-    kind = None
-    peer = reservation = limit = status = None
-    for number, value in _fields(data, "HopMessage"):
-        if number == 1:
-            kind = _enum(HopType, _int(value, "HopMessage.type"), "hop message type")
-        elif number == 2:
-            peer = _decode_peer(_bytes(value, "HopMessage.peer"))
-        elif number == 3:
-            reservation = _decode_reservation(_bytes(value, "HopMessage.reservation"))
-        elif number == 4:
-            limit = _decode_limit(_bytes(value, "HopMessage.limit"))
-        elif number == 5:
-            status = _status(_int(value, "HopMessage.status"))
-    if kind is None:
-        raise RelayMessageError("HopMessage without a type")
-    return HopMessage(HopType(kind), peer, reservation, limit, status)
+    return HopMessage(**_message_fields(data, "HopMessage", HopType,  # type: ignore[arg-type]
+                                        {2: "peer", 3: "reservation", 4: "limit", 5: "status"}))
 
 
 def decode_stop(data: bytes) -> StopMessage:
     """A StopMessage (without its length prefix)."""
-    kind = None
-    peer = limit = status = None
-    for number, value in _fields(data, "StopMessage"):
-        if number == 1:
-            kind = _enum(StopType, _int(value, "StopMessage.type"), "stop message type")
-        elif number == 2:
-            peer = _decode_peer(_bytes(value, "StopMessage.peer"))
-        elif number == 3:
-            limit = _decode_limit(_bytes(value, "StopMessage.limit"))
-        elif number == 4:
-            status = _status(_int(value, "StopMessage.status"))
-    if kind is None:
-        raise RelayMessageError("StopMessage without a type")
-    return StopMessage(StopType(kind), peer, limit, status)
+    return StopMessage(**_message_fields(data, "StopMessage", StopType,  # type: ignore[arg-type]
+                                         {2: "peer", 3: "limit", 4: "status"}))
+
+
+_EMBEDDED = {"peer": _decode_peer, "reservation": _decode_reservation, "limit": _decode_limit}
 
 
 def _status(value: int) -> Status:

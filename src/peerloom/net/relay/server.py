@@ -106,10 +106,22 @@ class RelayServer:
             await self._answer(stream, status)
             return
         expire = int(time.time() + (expires - now))
-        addrs = tuple(a.without_p2p() for a in self.host.listen_addrs if a.value_for("p2p-circuit") is None)
-        addrs = tuple(Multiaddr(f"{a}/p2p/{self.host.peer_id}") for a in addrs)
+        addrs = self._public_addrs(conn.local_address)
         voucher = sign_voucher(self.host.identity, peer, expire)
         await self._answer(stream, Status.OK, reservation=Reservation(expire, addrs, voucher), limit=self.limits.limit)
+
+    def _public_addrs(self, reached_at: tuple[str, int] | None) -> tuple[Multiaddr, ...]:
+        """Where we say we are in a reservation: where the peer reached us first, then where we listen (not an
+        unspecified address: a relay listening on 0.0.0.0 is reached at one of its own)."""
+        found: list[Multiaddr] = []
+        if reached_at is not None:
+            host, port = reached_at
+            found.append(Multiaddr(f"/{'ip6' if ':' in host else 'ip4'}/{host}/tcp/{port}/p2p/{self.host.peer_id}"))
+        for addr in self.host.listen_addrs:
+            if (addr.value_for("p2p-circuit") is None and addr.value_for("ip4") != "0.0.0.0"
+                    and addr.value_for("ip6") != "::" and addr not in found):
+                found.append(addr)
+        return tuple(found)
 
     async def _connect(self, stream: Stream, target: PeerId) -> None:
         source = stream.remote_peer
