@@ -1,8 +1,10 @@
 """A NAT lab in Linux network namespaces: a "public" network, two NAT boxes, a host behind each.
 
     with NatLab(nat=("cone", "symmetric")) as lab:
-        relay = lab.python(lab.public, "-m", "some.module")       # runs inside the public namespace
-        lab.run(lab.hosts[0], "ping", "-c1", lab.public_ip)
+        relay = lab.python(lab.public, "tests/support/nat_agent.py", "--relay-server", stdin=True)  # JSON lines
+        lab.run(lab.hosts[0], sys.executable, "-c", "...")            # a command to completion inside a namespace
+        daemon, home = lab.daemon(lab.hosts[0], "a", "--port-mapping")  # `peerloom daemon` behind NAT 0
+        lab.start_miniupnpd(0)                                          # UPnP-IGD + NAT-PMP on NAT box 0
 
 Layout (nothing is linked to the root namespace; every name carries this run's unique prefix):
 

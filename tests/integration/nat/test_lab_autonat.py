@@ -3,6 +3,7 @@ Debian's miniupnpd makes a host behind a NAT reachable from the public namespace
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,3 +68,18 @@ def test_a_natpmp_mapping_on_miniupnpd_makes_a_host_reachable_and_is_removed_on_
     assert ask(outside, cmd="ping", addr=via_nat)["rtt"] > 0  # a secure connection from the public side, and a ping
     assert ask(behind, cmd="unmap")["mappings"] == []
     assert "dport 4001" not in lab.nft_ruleset(lab.nats[0])
+
+
+def test_the_lab_removes_its_namespaces_and_processes_even_after_a_failure() -> None:
+    with pytest.raises(RuntimeError, match="inside the lab"), NatLab(("symmetric", "cone")) as lab:
+        names = [lab.public, *lab.nats, *lab.hosts]
+        sleeper = lab.spawn(lab.hosts[0], "sleep", "600")
+        assert set(names) <= set(namespaces())
+        raise RuntimeError("a failure inside the lab")
+    assert not set(names) & set(namespaces())
+    assert sleeper.proc.poll() is not None  # stopped by its PID
+
+
+def namespaces() -> list[str]:
+    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in listing.splitlines() if line.strip()]
