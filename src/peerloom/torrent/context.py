@@ -97,6 +97,13 @@ class SwarmContext(Protocol):
 
     async def connect_secure(self, torrent: Any, address: Multiaddr) -> Dialled: ...
 
+    async def connect_utp(self, torrent: Any, address: Address) -> Dialled:
+        """A dial over uTP only (BEP 55 hole punching); ConnectionError when uTP is off or the dial fails."""
+
+    @property
+    def utp_running(self) -> bool:
+        """Whether uTP runs (on the DHT's socket or its own): hole punching needs it."""
+
     def torrent_for_hash(self, info_hash: bytes) -> Any: ...  # the `Torrent` of that info-hash, or None
 
     def metadata_received(self, torrent: Any) -> None: ...

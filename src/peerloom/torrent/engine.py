@@ -224,14 +224,9 @@ class BitTorrentEngine:
         dials TCP only. Over TCP with MSE first unless `encryption` is "disable"; with "prefer", an encrypted
         handshake the peer breaks off is tried again in plaintext, as libtorrent does."""
         policy = self.settings.encryption
-        utp = self._utp
-        if utp is not None and policy != "require" and self._utp_peers.get(address, self.settings.utp_first):
+        if self._utp is not None and policy != "require" and self._utp_peers.get(address, self.settings.utp_first):
             try:
-                _, proto = await utp.connect(address, lambda: PeerConnection(self, torrent, address, outgoing=True),
-                                             timeout=self.settings.connect_timeout)
-                conn = cast(PeerConnection, proto)
-                self._connections.add(conn)
-                return conn
+                return await self.connect_utp(torrent, address)
             except (ConnectionError, TimeoutError, OSError) as exc:
                 log.debug("uTP to %s failed (%r): trying TCP", address, exc)
                 self._knows_utp(address, False)
@@ -252,6 +247,21 @@ class BitTorrentEngine:
         conn = PeerConnection(self, torrent, address, outgoing=True)
         await self._dial(address, conn, conn)
         return conn
+
+    async def connect_utp(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
+        """Dial a peer over uTP only (also BEP 55's simultaneous dial, where a TCP fallback would be pointless)."""
+        utp = self._utp
+        if utp is None:
+            raise ConnectionError("uTP is not running")
+        _, proto = await utp.connect(address, lambda: PeerConnection(self, torrent, address, outgoing=True),
+                                     timeout=self.settings.connect_timeout)
+        conn = cast(PeerConnection, proto)
+        self._connections.add(conn)
+        return conn
+
+    @property
+    def utp_running(self) -> bool:
+        return self._utp is not None
 
     async def _dial(self, address: tuple[str, int], protocol: asyncio.BaseProtocol, conn: PeerConnection) -> None:
         loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ PEX_SEND_MAX = 50  # BEP 11: at most 50 added and 50 dropped per message
 PEX_SEED = 0x02  # BEP 11 flag: the peer is a seed
 PEX_UTP = 0x04  # BEP 11 flag: the peer supports uTP
 PEX_REACHABLE = 0x10  # BEP 11 flag: we reached it by an outgoing connection
-LOCAL_IDS = {"ut_pex": 1, "ut_metadata": 2}
+LOCAL_IDS = {"ut_pex": 1, "ut_metadata": 2, "ut_holepunch": 4}  # ut_holepunch: BEP 55 (torrent/holepunch.py)
 """The extension ids we advertise; peers send us these ids."""
 
 

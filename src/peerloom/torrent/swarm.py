@@ -450,19 +450,36 @@ class Torrent:
             self._connect_tasks.add(task)
             task.add_done_callback(self._connect_tasks.discard)
 
-    async def _connect(self, addr: tuple[str, int] | Multiaddr) -> None:
+    async def _connect(self, addr: tuple[str, int] | Multiaddr, punch: bool = False) -> None:
         try:
             if isinstance(addr, Multiaddr):
                 peer = await self.engine.connect_secure(self, addr)
+            elif punch:
+                peer = await self.engine.connect_utp(self, addr)
             else:
                 peer = await self.engine.connect(self, addr)
             await asyncio.wait_for(asyncio.shield(peer.connected), self.settings.connect_timeout)
             self.peer_table.dial_succeeded(addr, time.monotonic())
         except (OSError, TimeoutError, ConnectionError, PeerloomError) as exc:
             log.debug("connecting to %s failed: %r", addr, exc)
-            self.peer_table.dial_failed(addr, time.monotonic(), exc if isinstance(exc, AccessRefused) else None)
+            now = time.monotonic()
+            self.peer_table.dial_failed(addr, now, exc if isinstance(exc, AccessRefused) else None)
+            if not punch and not isinstance(addr, Multiaddr):
+                self.exchange.dial_failed(addr, now)  # BEP 55: a peer connected to both may introduce us
         finally:
             self.peer_table.dial_abandoned(addr)  # cancelled (paused, stopped): no longer being dialled
+            if punch:
+                self.exchange.holepunch.done(addr)
+
+    def punch(self, address: tuple[str, int]) -> None:
+        """A relay introduced us to `address` (BEP 55): dial it over uTP now, as it dials us, so that both NATs let
+        the other's packets in."""
+        if self.paused or self.state in (State.ERROR, State.STOPPED):
+            self.exchange.holepunch.done(address)
+            return
+        task = asyncio.create_task(self._connect(address, punch=True))
+        self._connect_tasks.add(task)
+        task.add_done_callback(self._connect_tasks.discard)
 
     @property
     def refused_everywhere(self) -> bool:

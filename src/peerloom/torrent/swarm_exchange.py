@@ -1,14 +1,17 @@
 """A torrent's extension exchanges with its peers: the metadata of magnet links (BEP 9), v2 piece layers (BEP 52
-hash requests) and peer exchange (BEP 11). `Exchange` is a part of `Torrent`: it owns the metadata being assembled
-and the piece layers being fetched, and reads and tells the torrent through `ExchangeHost`."""
+hash requests), peer exchange (BEP 11) and hole punching (BEP 55, over uTP). `Exchange` is a part of `Torrent`: it
+owns the metadata being assembled and the piece layers being fetched, and reads and tells the torrent through
+`ExchangeHost`."""
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from peerloom.codec.compact import packed_ip
 from peerloom.torrent import extensions as ext
+from peerloom.torrent import holepunch as hp
 from peerloom.torrent import wire
 from peerloom.torrent.hashes import LayerFetch, answer_hash_request
 from peerloom.torrent.metainfo import Metainfo, MetainfoError
@@ -37,6 +40,7 @@ class ExchangeHost(Protocol):
     def metadata_received(self, meta: Metainfo) -> None: ...
     def piece_layers_received(self, layers: dict[bytes, bytes]) -> None: ...
     def fail(self, message: str) -> None: ...
+    def punch(self, address: tuple[str, int]) -> None: ...  # dial over uTP now: a relay asked both sides to (BEP 55)
     def strike(self, peer: PeerConnection, reason: str) -> None: ...
 
 
@@ -46,6 +50,7 @@ class Exchange:
         self.torrent = torrent
         self.assembler: ext.MetadataAssembler | None = None  # a magnet's metadata, piece by piece (BEP 9)
         self.missing_layers: dict[bytes, LayerFetch] = {}  # v2 piece layers still to fetch, by pieces root
+        self.holepunch: hp.HolepunchState[PeerConnection] = hp.HolepunchState()  # BEP 55: introductions
 
     def metadata_known(self, meta: Metainfo) -> None:
         """The torrent has its metadata: a v2-only torrent's multi-piece files need their piece layers, unless the
@@ -66,6 +71,7 @@ class Exchange:
             for piece in peer.metadata_requests:
                 self.assembler.release(piece)
         peer.metadata_requests.clear()
+        self.holepunch.forget_source(peer)
 
     def ext_handshake(self, peer: PeerConnection) -> ext.ExtHandshake:
         """Our BEP 10 handshake to `peer`: with `yourip` (its address as we see it) over plain TCP, and `ipv6` (our
@@ -73,6 +79,8 @@ class Exchange:
         ids = dict(ext.LOCAL_IDS)
         if self.torrent.private:
             ids.pop("ut_pex", None)
+        if self.torrent.private or not self.context.utp_running:
+            ids.pop(hp.EXTENSION, None)  # punching needs uTP, and a private torrent takes no introductions
         plain = peer.remote is not None and peer.secure_key is None
         ipv6 = self.context.ipv6_address
         return ext.ExtHandshake(
@@ -108,10 +116,51 @@ class Exchange:
             self._on_metadata(peer, ext.parse_metadata(m.payload))
         elif m.ext_id == ext.LOCAL_IDS.get("ut_pex") and not self.torrent.private:
             pex = ext.parse_pex(m.payload)
+            relay = hp.EXTENSION in peer.ext_ids
             for address, flags in zip(pex.added, pex.added_flags, strict=False):
                 if flags & ext.PEX_UTP:
                     self.context.peer_speaks_utp(address)  # dialled over uTP first, as libtorrent does
+                if relay and flags & hp.PEX_HOLEPUNCH:
+                    self.holepunch.learned(address, peer)  # it can introduce us if we cannot reach them
             self.torrent.add_peers(pex.added)
+        elif m.ext_id == ext.LOCAL_IDS.get(hp.EXTENSION) and not self.torrent.private:
+            self._on_holepunch(peer, hp.parse_holepunch(m.payload), time.monotonic())
+
+    # -- BEP 55 hole punching ----------------------------------------------------------------------------------
+    def dial_failed(self, address: tuple[str, int], now: float) -> None:
+        """We could not reach `address`: ask the peer that told us of it to introduce us (a rendezvous)."""
+        asked = self.holepunch.rendezvous_for(address, now)
+        if asked is None:
+            return
+        relay, payload = asked
+        if relay in self.torrent.peers and hp.EXTENSION in relay.ext_ids:
+            relay.send_extended(hp.EXTENSION, payload)
+
+    def _on_holepunch(self, peer: PeerConnection, msg: hp.Holepunch, now: float) -> None:
+        if msg.msg_type is hp.MsgType.RENDEZVOUS:
+            target_key = hp.canonical(msg.address)
+            target = next((p for p in self.torrent.peers
+                           if p.address is not None and hp.canonical(p.address) == target_key), None)
+            to_initiator, to_target = hp.relay_answer(
+                peer.address,
+                msg.address,
+                None if target is None else hp.EXTENSION in target.ext_ids,
+                self.context.is_self(msg.address),
+            )
+            if to_target is not None and target is not None:
+                self.holepunch.relayed += 1
+                target.send_extended(hp.EXTENSION, to_target)
+            if to_initiator is not None:
+                peer.send_extended(hp.EXTENSION, to_initiator)
+        elif msg.msg_type is hp.MsgType.CONNECT:
+            key = hp.canonical(msg.address)
+            if any(p.address is not None and hp.canonical(p.address) == key for p in self.torrent.peers):
+                return  # already connected: nothing to punch
+            if self.holepunch.may_punch(msg.address, now):
+                self.torrent.punch(key)
+        else:
+            self.holepunch.errors_received += 1
+            log.debug("%s cannot introduce us to %s: error %d", peer.address, msg.address, msg.error)
 
     def request_metadata(self, peer: PeerConnection) -> None:
         assembler = self.assembler
@@ -211,6 +260,7 @@ class Exchange:
                 listening = {
                     p.address: (ext.PEX_SEED if p.is_seed else 0) | (ext.PEX_REACHABLE if p.outgoing else 0)
                     | (ext.PEX_UTP if p.transport.get_extra_info("utp") else 0)
+                    | (hp.PEX_HOLEPUNCH if hp.EXTENSION in p.ext_ids else 0)
                     for p in self.torrent.peers
                     if p.address is not None
                 }

@@ -9,7 +9,7 @@ from peerloom.torrent.swarm_exchange import Exchange
 
 
 def _handshake(remote: tuple[str, int] | None, ipv6: str | None, secure_key: object = None):  # type: ignore[no-untyped-def]
-    context = SimpleNamespace(client_name="test", port=6881, ipv6_address=ipv6)
+    context = SimpleNamespace(client_name="test", port=6881, ipv6_address=ipv6, utp_running=False)
     torrent = SimpleNamespace(private=False, meta=None)
     peer = SimpleNamespace(remote=remote, secure_key=secure_key)
     return Exchange(context, torrent).ext_handshake(peer)  # type: ignore[arg-type]
