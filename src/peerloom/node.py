@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from peerloom.apps.compute.service import ComputeService
+from peerloom.apps.nat.service import NatService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore
@@ -98,8 +99,12 @@ class Node:
         # volunteer computing, built by default (a volunteer only when the settings opt in): `node.compute`
         self.compute: ComputeService | None = (
             ComputeService.from_settings(self.settings) if self.settings.compute else None)
+        # NAT (AutoNAT, port mapping) likewise: `node.nat`
+        nat_on = self.settings.autonat or self.settings.autonat_server or self.settings.port_mapping
+        self.nat: NatService | None = NatService(lambda: self.port) if nat_on else None
         self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []),
-                                         *([self.compute] if self.compute else []), *services]
+                                        *([self.compute] if self.compute else []),
+                                        *([self.nat] if self.nat else []), *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

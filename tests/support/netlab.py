@@ -1,8 +1,10 @@
 """A NAT lab in Linux network namespaces: a "public" network, two NAT boxes, a host behind each.
 
     with NatLab(nat=("cone", "symmetric")) as lab:
-        relay = lab.python(lab.public, "-m", "some.module")       # runs inside the public namespace
-        lab.run(lab.hosts[0], "ping", "-c1", lab.public_ip)
+        relay = lab.python(lab.public, "tests/support/nat_agent.py", "--relay-server", stdin=True)  # JSON lines
+        lab.run(lab.hosts[0], sys.executable, "-c", "...")            # a command to completion inside a namespace
+        daemon, home = lab.daemon(lab.hosts[0], "a", "--port-mapping")  # `peerloom daemon` behind NAT 0
+        lab.start_miniupnpd(0)                                          # UPnP-IGD + NAT-PMP on NAT box 0
 
 Layout (nothing is linked to the root namespace; every name carries this run's unique prefix):
 
@@ -40,7 +42,7 @@ from typing import Any
 PUBLIC_NET = "203.0.113"  # TEST-NET-3 (RFC 5737): documentation addresses, never routed
 PUBLIC_IPS = (f"{PUBLIC_NET}.1", f"{PUBLIC_NET}.2", f"{PUBLIC_NET}.3")
 LAB_PREFIX = "pllab"
-MINIUPNPD_EXT_IP = "11.18.0.77"  # announced by miniupnpd as external: ext_ip= must look public (see below); never routed
+MINIUPNPD_EXT_IP = "11.18.0.77"  # miniupnpd announces it as external: ext_ip= must look public; never routed
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -63,6 +63,9 @@ def daemon(
     no_mdns: NoMdnsOption = False,
     encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
+    port_mapping: Annotated[bool, typer.Option(
+        "--port-mapping", help="Map the BitTorrent, DHT and secure ports on the gateway (NAT-PMP); removed on exit.")
+    ] = False,
     relay_server: Annotated[bool, typer.Option(
         "--relay-server", help="Relay for other nodes (Circuit Relay v2 hop: reservations and limited circuits).")]
     = False,
@@ -90,6 +93,7 @@ def daemon(
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port,
                                            encryption=encryption))
+    settings.port_mapping = port_mapping
     settings.relay_server = relay_server
     settings.relays = [str(usage(lambda r=r: parse_multiaddr(r, "--relay"))) for r in relay or []]
     settings.hole_punch = not no_hole_punch
