@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
+from peerloom.apps.exit.service import ExitService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore
@@ -91,7 +92,9 @@ class Node:
         self.engine = BitTorrentEngine(self.settings, client_name=self.client_name)
         # pub/sub (GossipSub) is a service like the others, built by default: `node.pubsub`
         self.pubsub: PubSubService | None = PubSubService() if self.settings.pubsub else None
-        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), *services]
+        # the exit (apps/exit): serves the peers `settings.exit_allow` names, and opens exit streams for SOCKS
+        self.exit = ExitService()
+        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), self.exit, *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

@@ -1,0 +1,98 @@
+"""Helpers for exit tests: two nodes on loopback (an exit and its client), an HTTP server with a known body, and a
+minimal SOCKS5 client speaking RFC 1928 byte by byte (so a test sees the exact reply code)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import random
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+from support.swarm import fast_settings
+
+from peerloom.apps.exit.policy import ExitPolicy
+from peerloom.apps.exit.socks_server import SocksServer
+from peerloom.node import Node
+
+BODY_SIZE = 3 * 1024 * 1024 + 4321
+
+
+def body() -> bytes:
+    return random.Random(18).randbytes(BODY_SIZE)
+
+
+@contextlib.asynccontextmanager
+async def http_server(host: str = "127.0.0.1", data: bytes | None = None) -> AsyncIterator[int]:
+    """An HTTP server on `host` whose GET /data answers `data` (default: `body()`); yields its port."""
+    payload = body() if data is None else data
+
+    async def get(request: web.Request) -> web.Response:
+        return web.Response(body=payload, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_get("/data", get)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def exit_pair(root: Path, *, allow: bool = True, allow_private: bool = True, ports: tuple[int, ...] = (),
+                    rate: int = 0) -> AsyncIterator[tuple[Node, Node, SocksServer]]:
+    """An exit node and a client node on loopback, connected; the client runs a SOCKS server through the exit.
+    The exit allows the client's key when `allow`."""
+    settings = dict(pubsub=False, mdns=False, utp=False)
+    async with (Node(root / "exit", host="127.0.0.1", settings=fast_settings(**settings)) as exit_node,
+                Node(root / "client", host="127.0.0.1", settings=fast_settings(**settings)) as client):
+        peers = [client.secure_host.peer_id] if allow else []
+        exit_node.exit.set_policy(ExitPolicy.build(peers, ports, allow_private=allow_private, rate=rate))
+        await client.secure_host.connect(exit_node.secure_addrs[0])
+        socks = SocksServer(client.exit, exit_node.secure_host.peer_id)
+        await socks.start("127.0.0.1", 0)
+        try:
+            yield exit_node, client, socks
+        finally:
+            await socks.close()
+
+
+async def socks_connect(port: int, host: str, dest_port: int) -> tuple[int, asyncio.StreamReader,
+                                                                        asyncio.StreamWriter]:
+    """Greet the SOCKS server on 127.0.0.1:`port` and ask for CONNECT to host:dest_port (a name goes as ATYP 3);
+    the reply code and the open connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    try:
+        ip = ipaddress.ip_address(host)
+        address = (b"\x01" if ip.version == 4 else b"\x04") + ip.packed
+    except ValueError:
+        address = b"\x03" + bytes((len(host),)) + host.encode()
+    writer.write(b"\x05\x01\x00" + address + struct.pack(">H", dest_port))
+    head = await reader.readexactly(4)
+    assert head[0] == 5 and head[2] == 0
+    await reader.readexactly({1: 4, 4: 16}[head[3]] + 2)
+    return head[1], reader, writer
+
+
+async def socks_get(port: int, host: str, dest_port: int) -> tuple[int, bytes]:
+    """HTTP/1.0 GET /data through the SOCKS server: the reply code and the response body (b"" when refused)."""
+    code, reader, writer = await socks_connect(port, host, dest_port)
+    try:
+        if code != 0:
+            return code, b""
+        writer.write(f"GET /data HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+        response = await reader.read(-1)
+        head, _, payload = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0], head[:200]
+        return code, payload
+    finally:
+        writer.close()
