@@ -2,6 +2,8 @@
 
     python bench/stream_node.py raw-server
     python bench/stream_node.py raw-client PORT SIZE [--chunk BYTES]
+    python bench/stream_node.py cipher-server
+    python bench/stream_node.py cipher-client PORT SIZE [--chunk BYTES]
     python bench/stream_node.py host-server
     python bench/stream_node.py host-client MULTIADDR SIZE [--streams N] [--chunk BYTES]
     python bench/stream_node.py handshake-client MULTIADDR [--count N] [--concurrency C]
@@ -23,7 +25,10 @@ import signal
 import sys
 import time
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 from peerloom.identity import Identity
+from peerloom.net.buffers import BufferPool, ReceiveBuffer
 from peerloom.net.host import Host
 from peerloom.net.stream import Stream
 
@@ -181,6 +186,114 @@ async def raw_client(port: int, size: int, chunk: int) -> None:
     emit({"bytes": size, "counted": counted, "seconds": seconds, **cpu})
 
 
+# --- the cipher reference: a minimal framed ChaCha20-Poly1305 stream over TCP ---------------------------------------
+# What Python can do here with the secure layer's cipher and nothing else: Noise's transport frames (a 2-byte
+# length, at most 65,535 sealed bytes: 65,519 of plaintext and the 16-byte tag), no handshake (a fixed key), no
+# multiplexing, no flow control beyond the socket's. The sender encrypts each `--chunk` into a pooled buffer with
+# `encrypt_into` (the buffer is reused once the transport let go of it) and writes it whole; the receiver is a
+# BufferedProtocol reading into a ReceiveBuffer and `decrypt_into` one reused plaintext buffer.
+
+CIPHER_KEY = bytes(range(32))
+FRAME_PLAINTEXT = 65535 - 16
+TAG = 16
+
+
+def _nonce(counter: int) -> bytes:
+    return b"\0\0\0\0" + counter.to_bytes(8, "little")
+
+
+class CipherSink(asyncio.BufferedProtocol):
+    """Decrypts frames as they arrive and counts their plaintext; at EOF answers the count and closes."""
+
+    def __init__(self) -> None:
+        self.aead = ChaCha20Poly1305(CIPHER_KEY)
+        self.buffer = ReceiveBuffer(64 * 1024, 1024 * 1024)
+        self.plain = bytearray(FRAME_PLAINTEXT)
+        self.plain_view = memoryview(self.plain)
+        self.counter = 0
+        self.count = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.cpu0, self.t0 = cpu_mark(), time.perf_counter()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.buffer.buffer_updated(nbytes)
+        data = self.buffer.unread()
+        pos, end = 0, len(data)
+        while end - pos >= 2:
+            size = int.from_bytes(data[pos:pos + 2], "big")
+            if end - pos - 2 < size:
+                break
+            sealed = data[pos + 2:pos + 2 + size]
+            self.aead.decrypt_into(_nonce(self.counter), sealed, None, self.plain_view[:size - TAG])
+            self.counter += 1
+            self.count += size - TAG
+            pos += 2 + size
+        self.buffer.consume(pos)
+
+    def eof_received(self) -> bool:
+        assert self.transport is not None
+        self.transport.write(self.count.to_bytes(COUNT, "big"))
+        self.transport.close()
+        emit({"event": "sinks_done", "bytes": self.count, "seconds": time.perf_counter() - self.t0,
+              **cpu_since(self.cpu0)})
+        return True
+
+
+async def cipher_server() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(CipherSink, "127.0.0.1", 0)
+    emit({"port": server.sockets[0].getsockname()[1]})
+    await until_stopped()
+    server.close()
+    emit({"event": "exit", **cpu_since((0.0, 0.0, 0))})
+
+
+def seal_chunk(aead: ChaCha20Poly1305, counter: int, plaintext: memoryview, out: bytearray) -> tuple[int, int]:
+    """`plaintext` as frames into `out`; the bytes used and the next nonce counter."""
+    view = memoryview(out)
+    pos = 0
+    for start in range(0, len(plaintext), FRAME_PLAINTEXT):
+        piece = plaintext[start:start + FRAME_PLAINTEXT]
+        sealed = len(piece) + TAG
+        view[pos:pos + 2] = sealed.to_bytes(2, "big")
+        aead.encrypt_into(_nonce(counter), piece, None, view[pos + 2:pos + 2 + sealed])
+        counter += 1
+        pos += 2 + sealed
+    return pos, counter
+
+
+async def cipher_client(port: int, size: int, chunk: int) -> None:
+    loop = asyncio.get_running_loop()
+    block = memoryview(os.urandom(chunk))
+    aead = ChaCha20Poly1305(CIPHER_KEY)
+    pool = BufferPool(8)
+    frames = -(-chunk // FRAME_PLAINTEXT)
+    transport, sender = await loop.create_connection(RawSender, "127.0.0.1", port)
+    cpu0 = cpu_mark()
+    start = time.perf_counter()
+    left, counter = size, 0
+    while left:
+        if not sender.can_write.done():
+            await sender.can_write
+        take = min(left, chunk)
+        out = pool.get(take + frames * (2 + TAG))
+        used, counter = seal_chunk(aead, counter, block[:take], out)
+        transport.write(memoryview(out)[:used])
+        left -= take
+    transport.write_eof()
+    counted = await sender.answered
+    seconds = time.perf_counter() - start
+    cpu = cpu_since(cpu0)
+    transport.close()
+    emit({"bytes": size, "counted": counted, "seconds": seconds, **cpu})
+
+
 # --- peerloom Host ------------------------------------------------------------------------------------------------
 
 
@@ -319,6 +432,11 @@ def main() -> None:
     p.add_argument("port", type=int)
     p.add_argument("size", type=parse_size)
     p.add_argument("--chunk", type=parse_size, default=1 << 20)
+    sub.add_parser("cipher-server")
+    p = sub.add_parser("cipher-client")
+    p.add_argument("port", type=int)
+    p.add_argument("size", type=parse_size)
+    p.add_argument("--chunk", type=parse_size, default=1 << 20)
     sub.add_parser("host-server")
     p = sub.add_parser("host-client")
     p.add_argument("addr")
@@ -336,6 +454,10 @@ def main() -> None:
         coro = raw_server()
     elif args.command == "raw-client":
         coro = raw_client(args.port, args.size, args.chunk)
+    elif args.command == "cipher-server":
+        coro = cipher_server()
+    elif args.command == "cipher-client":
+        coro = cipher_client(args.port, args.size, args.chunk)
     elif args.command == "host-server":
         coro = host_server()
     elif args.command == "host-client":
