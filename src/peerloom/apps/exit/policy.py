@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from peerloom.identity import PeerId
 from peerloom.torrent.ratelimit import TokenBucket
@@ -49,6 +50,12 @@ class ExitPolicy:
         if rate < 0:
             raise ValueError("a rate limit cannot be negative")
         return cls(allowed, port_set, allow_private, rate)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExitPolicy:
+        """From `as_json()`'s shape (the API's and the saved form)."""
+        return cls.build(data.get("allowed_peers", ()), data.get("ports", ()),
+                         allow_private=bool(data.get("allow_private", False)), rate=int(data.get("rate", 0)))
 
     @property
     def serving(self) -> bool:

@@ -9,7 +9,7 @@ Serving one stream: read the bounded request (wire.py) under a timeout, check th
 addresses the policy allows (policy.py: checked after resolution, connected to as resolved), connect to the first
 that answers, answer a SOCKS reply code, then splice the stream and the socket (splice.py) through the peer's token
 buckets. Malformed input raises ExitProtocolError, which resets that stream only. Connections are counted per peer
-and role (accounting.py) and the counts saved when each ends. Admission is per protocol: a peer not allowed gets
+and role (store.py) and the counts saved when each ends. Admission is per protocol: a peer not allowed gets
 multistream-select's `na` (the host's `PeerRefused` on its side), before any byte of a request is read.
 """
 
@@ -24,9 +24,9 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from peerloom.apps.exit.accounting import SERVED, USED, ExitAccounting, Traffic
 from peerloom.apps.exit.policy import ExitPolicy, PeerBuckets
 from peerloom.apps.exit.splice import splice
+from peerloom.apps.exit.store import SERVED, USED, ExitStore, Traffic
 from peerloom.apps.exit.wire import (
     EXIT_PROTOCOL,
     MAX_REQUEST,
@@ -85,7 +85,7 @@ class ExitService:
         self.policy = policy or ExitPolicy()
         self._configured = policy is not None
         self._ctx: NodeContext | None = None
-        self.accounting: ExitAccounting | None = None
+        self.store: ExitStore | None = None
         self._buckets: dict[PeerId, PeerBuckets] = {}
         self._active: dict[int, ActiveConnection] = {}
         self._ids = itertools.count()
@@ -93,22 +93,34 @@ class ExitService:
 
     # -- the service ------------------------------------------------------------------------------
     async def start(self, ctx: NodeContext) -> None:
+        """The policy: the one given to the constructor, else the settings' when they allow a peer, else the one
+        last saved through `set_policy(..., save=True)` (the daemon's API), else none (not an exit)."""
         self._ctx = ctx
-        if not self._configured:
-            s = ctx.settings
+        self.store = ExitStore(ctx.state)
+        s = ctx.settings
+        if self._configured:
+            return
+        if s.exit_allow:
             self.policy = ExitPolicy.build(s.exit_allow, s.exit_ports, allow_private=s.exit_allow_private,
                                            rate=s.exit_rate)
-        self.accounting = ExitAccounting(ctx.state)
+        elif (saved := self.store.saved_policy()) is not None:
+            try:
+                self.policy = ExitPolicy.from_json(saved)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("the saved exit policy is unreadable, so this node is not an exit: %s", exc)
 
     async def stop(self) -> None:
-        if self.accounting is not None:
-            self.accounting.flush()
+        if self.store is not None:
+            self.store.flush()
 
     def admits(self, peer: PeerId, protocol: str) -> bool:
         return self.policy.admits(peer)
 
-    def set_policy(self, policy: ExitPolicy) -> None:
-        """A new policy for new streams (connections under way keep going); rate limits apply at once."""
+    def set_policy(self, policy: ExitPolicy, *, save: bool = False) -> None:
+        """A new policy for new streams (connections under way keep going); rate limits apply at once. `save`
+        keeps it in the state database for the next start (when the settings name no peer)."""
+        if save:
+            self._require_store().save_policy(policy.as_json())
         self.policy = policy
         self._configured = True
         for buckets in self._buckets.values():
@@ -199,11 +211,11 @@ class ExitService:
             await work  # type: ignore[misc]
         finally:
             del self._active[key]
-            if self.accounting is not None:
-                total = self.accounting.traffic(str(active.peer), active.role)
+            if self.store is not None:
+                total = self.store.traffic(str(active.peer), active.role)
                 total.add(active.traffic)
                 total.connections += 1
-                self.accounting.flush()
+                self.store.flush()
 
     # -- status --------------------------------------------------------------------------------------
     def status(self) -> dict[str, object]:
@@ -213,19 +225,18 @@ class ExitService:
 
     def traffic(self) -> dict[str, dict[str, dict[str, int]]]:
         """role -> peer -> counts, saved and pending (connections under way are added when they end)."""
-        accounting = self._require_accounting()
-        return {role: {peer: t.as_json() for peer, t in peers.items()}
-                for role, peers in accounting.totals().items()}
+        store = self._require_store()
+        return {role: {peer: t.as_json() for peer, t in peers.items()} for role, peers in store.totals().items()}
 
     def _require(self) -> NodeContext:
         if self._ctx is None:
             raise PeerloomError("the exit service has not started")
         return self._ctx
 
-    def _require_accounting(self) -> ExitAccounting:
-        if self.accounting is None:
+    def _require_store(self) -> ExitStore:
+        if self.store is None:
             raise PeerloomError("the exit service has not started")
-        return self.accounting
+        return self.store
 
 
 async def _read_request(stream: Stream) -> tuple[Destination, bytes]:

@@ -15,8 +15,8 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from peerloom.apps.exit.accounting import Traffic
 from peerloom.apps.exit.policy import PeerBuckets, wait_for
+from peerloom.apps.exit.store import Traffic
 from peerloom.net.stream import Stream, StreamError
 from peerloom.torrent.ratelimit import TokenBucket
 

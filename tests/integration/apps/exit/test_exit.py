@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from support.exit_net import BODY_SIZE, body, exit_pair, http_server, socks_get
 
-from peerloom.apps.exit.accounting import SERVED, USED, ExitAccounting
 from peerloom.apps.exit.service import ExitRefused
+from peerloom.apps.exit.store import SERVED, USED, ExitStore
 from peerloom.apps.exit.wire import EXIT_PROTOCOL, Destination, Reply
 from peerloom.errors import AccessRefused
 from peerloom.net.stream import StreamError
@@ -44,7 +44,7 @@ async def test_a_download_through_the_socks_proxy_is_byte_identical_and_accounte
     # kept in the state database after the nodes stopped
     state = State(tmp_path / "exit" / "state.sqlite")
     try:
-        saved = ExitAccounting(state).totals()[SERVED][str(client.secure_host.peer_id)]
+        saved = ExitStore(state).totals()[SERVED][str(client.secure_host.peer_id)]
     finally:
         state.close()
     assert saved.as_json() == served

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from peerloom.apps.exit.accounting import SERVED, USED, ExitAccounting
 from peerloom.apps.exit.policy import ExitPolicy, is_public_address, wait_for
+from peerloom.apps.exit.store import SERVED, USED, ExitStore
 from peerloom.identity import Identity
 from peerloom.state import State
 from peerloom.torrent.ratelimit import TokenBucket
@@ -53,7 +53,7 @@ def test_the_token_bucket_holds_a_chunk_until_its_bytes_are_there() -> None:
 
 def test_accounting_adds_up_per_peer_and_role_and_survives_a_reopen(tmp_path: Path) -> None:
     state = State(tmp_path / "state.sqlite")
-    accounting = ExitAccounting(state)
+    accounting = ExitStore(state)
     live = accounting.traffic("peerA", SERVED)
     live.to_destination, live.from_destination, live.connections = 10, 2000, 1
     accounting.flush()
@@ -64,7 +64,7 @@ def test_accounting_adds_up_per_peer_and_role_and_survives_a_reopen(tmp_path: Pa
     accounting.flush()
     state.close()
     state = State(tmp_path / "state.sqlite")
-    totals = ExitAccounting(state).totals()
+    totals = ExitStore(state).totals()
     state.close()
     assert totals[SERVED]["peerA"].as_json() == {"to_destination": 10, "from_destination": 2005, "connections": 1}
     assert totals[USED]["peerB"].to_destination == 7

@@ -1,4 +1,5 @@
-"""Byte accounting of exit traffic per peer, on both sides, kept in the state database (schema "exit").
+"""What the exit keeps in the state database (schema "exit"): byte accounting per peer on both sides, and the
+policy set through the daemon's API (so a daemon that restarts is the same exit).
 
 Each node counts, per peer and role, the payload bytes of exit connections: `served` on the exit (connections a
 peer made through us), `used` on the client (connections we made through that peer). `to_destination` counts what
@@ -10,14 +11,17 @@ counting itself: one small transaction, and no counter changes under a reader in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from peerloom.state import Schema, State
 
 SERVED, USED = "served", "used"
 MIGRATIONS = [
     "CREATE TABLE exit_traffic (peer TEXT NOT NULL, role TEXT NOT NULL, to_destination INTEGER NOT NULL, "
-    "from_destination INTEGER NOT NULL, connections INTEGER NOT NULL, PRIMARY KEY (peer, role))",
+    "from_destination INTEGER NOT NULL, connections INTEGER NOT NULL, PRIMARY KEY (peer, role));"
+    "CREATE TABLE exit_policy (id INTEGER PRIMARY KEY CHECK (id = 1), policy TEXT NOT NULL)",
 ]
 
 
@@ -37,8 +41,8 @@ class Traffic:
                 "connections": self.connections}
 
 
-class ExitAccounting:
-    """Per (peer, role) traffic: what is saved plus what has moved since the last `flush`."""
+class ExitStore:
+    """Per (peer, role) traffic: what is saved plus what has moved since the last `flush`; the saved policy."""
 
     def __init__(self, state: State) -> None:
         self.db: Schema = state.schema("exit", MIGRATIONS)
@@ -77,3 +81,11 @@ class ExitAccounting:
         for (peer, role), t in list(self._pending.items()):
             out.setdefault(role, {}).setdefault(peer, Traffic()).add(t)
         return out
+
+    def saved_policy(self) -> dict[str, Any] | None:
+        """The policy last saved (`ExitPolicy.as_json()`'s shape), or None."""
+        rows = self.db.execute("SELECT policy FROM exit_policy WHERE id = 1")
+        return json.loads(rows[0][0]) if rows else None
+
+    def save_policy(self, policy: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO exit_policy VALUES (1, ?)", (json.dumps(policy),))
