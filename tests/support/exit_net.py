@@ -96,3 +96,11 @@ async def socks_get(port: int, host: str, dest_port: int) -> tuple[int, bytes]:
         return code, payload
     finally:
         writer.close()
+
+
+async def settled(*nodes: Node, timeout: float = 10.0) -> None:
+    """Until no exit connection is under way on `nodes` (each side counts a connection once its splice ended,
+    which may be a moment after the client saw the end of the data)."""
+    async with asyncio.timeout(timeout):
+        while any(n.exit.status()["active_count"] for n in nodes):
+            await asyncio.sleep(0.02)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.exit_net import BODY_SIZE, body, exit_pair, http_server, socks_get
+from support.exit_net import BODY_SIZE, body, exit_pair, http_server, settled, socks_get
 
 from peerloom.apps.exit.service import ExitRefused
 from peerloom.apps.exit.store import SERVED, USED, ExitStore
@@ -34,6 +34,7 @@ async def test_a_download_through_the_socks_proxy_is_byte_identical_and_accounte
         _, stderr = await proc.communicate()
         assert proc.returncode == 0, stderr.decode()
         assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(body()).digest()
+        await settled(exit_node, client)
         served = exit_node.exit.traffic()[SERVED][str(client.secure_host.peer_id)]
         used = client.exit.traffic()[USED][str(exit_node.secure_host.peer_id)]
         assert served == used, (served, used)  # the same connection, counted the same way on both sides
