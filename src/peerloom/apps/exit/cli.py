@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -199,8 +200,8 @@ def share(
     async def main(stop: asyncio.Event) -> int:
         async with Node(home_or_default(home), host=listen, settings=settings) as node:
             addrs = [str(a) for a in node.secure_addrs]
-            if as_json:
-                print_json({"policy": node.exit.policy.as_json(), "addrs": addrs})
+            if as_json:  # one line, at once: a script waits for it before it goes on
+                print(json.dumps({"policy": node.exit.policy.as_json(), "addrs": addrs}), flush=True)
             else:
                 out.print(f"exit for {len(peers)} peer(s); this node is {node.identity.peer_id}")
                 for addr in addrs:
@@ -250,7 +251,7 @@ def socks(
                 fail(f"cannot listen on {host}:{listen_port}: {exc.strerror}")
             try:
                 if as_json:
-                    print_json(server.status())
+                    print(json.dumps(server.status()), flush=True)
                 else:
                     out.print(f"SOCKS5 on {bound[0]}:{bound[1]} through {peer}")
                     err.print("Ctrl-C stops it")

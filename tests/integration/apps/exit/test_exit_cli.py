@@ -1,0 +1,82 @@
+"""`peerloom connect share|socks|status` as a user runs them, each command its own process on loopback: an exit
+and a SOCKS5 proxy through it, curl downloading through the proxy, the traffic shown by `status` on both homes
+afterwards; mistakes are one line and exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.cli import peerloom
+from support.exit_net import body, http_server
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@contextlib.asynccontextmanager
+async def command(*args: str) -> AsyncIterator[dict[str, Any]]:
+    """A long-running `peerloom` command: its first JSON line on stdout; SIGINT (by its PID) at the end."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "peerloom", *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise AssertionError((await proc.stderr.read()).decode()[-2000:])
+        yield json.loads(line)
+        os.kill(proc.pid, signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 20)
+        assert proc.returncode == 0, (await proc.stderr.read()).decode()[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_share_and_socks_commands_carry_a_download_and_status_shows_the_bytes(tmp_path: Path) -> None:
+    curl = shutil.which("curl")
+    assert curl, "curl (Debian) is the SOCKS5 client of this test"
+    exit_home, client_home = tmp_path / "exit", tmp_path / "client"
+    code, stdout, _ = await peerloom("id", "--home", str(client_home), "--json")
+    client_id = json.loads(stdout)["peer_id"]
+    out = tmp_path / "download.bin"
+    share = ("connect", "share", "--allow", client_id, "--allow-private", "--no-daemon", "--no-dht", "--listen",
+             "127.0.0.1", "--home", str(exit_home), "--json")
+    async with http_server() as http_port, command(*share, "--ports", str(http_port)) as shared:
+        assert shared["policy"]["allowed_peers"] == [client_id] and shared["policy"]["ports"] == [http_port]
+        async with command("connect", "socks", "--via", shared["addrs"][0], "--listen", "127.0.0.1:0",
+                           "--no-daemon", "--home", str(client_home), "--json") as proxy:
+            proc = await asyncio.create_subprocess_exec(
+                curl, "--silent", "--show-error", "--fail", "--max-time", "60", "--socks5-hostname",
+                proxy["listen"], f"http://127.0.0.1:{http_port}/data", "-o", str(out),
+                stderr=asyncio.subprocess.PIPE)
+            _, stderr = await proc.communicate()
+            assert proc.returncode == 0, stderr.decode()
+    assert out.read_bytes() == body()
+    code, stdout, _ = await peerloom("connect", "status", "--home", str(exit_home), "--json")
+    assert code == 0
+    served = json.loads(stdout)["traffic"]["served"][client_id]
+    exit_id = shared["addrs"][0].rsplit("/", 1)[1]
+    code, stdout, _ = await peerloom("connect", "status", "--home", str(client_home), "--json")
+    used = json.loads(stdout)["traffic"]["used"][exit_id]
+    assert served == used and served["connections"] == 1 and served["from_destination"] > len(body())
+
+
+@pytest.mark.parametrize("args", [
+    ("share", "--allow", "not-a-peer-id"),
+    ("share", "--allow", "12D3KooWGhR8gHJehxZyhDXu51yqP8Vt8iBSydFgVnQjBkvYXDQY", "--ports", "80,x"),
+    ("socks", "--via", "/ip4/127.0.0.1/tcp/4001"),
+    ("socks", "--via", "12D3KooWGhR8gHJehxZyhDXu51yqP8Vt8iBSydFgVnQjBkvYXDQY", "--listen", "0.0.0.0:1080"),
+])
+async def test_mistakes_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
+    code, stdout, stderr = await peerloom("connect", *args, "--home", str(tmp_path), "--no-daemon")
+    assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1, stderr
