@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
+import os
 import random
+import signal
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from support.swarm import fast_settings
 
 from peerloom.apps.exit.policy import ExitPolicy
 from peerloom.apps.exit.socks_server import SocksServer
+from peerloom.apps.exit.store import ExitStore
 from peerloom.node import Node
+from peerloom.state import State
 
 BODY_SIZE = 3 * 1024 * 1024 + 4321
 
@@ -104,3 +110,33 @@ async def settled(*nodes: Node, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while any(n.exit.status()["active_count"] for n in nodes):
             await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def long_command(*argv: str) -> AsyncIterator[dict[str, Any]]:
+    """A long-running command (`peerloom connect share|socks --json`): its first JSON line on stdout; SIGINT by its
+    PID at the end, which must make it exit 0 (killed if it lingers)."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if not line:
+            raise AssertionError((await proc.stderr.read()).decode()[-2000:])
+        yield json.loads(line)
+        os.kill(proc.pid, signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 20)
+        assert proc.returncode == 0, (await proc.stderr.read()).decode()[-2000:]
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def recorded_traffic(home: Path) -> dict[str, dict[str, dict[str, int]]]:
+    """role -> peer -> counts, as the state database of a node's home (not running) has them."""
+    state = State(home / "state.sqlite")
+    try:
+        return {role: {peer: t.as_json() for peer, t in peers.items()}
+                for role, peers in ExitStore(state).totals().items()}
+    finally:
+        state.close()

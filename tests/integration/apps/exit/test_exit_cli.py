@@ -5,41 +5,17 @@ afterwards; mistakes are one line and exit 2."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import shutil
-import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.cli import peerloom
-from support.exit_net import body, http_server
+from support.exit_net import body, http_server, long_command
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@contextlib.asynccontextmanager
-async def command(*args: str) -> AsyncIterator[dict[str, Any]]:
-    """A long-running `peerloom` command: its first JSON line on stdout; SIGINT (by its PID) at the end."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "peerloom", *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
-        if not line:
-            raise AssertionError((await proc.stderr.read()).decode()[-2000:])
-        yield json.loads(line)
-        os.kill(proc.pid, signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 20)
-        assert proc.returncode == 0, (await proc.stderr.read()).decode()[-2000:]
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+PEERLOOM = (sys.executable, "-m", "peerloom")
 
 
 async def test_share_and_socks_commands_carry_a_download_and_status_shows_the_bytes(tmp_path: Path) -> None:
@@ -51,9 +27,9 @@ async def test_share_and_socks_commands_carry_a_download_and_status_shows_the_by
     out = tmp_path / "download.bin"
     share = ("connect", "share", "--allow", client_id, "--allow-private", "--no-daemon", "--no-dht", "--listen",
              "127.0.0.1", "--home", str(exit_home), "--json")
-    async with http_server() as http_port, command(*share, "--ports", str(http_port)) as shared:
+    async with http_server() as http_port, long_command(*PEERLOOM, *share, "--ports", str(http_port)) as shared:
         assert shared["policy"]["allowed_peers"] == [client_id] and shared["policy"]["ports"] == [http_port]
-        async with command("connect", "socks", "--via", shared["addrs"][0], "--listen", "127.0.0.1:0",
+        async with long_command(*PEERLOOM, "connect", "socks", "--via", shared["addrs"][0], "--listen", "127.0.0.1:0",
                            "--no-daemon", "--home", str(client_home), "--json") as proxy:
             proc = await asyncio.create_subprocess_exec(
                 curl, "--silent", "--show-error", "--fail", "--max-time", "60", "--socks5-hostname",
