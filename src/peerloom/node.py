@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from peerloom.discovery.lsd_driver import LsdGroups
     from peerloom.discovery.mdns import MdnsService
     from peerloom.discovery.peer_record_driver import PeerRecords
+    from peerloom.net.nat.dcutr_driver import HolePuncher
+    from peerloom.net.relay.client import RelayClient
+    from peerloom.net.relay.server import RelayServer
     from peerloom.torrent.tracker_client import TrackerClient
 
 __all__ = ["BITTORRENT_PROTOCOL", "DuplicateTorrent", "Node", "ServiceStartError", "Settings", "default_home"]
@@ -107,6 +110,9 @@ class Node:
         self.state: State | None = None  # HOME/state.sqlite (opened at start): every store is a schema of it
         self.peers: PeerStore  # the peer store (made at start): what the node knows of secure-layer peers
         self.peer_records: PeerRecords | None = None  # signed peer records in the DHT (None when the DHT is off)
+        self.relay_server: RelayServer | None = None  # Circuit Relay v2 hop server (when `settings.relay_server`)
+        self.relay_client: RelayClient | None = None  # reservations on relays and the stop protocol (made at start)
+        self.hole_puncher: HolePuncher | None = None  # DCUtR: relayed connections upgraded (when `hole_punch`)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def __aenter__(self) -> Node:
@@ -150,6 +156,7 @@ class Node:
         await self._start_peer_store(stack)
         if self.settings.mdns:
             await self._start_mdns(stack)
+        await self._start_relay(stack)
         for service in self.services:
             await self._start_service(stack, service)
 
@@ -267,6 +274,28 @@ class Node:
             return
         stack.push_async_callback(mdns.close)
         self.mdns = mdns
+
+    async def _start_relay(self, stack: contextlib.AsyncExitStack) -> None:
+        """Circuit Relay v2 (see `peerloom.net.relay`): the relay server when `settings.relay_server`; the stop side
+        always (a peer reachable only through relays needs it), holding a reservation on each of `settings.relays`."""
+        from peerloom.net.relay.client import RelayClient
+        from peerloom.net.relay.server import RelayServer
+
+        if self.settings.relay_server:
+            server = self.relay_server = RelayServer(self.secure_host)
+            server.start()
+            stack.push_async_callback(server.close)
+        client = self.relay_client = RelayClient(self.secure_host)
+        client.start()
+        stack.push_async_callback(client.close)
+        for relay in self.settings.relays:
+            client.keep(relay)
+        if self.settings.hole_punch:
+            from peerloom.net.nat.dcutr_driver import HolePuncher
+
+            puncher = self.hole_puncher = HolePuncher(self.secure_host)
+            puncher.start()
+            stack.push_async_callback(puncher.close)
 
     async def stop(self) -> None:
         """Stop the services in reverse order, then close what they shared."""

@@ -58,3 +58,9 @@ class Settings:
     exit_allow_private: bool = False
     exit_rate: int = 0
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
+    # Circuit Relay v2 (peerloom.net.relay): serve as a relay for others; hold reservations on these relays
+    # (multiaddrs ending in /p2p/RELAY) so peers reach us at RELAY/p2p-circuit; upgrade relayed connections to
+    # direct ones by hole punching (DCUtR)
+    relay_server: bool = False
+    relays: list[str] = field(default_factory=list)
+    hole_punch: bool = True

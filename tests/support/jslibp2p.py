@@ -263,11 +263,27 @@ class JsPeer:
     ) -> AsyncIterator[JsPeer]:
         """Start `node peer.mjs listen`, yield it once it printed its peer id and addresses,
         and stop it (SIGTERM to its PID, then SIGKILL) on exit. `key`: hex protobuf private key."""
-        args = [_node(), str(PEER_SCRIPT), "listen", "--port", str(port), "--host", host]
+        args = ["listen", "--port", str(port), "--host", host]
         if key is not None:
             args += ["--key", key]
         if agent is not None:
             args += ["--agent", agent]
+        async with cls.run(PEER_SCRIPT, args, startup_timeout=startup_timeout, env=env) as peer:
+            yield peer
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def run(
+        cls,
+        script: Path,
+        script_args: list[str],
+        *,
+        startup_timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> AsyncIterator[JsPeer]:
+        """Start `node SCRIPT ARGS...` (a script of tests/interop/js whose first JSON line has `peer_id` and
+        `addrs`), yield it with its later lines pumped into `events`, and stop it by its PID on exit."""
+        args = [_node(), str(script), *script_args]
         fd, stderr_name = tempfile.mkstemp(prefix="jslibp2p-listen-", suffix=".log")
         stderr_path = Path(stderr_name)
         proc: asyncio.subprocess.Process | None = None

@@ -30,6 +30,7 @@ SANS_IO = [
         f"peerloom.codec.{p.stem}" for p in (SRC / "peerloom" / "codec").glob("*.py") if p.stem != "__init__"
     ),
     "peerloom.net.multistream", "peerloom.net.noise", "peerloom.net.yamux", "peerloom.net.identify",
+    "peerloom.net.relay.messages", "peerloom.net.relay.reservations", "peerloom.net.nat.dcutr",
     "peerloom.dht.krpc", "peerloom.dht.node", "peerloom.dht.routing", "peerloom.dht.lookup", "peerloom.dht.storage",
     "peerloom.dht.bep44",
     "peerloom.discovery.lsd", "peerloom.discovery.mdns_records", "peerloom.discovery.peer_record",

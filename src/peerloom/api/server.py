@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from peerloom.api import peers
+from peerloom.api import connections, peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.exit import api as exit_api
 from peerloom.apps.pubsub import api as pubsub_api
@@ -341,6 +341,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_put(f"{v1}/torrents/{{id}}/files", set_files)
     app.router.add_put(f"{v1}/torrents/{{id}}/limits", set_torrent_limits)
     app.router.add_routes(peers.routes(daemon, v1))
+    app.router.add_routes(connections.routes(daemon, v1))
     app.router.add_get(EVENTS_PATH, events)
     pubsub_api.mount(app, daemon)  # each app's own routes
     exit_api.mount(app, daemon)

@@ -15,10 +15,10 @@ import typer
 
 from peerloom.apps.exit import cli as connect
 from peerloom.apps.pubsub import cli as pubsub
-from peerloom.cli import daemon, demo, dht, discovery, files, net, transfer
+from peerloom.cli import daemon, demo, dht, discovery, files, net, relay, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, connect, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, connect, demo, relay)
 
 
 def version_callback(value: bool) -> None:

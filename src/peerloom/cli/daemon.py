@@ -19,6 +19,7 @@ from peerloom.cli.common import (
     human_size,
     out,
     parse_host_port,
+    parse_multiaddr,
     parse_size,
     print_json,
     printable,
@@ -61,6 +62,14 @@ def daemon(
     no_mdns: NoMdnsOption = False,
     encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
+    relay_server: Annotated[bool, typer.Option(
+        "--relay-server", help="Relay for other nodes (Circuit Relay v2 hop: reservations and limited circuits).")]
+    = False,
+    relay: Annotated[list[str] | None, typer.Option(
+        "--relay", help="Hold a reservation on this relay, MULTIADDR ending in /p2p/RELAY (repeatable): peers reach "
+                        "this node at MULTIADDR/p2p-circuit/p2p/US.")] = None,
+    no_hole_punch: Annotated[bool, typer.Option(
+        "--no-hole-punch", help="Keep relayed connections relayed (no DCUtR upgrade to a direct one).")] = False,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
@@ -74,6 +83,9 @@ def daemon(
     settings = usage(lambda: node_settings(no_dht=no_dht, no_lsd=no_lsd, no_mdns=no_mdns, bootstrap=bootstrap,
                                            public_bootstrap=public_bootstrap, dht_port=dht_port,
                                            encryption=encryption))
+    settings.relay_server = relay_server
+    settings.relays = [str(usage(lambda r=r: parse_multiaddr(r, "--relay"))) for r in relay or []]
+    settings.hole_punch = not no_hole_punch
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")

@@ -88,9 +88,13 @@ class Connection(asyncio.BufferedProtocol):
         on_stream: Callable[[Stream], None] | None = None,
         on_close: Callable[[Connection], None] | None = None,
         max_streams: int = yamux.MAX_STREAMS,
+        role_for: Callable[[tuple[str, int] | None], bool | None] | None = None,
     ) -> None:
         self.identity = identity
         self.initiator = initiator
+        # an accepted socket may have to play the initiator: a hole punch's TCP simultaneous open, where DCUtR gives
+        # the roles (`role_for(remote address)` answers True/False for such an address, None for any other)
+        self._role_for = role_for
         self.expected_peer = expected_peer
         self.remote_peer: PeerId | None = None
         self.remote_address: tuple[str, int] | None = None
@@ -101,6 +105,10 @@ class Connection(asyncio.BufferedProtocol):
         self.streams: dict[int, Stream] = {}
         self.last_active = time.monotonic()
         self.info: Any = None  # what identify learnt of the remote (set by the host)
+        # Carried by a relay (Circuit Relay v2): limited in time and bytes, and only protocols that run on limited
+        # connections are served over it (set by the host, which runs this connection over the relay's stream).
+        self.limited = False
+        self.relay: PeerId | None = None
         self._on_open = on_open
         self._on_stream = on_stream
         self._on_close = on_close
@@ -134,6 +142,8 @@ class Connection(asyncio.BufferedProtocol):
         peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
         self.remote_address = (peer[0], peer[1]) if peer else None
         self.local_address = (local[0], local[1]) if local else None
+        if self._role_for is not None and (role := self._role_for(self.remote_address)) is not None:
+            self.initiator = role
         loop = asyncio.get_running_loop()
         self._timers.append(loop.call_later(HANDSHAKE_TIMEOUT, self._upgrade_timeout))
         select = multistream.Dialer if self.initiator else multistream.Listener

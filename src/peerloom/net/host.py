@@ -15,6 +15,13 @@ allow our key" rather than retrying for ever, and `ProtocolNotSupported` for one
 wire message for a refusal; this is the only signal we read as one.
 
 Peer events (connected, identified with its protocols and addresses, disconnected) reach whoever `subscribe`s.
+
+Relayed connections (Circuit Relay v2, `peerloom.net.relay`): `connect` dials a `/…/p2p/RELAY/p2p-circuit/p2p/PEER`
+address by a hop CONNECT on a stream to the relay, and runs Noise + yamux over that stream as over TCP
+(`upgrade_stream`; the stop side does the same with the stream the relay opened to it). Such a connection is
+`limited`: its streams are served only for protocols set with `limited=True` (identify and ping are; js-libp2p's
+`runOnLimitedConnection`), others get `na`; `new_stream` opens one over it only when asked with `limited=True`. A
+direct connection to a peer replaces a relayed one (that is DCUtR's upgrade), never the other way round.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -44,7 +52,9 @@ from peerloom.net.identify import (
     decode_identify,
     encode_identify,
 )
-from peerloom.net.stream import Stream, StreamError
+from peerloom.net.relay.messages import HOP_PROTOCOL
+from peerloom.net.relay.wire import hop_connect
+from peerloom.net.stream import Stream, StreamError, StreamTransport
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,7 @@ Admission = Callable[[PeerId, str], bool]  # may this peer open a stream of this
 NEGOTIATION_TIMEOUT = 10.0
 DIAL_TIMEOUT = 15.0
 MAX_PEER_INFO = 1024  # identify results remembered after their connection closed
+PUNCH_GRACE = 5.0  # seconds an accepted socket from a punched address still takes the punch's role
 REFUSAL_IDENTIFY_WAIT = 3.0  # after `na`: how long to wait for identify to say whether the protocol is advertised
 
 
@@ -93,6 +104,7 @@ PeerEvent = PeerConnected | PeerIdentified | PeerDisconnected
 class _Route:
     handler: Handler
     admits: Admission | None
+    limited: bool  # served over limited (relayed) connections too
 
 
 @dataclass
@@ -124,10 +136,11 @@ class Host:
         self._servers: list[asyncio.base_events.Server] = []
         self._tasks: set[asyncio.Task] = set()
         self._listen_addrs: list[Multiaddr] = []
+        self._punching: dict[tuple[str, int], bool] = {}  # hole punches under way: address -> our role (initiator?)
         self._trim_task: asyncio.Task | None = None
         self.peer_info: OrderedDict[PeerId, IdentifyInfo] = OrderedDict()  # what identify told us, latest last
-        self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify)
-        self.set_handler(PING_PROTOCOL, _answer_ping)
+        self.set_handler(IDENTIFY_PROTOCOL, self._answer_identify, limited=True)
+        self.set_handler(PING_PROTOCOL, _answer_ping, limited=True)
 
     async def __aenter__(self) -> Host:
         return self
@@ -136,10 +149,12 @@ class Host:
         await self.close()
 
     # -- configuration ---------------------------------------------------------------------------
-    def set_handler(self, protocol: str, handler: Handler, admits: Admission | None = None) -> None:
-        """Serve `protocol` with `handler`, to the peers `admits(peer, protocol)` accepts (every peer without it).
-        A refused peer gets `na` while identify keeps listing the protocol (see the module docstring)."""
-        self._routes[protocol] = _Route(handler, admits)
+    def set_handler(self, protocol: str, handler: Handler, admits: Admission | None = None, *,
+                    limited: bool = False) -> None:
+        """Serve `protocol` with `handler`, to the peers `admits(peer, protocol)` accepts (every peer without it),
+        over limited (relayed) connections too when `limited`. A refused peer gets `na` while identify keeps listing
+        the protocol (see the module docstring)."""
+        self._routes[protocol] = _Route(handler, admits, limited)
 
     def remove_handler(self, protocol: str) -> None:
         self._routes.pop(protocol, None)
@@ -164,14 +179,27 @@ class Host:
 
     @property
     def listen_addrs(self) -> list[Multiaddr]:
-        """Where we listen, each ending in our /p2p/ id."""
+        """Where we listen, each ending in our /p2p/ id (relay circuit addresses included)."""
         return [a.encapsulate(f"/p2p/{self.peer_id}") for a in self._listen_addrs]
+
+    def add_listen_addr(self, addr: Multiaddr) -> None:
+        """Announce an address we are reachable at without a socket of our own (`/…/p2p/RELAY/p2p-circuit` while
+        we hold a reservation on that relay)."""
+        if addr not in self._listen_addrs:
+            self._listen_addrs.append(addr)
+
+    def remove_listen_addr(self, addr: Multiaddr) -> None:
+        if addr in self._listen_addrs:
+            self._listen_addrs.remove(addr)
 
     # -- listening and dialling ------------------------------------------------------------------
     async def listen(self, addr: Multiaddr | str = "/ip4/0.0.0.0/tcp/0") -> Multiaddr:
         host, port = Multiaddr(addr).to_host_port() if isinstance(addr, str) else addr.to_host_port()
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: self._connection(initiator=False), host, port)
+        # SO_REUSEPORT: hole punches dial from this very port, so that the NAT's mapping for it is the one the peer
+        # was told to dial (DCUtR's TCP simultaneous open)
+        server = await loop.create_server(lambda: self._connection(initiator=False, role_for=self._punch_role),
+                                          host, port, reuse_port=True)
         self._servers.append(server)
         bound = []
         for sock in server.sockets:
@@ -212,6 +240,8 @@ class Host:
                 self._dialing.pop(expected, None)
 
     async def _dial(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        if addr.value_for("p2p-circuit") is not None:
+            return await self._dial_circuit(addr, expected)
         host, port = addr.to_host_port()
         loop = asyncio.get_running_loop()
         try:
@@ -223,7 +253,88 @@ class Host:
         await conn.ready
         return conn
 
-    def _connection(self, *, initiator: bool, expected_peer: PeerId | None = None) -> Connection:
+    async def _dial_circuit(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        """A relayed connection: CONNECT on a hop stream to the relay, then Noise + yamux over that stream."""
+        text = str(addr)
+        relay_part, _, _ = text.partition("/p2p-circuit")
+        if expected is None or not relay_part:
+            raise LinkError(f"{addr}: a circuit address needs the relay's address before /p2p-circuit and /p2p/PEER")
+        relay_addr = Multiaddr(relay_part)
+        relay = relay_addr.peer_id
+        if relay is None:
+            raise LinkError(f"{addr}: the relay's part must end in its /p2p/ id")
+        if relay in self.connections and not self.connections[relay].closed:
+            stream = await self.new_stream(relay, [HOP_PROTOCOL])
+        else:
+            stream = await self.new_stream(relay_addr, [HOP_PROTOCOL])
+        try:
+            await hop_connect(stream, expected)
+        except BaseException:
+            stream.reset()
+            raise
+        return await self.upgrade_stream(stream, initiator=True, expected_peer=expected, relay=relay)
+
+    async def upgrade_stream(self, stream: Stream, *, initiator: bool, expected_peer: PeerId | None,
+                             relay: PeerId) -> Connection:
+        """Run a secure connection (Noise + yamux) over `stream`, which `relay` carries: a *limited* connection.
+        The dialler of the circuit is the initiator; the stop side (a relay opened the stream to us) is not."""
+        conn = self._connection(initiator=initiator, expected_peer=expected_peer)
+        conn.limited = True
+        conn.relay = relay
+        StreamTransport(stream, conn, extra={"peername": None, "sockname": None})
+        await conn.ready
+        return conn
+
+    async def punch(self, addr: Multiaddr, peer: PeerId, *, initiator: bool) -> Connection:
+        """One TCP dial of a hole punch (DCUtR): from our listening port to `addr`, as the secure connection's
+        `initiator` or responder whichever side's SYN wins; while it runs, a socket the listener accepts from that
+        address takes the same role (the peer's SYN may reach our listener first). A direct connection that opens
+        replaces the relayed one (see `_opened`)."""
+        host, port = addr.to_host_port()
+        family = "ip6" if ":" in host else "ip4"
+        own = [a for a in self._listen_addrs if a.value_for(family) is not None and a.value_for("tcp") is not None]
+        if not own:
+            raise LinkError(f"a hole punch to {addr} needs a listening {family} port to dial from")
+        local_host, local_port = own[0].to_host_port()
+        loop = asyncio.get_running_loop()
+        host, port = await self.expect_punch(addr, initiator=initiator)
+        sock = socket.socket(socket.AF_INET6 if family == "ip6" else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            sock.bind((local_host, local_port))
+            async with asyncio.timeout(DIAL_TIMEOUT):
+                await loop.sock_connect(sock, (host, port))
+                _, conn = await loop.create_connection(
+                    lambda: self._connection(initiator=initiator, expected_peer=peer), sock=sock)
+                await conn.ready
+            return conn
+        except (OSError, TimeoutError) as exc:
+            sock.close()
+            raise LinkError(f"hole punch to {addr} failed: {exc}") from None
+
+    async def expect_punch(self, addr: Multiaddr, *, initiator: bool) -> tuple[str, int]:
+        """From now until PUNCH_GRACE after the punch, a socket our listener accepts from `addr` (the peer's SYN
+        reaching it before ours left) plays the punch's role; returns (IP, port) of `addr` (a /dns4/ name resolved).
+        Call it as soon as the address is known: the peer may dial before we do."""
+        host, port = addr.to_host_port()
+        family = socket.AF_INET6 if ":" in host or addr.value_for("ip6") is not None else socket.AF_INET
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise LinkError(f"hole punch to {addr}: cannot resolve {host}: {exc}") from None
+        key = (str(infos[0][4][0]), port)
+        self._punching[key] = initiator
+        asyncio.get_running_loop().call_later(
+            PUNCH_GRACE + DIAL_TIMEOUT, lambda: self._punching.get(key) is initiator and self._punching.pop(key))
+        return key
+
+    def _punch_role(self, address: tuple[str, int] | None) -> bool | None:
+        return self._punching.get(address) if address is not None else None
+
+    def _connection(self, *, initiator: bool, expected_peer: PeerId | None = None,
+                    role_for: Callable[[tuple[str, int] | None], bool | None] | None = None) -> Connection:
         conn = Connection(
             self.identity,
             initiator=initiator,
@@ -232,6 +343,7 @@ class Host:
             on_stream=self._incoming_stream,
             on_close=self._closed,
             max_streams=self.limits.max_streams_per_connection,
+            role_for=role_for,
         )
         self._pending.add(conn)
         return conn
@@ -246,10 +358,12 @@ class Host:
             return False
         old = self.connections.get(peer)
         if old is not None and not old.closed:
-            # both sides dialled at once: keep the connection dialled by the lower PeerId, on both ends
-            keep_new = (conn.initiator and self.peer_id.multihash < peer.multihash) or (
-                not conn.initiator and peer.multihash < self.peer_id.multihash
-            )
+            if old.limited != conn.limited:  # a direct connection wins over a relayed one (DCUtR's upgrade)
+                keep_new = old.limited
+            else:  # both sides dialled at once: keep the connection dialled by the lower PeerId, on both ends
+                keep_new = (conn.initiator and self.peer_id.multihash < peer.multihash) or (
+                    not conn.initiator and peer.multihash < self.peer_id.multihash
+                )
             if not keep_new:
                 conn.close("duplicate connection")
                 return False
@@ -268,15 +382,44 @@ class Host:
             del self.connections[conn.remote_peer]
             self._emit(PeerDisconnected(conn.remote_peer, conn.close_reason))
 
+    def observed_addrs(self) -> list[Multiaddr]:
+        """The addresses peers told us (identify's observedAddr) they see us at over direct connections, each once."""
+        seen: list[Multiaddr] = []
+        for conn in self.connections.values():
+            observed = getattr(conn.info, "observed_addr", None)
+            if not conn.limited and observed is not None and observed not in seen:
+                seen.append(observed)
+        return seen
+
+    def connection_info(self) -> list[dict[str, object]]:
+        """Each open connection as JSON: the peer, direct or relayed (through which relay), who dialled, where."""
+        info = []
+        for peer, conn in self.connections.items():
+            address = conn.remote_address
+            info.append({
+                "peer_id": str(peer),
+                "kind": "relayed" if conn.limited else "direct",
+                "relay": str(conn.relay) if conn.relay is not None else None,
+                "direction": "outbound" if conn.initiator else "inbound",
+                "address": f"{address[0]}:{address[1]}" if address else None,
+                "streams": len(conn.streams),
+            })
+        return info
+
     # -- streams ---------------------------------------------------------------------------------
-    async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str]) -> Stream:
-        """A stream to `peer` speaking the first of `protocols` it supports (multistream-select)."""
+    async def new_stream(self, peer: PeerId | Multiaddr | str, protocols: Iterable[str], *,
+                         limited: bool = False) -> Stream:
+        """A stream to `peer` speaking the first of `protocols` it supports (multistream-select); over a limited
+        (relayed) connection only when `limited` (the protocol is one that runs on them)."""
         if isinstance(peer, PeerId):
             conn = self.connections.get(peer)
             if conn is None or conn.closed:
                 raise LinkError(f"not connected to {peer}; dial a multiaddr of it first")
         else:
             conn = await self.connect(peer)
+        if conn.limited and not limited:
+            raise LinkError(f"the connection to {conn.remote_peer} is relayed (limited): "
+                            f"{', '.join(protocols)} does not run over it")
         protocols = list(protocols)
         stream = None
         try:
@@ -307,18 +450,20 @@ class Host:
     def _incoming_stream(self, stream: Stream) -> None:
         self._spawn(self._serve_stream(stream))
 
-    def _admits(self, peer: PeerId, protocol: str) -> bool:
+    def _admits(self, peer: PeerId, protocol: str, limited: bool = False) -> bool:
         """Whether `peer` may open a stream of `protocol`: identify and ping are served to every peer, each other
-        protocol to the peers its own rule admits (admission per protocol, never per connection)."""
+        protocol to the peers its own rule admits (admission per protocol, never per connection); over a `limited`
+        connection, only protocols set to run on one."""
         route = self._routes.get(protocol)
-        if route is None:
+        if route is None or (limited and not route.limited):
             return False
         return route.admits is None or protocol in (IDENTIFY_PROTOCOL, PING_PROTOCOL) or route.admits(peer, protocol)
 
     async def _serve_stream(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        limited = bool(getattr(stream.connection, "limited", False))
         try:
-            protocol = await _negotiate(stream, multistream.Listener(lambda p: self._admits(peer, p)))
+            protocol = await _negotiate(stream, multistream.Listener(lambda p: self._admits(peer, p, limited)))
         except (PeerloomError, TimeoutError) as exc:
             log.debug("negotiation on %r failed: %r", stream, exc)
             stream.reset()
@@ -365,7 +510,7 @@ class Host:
         """Ask a new connection's peer who it is (as every libp2p node does on connect)."""
         assert conn.remote_peer is not None
         try:
-            stream = await self.new_stream(conn.remote_peer, [IDENTIFY_PROTOCOL])
+            stream = await self.new_stream(conn.remote_peer, [IDENTIFY_PROTOCOL], limited=True)
             async with asyncio.timeout(NEGOTIATION_TIMEOUT):
                 data = b""
                 while (frame := read_frame(data, MAX_IDENTIFY_SIZE)) is None:
@@ -401,7 +546,7 @@ class Host:
 
     async def ping(self, peer: PeerId | Multiaddr | str, count: int = 1) -> list[float]:
         """Round trip times in seconds of `count` pings over one ping stream."""
-        stream = await self.new_stream(peer, [PING_PROTOCOL])
+        stream = await self.new_stream(peer, [PING_PROTOCOL], limited=True)
         rtts = []
         try:
             for _ in range(count):

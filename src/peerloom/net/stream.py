@@ -210,14 +210,20 @@ class Stream:
 
 
 class StreamTransport:
-    """Runs any asyncio.Protocol over a Stream, as if over a socket: the same protocol code (the BitTorrent
-    peer wire, for one) serves plain TCP and secure streams. Writes queue here and go out in order; past
-    `high_water` queued bytes the protocol is paused, as a socket's transport would do."""
+    """Runs any asyncio.Protocol (or BufferedProtocol) over a Stream, as if over a socket: the same protocol code (the
+    BitTorrent peer wire, a whole secure connection carried by a relay) serves plain TCP and secure streams. Writes
+    queue here and go out in order; past `high_water` queued bytes the protocol is paused, as a socket's transport
+    would do. `extra` overrides what `get_extra_info` answers (a relayed connection has no socket address of its
+    own: it passes `{"peername": None, "sockname": None}`)."""
 
-    def __init__(self, stream: Stream, protocol: asyncio.Protocol, *, high_water: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, stream: Stream, protocol: asyncio.BaseProtocol, *, high_water: int = 4 * 1024 * 1024,
+                 extra: dict[str, object] | None = None) -> None:
         self.stream = stream
         self.protocol = protocol
         self._high = high_water
+        self._extra = extra or {}
+        self._reading = asyncio.Event()  # cleared while the protocol paused reading
+        self._reading.set()
         self._queue: deque[bytes | memoryview] = deque()
         self._queued = 0
         self._paused = False
@@ -242,6 +248,8 @@ class StreamTransport:
 
     # -- the transport interface the protocol uses -------------------------------------------------
     def get_extra_info(self, name: str, default: object = None) -> object:
+        if name in self._extra:
+            return self._extra[name]
         conn = self.stream.connection
         return {
             "peername": conn.remote_address,
@@ -256,6 +264,12 @@ class StreamTransport:
 
     def is_closing(self) -> bool:
         return self._closing
+
+    def pause_reading(self) -> None:
+        self._reading.clear()
+
+    def resume_reading(self) -> None:
+        self._reading.set()
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._closing or not data:
@@ -288,9 +302,18 @@ class StreamTransport:
     # -- the pumps ---------------------------------------------------------------------------------
     async def _read_loop(self) -> None:
         error: Exception | None = None
+        protocol = self.protocol
         try:
-            while data := await self.stream.read():
-                self.protocol.data_received(data)
+            while True:
+                if not self._reading.is_set():
+                    await self._reading.wait()
+                data = await self.stream.read()
+                if not data:
+                    break
+                if isinstance(protocol, asyncio.BufferedProtocol):
+                    _feed_buffered(protocol, data)
+                else:
+                    protocol.data_received(data)  # type: ignore[attr-defined]
         except StreamError as exc:
             error = exc
         self._finish(error)
@@ -325,3 +348,14 @@ class StreamTransport:
                 task.cancel()
         self._closed.set_result(None)
         self.protocol.connection_lost(error)
+
+
+def _feed_buffered(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
+    """Copy `data` into the buffers a BufferedProtocol hands out, as the event loop does for a socket."""
+    view = memoryview(data)
+    while view:
+        buffer = protocol.get_buffer(len(view))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        protocol.buffer_updated(size)
+        view = view[size:]
