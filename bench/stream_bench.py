@@ -12,6 +12,9 @@ one process per side on this two-core machine. Measured in one run:
                 buffers, the receiver a BufferedProtocol that `decrypt_into`s one reused buffer; no handshake,
                 no yamux: what Python moves here with the cipher alone. ratio_secure_vs_cipher: goal >= 0.60;
   secure1       one peerloom Host dialing another and writing `--size` bytes on one /peerloom/sink/1.0.0 stream;
+  relay         secure1's stream through a peerloom Circuit Relay v2 server (a third process, no circuit limits):
+                the sink reserves on the relay, the client dials its /p2p-circuit address; the stream is encrypted
+                end to end inside the two secure connections to the relay. ratio_relay_vs_direct: goal >= 0.50;
   secure16      the same bytes over `--streams` parallel streams of one connection (size/streams each);
   handshake     fresh connections per second (TCP + multistream + Noise XX + yamux + one ping, then close),
                 sequential and with `--concurrency` workers (see stream_node.handshake_client);
@@ -46,7 +49,8 @@ NODE_SCRIPT = HERE / "stream_node.py"
 GOAL_RATIO = 0.70
 GOAL_RATIO_CIPHER = 0.60  # issue 18: one secure yamux stream against the bare framed cipher stream
 JS_CAP = 1 << 30
-STEPS = ("raw", "cipher", "secure1", "secure16", "handshake", "js")
+GOAL_RATIO_RELAY = 0.50  # issue 18: one stream through a peerloom relay against one direct secure stream
+STEPS = ("raw", "cipher", "secure1", "relay", "secure16", "handshake", "js")
 STOP_GRACE = 15.0
 TIMEOUT = 900.0
 
@@ -179,6 +183,30 @@ async def measure_secure(
         "receiver_cpu_util": round(receiver["cpu_s"] / receiver["seconds"], 2),
         # what the busier side's CPU time alone allows: a figure less hurt by other load on a shared machine
         "cpu_bound_MBps": mbps(size, max(res["cpu_s"], receiver["cpu_s"])),
+    }
+
+
+async def measure_relay(size: int, chunk: int) -> dict[str, Any]:
+    """One stream from a client to a sink that is reachable only through a relay (three processes)."""
+    async with server("relay-server") as (relay, relay_hello):
+        node = await Node.start("host-server", "--relay", relay_hello["addr"])
+        try:
+            hello = await node.line(60.0)
+            res = await run_client("host-client", hello["addr"], str(size), "--chunk", str(chunk), "--limited")
+            receiver = await node.line(30.0, event="sinks_done")
+        finally:
+            await node.stop()
+        await relay.stop()
+        relay_exit = await relay.line(30.0, event="exit")
+    check_count(res, size, "peerloom through a relay")
+    return {
+        "MBps": mbps(size, res["seconds"]),
+        "seconds": round(res["seconds"], 3),
+        "sender_cpu_s": res["cpu_s"],
+        "receiver_cpu_s": receiver["cpu_s"],
+        "relay_cpu_s": relay_exit["cpu_s"],
+        "relayed_bytes": relay_exit["relayed_bytes"],
+        "cpu_bound_MBps": mbps(size, max(res["cpu_s"], receiver["cpu_s"], relay_exit["cpu_s"])),
     }
 
 
@@ -318,6 +346,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             # the same ratio from CPU time (bytes per CPU second of the busier side): steadier on a shared host
             result["ratio_secure_vs_cipher_cpu_bound"] = round(
                 one["cpu_bound_MBps"] / details["cipher_ref"]["cpu_bound_MBps"], 3)
+    if "relay" in steps:
+        log(f"peerloom, 1 stream through a peerloom relay, {size} bytes")
+        details["relay_1stream"] = relayed = await measure_relay(size, chunk)
+        result["relay_1stream_MBps"] = relayed["MBps"]
+        log(f"peerloom 1 stream through a relay: {relayed['MBps']} MB/s")
+        if "secure_1stream_MBps" in result:
+            result["ratio_relay_vs_direct"] = round(relayed["MBps"] / result["secure_1stream_MBps"], 3)
+            result["goal_ratio_relay_vs_direct"] = GOAL_RATIO_RELAY
+            result["ratio_relay_vs_direct_cpu_bound"] = round(
+                relayed["cpu_bound_MBps"] / details["secure_1stream"]["cpu_bound_MBps"], 3)
     if "secure16" in steps:
         log(f"peerloom, {args.streams} streams, {size} bytes")
         details["secure_streams"] = many = await measure_secure(size, chunk, args.streams)

@@ -4,8 +4,9 @@
     python bench/stream_node.py raw-client PORT SIZE [--chunk BYTES]
     python bench/stream_node.py cipher-server
     python bench/stream_node.py cipher-client PORT SIZE [--chunk BYTES]
-    python bench/stream_node.py host-server
-    python bench/stream_node.py host-client MULTIADDR SIZE [--streams N] [--chunk BYTES]
+    python bench/stream_node.py host-server [--relay MULTIADDR]
+    python bench/stream_node.py host-client MULTIADDR SIZE [--streams N] [--chunk BYTES] [--limited]
+    python bench/stream_node.py relay-server
     python bench/stream_node.py handshake-client MULTIADDR [--count N] [--concurrency C]
 
 Servers print one JSON line once they listen ({"port"} or {"addr"}), serve until their stdin closes (or
@@ -336,13 +337,41 @@ async def sink(stream: Stream) -> None:
         STATS.end(count)
 
 
-async def host_server() -> None:
+async def host_server(relay: str | None) -> None:
+    """The sink, at its own address, or (with `relay`) reachable only through a reservation on that relay: its
+    announced address is then the /p2p-circuit one, and the sink runs on limited (relayed) connections."""
     async with Host(Identity.generate()) as host:
-        host.set_handler(SINK_PROTOCOL, sink)
+        host.set_handler(SINK_PROTOCOL, sink, limited=relay is not None)
         addr = await host.listen("/ip4/127.0.0.1/tcp/0")
+        client = None
+        if relay is not None:
+            from peerloom.net.relay.client import RelayClient
+
+            client = RelayClient(host)
+            client.start()
+            held = await client.reserve(relay)
+            addr = held.circuit_addr.encapsulate(f"/p2p/{host.peer_id}")
         emit({"addr": str(addr)})
         await until_stopped()
+        if client is not None:
+            await client.close()
     emit({"event": "exit", **cpu_since((0.0, 0.0, 0))})
+
+
+async def relay_server() -> None:
+    """A Circuit Relay v2 hop server without circuit limits (the bench moves gigabytes through it)."""
+    from peerloom.net.relay.reservations import RelayLimits
+    from peerloom.net.relay.server import RelayServer
+
+    async with Host(Identity.generate()) as host:
+        server = RelayServer(host, RelayLimits(circuit_duration=0, circuit_data=0))
+        server.start()
+        addr = await host.listen("/ip4/127.0.0.1/tcp/0")
+        emit({"addr": str(addr)})
+        cpu0 = cpu_mark()
+        await until_stopped()
+        emit({"event": "exit", "relayed_bytes": server.relayed_bytes, **cpu_since(cpu0)})
+        await server.close()
 
 
 async def send_sink(stream: Stream, size: int, block: bytes) -> int:
@@ -357,11 +386,12 @@ async def send_sink(stream: Stream, size: int, block: bytes) -> int:
     return int.from_bytes(await stream.readexactly(COUNT), "big")
 
 
-async def host_client(addr: str, size: int, streams: int, chunk: int) -> None:
+async def host_client(addr: str, size: int, streams: int, chunk: int, limited: bool = False) -> None:
     block = os.urandom(chunk)
     shares = [size // streams + (1 if i < size % streams else 0) for i in range(streams)]
     async with Host(Identity.generate()) as host:
-        opened = [await host.new_stream(addr, [SINK_PROTOCOL]) for _ in range(streams)]  # negotiated, untimed
+        # negotiated, untimed; `limited`: the address is a /p2p-circuit one
+        opened = [await host.new_stream(addr, [SINK_PROTOCOL], limited=limited) for _ in range(streams)]
         cpu0 = cpu_mark()
         start = time.perf_counter()
         counts = await asyncio.gather(*(send_sink(s, n, block) for s, n in zip(opened, shares, strict=True)))
@@ -437,12 +467,15 @@ def main() -> None:
     p.add_argument("port", type=int)
     p.add_argument("size", type=parse_size)
     p.add_argument("--chunk", type=parse_size, default=1 << 20)
-    sub.add_parser("host-server")
+    p = sub.add_parser("host-server")
+    p.add_argument("--relay", default=None)
     p = sub.add_parser("host-client")
     p.add_argument("addr")
     p.add_argument("size", type=parse_size)
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--chunk", type=parse_size, default=1 << 20)
+    p.add_argument("--limited", action="store_true")
+    sub.add_parser("relay-server")
     p = sub.add_parser("handshake-client")
     p.add_argument("addr")
     p.add_argument("--count", type=int, default=200)
@@ -459,9 +492,11 @@ def main() -> None:
     elif args.command == "cipher-client":
         coro = cipher_client(args.port, args.size, args.chunk)
     elif args.command == "host-server":
-        coro = host_server()
+        coro = host_server(args.relay)
+    elif args.command == "relay-server":
+        coro = relay_server()
     elif args.command == "host-client":
-        coro = host_client(args.addr, args.size, args.streams, args.chunk)
+        coro = host_client(args.addr, args.size, args.streams, args.chunk, args.limited)
     else:
         coro = handshake_client(args.addr, args.count, args.concurrency)
     asyncio.run(coro)
