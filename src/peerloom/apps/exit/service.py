@@ -22,7 +22,9 @@ import itertools
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from peerloom.apps.exit.policy import ExitPolicy, PeerBuckets
 from peerloom.apps.exit.splice import splice
@@ -199,10 +201,18 @@ class ExitService:
         return stream
 
     async def carry(self, peer: PeerId, dest: Destination, stream: Stream, reader: asyncio.StreamReader,
-                    writer: asyncio.StreamWriter) -> None:
-        """Splice a local connection to a stream `open` returned, counting it as used through `peer`."""
+                    writer: asyncio.StreamWriter, early: bytes = b"") -> None:
+        """Splice a local connection to a stream `open` returned, counting it as used through `peer`; `early` is
+        what the local client sent before it was told the connection stands (sent first)."""
         active = ActiveConnection(peer, USED, dest, time.time())
-        await self._run(active, splice(stream, reader, writer, active.traffic, exit_side=False))
+
+        async def work() -> None:
+            if early:
+                await stream.write(early)
+                active.traffic.to_destination += len(early)
+            await splice(stream, reader, writer, active.traffic, exit_side=False)
+
+        await self._run(active, work())
 
     async def _run(self, active: ActiveConnection, work: object) -> None:
         key = next(self._ids)
@@ -239,18 +249,27 @@ class ExitService:
         return self.store
 
 
-async def _read_request(stream: Stream) -> tuple[Destination, bytes]:
-    """The request and any bytes read past it; never reads more than MAX_REQUEST before it parses."""
-    buf = bytearray()
-    while (parsed := parse_request(buf)) is None:
-        if len(buf) >= MAX_REQUEST:
-            raise ExitProtocolError("exit request too long")
-        chunk = await stream.read(MAX_REQUEST - len(buf))
+async def read_message(read: Callable[[int], Awaitable[bytes]], buf: bytearray,
+                       parse: Callable[[bytearray], tuple[Any, ...] | None], limit: int, what: str) -> tuple[Any, ...]:
+    """Read into `buf` (through `read(n)`: a Stream's or a StreamReader's) until `parse` finds its message, never
+    holding more than `limit` bytes; the message's fields without its size. The parsed bytes are taken off the front
+    of `buf`: what is left is early data the peer sent behind the message. Serves the exit request and SOCKS5's."""
+    while (parsed := parse(buf)) is None:
+        if len(buf) >= limit:
+            raise ExitProtocolError(f"{what} too long")
+        chunk = await read(limit - len(buf))
         if not chunk:
-            raise ExitProtocolError("the stream ended inside an exit request")
+            raise ExitProtocolError(f"the connection ended inside {what}")
         buf += chunk
-    dest, size = parsed
-    return dest, bytes(buf[size:])
+    del buf[:parsed[-1]]
+    return parsed[:-1]
+
+
+async def _read_request(stream: Stream) -> tuple[Destination, bytes]:
+    """The request and any bytes read past it."""
+    buf = bytearray()
+    (dest,) = await read_message(stream.read, buf, parse_request, MAX_REQUEST, "an exit request")
+    return dest, bytes(buf)
 
 
 async def _answer(stream: Stream, code: Reply) -> None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import Any
 
-from peerloom.apps.exit.service import ExitRefused, ExitService
+from peerloom.apps.exit.service import ExitRefused, ExitService, read_message
 from peerloom.apps.exit.socks import (
     MAX_GREETING,
     MAX_SOCKS_REQUEST,
@@ -92,11 +90,12 @@ class SocksServer:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buf = bytearray()
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-            (methods,) = await _read(reader, buf, parse_greeting, MAX_GREETING)
+            (methods,) = await read_message(reader.read, buf, parse_greeting, MAX_GREETING, "a SOCKS5 greeting")
             writer.write(choose_method(methods))
             if NO_AUTH not in methods:
                 return
-            command, dest = await _read(reader, buf, parse_socks_request, MAX_SOCKS_REQUEST)
+            command, dest = await read_message(reader.read, buf, parse_socks_request, MAX_SOCKS_REQUEST,
+                                               "a SOCKS5 request")
         if command != Command.CONNECT:
             writer.write(encode_socks_reply(Reply.COMMAND_NOT_SUPPORTED))
             return
@@ -108,9 +107,8 @@ class SocksServer:
             writer.write(encode_socks_reply(_reply_for(exc)))
             return
         writer.write(encode_socks_reply(Reply.SUCCEEDED))
-        if buf:  # the client's first bytes, sent right behind its request
-            await stream.write(bytes(buf))
-        await self.exit.carry(self.via, dest, stream, reader, writer)
+        # what is left in buf: the client's first bytes, sent right behind its request
+        await self.exit.carry(self.via, dest, stream, reader, writer, bytes(buf))
 
 
 def _reply_for(exc: PeerloomError) -> Reply:
@@ -121,18 +119,3 @@ def _reply_for(exc: PeerloomError) -> Reply:
     if isinstance(exc, LinkError):
         return Reply.NETWORK_UNREACHABLE
     return Reply.GENERAL_FAILURE
-
-
-async def _read(reader: asyncio.StreamReader, buf: bytearray, parse: Callable[[bytearray], tuple[Any, ...] | None],
-                limit: int) -> tuple[Any, ...]:
-    """Read into `buf` until `parse` finds its message (at most `limit` bytes); the message's fields without its
-    size, the parsed bytes taken off the front of `buf` (what is left is the client's early data)."""
-    while (parsed := parse(buf)) is None:
-        if len(buf) >= limit:
-            raise ExitProtocolError("SOCKS5 message too long")
-        chunk = await reader.read(limit - len(buf))
-        if not chunk:
-            raise ExitProtocolError("the client closed inside a SOCKS5 message")
-        buf += chunk
-    del buf[:parsed[-1]]
-    return parsed[:-1]

@@ -102,3 +102,22 @@ async def test_garbage_on_the_exit_protocol_resets_the_stream_and_the_exit_keeps
         code, data = await socks_get(socks.address[1], "127.0.0.1", http_port)
         assert code == Reply.SUCCEEDED and data == body()
         assert exit_peer in client.secure_host.connections  # the connection survived: only the stream went
+
+
+async def test_bytes_a_client_sends_right_behind_its_request_reach_the_destination_and_are_counted(
+        tmp_path: Path) -> None:
+    """A SOCKS client that does not wait for the reply (greeting, request and HTTP request in one write)."""
+    async with http_server() as http_port, exit_pair(tmp_path) as (exit_node, client, socks):
+        assert socks.address is not None
+        reader, writer = await asyncio.open_connection(*socks.address)
+        request = b"GET /data HTTP/1.0\r\nHost: x\r\n\r\n"
+        writer.write(b"\x05\x01\x00" + b"\x05\x01\x00\x01\x7f\x00\x00\x01" + http_port.to_bytes(2, "big") + request)
+        assert await reader.readexactly(2) == b"\x05\x00"
+        assert (await reader.readexactly(10))[:2] == b"\x05\x00"
+        response = await reader.read(-1)
+        writer.close()
+        assert response.endswith(body()) and response.startswith(b"HTTP/1.")
+        await settled(exit_node, client)
+        served = exit_node.exit.traffic()[SERVED][str(client.secure_host.peer_id)]
+        assert served == client.exit.traffic()[USED][str(exit_node.secure_host.peer_id)]
+        assert served["to_destination"] == len(request)
