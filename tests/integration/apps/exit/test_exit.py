@@ -121,3 +121,16 @@ async def test_bytes_a_client_sends_right_behind_its_request_reach_the_destinati
         served = exit_node.exit.traffic()[SERVED][str(client.secure_host.peer_id)]
         assert served == client.exit.traffic()[USED][str(exit_node.secure_host.peer_id)]
         assert served["to_destination"] == len(request)
+
+
+@pytest.mark.parametrize("command", [2, 3])  # BIND, UDP ASSOCIATE
+async def test_socks_commands_other_than_connect_are_answered_not_supported(tmp_path: Path, command: int) -> None:
+    async with exit_pair(tmp_path) as (_exit_node, _client, socks):
+        assert socks.address is not None
+        reader, writer = await asyncio.open_connection(*socks.address)
+        writer.write(b"\x05\x01\x00")
+        assert await reader.readexactly(2) == b"\x05\x00"
+        writer.write(bytes((5, command, 0, 1, 127, 0, 0, 1, 0, 80)))
+        reply = await reader.read(-1)
+        writer.close()
+        assert reply[:2] == bytes((5, Reply.COMMAND_NOT_SUPPORTED))
