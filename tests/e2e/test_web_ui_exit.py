@@ -44,6 +44,7 @@ async def test_the_connections_view_shows_the_exit_its_peer_and_the_bytes(tmp_pa
                 await expect(page.locator("#exit-policy")).to_contain_text("private destinations allowed")
                 row = page.locator(f'#connections-table tr[data-peer="{client_id}"]')
                 await expect(row).to_have_count(1)
+                await expect(row.locator("td").nth(1)).to_have_text("direct")  # not through a relay
                 traffic = page.locator(f'#exit-traffic tr[data-peer="{client_id}"][data-role="served"]')
                 await expect(traffic).to_contain_text("through this node")
                 await expect(traffic.locator("td").nth(4)).to_have_text("1")

@@ -11,6 +11,9 @@ that answers, answer a SOCKS reply code, then splice the stream and the socket (
 buckets. Malformed input raises ExitProtocolError, which resets that stream only. Connections are counted per peer
 and role (store.py) and the counts saved when each ends. Admission is per protocol: a peer not allowed gets
 multistream-select's `na` (the host's `PeerRefused` on its side), before any byte of a request is read.
+The protocol is not served over limited (relayed) connections: a relay's circuit limits (js: 2 minutes, 128 KiB)
+would cut any real use, and the relay would carry the exit's traffic; a client whose only link to the exit is
+relayed gets "network unreachable" from its SOCKS server until a direct connection exists (DCUtR).
 """
 
 from __future__ import annotations
