@@ -311,6 +311,14 @@ def _frame_name(frame: str) -> str:
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
+def ratios(result: dict[str, Any], name: str, measured: dict[str, Any], reference: dict[str, Any], goal: float) -> None:
+    """`ratio_NAME` (wall-clock MB/s against the reference's), its goal, and the same ratio from CPU time (bytes per
+    CPU second of the busiest process): steadier on a shared host."""
+    result[f"ratio_{name}"] = round(measured["MBps"] / reference["MBps"], 3)
+    result[f"goal_ratio_{name}"] = goal
+    result[f"ratio_{name}_cpu_bound"] = round(measured["cpu_bound_MBps"] / reference["cpu_bound_MBps"], 3)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     size, chunk, steps = args.size, args.chunk, set(args.only)
     js_size = args.js_size if args.js_size is not None else min(size, JS_CAP)
@@ -340,22 +348,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "raw_tcp_MBps" in result:
             result["ratio_secure_vs_raw"] = round(one["MBps"] / result["raw_tcp_MBps"], 3)
             result["goal_ratio_secure_vs_raw"] = GOAL_RATIO
-        if "cipher_ref_MBps" in result:
-            result["ratio_secure_vs_cipher"] = round(one["MBps"] / result["cipher_ref_MBps"], 3)
-            result["goal_ratio_secure_vs_cipher"] = GOAL_RATIO_CIPHER
-            # the same ratio from CPU time (bytes per CPU second of the busier side): steadier on a shared host
-            result["ratio_secure_vs_cipher_cpu_bound"] = round(
-                one["cpu_bound_MBps"] / details["cipher_ref"]["cpu_bound_MBps"], 3)
+        if "cipher_ref" in details:
+            ratios(result, "secure_vs_cipher", one, details["cipher_ref"], GOAL_RATIO_CIPHER)
     if "relay" in steps:
         log(f"peerloom, 1 stream through a peerloom relay, {size} bytes")
         details["relay_1stream"] = relayed = await measure_relay(size, chunk)
         result["relay_1stream_MBps"] = relayed["MBps"]
         log(f"peerloom 1 stream through a relay: {relayed['MBps']} MB/s")
-        if "secure_1stream_MBps" in result:
-            result["ratio_relay_vs_direct"] = round(relayed["MBps"] / result["secure_1stream_MBps"], 3)
-            result["goal_ratio_relay_vs_direct"] = GOAL_RATIO_RELAY
-            result["ratio_relay_vs_direct_cpu_bound"] = round(
-                relayed["cpu_bound_MBps"] / details["secure_1stream"]["cpu_bound_MBps"], 3)
+        if "secure_1stream" in details:
+            ratios(result, "relay_vs_direct", relayed, details["secure_1stream"], GOAL_RATIO_RELAY)
     if "secure16" in steps:
         log(f"peerloom, {args.streams} streams, {size} bytes")
         details["secure_streams"] = many = await measure_secure(size, chunk, args.streams)

@@ -157,9 +157,10 @@ class RawSender(asyncio.Protocol):
         self.resume_writing()
 
 
-async def raw_server() -> None:
+async def raw_server(protocol: type[asyncio.BaseProtocol] = RawSink) -> None:
+    """A sink server (RawSink, or the cipher reference's CipherSink) until stopped."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(RawSink, "127.0.0.1", 0)
+    server = await loop.create_server(protocol, "127.0.0.1", 0)
     emit({"port": server.sockets[0].getsockname()[1]})
     await until_stopped()
     server.close()
@@ -244,15 +245,6 @@ class CipherSink(asyncio.BufferedProtocol):
         emit({"event": "sinks_done", "bytes": self.count, "seconds": time.perf_counter() - self.t0,
               **cpu_since(self.cpu0)})
         return True
-
-
-async def cipher_server() -> None:
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(CipherSink, "127.0.0.1", 0)
-    emit({"port": server.sockets[0].getsockname()[1]})
-    await until_stopped()
-    server.close()
-    emit({"event": "exit", **cpu_since((0.0, 0.0, 0))})
 
 
 def seal_chunk(aead: ChaCha20Poly1305, counter: int, plaintext: memoryview, out: bytearray) -> tuple[int, int]:
@@ -488,7 +480,7 @@ def main() -> None:
     elif args.command == "raw-client":
         coro = raw_client(args.port, args.size, args.chunk)
     elif args.command == "cipher-server":
-        coro = cipher_server()
+        coro = raw_server(CipherSink)
     elif args.command == "cipher-client":
         coro = cipher_client(args.port, args.size, args.chunk)
     elif args.command == "host-server":
