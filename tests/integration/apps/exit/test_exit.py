@@ -134,3 +134,12 @@ async def test_socks_commands_other_than_connect_are_answered_not_supported(tmp_
         reply = await reader.read(-1)
         writer.close()
         assert reply[:2] == bytes((5, Reply.COMMAND_NOT_SUPPORTED))
+
+
+async def test_a_rate_limited_exit_still_delivers_every_byte_in_order(tmp_path: Path) -> None:
+    """The token bucket holds chunks back (the download takes ~2 s at 256 KiB/s); nothing is lost or reordered.
+    The rate itself is not asserted: timed assertions are not reliable on a shared machine."""
+    data = bytes(range(256)) * 2048  # 512 KiB
+    async with http_server(data=data) as http_port, exit_pair(tmp_path, rate=256 * 1024) as (exit_node, _c, socks):
+        assert socks.address is not None and exit_node.exit.status()["policy"]["rate"] == 256 * 1024
+        assert await socks_get(socks.address[1], "127.0.0.1", http_port) == (Reply.SUCCEEDED, data)
