@@ -46,6 +46,7 @@ SANS_IO = [
     "peerloom.apps.docs.keys", "peerloom.apps.docs.updates", "peerloom.apps.docs.yupdate", "peerloom.apps.docs.textpos",
     "peerloom.apps.btc.serialize", "peerloom.apps.btc.tx", "peerloom.apps.btc.block", "peerloom.apps.btc.params",
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
+    "peerloom.apps.exit.wire", "peerloom.apps.exit.socks", "peerloom.apps.exit.policy",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}
