@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.cli import peerloom
+from support.daemon import DaemonProcess
 from support.exit_net import body, http_server, long_command
 
 pytestmark = pytest.mark.timeout(90)
@@ -56,3 +57,26 @@ async def test_share_and_socks_commands_carry_a_download_and_status_shows_the_by
 async def test_mistakes_are_one_line_and_exit_2(tmp_path: Path, args: tuple[str, ...]) -> None:
     code, stdout, stderr = await peerloom("connect", *args, "--home", str(tmp_path), "--no-daemon")
     assert code == 2 and stdout == "" and len(stderr.strip().splitlines()) == 1, stderr
+
+
+async def test_with_a_daemon_running_the_commands_go_to_it(tmp_path: Path) -> None:
+    """`share` sets the daemon's policy, `socks` makes it run a proxy, `status` shows both (no node of their own)."""
+    home = tmp_path / "daemon"
+    daemon = DaemonProcess(home, tmp_path / "dl")
+    other = "12D3KooWGhR8gHJehxZyhDXu51yqP8Vt8iBSydFgVnQjBkvYXDQY"
+    try:
+        await daemon.start()
+        code, stdout, stderr = await peerloom("connect", "share", "--allow", other, "--ports", "443",
+                                              "--home", str(home), "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout) == {"serving": True, "allowed_peers": [other], "ports": [443],
+                                      "allow_private": False, "rate": 0}
+        code, stdout, stderr = await peerloom("connect", "socks", "--via", other, "--listen", "127.0.0.1:0",
+                                              "--home", str(home), "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout)["via"] == other
+        code, stdout, stderr = await peerloom("connect", "status", "--home", str(home), "--json")
+        shown = json.loads(stdout)["exit"]
+        assert shown["policy"]["allowed_peers"] == [other] and len(shown["socks"]) == 1
+    finally:
+        assert await asyncio.to_thread(daemon.stop) == 0, daemon.log.read_text()[-2000:]
