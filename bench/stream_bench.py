@@ -7,7 +7,14 @@ Every endpoint is its own OS process on 127.0.0.1 (bench/stream_node.py, or js-l
 one process per side on this two-core machine. Measured in one run:
   raw TCP       asyncio Protocols on uvloop, sender writing `--chunk` blocks with pause/resume_writing; the
                 receiver counts to EOF and answers the count (8 bytes), like the sink protocol;
+  cipher        the reference for the secure layer (issue 18): the same, each `--chunk` sealed with
+                ChaCha20-Poly1305 `encrypt_into` as Noise-sized frames (2-byte length, 64 KiB - 1) into pooled
+                buffers, the receiver a BufferedProtocol that `decrypt_into`s one reused buffer; no handshake,
+                no yamux: what Python moves here with the cipher alone. ratio_secure_vs_cipher: goal >= 0.60;
   secure1       one peerloom Host dialing another and writing `--size` bytes on one /peerloom/sink/1.0.0 stream;
+  relay         secure1's stream through a peerloom Circuit Relay v2 server (a third process, no circuit limits):
+                the sink reserves on the relay, the client dials its /p2p-circuit address; the stream is encrypted
+                end to end inside the two secure connections to the relay. ratio_relay_vs_direct: goal >= 0.50;
   secure16      the same bytes over `--streams` parallel streams of one connection (size/streams each);
   handshake     fresh connections per second (TCP + multistream + Noise XX + yamux + one ping, then close),
                 sequential and with `--concurrency` workers (see stream_node.handshake_client);
@@ -40,8 +47,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NODE_SCRIPT = HERE / "stream_node.py"
 GOAL_RATIO = 0.70
+GOAL_RATIO_CIPHER = 0.60  # issue 18: one secure yamux stream against the bare framed cipher stream
 JS_CAP = 1 << 30
-STEPS = ("raw", "secure1", "secure16", "handshake", "js")
+GOAL_RATIO_RELAY = 0.50  # issue 18: one stream through a peerloom relay against one direct secure stream
+STEPS = ("raw", "cipher", "secure1", "relay", "secure16", "handshake", "js")
 STOP_GRACE = 15.0
 TIMEOUT = 900.0
 
@@ -132,17 +141,23 @@ async def server(kind: str, profile: Path | None = None, native: bool = False):
 # --- measurements -------------------------------------------------------------------------------------------------
 
 
-async def measure_raw(size: int, chunk: int) -> dict[str, Any]:
-    async with server("raw-server") as (_, hello):
-        res = await run_client("raw-client", str(hello["port"]), str(size), "--chunk", str(chunk))
-    check_count(res, size, "raw TCP")
-    return {
+async def measure_raw(size: int, chunk: int, kind: str = "raw") -> dict[str, Any]:
+    """Raw TCP (`kind` "raw") or the cipher reference ("cipher"): one client and one server process."""
+    async with server(f"{kind}-server") as (node, hello):
+        res = await run_client(f"{kind}-client", str(hello["port"]), str(size), "--chunk", str(chunk))
+        receiver = await node.line(30.0, event="sinks_done") if kind == "cipher" else None
+    check_count(res, size, f"{kind} TCP")
+    out = {
         "MBps": mbps(size, res["seconds"]),
         "seconds": round(res["seconds"], 3),
         "sender_cpu_s": res["cpu_s"],
         "sender_sys_s": res["sys_s"],
         "sender_page_faults": res["page_faults"],
     }
+    if receiver is not None:
+        out.update(receiver_cpu_s=receiver["cpu_s"], receiver_page_faults=receiver["page_faults"],
+                   cpu_bound_MBps=mbps(size, max(res["cpu_s"], receiver["cpu_s"])))
+    return out
 
 
 async def measure_secure(
@@ -168,6 +183,30 @@ async def measure_secure(
         "receiver_cpu_util": round(receiver["cpu_s"] / receiver["seconds"], 2),
         # what the busier side's CPU time alone allows: a figure less hurt by other load on a shared machine
         "cpu_bound_MBps": mbps(size, max(res["cpu_s"], receiver["cpu_s"])),
+    }
+
+
+async def measure_relay(size: int, chunk: int) -> dict[str, Any]:
+    """One stream from a client to a sink that is reachable only through a relay (three processes)."""
+    async with server("relay-server") as (relay, relay_hello):
+        node = await Node.start("host-server", "--relay", relay_hello["addr"])
+        try:
+            hello = await node.line(60.0)
+            res = await run_client("host-client", hello["addr"], str(size), "--chunk", str(chunk), "--limited")
+            receiver = await node.line(30.0, event="sinks_done")
+        finally:
+            await node.stop()
+        await relay.stop()
+        relay_exit = await relay.line(30.0, event="exit")
+    check_count(res, size, "peerloom through a relay")
+    return {
+        "MBps": mbps(size, res["seconds"]),
+        "seconds": round(res["seconds"], 3),
+        "sender_cpu_s": res["cpu_s"],
+        "receiver_cpu_s": receiver["cpu_s"],
+        "relay_cpu_s": relay_exit["cpu_s"],
+        "relayed_bytes": relay_exit["relayed_bytes"],
+        "cpu_bound_MBps": mbps(size, max(res["cpu_s"], receiver["cpu_s"], relay_exit["cpu_s"])),
     }
 
 
@@ -272,6 +311,14 @@ def _frame_name(frame: str) -> str:
 # --- main -----------------------------------------------------------------------------------------------------------
 
 
+def ratios(result: dict[str, Any], name: str, measured: dict[str, Any], reference: dict[str, Any], goal: float) -> None:
+    """`ratio_NAME` (wall-clock MB/s against the reference's), its goal, and the same ratio from CPU time (bytes per
+    CPU second of the busiest process): steadier on a shared host."""
+    result[f"ratio_{name}"] = round(measured["MBps"] / reference["MBps"], 3)
+    result[f"goal_ratio_{name}"] = goal
+    result[f"ratio_{name}_cpu_bound"] = round(measured["cpu_bound_MBps"] / reference["cpu_bound_MBps"], 3)
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     size, chunk, steps = args.size, args.chunk, set(args.only)
     js_size = args.js_size if args.js_size is not None else min(size, JS_CAP)
@@ -288,6 +335,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         details["raw_tcp"] = raw = await measure_raw(size, chunk)
         result["raw_tcp_MBps"] = raw["MBps"]
         log(f"raw TCP: {raw['MBps']} MB/s")
+    if "cipher" in steps:
+        log(f"cipher reference (framed ChaCha20-Poly1305 over TCP), {size} bytes")
+        details["cipher_ref"] = ref = await measure_raw(size, chunk, "cipher")
+        result["cipher_ref_MBps"] = ref["MBps"]
+        log(f"cipher reference: {ref['MBps']} MB/s")
     if "secure1" in steps:
         log(f"peerloom, 1 stream, {size} bytes")
         details["secure_1stream"] = one = await measure_secure(size, chunk, 1)
@@ -296,6 +348,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "raw_tcp_MBps" in result:
             result["ratio_secure_vs_raw"] = round(one["MBps"] / result["raw_tcp_MBps"], 3)
             result["goal_ratio_secure_vs_raw"] = GOAL_RATIO
+        if "cipher_ref" in details:
+            ratios(result, "secure_vs_cipher", one, details["cipher_ref"], GOAL_RATIO_CIPHER)
+    if "relay" in steps:
+        log(f"peerloom, 1 stream through a peerloom relay, {size} bytes")
+        details["relay_1stream"] = relayed = await measure_relay(size, chunk)
+        result["relay_1stream_MBps"] = relayed["MBps"]
+        log(f"peerloom 1 stream through a relay: {relayed['MBps']} MB/s")
+        if "secure_1stream" in details:
+            ratios(result, "relay_vs_direct", relayed, details["secure_1stream"], GOAL_RATIO_RELAY)
     if "secure16" in steps:
         log(f"peerloom, {args.streams} streams, {size} bytes")
         details["secure_streams"] = many = await measure_secure(size, chunk, args.streams)

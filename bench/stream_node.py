@@ -2,8 +2,11 @@
 
     python bench/stream_node.py raw-server
     python bench/stream_node.py raw-client PORT SIZE [--chunk BYTES]
-    python bench/stream_node.py host-server
-    python bench/stream_node.py host-client MULTIADDR SIZE [--streams N] [--chunk BYTES]
+    python bench/stream_node.py cipher-server
+    python bench/stream_node.py cipher-client PORT SIZE [--chunk BYTES]
+    python bench/stream_node.py host-server [--relay MULTIADDR]
+    python bench/stream_node.py host-client MULTIADDR SIZE [--streams N] [--chunk BYTES] [--limited]
+    python bench/stream_node.py relay-server
     python bench/stream_node.py handshake-client MULTIADDR [--count N] [--concurrency C]
 
 Servers print one JSON line once they listen ({"port"} or {"addr"}), serve until their stdin closes (or
@@ -23,7 +26,10 @@ import signal
 import sys
 import time
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 from peerloom.identity import Identity
+from peerloom.net.buffers import BufferPool, ReceiveBuffer
 from peerloom.net.host import Host
 from peerloom.net.stream import Stream
 
@@ -151,9 +157,10 @@ class RawSender(asyncio.Protocol):
         self.resume_writing()
 
 
-async def raw_server() -> None:
+async def raw_server(protocol: type[asyncio.BaseProtocol] = RawSink) -> None:
+    """A sink server (RawSink, or the cipher reference's CipherSink) until stopped."""
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(RawSink, "127.0.0.1", 0)
+    server = await loop.create_server(protocol, "127.0.0.1", 0)
     emit({"port": server.sockets[0].getsockname()[1]})
     await until_stopped()
     server.close()
@@ -172,6 +179,105 @@ async def raw_client(port: int, size: int, chunk: int) -> None:
             await sender.can_write
         take = min(left, chunk)
         transport.write(block if take == chunk else block[:take])
+        left -= take
+    transport.write_eof()
+    counted = await sender.answered
+    seconds = time.perf_counter() - start
+    cpu = cpu_since(cpu0)
+    transport.close()
+    emit({"bytes": size, "counted": counted, "seconds": seconds, **cpu})
+
+
+# --- the cipher reference: a minimal framed ChaCha20-Poly1305 stream over TCP ---------------------------------------
+# What Python can do here with the secure layer's cipher and nothing else: Noise's transport frames (a 2-byte
+# length, at most 65,535 sealed bytes: 65,519 of plaintext and the 16-byte tag), no handshake (a fixed key), no
+# multiplexing, no flow control beyond the socket's. The sender encrypts each `--chunk` into a pooled buffer with
+# `encrypt_into` (the buffer is reused once the transport let go of it) and writes it whole; the receiver is a
+# BufferedProtocol reading into a ReceiveBuffer and `decrypt_into` one reused plaintext buffer.
+
+CIPHER_KEY = bytes(range(32))
+FRAME_PLAINTEXT = 65535 - 16
+TAG = 16
+
+
+def _nonce(counter: int) -> bytes:
+    return b"\0\0\0\0" + counter.to_bytes(8, "little")
+
+
+class CipherSink(asyncio.BufferedProtocol):
+    """Decrypts frames as they arrive and counts their plaintext; at EOF answers the count and closes."""
+
+    def __init__(self) -> None:
+        self.aead = ChaCha20Poly1305(CIPHER_KEY)
+        self.buffer = ReceiveBuffer(64 * 1024, 1024 * 1024)
+        self.plain = bytearray(FRAME_PLAINTEXT)
+        self.plain_view = memoryview(self.plain)
+        self.counter = 0
+        self.count = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.cpu0, self.t0 = cpu_mark(), time.perf_counter()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer.get_buffer()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.buffer.buffer_updated(nbytes)
+        data = self.buffer.unread()
+        pos, end = 0, len(data)
+        while end - pos >= 2:
+            size = int.from_bytes(data[pos:pos + 2], "big")
+            if end - pos - 2 < size:
+                break
+            sealed = data[pos + 2:pos + 2 + size]
+            self.aead.decrypt_into(_nonce(self.counter), sealed, None, self.plain_view[:size - TAG])
+            self.counter += 1
+            self.count += size - TAG
+            pos += 2 + size
+        self.buffer.consume(pos)
+
+    def eof_received(self) -> bool:
+        assert self.transport is not None
+        self.transport.write(self.count.to_bytes(COUNT, "big"))
+        self.transport.close()
+        emit({"event": "sinks_done", "bytes": self.count, "seconds": time.perf_counter() - self.t0,
+              **cpu_since(self.cpu0)})
+        return True
+
+
+def seal_chunk(aead: ChaCha20Poly1305, counter: int, plaintext: memoryview, out: bytearray) -> tuple[int, int]:
+    """`plaintext` as frames into `out`; the bytes used and the next nonce counter."""
+    view = memoryview(out)
+    pos = 0
+    for start in range(0, len(plaintext), FRAME_PLAINTEXT):
+        piece = plaintext[start:start + FRAME_PLAINTEXT]
+        sealed = len(piece) + TAG
+        view[pos:pos + 2] = sealed.to_bytes(2, "big")
+        aead.encrypt_into(_nonce(counter), piece, None, view[pos + 2:pos + 2 + sealed])
+        counter += 1
+        pos += 2 + sealed
+    return pos, counter
+
+
+async def cipher_client(port: int, size: int, chunk: int) -> None:
+    loop = asyncio.get_running_loop()
+    block = memoryview(os.urandom(chunk))
+    aead = ChaCha20Poly1305(CIPHER_KEY)
+    pool = BufferPool(8)
+    frames = -(-chunk // FRAME_PLAINTEXT)
+    transport, sender = await loop.create_connection(RawSender, "127.0.0.1", port)
+    cpu0 = cpu_mark()
+    start = time.perf_counter()
+    left, counter = size, 0
+    while left:
+        if not sender.can_write.done():
+            await sender.can_write
+        take = min(left, chunk)
+        out = pool.get(take + frames * (2 + TAG))
+        used, counter = seal_chunk(aead, counter, block[:take], out)
+        transport.write(memoryview(out)[:used])
         left -= take
     transport.write_eof()
     counted = await sender.answered
@@ -223,13 +329,41 @@ async def sink(stream: Stream) -> None:
         STATS.end(count)
 
 
-async def host_server() -> None:
+async def host_server(relay: str | None) -> None:
+    """The sink, at its own address, or (with `relay`) reachable only through a reservation on that relay: its
+    announced address is then the /p2p-circuit one, and the sink runs on limited (relayed) connections."""
     async with Host(Identity.generate()) as host:
-        host.set_handler(SINK_PROTOCOL, sink)
+        host.set_handler(SINK_PROTOCOL, sink, limited=relay is not None)
         addr = await host.listen("/ip4/127.0.0.1/tcp/0")
+        client = None
+        if relay is not None:
+            from peerloom.net.relay.client import RelayClient
+
+            client = RelayClient(host)
+            client.start()
+            held = await client.reserve(relay)
+            addr = held.circuit_addr.encapsulate(f"/p2p/{host.peer_id}")
         emit({"addr": str(addr)})
         await until_stopped()
+        if client is not None:
+            await client.close()
     emit({"event": "exit", **cpu_since((0.0, 0.0, 0))})
+
+
+async def relay_server() -> None:
+    """A Circuit Relay v2 hop server without circuit limits (the bench moves gigabytes through it)."""
+    from peerloom.net.relay.reservations import RelayLimits
+    from peerloom.net.relay.server import RelayServer
+
+    async with Host(Identity.generate()) as host:
+        server = RelayServer(host, RelayLimits(circuit_duration=0, circuit_data=0))
+        server.start()
+        addr = await host.listen("/ip4/127.0.0.1/tcp/0")
+        emit({"addr": str(addr)})
+        cpu0 = cpu_mark()
+        await until_stopped()
+        emit({"event": "exit", "relayed_bytes": server.relayed_bytes, **cpu_since(cpu0)})
+        await server.close()
 
 
 async def send_sink(stream: Stream, size: int, block: bytes) -> int:
@@ -244,11 +378,12 @@ async def send_sink(stream: Stream, size: int, block: bytes) -> int:
     return int.from_bytes(await stream.readexactly(COUNT), "big")
 
 
-async def host_client(addr: str, size: int, streams: int, chunk: int) -> None:
+async def host_client(addr: str, size: int, streams: int, chunk: int, limited: bool = False) -> None:
     block = os.urandom(chunk)
     shares = [size // streams + (1 if i < size % streams else 0) for i in range(streams)]
     async with Host(Identity.generate()) as host:
-        opened = [await host.new_stream(addr, [SINK_PROTOCOL]) for _ in range(streams)]  # negotiated, untimed
+        # negotiated, untimed; `limited`: the address is a /p2p-circuit one
+        opened = [await host.new_stream(addr, [SINK_PROTOCOL], limited=limited) for _ in range(streams)]
         cpu0 = cpu_mark()
         start = time.perf_counter()
         counts = await asyncio.gather(*(send_sink(s, n, block) for s, n in zip(opened, shares, strict=True)))
@@ -319,12 +454,20 @@ def main() -> None:
     p.add_argument("port", type=int)
     p.add_argument("size", type=parse_size)
     p.add_argument("--chunk", type=parse_size, default=1 << 20)
-    sub.add_parser("host-server")
+    sub.add_parser("cipher-server")
+    p = sub.add_parser("cipher-client")
+    p.add_argument("port", type=int)
+    p.add_argument("size", type=parse_size)
+    p.add_argument("--chunk", type=parse_size, default=1 << 20)
+    p = sub.add_parser("host-server")
+    p.add_argument("--relay", default=None)
     p = sub.add_parser("host-client")
     p.add_argument("addr")
     p.add_argument("size", type=parse_size)
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--chunk", type=parse_size, default=1 << 20)
+    p.add_argument("--limited", action="store_true")
+    sub.add_parser("relay-server")
     p = sub.add_parser("handshake-client")
     p.add_argument("addr")
     p.add_argument("--count", type=int, default=200)
@@ -336,10 +479,16 @@ def main() -> None:
         coro = raw_server()
     elif args.command == "raw-client":
         coro = raw_client(args.port, args.size, args.chunk)
+    elif args.command == "cipher-server":
+        coro = raw_server(CipherSink)
+    elif args.command == "cipher-client":
+        coro = cipher_client(args.port, args.size, args.chunk)
     elif args.command == "host-server":
-        coro = host_server()
+        coro = host_server(args.relay)
+    elif args.command == "relay-server":
+        coro = relay_server()
     elif args.command == "host-client":
-        coro = host_client(args.addr, args.size, args.streams, args.chunk)
+        coro = host_client(args.addr, args.size, args.streams, args.chunk, args.limited)
     else:
         coro = handshake_client(args.addr, args.count, args.concurrency)
     asyncio.run(coro)

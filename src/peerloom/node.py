@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from peerloom.apps.compute.service import ComputeService
+from peerloom.apps.exit.service import ExitService
 from peerloom.apps.nat.service import NatService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
@@ -102,9 +103,11 @@ class Node:
         # NAT (AutoNAT, port mapping) likewise: `node.nat`
         nat_on = self.settings.autonat or self.settings.autonat_server or self.settings.port_mapping
         self.nat: NatService | None = NatService(lambda: self.port) if nat_on else None
+        # the exit (apps/exit): serves the peers `settings.exit_allow` names, and opens exit streams for SOCKS
+        self.exit = ExitService()
         self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []),
                                         *([self.compute] if self.compute else []),
-                                        *([self.nat] if self.nat else []), *services]
+                                        *([self.nat] if self.nat else []), self.exit, *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

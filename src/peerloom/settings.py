@@ -56,6 +56,13 @@ class Settings:
     # plaintext, accepts both, and selects plaintext after the handshake when the dialler offers both (libtorrent's
     # default); "require" dials and accepts only encrypted handshakes and selects RC4; "disable" never encrypts
     encryption: str = "prefer"
+    # the exit (`node.exit`, apps/exit): the peers that may reach the internet through this node (PeerId texts;
+    # none: not an exit), the destination ports they may reach (none: every port), private/loopback destinations
+    # (refused unless this is on: labs and tests), and a rate limit per peer and direction (bytes/s, 0: none)
+    exit_allow: list[str] = field(default_factory=list)
+    exit_ports: list[int] = field(default_factory=list)
+    exit_allow_private: bool = False
+    exit_rate: int = 0
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
     # NAT (apps/nat): AutoNAT v1 asks connected peers to dial us back (is this node reachable?) and answers theirs;
     # port mapping asks the gateway (NAT-PMP) to forward the BitTorrent, DHT/uTP and secure ports, off by default: a

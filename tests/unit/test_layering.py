@@ -48,6 +48,7 @@ SANS_IO = [
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
     "peerloom.apps.compute.wire", "peerloom.apps.compute.scheduler",
     "peerloom.net.nat.autonat", "peerloom.net.nat.natpmp",
+    "peerloom.apps.exit.wire", "peerloom.apps.exit.socks", "peerloom.apps.exit.policy",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}

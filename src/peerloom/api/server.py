@@ -26,6 +26,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from peerloom.api import connections, peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.compute import api as compute_api
+from peerloom.apps.exit import api as exit_api
 from peerloom.apps.nat import api as nat_api
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
@@ -347,6 +348,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     pubsub_api.mount(app, daemon)  # each app's own routes
     compute_api.mount(app, daemon)
     nat_api.mount(app, daemon)
+    exit_api.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

@@ -2,6 +2,7 @@
 // the jobs view.
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
+import * as connections from './connections.js';
 import * as detail from './detail.js';
 import * as jobs from './jobs.js';
 import { clearError, showError } from './dom.js';
@@ -33,12 +34,14 @@ function start() {
   connect();
   topics.start();
   jobs.start();
+  connections.start();
 }
 
 function stop() {
   running = false;
   topics.stop();
   jobs.stop();
+  connections.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {
