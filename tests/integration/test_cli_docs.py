@@ -3,24 +3,15 @@ one-shot command fetches a document from a peer given by `--peer`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from support.cli import peerloom
 from support.daemon import DaemonProcess
 from support.docs import make_node
 
 pytestmark = pytest.mark.timeout(120)
-
-
-async def peerloom(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "peerloom", *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_edits_acknowledged_through_the_cli_and_the_api_survive_sigkill_of_the_daemon(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
-"""Helpers for document tests: quick nodes on loopback, linking them, waiting for a condition."""
+"""Helpers for document tests: quick nodes on loopback, linking them, random concurrent edits."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 from pycrdt import Array, Doc, Map, Text
+from support.jsgossip import wait_until as until  # noqa: F401 - the documents tests' name for it
 from support.swarm import fast_settings
 
 from peerloom.apps.docs.handle import DocHandle
@@ -16,15 +16,6 @@ from peerloom.node import Node
 
 def make_node(tmp: Path, name: str) -> Node:
     return Node(tmp / name, host="127.0.0.1", settings=fast_settings(pubsub=False))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def link(a: Node, b: Node) -> None:
