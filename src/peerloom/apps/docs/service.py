@@ -5,9 +5,10 @@
     other = await node.docs.open(doc.link)      # on another node
 
 One `/peerloom/doc/1.0.0` stream per (peer, document): its opener writes the document id, then both sides write
-frames (syncproto). A peer that speaks the protocol (identify) gets a stream for every document we hold, and a
-document opened later gets a stream to every such peer; a peer that does not hold the document resets it. When both
-sides open one at once, the stream opened by the smaller peer id wins on both sides.
+frames (syncproto). When a peer that speaks the protocol (identify) connects, the side with the smaller peer id opens
+a stream for every document it holds, and a document opened later gets a stream to every such peer from the side
+that opened it; a peer that does not hold the document resets it. When both sides open one at once, the stream
+opened by the smaller peer id wins on both sides.
 
 Each link has its own bounded send queue and writer task: a slow or vanished peer is dropped when its queue passes
 SEND_QUEUE_BYTES or its stream fails, and a broadcast only ever appends to queues, so one peer's abrupt disconnect
@@ -107,7 +108,7 @@ class DocsService:
                 log.error("docs: cannot load document %s: %s", held.keys.doc_id.hex(), exc)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):
-            if conn.info is not None and PROTOCOL in conn.info.protocols:
+            if conn.info is not None and PROTOCOL in conn.info.protocols and self._opens_to(peer):
                 self._connect_docs(peer, list(self._docs))
         ctx.tasks.spawn(self._ticker(), name="docs ticker")
 
@@ -195,6 +196,12 @@ class DocsService:
         if link is not None:
             await self._read(link)
 
+    def _opens_to(self, peer: PeerId) -> bool:
+        """Whether we open the streams of the documents we hold when `peer` connects: the smaller peer id does (the
+        other side would lose the tie anyway), so two peers do not both open one and then drop one; a document
+        opened later gets its stream from whichever side opens it."""
+        return self._running().identity.peer_id.to_bytes() < peer.to_bytes()
+
     def _connect_docs(self, peer: PeerId, doc_ids: list[bytes]) -> None:
         ctx = self._running()
         for doc_id in doc_ids:
@@ -204,7 +211,7 @@ class DocsService:
     def _peer_event(self, event: PeerEvent) -> None:
         if self._ctx is None:
             return
-        if isinstance(event, PeerIdentified) and PROTOCOL in event.protocols:
+        if isinstance(event, PeerIdentified) and PROTOCOL in event.protocols and self._opens_to(event.peer):
             self._connect_docs(event.peer, list(self._docs))
         elif isinstance(event, PeerDisconnected):
             for link in [link for (peer, _), link in self._links.items() if peer == event.peer]:
