@@ -276,7 +276,7 @@ class DocsService:
                 if event.update is not None:
                     handle.notify(event.update, "remote")
             elif isinstance(event, AwarenessIn):
-                handle.awareness.notify(event.update, "remote" if event.peer is not None else "local")
+                handle.awareness.notify(event.update, "remote")
             elif isinstance(event, CaughtUp):
                 link = self._links.get((event.peer, doc_id))  # type: ignore[arg-type]
                 if link is not None:
