@@ -45,6 +45,8 @@ SEND_QUEUE_BYTES = 16 * 1024 * 1024  # queued for one link past this: the peer i
 OPEN_TIMEOUT = 10.0  # seconds for the opener of a stream to name its document
 TICK = 1.0  # seconds between two ticks of the documents (re-sync is every sync.RESYNC_INTERVAL)
 TOPIC_PREFIX = "peerloom-doc/"
+REOPEN_DELAY = 1.0  # seconds before a dropped link is opened again (doubling with each try)...
+MAX_REOPENS = 4  # ...and tries without a catch-up in between, after which the peer is left alone
 
 
 class DocsStopped(DocError):
@@ -93,6 +95,7 @@ class DocsService:
         self._docs: dict[bytes, DocHandle] = {}
         self._links: dict[tuple[PeerId, bytes], _Link] = {}
         self._topics: dict[bytes, Any] = {}
+        self._reopens: dict[tuple[PeerId, bytes], int] = {}  # tries to reopen a link since its last catch-up
         self._unsubscribe_host: Callable[[], None] | None = None
         self.counters = {"refused": 0, "slow_peers_dropped": 0, "bad_frames": 0}
 
@@ -171,7 +174,10 @@ class DocsService:
         self._drain(handle)
         return link
 
-    def _drop(self, link: _Link, reason: str) -> None:
+    def _drop(self, link: _Link, reason: str, *, reopen: bool = False) -> None:
+        """Forget a link; with `reopen`, open the document's stream to the peer again after a while if it is still
+        connected (a slow peer's queue starts afresh and it catches up by state; one that keeps failing before it
+        catches up is given up after MAX_REOPENS)."""
         if self._links.get((link.peer, link.doc_id)) is not link:
             return
         del self._links[(link.peer, link.doc_id)]
@@ -180,6 +186,21 @@ class DocsService:
         handle = self._docs.get(link.doc_id)
         if handle is not None:
             handle.sync.remove_peer(link.peer)
+        key = (link.peer, link.doc_id)
+        tries = self._reopens.get(key, 0)
+        if reopen and self._ctx is not None and handle is not None and tries < MAX_REOPENS:
+            self._reopens[key] = tries + 1
+            self._ctx.tasks.spawn(self._reopen(link.peer, link.doc_id, REOPEN_DELAY * 2 ** tries),
+                                  name=f"docs reopen {link.peer}")
+
+    async def _reopen(self, peer: PeerId, doc_id: bytes, delay: float) -> None:
+        await asyncio.sleep(delay)
+        ctx = self._ctx
+        if ctx is None or (peer, doc_id) in self._links or doc_id not in self._docs:
+            return
+        conn = ctx.host.connections.get(peer)
+        if conn is not None and not conn.closed:
+            await self._open_link(peer, doc_id)
 
     async def _open_link(self, peer: PeerId, doc_id: bytes) -> None:
         ctx = self._running()
@@ -239,7 +260,7 @@ class DocsService:
         except PeerloomError as exc:
             log.debug("docs: stream with %s failed: %s", link.peer, exc)
         finally:
-            self._drop(link, "stream ended")
+            self._drop(link, "stream ended", reopen=True)
 
     async def _write(self, link: _Link) -> None:
         try:
@@ -252,13 +273,13 @@ class DocsService:
                 link.wake.clear()
                 await link.wake.wait()
         except PeerloomError as exc:
-            self._drop(link, f"write failed: {exc}")
+            self._drop(link, f"write failed: {exc}", reopen=True)
 
     def _send(self, link: _Link, data: bytes) -> None:
         if link.queued + len(data) > self.send_queue_bytes:
             self.counters["slow_peers_dropped"] += 1
             log.warning("docs: %s reads too slowly (%d bytes queued); dropping it", link.peer, link.queued)
-            self._drop(link, "send queue full")
+            self._drop(link, "send queue full", reopen=True)
             return
         link.queue.append(data)
         link.queued += len(data)
@@ -281,6 +302,7 @@ class DocsService:
                 link = self._links.get((event.peer, doc_id))  # type: ignore[arg-type]
                 if link is not None:
                     link.synced.set()
+                    self._reopens.pop((link.peer, doc_id), None)
             elif isinstance(event, Refused):
                 self.counters["refused"] += 1
                 log.info("docs: refused an update from %s: %s", event.peer, event.error)
