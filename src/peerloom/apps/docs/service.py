@@ -45,6 +45,7 @@ SEND_QUEUE_BYTES = 16 * 1024 * 1024  # queued for one link past this: the peer i
 OPEN_TIMEOUT = 10.0  # seconds for the opener of a stream to name its document
 TICK = 1.0  # seconds between two ticks of the documents (re-sync is every sync.RESYNC_INTERVAL)
 TOPIC_PREFIX = "peerloom-doc/"
+FIND_INTERVAL = 60.0  # seconds between two searches of the DHT for the peers of a document that has none
 REOPEN_DELAY = 1.0  # seconds before a dropped link is opened again (doubling with each try)...
 MAX_REOPENS = 4  # ...and tries without a catch-up in between, after which the peer is left alone
 
@@ -308,12 +309,19 @@ class DocsService:
                 log.info("docs: refused an update from %s: %s", event.peer, event.error)
 
     async def _ticker(self) -> None:
+        last_find = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
             for handle in list(self._docs.values()):
                 handle.sync.tick(now)
                 self._drain(handle)
+            if self.pubsub is not None and now - last_find >= FIND_INTERVAL:
+                last_find = now  # documents without a peer look for one again (they may have announced since)
+                for doc_id, handle in list(self._docs.items()):
+                    if not handle.sync.peers:
+                        self._running().tasks.spawn(self._find_peers(TOPIC_PREFIX + doc_id.hex()),
+                                                    name="docs find peers")
 
     # -- the Python API -------------------------------------------------------------------------------------------
     def _hold(self, held: Held) -> DocHandle:
