@@ -45,6 +45,7 @@ SEND_QUEUE_BYTES = 16 * 1024 * 1024  # queued for one link past this: the peer i
 OPEN_TIMEOUT = 10.0  # seconds for the opener of a stream to name its document
 TICK = 1.0  # seconds between two ticks of the documents (re-sync is every sync.RESYNC_INTERVAL)
 TOPIC_PREFIX = "peerloom-doc/"
+MAX_REFUSED = 32  # refused updates after which a link is dropped (not reopened: the peer may open it again)
 FIND_INTERVAL = 60.0  # seconds between two searches of the DHT for the peers of a document that has none
 REOPEN_DELAY = 1.0  # seconds before a dropped link is opened again (doubling with each try)...
 MAX_REOPENS = 4  # ...and tries without a catch-up in between, after which the peer is left alone
@@ -71,6 +72,7 @@ class _Link:
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.synced = asyncio.Event()  # the peer sent everything our first step 1 said we lacked
+        self.refused = 0  # updates of this peer refused (bad signature, no right to write, garbage)
 
     def close(self) -> None:
         for task in self.tasks:
@@ -307,6 +309,11 @@ class DocsService:
             elif isinstance(event, Refused):
                 self.counters["refused"] += 1
                 log.info("docs: refused an update from %s: %s", event.peer, event.error)
+                link = self._links.get((event.peer, doc_id))  # type: ignore[arg-type]
+                if link is not None:
+                    link.refused += 1
+                    if link.refused > MAX_REFUSED:  # a peer that keeps sending what no writer signed: gone
+                        self._drop(link, f"{link.refused} refused updates")
 
     async def _ticker(self) -> None:
         last_find = time.monotonic()
