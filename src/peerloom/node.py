@@ -33,6 +33,7 @@ import platformdirs
 from peerloom.apps.compute.service import ComputeService
 from peerloom.apps.exit.service import ExitService
 from peerloom.apps.nat.service import NatService
+from peerloom.apps.docs.service import DocsService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore
@@ -105,7 +106,9 @@ class Node:
         self.nat: NatService | None = NatService(lambda: self.port) if nat_on else None
         # the exit (apps/exit): serves the peers `settings.exit_allow` names, and opens exit streams for SOCKS
         self.exit = ExitService()
-        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []),
+        # collaborative documents (issue 15), found through pub/sub topics when it runs: `node.docs`
+        self.docs = DocsService(pubsub=self.pubsub)
+        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), self.docs,
                                         *([self.compute] if self.compute else []),
                                         *([self.nat] if self.nat else []), self.exit, *services]
         names = [s.name for s in self.services]

@@ -28,6 +28,7 @@ from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.compute import api as compute_api
 from peerloom.apps.exit import api as exit_api
 from peerloom.apps.nat import api as nat_api
+from peerloom.apps.docs import api as docs_api
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
 from peerloom.state import StateError
@@ -349,6 +350,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     compute_api.mount(app, daemon)
     nat_api.mount(app, daemon)
     exit_api.mount(app, daemon)
+    docs_api.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

@@ -16,11 +16,12 @@ import typer
 from peerloom.apps.compute import cli as compute
 from peerloom.apps.exit import cli as connect
 from peerloom.apps.nat import cli as nat
+from peerloom.apps.docs import cli as docs
 from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, relay, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, compute, nat, relay, connect, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, docs, compute, nat, relay, connect, demo)
 
 
 def version_callback(value: bool) -> None:

@@ -5,6 +5,7 @@ import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from
 import * as connections from './connections.js';
 import * as detail from './detail.js';
 import * as jobs from './jobs.js';
+import * as docs from './docs.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
 import * as topics from './topics.js';
@@ -35,6 +36,7 @@ function start() {
   topics.start();
   jobs.start();
   connections.start();
+  docs.start();
 }
 
 function stop() {
@@ -42,6 +44,7 @@ function stop() {
   topics.stop();
   jobs.stop();
   connections.stop();
+  docs.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {

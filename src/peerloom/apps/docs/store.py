@@ -29,6 +29,14 @@ MIGRATIONS: list[Migration] = [
                                envelope BLOB NOT NULL, PRIMARY KEY (doc_id, writer, seq));
     CREATE TABLE docs_snapshots (doc_id BLOB PRIMARY KEY, envelope BLOB NOT NULL, covers TEXT NOT NULL)
     """,
+    # the documents a node holds (held.py): the keys of its link, this node's own writer key (device_seed) and the
+    # grant of it; the writer grants known for each document
+    """
+    CREATE TABLE docs_held (doc_id BLOB PRIMARY KEY, read_key BLOB, writer_seed BLOB, device_seed BLOB,
+                            title TEXT, added REAL NOT NULL);
+    CREATE TABLE docs_grants (doc_id BLOB NOT NULL, writer BLOB NOT NULL, record BLOB NOT NULL,
+                              PRIMARY KEY (doc_id, writer))
+    """,
 ]
 
 
@@ -132,9 +140,14 @@ class StoredDoc:
     def edit(self, change: Callable[[Doc], None]) -> bytes | None:
         """Apply `change` to the document and store its signed envelope; when this returns the edit is durable.
         The envelope (to send to peers), or None when nothing changed."""
-        before = self.doc.get_state()
-        change(self.doc)
-        data = self.replica.commit_local(before)
+        updates: list[bytes] = []
+        subscription = self.doc.observe(lambda event: updates.append(event.update))
+        try:
+            with self.doc.transaction():  # one transaction, one update (nested transactions join it)
+                change(self.doc)
+        finally:
+            self.doc.unobserve(subscription)
+        data = self.replica.commit_update(updates[0]) if updates else None
         if data is not None:
             self._append(decode_envelope(data), data)
             self._maybe_compact()
@@ -143,12 +156,16 @@ class StoredDoc:
     def receive(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> Envelope:
         """Verify, check, store, then apply an envelope from a peer; a DocError subclass when it is refused (and
         then nothing is stored)."""
+        return self.receive_update(data, peer, now)[0]
+
+    def receive_update(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> tuple[Envelope, bytes]:
+        """`receive`, also giving the Yjs update that was applied (for editors following the document)."""
         envelope, update = self.replica.open(data, peer, now)
         self._append(envelope, data)
         self.doc.apply_update(update)
         self.replica.gate.record(envelope)
         self._maybe_compact()
-        return envelope
+        return envelope, update
 
     def compact(self) -> int:
         """Replace the log with one snapshot signed by the local writer; how many log rows it replaced."""

@@ -28,7 +28,13 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from pycrdt import Doc
 
 from peerloom.apps.docs.keys import KEY_SIZE, SIGNATURE_SIZE, DocError, DocKeys, WriterGrant, raw_public, verify
-from peerloom.apps.docs.yupdate import YUpdateError, missing_dependencies, parse_state_vector, parse_update
+from peerloom.apps.docs.yupdate import (
+    YUpdateError,
+    missing_dependencies,
+    needed_clocks,
+    parse_state_vector,
+    parse_update,
+)
 
 VERSION = 1
 MAX_UPDATE_SIZE = 1 << 20  # bytes of ciphertext in one envelope; a larger edit is split or sent as a snapshot
@@ -63,6 +69,16 @@ class RateRefused(DocError):
 
 class UpdateRefused(DocError):
     """A verified envelope whose Yjs update cannot be read or integrated (garbage, or changes the document lacks)."""
+
+
+class UpdatePending(UpdateRefused):
+    """A well-formed update that refers to changes this document has not seen yet: it may be applied later, once
+    they arrive (live updates from several peers can overtake each other). `needs`: the clock each missing client
+    must reach first."""
+
+    def __init__(self, message: str, needs: dict[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs or {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +142,6 @@ def seal(keys: DocKeys, seq: int, update: bytes, nonce: bytes | None = None) -> 
     """The envelope of a local Yjs update: encrypted with the read key and signed with the writer key."""
     if keys.writer is None or keys.read_key is None:
         raise DocError("writing a document needs its read key and a writer key")
-    if not 0 <= seq <= MAX_SEQUENCE:
-        raise DocError(f"sequence number {seq} out of range")
     if not 0 <= seq <= MAX_SEQUENCE:
         raise DocError(f"sequence number {seq} out of range")
     nonce = secrets.token_bytes(NONCE_SIZE) if nonce is None else nonce
@@ -281,7 +295,8 @@ class Replica:
             raise UpdateRefused(f"malformed Yjs update: {exc}") from None
         problems = missing_dependencies(shape, state)
         if problems:
-            raise UpdateRefused("the update needs changes this document lacks: " + "; ".join(problems[:3]))
+            raise UpdatePending("the update needs changes this document lacks: " + "; ".join(problems[:3]),
+                                needed_clocks(shape, state))
         scratch = self._scratch_in_step(state)
         try:
             scratch.apply_update(update)
@@ -315,7 +330,15 @@ class Replica:
         writer = self.keys.writer_id
         if writer is None:
             raise DocError("this replica holds no writer key")
-        update = self.doc.get_update(before_state)
+        return self.commit_update(self.doc.get_update(before_state))
+
+    def commit_update(self, update: bytes) -> bytes | None:
+        """The envelope of `update`, local changes already applied to `doc` (a transaction's own update, as pycrdt's
+        `observe` gives it: unlike `get_update(state)` it does not repeat the document's whole delete set, which
+        grows with every deletion), signed with the next sequence of the local writer; None when it is empty."""
+        writer = self.keys.writer_id
+        if writer is None:
+            raise DocError("this replica holds no writer key")
         shape = parse_update(update)
         if not shape.ranges and not shape.deletes:
             return None
