@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import platformdirs
 
+from peerloom.apps.docs.service import DocsService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore
@@ -91,7 +92,9 @@ class Node:
         self.engine = BitTorrentEngine(self.settings, client_name=self.client_name)
         # pub/sub (GossipSub) is a service like the others, built by default: `node.pubsub`
         self.pubsub: PubSubService | None = PubSubService() if self.settings.pubsub else None
-        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), *services]
+        # collaborative documents (issue 15), found through pub/sub topics when it runs: `node.docs`
+        self.docs = DocsService(pubsub=self.pubsub)
+        self.services: list[Service] = [self.engine, *([self.pubsub] if self.pubsub else []), self.docs, *services]
         names = [s.name for s in self.services]
         if len(set(names)) != len(names):
             raise ValueError(f"two services share a name: {names}")

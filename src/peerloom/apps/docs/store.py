@@ -29,6 +29,11 @@ MIGRATIONS: list[Migration] = [
                                envelope BLOB NOT NULL, PRIMARY KEY (doc_id, writer, seq));
     CREATE TABLE docs_snapshots (doc_id BLOB PRIMARY KEY, envelope BLOB NOT NULL, covers TEXT NOT NULL)
     """,
+    # the documents a node holds, with the keys it was given (catalog.py)
+    """
+    CREATE TABLE docs_held (doc_id BLOB PRIMARY KEY, read_key BLOB, writer_seed BLOB, title TEXT,
+                            added REAL NOT NULL)
+    """,
 ]
 
 
@@ -143,12 +148,16 @@ class StoredDoc:
     def receive(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> Envelope:
         """Verify, check, store, then apply an envelope from a peer; a DocError subclass when it is refused (and
         then nothing is stored)."""
+        return self.receive_update(data, peer, now)[0]
+
+    def receive_update(self, data: bytes, peer: Hashable | None = None, now: float = 0.0) -> tuple[Envelope, bytes]:
+        """`receive`, also giving the Yjs update that was applied (for editors following the document)."""
         envelope, update = self.replica.open(data, peer, now)
         self._append(envelope, data)
         self.doc.apply_update(update)
         self.replica.gate.record(envelope)
         self._maybe_compact()
-        return envelope
+        return envelope, update
 
     def compact(self) -> int:
         """Replace the log with one snapshot signed by the local writer; how many log rows it replaced."""

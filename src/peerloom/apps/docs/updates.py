@@ -65,6 +65,11 @@ class UpdateRefused(DocError):
     """A verified envelope whose Yjs update cannot be read or integrated (garbage, or changes the document lacks)."""
 
 
+class UpdatePending(UpdateRefused):
+    """A well-formed update that refers to changes this document has not seen yet: it may be applied later, once
+    they arrive (live updates from several peers can overtake each other)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """One decoded (not yet verified) envelope."""
@@ -126,8 +131,6 @@ def seal(keys: DocKeys, seq: int, update: bytes, nonce: bytes | None = None) -> 
     """The envelope of a local Yjs update: encrypted with the read key and signed with the writer key."""
     if keys.writer is None or keys.read_key is None:
         raise DocError("writing a document needs its read key and a writer key")
-    if not 0 <= seq <= MAX_SEQUENCE:
-        raise DocError(f"sequence number {seq} out of range")
     if not 0 <= seq <= MAX_SEQUENCE:
         raise DocError(f"sequence number {seq} out of range")
     nonce = secrets.token_bytes(NONCE_SIZE) if nonce is None else nonce
@@ -281,7 +284,7 @@ class Replica:
             raise UpdateRefused(f"malformed Yjs update: {exc}") from None
         problems = missing_dependencies(shape, state)
         if problems:
-            raise UpdateRefused("the update needs changes this document lacks: " + "; ".join(problems[:3]))
+            raise UpdatePending("the update needs changes this document lacks: " + "; ".join(problems[:3]))
         scratch = self._scratch_in_step(state)
         try:
             scratch.apply_update(update)

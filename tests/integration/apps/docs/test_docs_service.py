@@ -1,0 +1,123 @@
+"""The documents service between real nodes on loopback: the Python API of the contract (create, open by link,
+text in UTF-16 positions, apply_local, subscribe, awareness), live sync, catch-up after being offline, readers and
+relays."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from pycrdt import Doc, Text
+from support.swarm import fast_settings
+
+from peerloom.apps.docs.awareness import AwarenessEntry, encode_awareness
+from peerloom.apps.docs.handle import DocHandle, UpdateTooLarge
+from peerloom.apps.docs.held import ReadOnlyDocument
+from peerloom.apps.docs.updates import MAX_UPDATE_SIZE, UpdateRefused
+from peerloom.node import Node
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_node(tmp: Path, name: str) -> Node:
+    return Node(tmp / name, host="127.0.0.1", settings=fast_settings(pubsub=False))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def link(a: Node, b: Node) -> None:
+    await a.secure_host.connect(b.secure_addrs[0])
+
+
+def same(*handles: DocHandle) -> bool:
+    return len({h.doc.get_update() for h in handles}) == 1 and len({str(h.text()) for h in handles}) == 1
+
+
+async def test_two_nodes_edit_one_document_live_with_utf16_positions_and_listeners(tmp_path: Path) -> None:
+    async with make_node(tmp_path, "a") as a, make_node(tmp_path, "b") as b:
+        doc_a = await a.docs.create("notes")
+        assert doc_a.writable and doc_a.link.startswith("peerloom://doc/") and "write=" in doc_a.link
+        assert "write=" not in doc_a.read_link and "read=" in doc_a.read_link
+        doc_a.text().insert(0, "a😀b")
+        doc_a.text().insert(3, "é")  # UTF-16: after the emoji's two units
+        assert str(doc_a.text()) == "a😀éb"
+        doc_b = await b.docs.open(doc_a.link)
+        seen: list[tuple[bytes, str]] = []
+        stop = doc_b.subscribe(lambda update, origin: seen.append((update, origin)))
+        await link(a, b)
+        await until(lambda: str(doc_b.text()) == "a😀éb", what="catch-up")
+        doc_b.text().insert(len(doc_b.text()), " 日本")
+        await until(lambda: same(doc_a, doc_b) and str(doc_a.text()).endswith("日本"), what="live edit b→a")
+        assert {origin for _, origin in seen} == {"remote", "local"}
+        replay = Doc()
+        for update, _ in seen:
+            replay.apply_update(update)
+        assert str(replay.get("text", type=Text)) == str(doc_b.text())  # listeners saw every change
+        stop()
+        assert [i.title for i in a.docs.list()] == ["notes"] and a.docs.list()[0].peers == 1
+
+
+async def test_apply_local_acknowledges_stores_and_refuses_garbage_oversized_and_read_only(tmp_path: Path) -> None:
+    async with make_node(tmp_path, "a") as a, make_node(tmp_path, "b") as b:
+        doc_a = await a.docs.create()
+        editor = Doc()
+        editor.get("text", type=Text).insert(0, "from an editor ✓")
+        await doc_a.apply_local(editor.get_update())
+        assert str(doc_a.text()) == "from an editor ✓"
+        assert doc_a.diff(editor.get_state()) != b"" and doc_a.state_vector() == doc_a.doc.get_state()
+        with pytest.raises(UpdateRefused):
+            await doc_a.apply_local(b"\x01\x02garbage")
+        with pytest.raises(UpdateTooLarge):
+            await doc_a.apply_local(bytes(MAX_UPDATE_SIZE))
+        reader = await b.docs.open(doc_a.read_link)
+        assert not reader.writable
+        with pytest.raises(ReadOnlyDocument):
+            await reader.apply_local(editor.get_update())
+        with pytest.raises(ReadOnlyDocument):
+            reader.text().insert(0, "x")
+        await link(a, b)
+        await until(lambda: str(reader.text()) == "from an editor ✓", what="the reader's copy")
+
+
+async def test_catch_up_after_offline_edits_on_both_sides_and_through_a_relay_without_the_read_key(
+    tmp_path: Path,
+) -> None:
+    async with make_node(tmp_path, "a") as a, make_node(tmp_path, "b") as b, make_node(tmp_path, "r") as r:
+        doc_a = await a.docs.create()
+        doc_b = await b.docs.open(doc_a.link)
+        relay = await r.docs.open(doc_a.name_link)
+        assert not relay.readable
+        for i in range(20):
+            doc_a.text().insert(0, f"a{i} ")
+            doc_b.text().insert(0, f"b{i} ")
+        await link(a, r)  # a and b never meet: everything goes through the relay
+        await link(b, r)
+        await until(lambda: same(doc_a, doc_b), what="convergence through the relay")
+        assert "a19" in str(doc_a.text()) and "b19" in str(doc_a.text())
+        with pytest.raises(ReadOnlyDocument):
+            relay.doc  # noqa: B018
+
+
+async def test_awareness_is_relayed_to_peers_and_local_listeners_once(tmp_path: Path) -> None:
+    async with make_node(tmp_path, "a") as a, make_node(tmp_path, "b") as b:
+        doc_a = await a.docs.create()
+        doc_b = await b.docs.open(doc_a.link)
+        await link(a, b)
+        await until(lambda: a.docs.list()[0].peers == 1 and b.docs.list()[0].peers == 1, what="links")
+        got: list[bytes] = []
+        doc_b.awareness.subscribe(lambda update, origin: got.append(update))
+        update = encode_awareness([AwarenessEntry(7, 1, '{"user":{"name":"ana"}}')])
+        doc_a.awareness.apply(update, "browser")
+        await until(lambda: got == [update], what="awareness at b")
+        doc_a.awareness.apply(update, "browser")  # the same clock again: nothing new goes out
+        await asyncio.sleep(0.3)
+        assert got == [update]
