@@ -2,6 +2,7 @@
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
 import * as detail from './detail.js';
+import * as docs from './docs.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
 import * as topics from './topics.js';
@@ -30,11 +31,13 @@ function start() {
   running = true;
   connect();
   topics.start();
+  docs.start();
 }
 
 function stop() {
   running = false;
   topics.stop();
+  docs.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {

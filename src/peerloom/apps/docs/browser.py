@@ -109,10 +109,10 @@ class EditorConnection:
         self.queue = queue or SendQueue()
         self.acked = 0
         self.clients: dict[int, int] = {}  # awareness client ids this page announced → their latest clock
-        self._applying: bytes | None = None  # the browser's update being applied: not echoed back to it
+        self._applying = False  # while the browser's own update is applied, its "local" echo is not sent back
 
     def _on_update(self, update: bytes, origin: str) -> None:
-        if update != self._applying:
+        if not (self._applying and origin == "local"):
             self._send(encode_update(update))
 
     def _on_awareness(self, update: bytes, origin: object) -> None:
@@ -168,11 +168,11 @@ class EditorConnection:
         return True
 
     async def _apply(self, update: bytes) -> None:
-        self._applying = update
+        self._applying = True
         try:
             await self.handle.apply_local(update)
         finally:
-            self._applying = None
+            self._applying = False
 
     def _presence(self, update: bytes) -> None:
         entries = parse_awareness(update)

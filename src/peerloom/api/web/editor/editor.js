@@ -162,13 +162,15 @@ class BridgeProvider {
  * @param {boolean} options.readOnly whether this node may only read the document
  * @param {{name: string, color: string}} options.user shown to the other editors next to this one's cursor
  * @param {(state: string, reason: string|null) => void} options.onState connecting, saving, saved, offline, refused
- * @returns {{destroy: () => void, text: () => string, state: () => string}}
+ * @returns {{destroy: () => void, setUser: (user: {name: string, color: string}) => void, text: () => string,
+ *   state: () => string}}
  */
 export function openEditor({ parent, url, field, readOnly, user, onState }) {
   const doc = new Y.Doc();
   const ytext = doc.getText(field);
   const awareness = new awarenessProtocol.Awareness(doc);
-  awareness.setLocalStateField('user', { name: user.name, color: user.color, colorLight: `${user.color}33` });
+  const setUser = ({ name, color }) => awareness.setLocalStateField('user', { name, color, colorLight: `${color}33` });
+  setUser(user);
   const editable = new Compartment();
   const lock = (readonly) => [EditorState.readOnly.of(readonly), EditorView.editable.of(!readonly)];
   const view = new EditorView({
@@ -192,6 +194,7 @@ export function openEditor({ parent, url, field, readOnly, user, onState }) {
       awareness.destroy();
       doc.destroy();
     },
+    setUser,
     text: () => ytext.toString(),
     state: () => provider.state(),
   };

@@ -1,0 +1,175 @@
+// The documents view: the node's documents, creating one, opening one by its link, its share links, and the
+// editor (docs-editor.js, loaded when a document is first opened) with the other editors' cursors and names.
+// The list goes through the API; the editor talks to the daemon over the document's WebSocket bridge.
+
+import { api, socketUrl } from './api.js';
+import { el, setText, showError } from './dom.js';
+
+const POLL_MS = 3000;
+const NAME_KEY = 'peerloom-docs-name';
+const COLORS = ['#d9482b', '#2f8f4e', '#2f6fde', '#a23cc9', '#c47a00', '#128a8a', '#c2185b', '#5d6b00'];
+const STATES = { connecting: 'connecting…', saving: 'saving…', saved: 'saved', offline: 'offline: reconnecting…' };
+const body = document.querySelector('#docs-table tbody');
+const empty = document.getElementById('no-docs');
+const off = document.getElementById('docs-off');
+const newForm = document.getElementById('doc-new-form');
+const openForm = document.getElementById('doc-open-form');
+const view = document.getElementById('doc-view');
+const stateLabel = document.getElementById('doc-state');
+const nameInput = document.getElementById('doc-user');
+let timer = null;
+let selected = null; // the open document's id
+let editor = null;
+let opening = 0; // a later open wins over one still loading
+
+function userName() {
+  let name = localStorage.getItem(NAME_KEY);
+  if (!name) {
+    name = `editor-${Math.random().toString(16).slice(2, 6)}`;
+    localStorage.setItem(NAME_KEY, name);
+  }
+  return name;
+}
+
+function user() {
+  const name = userName();
+  let hash = 0;
+  for (const char of name) hash = (hash * 31 + char.codePointAt(0)) >>> 0;
+  return { name, color: COLORS[hash % COLORS.length] };
+}
+
+/** Starts polling the list once the page has its token. */
+export function start() {
+  if (timer) return;
+  nameInput.value = userName();
+  refresh();
+  timer = setInterval(refresh, POLL_MS);
+}
+
+export function stop() {
+  clearInterval(timer);
+  timer = null;
+  close();
+}
+
+async function refresh() {
+  try {
+    const { docs } = await api('GET', 'docs');
+    off.hidden = true;
+    render(docs);
+  } catch (error) {
+    if (error.status === 503) {
+      off.hidden = false;
+      clearInterval(timer);
+    }
+  }
+}
+
+function access(doc) {
+  if (doc.writable) return 'read & write';
+  return doc.readable ? 'read only' : 'relay only';
+}
+
+function render(docs) {
+  body.replaceChildren(...docs.map((d) => el('tr', { 'data-id': d.id, class: d.id === selected ? 'selected' : false },
+    el('td', {}, el('button', {
+      type: 'button', class: 'name link', text: d.title || `…${d.id.slice(-12)}`, title: d.id,
+      disabled: !d.readable, onclick: () => select(d.id),
+    })),
+    el('td', { class: 'access', text: access(d) }),
+    el('td', { class: 'peers num', text: String(d.peers) }),
+    el('td', { class: 'num', text: `${d.size} B` }))));
+  empty.hidden = docs.length > 0;
+}
+
+function linkField(id, value) {
+  const input = document.getElementById(id);
+  input.value = value || '';
+  input.closest('div').hidden = !value;
+}
+
+function showState(state, reason) {
+  stateLabel.dataset.state = state;
+  setText(stateLabel, state === 'refused' ? `refused: ${reason}` : STATES[state] || state);
+  stateLabel.classList.toggle('bad', state === 'refused' || state === 'offline');
+}
+
+function close() {
+  opening += 1;
+  if (editor) editor.destroy();
+  editor = null;
+  selected = null;
+  view.hidden = true;
+  for (const row of body.rows) row.classList.remove('selected');
+}
+
+/** Opens document `id` in the editor (closing the one open). */
+async function select(id) {
+  close();
+  const ticket = opening;
+  try {
+    const [{ doc }, { openEditor }] = await Promise.all([api('GET', `docs/${id}`), import('./docs-editor.js')]);
+    if (ticket !== opening) return;
+    selected = id;
+    for (const row of body.rows) row.classList.toggle('selected', row.dataset.id === id);
+    setText(document.getElementById('doc-name'), doc.title || `…${doc.id.slice(-12)}`);
+    setText(document.getElementById('doc-access'), access(doc));
+    linkField('doc-write-link', doc.writable ? doc.link : '');
+    linkField('doc-read-link', doc.read_link);
+    view.hidden = false;
+    const parent = document.getElementById('doc-editor');
+    parent.replaceChildren();
+    editor = openEditor({
+      parent, url: socketUrl(`docs/${id}/ws`), field: 'text', readOnly: !doc.writable, user: user(), onState: showState,
+    });
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+async function submit(form, request) {
+  try {
+    const { doc } = await request();
+    form.reset();
+    await refresh();
+    await select(doc.id);
+  } catch (error) {
+    showError(error.message);
+  }
+}
+
+newForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const title = newForm.elements.title.value.trim();
+  submit(newForm, () => api('POST', 'docs', title ? { title } : {}));
+});
+
+openForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const link = openForm.elements.link.value.trim();
+  if (!link) {
+    showError('Paste a document link first.');
+    return;
+  }
+  submit(openForm, () => api('POST', 'docs/open', { link }));
+});
+
+nameInput.addEventListener('change', () => {
+  const name = nameInput.value.trim().slice(0, 40);
+  if (!name) return;
+  localStorage.setItem(NAME_KEY, name);
+  if (editor) editor.setUser(user());
+});
+
+document.getElementById('doc-close').addEventListener('click', close);
+for (const button of view.querySelectorAll('button.copy')) {
+  button.addEventListener('click', async () => {
+    const input = button.previousElementSibling;
+    input.select();
+    try {
+      await navigator.clipboard.writeText(input.value);
+    } catch {
+      document.execCommand('copy'); // pages on plain http have no clipboard API
+    }
+  });
+}
