@@ -1,4 +1,4 @@
-"""A document as one node holds it (sans-I/O): the catalog of held documents and their keys, and `HeldDoc`, what
+"""A document as one node holds it: the catalog of held documents and their keys, and `HeldDoc`, what
 the sync core needs of one document whether this node can read it or only relay it.
 
 - With the read key, a `StoredDoc` (store.py) checks, stores and applies every envelope.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pycrdt import Doc
 
-from peerloom.apps.docs.keys import DocError, DocKeys, raw_seed
+from peerloom.apps.docs.keys import DocError, DocKeys, WriterGrant, raw_public, raw_seed
 from peerloom.apps.docs.store import DocStore, StoredDoc
 from peerloom.apps.docs.updates import SeenSequences, UpdateGate, decode_envelope
 
@@ -29,44 +29,66 @@ class ReadOnlyDocument(DocError):
 
 @dataclass(frozen=True, slots=True)
 class Held:
-    keys: DocKeys
+    keys: DocKeys  # what the node's links share: the document key when it may write
+    device: Ed25519PrivateKey | None  # the key this node signs with (granted by the document key)
     title: str | None
     added: float
 
 
 class DocCatalog:
-    """The documents this node holds (table docs_held): their keys and local titles."""
+    """The documents this node holds (table docs_held), their local titles, and the writer grants of each.
+
+    Several nodes given the same write link hold the same document key; signing with it would make their sequence
+    numbers collide (the second one's updates would be refused as replays). So a node that holds the document key
+    signs with a device key of its own, which it grants itself with the document key (`WriterGrant`), and the sync
+    sends the grants ahead of the updates."""
 
     def __init__(self, store: DocStore) -> None:
         self.schema = store.schema
 
-    def put(self, keys: DocKeys, title: str | None, now: float) -> None:
-        """Remember `keys` (keeping the more powerful of what was known and what is given)."""
+    def put(self, keys: DocKeys, title: str | None, now: float) -> Held:
+        """Remember `keys` (keeping the more powerful of what was known and what is given); what is held now."""
         old = self.get(keys.doc_id)
+        device = None
         if old is not None:
-            read = keys.read_key or old.keys.read_key
-            writer = keys.writer or old.keys.writer
-            keys = DocKeys(keys.doc_id, read, writer)
-            title = title or old.title
-            now = old.added
+            keys = DocKeys(keys.doc_id, keys.read_key or old.keys.read_key, keys.writer or old.keys.writer)
+            title, now, device = title or old.title, old.added, old.device
+        if keys.writer is not None and device is None:
+            device = keys.writer
+            if raw_public(keys.writer.public_key()) == keys.doc_id:  # the document key: sign with a granted key
+                device = Ed25519PrivateKey.generate()
+                grant = WriterGrant.issue(keys.writer, raw_public(device.public_key()))
+                self.add_grant(keys.doc_id, grant.writer, grant.encode())
         seed = None if keys.writer is None else raw_seed(keys.writer)
-        self.schema.execute("INSERT OR REPLACE INTO docs_held VALUES (?, ?, ?, ?, ?)",
-                            (keys.doc_id, keys.read_key, seed, title, now))
+        device_seed = None if device is None else raw_seed(device)
+        self.schema.execute("INSERT OR REPLACE INTO docs_held VALUES (?, ?, ?, ?, ?, ?)",
+                            (keys.doc_id, keys.read_key, seed, device_seed, title, now))
+        return Held(keys, device, title, now)
 
     def get(self, doc_id: bytes) -> Held | None:
-        rows = self.schema.execute("SELECT doc_id, read_key, writer_seed, title, added FROM docs_held "
-                                   "WHERE doc_id = ?", (doc_id,))
+        rows = self.schema.execute(f"SELECT {_COLUMNS} FROM docs_held WHERE doc_id = ?", (doc_id,))
         return _held(rows[0]) if rows else None
 
     def all(self) -> list[Held]:
-        return [_held(row) for row in self.schema.execute(
-            "SELECT doc_id, read_key, writer_seed, title, added FROM docs_held ORDER BY added")]
+        return [_held(row) for row in self.schema.execute(f"SELECT {_COLUMNS} FROM docs_held ORDER BY added")]
+
+    def add_grant(self, doc_id: bytes, writer: bytes, record: bytes) -> bool:
+        """Keep a (checked) grant; False if it was known."""
+        self.schema.execute("INSERT OR IGNORE INTO docs_grants VALUES (?, ?, ?)", (doc_id, writer, record))
+        return bool(self.schema.execute("SELECT changes()")[0][0])
+
+    def grants(self, doc_id: bytes) -> list[bytes]:
+        return [row[0] for row in self.schema.execute("SELECT record FROM docs_grants WHERE doc_id = ?", (doc_id,))]
 
 
-def _held(row: tuple[bytes, bytes | None, bytes | None, str | None, float]) -> Held:
-    doc_id, read_key, seed, title, added = row
+_COLUMNS = "doc_id, read_key, writer_seed, device_seed, title, added"
+
+
+def _held(row: tuple[bytes, bytes | None, bytes | None, bytes | None, str | None, float]) -> Held:
+    doc_id, read_key, seed, device_seed, title, added = row
     writer = None if seed is None else Ed25519PrivateKey.from_private_bytes(seed)
-    return Held(DocKeys(doc_id, read_key, writer), title, added)
+    device = None if device_seed is None else Ed25519PrivateKey.from_private_bytes(device_seed)
+    return Held(DocKeys(doc_id, read_key, writer), device, title, added)
 
 
 def _lacks(have: dict[bytes, SeenSequences], writer: bytes, seq: int) -> bool:
@@ -91,17 +113,23 @@ def _lacks_any(have: dict[bytes, SeenSequences], covers: dict[bytes, SeenSequenc
 class HeldDoc:
     """One document held by this node: `have`, `missing_for`, `accept` for the sync core; `edit` for local writes."""
 
-    def __init__(self, store: DocStore, keys: DocKeys, *, compact_after: int | None = None) -> None:
+    def __init__(self, catalog: DocCatalog, store: DocStore, held: Held, *, compact_after: int | None = None) -> None:
+        self.catalog = catalog
         self.store = store
-        self.keys = keys
+        self.keys = held.keys  # what links share
+        doc_id = held.keys.doc_id
+        grants = tuple(catalog.grants(doc_id))
         self.stored: StoredDoc | None = None
-        if keys.read_key is not None:
+        if held.keys.read_key is not None:
+            signing = DocKeys(doc_id, held.keys.read_key, held.device)
             kwargs = {} if compact_after is None else {"compact_after": compact_after}
-            self.stored = StoredDoc(store, keys, **kwargs)  # type: ignore[arg-type]
+            self.stored = StoredDoc(store, signing, grants, **kwargs)  # type: ignore[arg-type]
             self.gate = self.stored.replica.gate
         else:
-            self.gate = UpdateGate(keys.doc_id)
-            for data in store.load(keys.doc_id).updates:  # checked again: the file may have been tampered with
+            self.gate = UpdateGate(doc_id)
+            for grant in grants:
+                self.gate.grant(grant)
+            for data in store.load(doc_id).updates:  # checked again: the file may have been tampered with
                 self.gate.record(self.gate.check(data))
 
     @property
@@ -114,11 +142,22 @@ class HeldDoc:
 
     @property
     def writable(self) -> bool:
-        return self.keys.writer is not None
+        return self.stored is not None and self.stored.replica.keys.writer is not None
 
     @property
     def doc(self) -> Doc | None:
         return None if self.stored is None else self.stored.doc
+
+    def grants(self) -> list[bytes]:
+        return self.catalog.grants(self.doc_id)
+
+    def add_grant(self, record: bytes) -> bool:
+        """Check and keep a writer grant from a peer; whether it was new. GrantError when it is not valid."""
+        writer = WriterGrant.decode(record, self.doc_id).writer
+        if writer in self.gate.writers and writer != self.doc_id:
+            return False
+        self.gate.grant(record)
+        return self.catalog.add_grant(self.doc_id, writer, record)
 
     def have(self) -> dict[bytes, SeenSequences]:
         """Which envelopes this node holds (or has merged), per writer."""

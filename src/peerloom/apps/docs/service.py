@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from peerloom.apps.docs.handle import DocHandle, DocInfo
-from peerloom.apps.docs.held import DocCatalog, HeldDoc
+from peerloom.apps.docs.held import DocCatalog, Held, HeldDoc
 from peerloom.apps.docs.keys import KEY_SIZE, DocError, DocKeys, parse_link
 from peerloom.apps.docs.store import DocStore
 from peerloom.apps.docs.sync import Applied, AwarenessIn, CaughtUp, DocSync, Refused, Send
@@ -102,7 +102,7 @@ class DocsService:
         self._catalog = DocCatalog(self._store)
         for held in self._catalog.all():
             try:
-                self._hold(held.keys, held.title)
+                self._hold(held)
             except DocError as exc:  # a tampered log: that document stays closed, the node runs
                 log.error("docs: cannot load document %s: %s", held.keys.doc_id.hex(), exc)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
@@ -286,14 +286,15 @@ class DocsService:
                 self._drain(handle)
 
     # -- the Python API -------------------------------------------------------------------------------------------
-    def _hold(self, keys: DocKeys, title: str | None) -> DocHandle:
-        assert self._store is not None
-        held = HeldDoc(self._store, keys, compact_after=self.compact_after)
-        handle = DocHandle(held, DocSync(held), self._drain, title)
-        self._docs[keys.doc_id] = handle
+    def _hold(self, held: Held) -> DocHandle:
+        assert self._store is not None and self._catalog is not None
+        doc = HeldDoc(self._catalog, self._store, held, compact_after=self.compact_after)
+        handle = DocHandle(doc, DocSync(doc), self._drain, held.title)
+        doc_id = held.keys.doc_id
+        self._docs[doc_id] = handle
         if self.pubsub is not None:
-            topic = TOPIC_PREFIX + keys.doc_id.hex()
-            self._topics[keys.doc_id] = self.pubsub.subscribe(topic)
+            topic = TOPIC_PREFIX + doc_id.hex()
+            self._topics[doc_id] = self.pubsub.subscribe(topic)
             self._running().tasks.spawn(self._find_peers(topic), name="docs find peers")
         return handle
 
@@ -310,8 +311,7 @@ class DocsService:
         ctx = self._running()
         keys, _ = DocKeys.new()
         assert self._catalog is not None
-        self._catalog.put(keys, title, time.time())
-        handle = self._hold(keys, title)
+        handle = self._hold(self._catalog.put(keys, title, time.time()))
         self._connect_docs_all(ctx, keys.doc_id)
         return handle
 
@@ -329,16 +329,10 @@ class DocsService:
         handle = self._docs.get(keys.doc_id)
         if handle is not None:
             known = handle.held.keys
-            if (keys.read_key and not known.read_key) or (keys.writer and not known.writer):
-                self._catalog.put(keys, None, time.time())
-                self._close(keys.doc_id)
-            else:
+            if not ((keys.read_key and not known.read_key) or (keys.writer and not known.writer)):
                 return handle
-        else:
-            self._catalog.put(keys, None, time.time())
-        held = self._catalog.get(keys.doc_id)
-        assert held is not None
-        handle = self._hold(held.keys, held.title)
+            self._close(keys.doc_id)  # more keys than before: held again with them
+        handle = self._hold(self._catalog.put(keys, None, time.time()))
         self._connect_docs_all(ctx, keys.doc_id)
         return handle
 

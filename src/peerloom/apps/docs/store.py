@@ -29,10 +29,13 @@ MIGRATIONS: list[Migration] = [
                                envelope BLOB NOT NULL, PRIMARY KEY (doc_id, writer, seq));
     CREATE TABLE docs_snapshots (doc_id BLOB PRIMARY KEY, envelope BLOB NOT NULL, covers TEXT NOT NULL)
     """,
-    # the documents a node holds, with the keys it was given (catalog.py)
+    # the documents a node holds (held.py): the keys of its link, this node's own writer key (device_seed) and the
+    # grant of it; the writer grants known for each document
     """
-    CREATE TABLE docs_held (doc_id BLOB PRIMARY KEY, read_key BLOB, writer_seed BLOB, title TEXT,
-                            added REAL NOT NULL)
+    CREATE TABLE docs_held (doc_id BLOB PRIMARY KEY, read_key BLOB, writer_seed BLOB, device_seed BLOB,
+                            title TEXT, added REAL NOT NULL);
+    CREATE TABLE docs_grants (doc_id BLOB NOT NULL, writer BLOB NOT NULL, record BLOB NOT NULL,
+                              PRIMARY KEY (doc_id, writer))
     """,
 ]
 

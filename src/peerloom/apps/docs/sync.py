@@ -1,8 +1,9 @@
 """The sync of one document with its peers (sans-I/O: bytes and `now` in, events out; no sockets, no clock).
 
 Per peer (one `/peerloom/doc/1.0.0` stream):
-- on `add_peer`, step 1: our "have" vector (syncproto); the peer answers with step 2 messages, one envelope each
-  that we lack, then an empty step 2 (its catch-up is done), and we answer its step 1 the same way;
+- on `add_peer`, the writer grants we know, then step 1: our "have" vector (syncproto); the peer answers with
+  step 2 messages, one envelope each that we lack, then an empty step 2 (its catch-up is done), and we answer its
+  step 1 the same way;
 - live edits go to every peer as update messages (`publish`); an envelope accepted from one peer is forwarded to
   the others (a relay forwards ciphertext), so peers not connected to the writer hear of it too;
 - every RESYNC_INTERVAL, step 1 again: a lost message heals (the peer sends what we still lack).
@@ -22,6 +23,7 @@ from peerloom.apps.docs.awareness import AwarenessError, AwarenessRelay
 from peerloom.apps.docs.keys import DocError
 from peerloom.apps.docs.syncproto import (
     AwarenessMessage,
+    GrantMessage,
     SyncMessage,
     SyncStep1,
     SyncStep2,
@@ -45,6 +47,8 @@ class SyncedDoc(Protocol):
     def have(self) -> dict[bytes, SeenSequences]: ...
     def missing_for(self, have: dict[bytes, SeenSequences]) -> list[bytes]: ...
     def accept(self, data: bytes, peer: Hashable | None, now: float) -> bytes | None: ...
+    def grants(self) -> list[bytes]: ...
+    def add_grant(self, record: bytes) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +121,7 @@ class DocSync:
     # -- peers ----------------------------------------------------------------------------------------------------
     def add_peer(self, peer: Peer, now: float) -> None:
         self._peers[peer] = now + RESYNC_INTERVAL
-        self._send(peer, SyncStep1(self.doc.have()))
+        self._send(peer, *[GrantMessage(g) for g in self.doc.grants()], SyncStep1(self.doc.have()))
 
     def remove_peer(self, peer: Peer) -> None:
         self._peers.pop(peer, None)
@@ -136,8 +140,20 @@ class DocSync:
                 self._events.append(CaughtUp(peer))
             else:
                 self._envelope(peer, decoded.envelope, now)
+        elif isinstance(decoded, GrantMessage):
+            self._grant(peer, decoded.record)
         else:
             self.apply_awareness(decoded.update, peer, now)
+
+    def _grant(self, peer: Peer, record: bytes) -> None:
+        try:
+            new = self.doc.add_grant(record)
+        except DocError as exc:
+            self.counters["refused"] += 1
+            self._events.append(Refused(peer, exc))
+            return
+        if new:
+            self._broadcast(GrantMessage(record), skip=peer)
 
     def _envelope(self, peer: Peer, data: bytes, now: float) -> None:
         if self._try(peer, data, now, pending_ok=True):

@@ -9,6 +9,8 @@ unsigned varint length and one y-protocols message (y-protocols `sync.js` and `a
         sync type 1 (step 2):  body = one envelope the receiver lacks; an empty body ends the catch-up
         sync type 2 (update):  body = one envelope (a live edit)
     type 1 (awareness): varUint8Array(y-protocols awareness update), relayed as is (see `awareness`)
+    type 8 (grant):     varUint8Array(WriterGrant, 128 bytes): a writer the document key authorised; sent before
+                        the updates it signs (types 2 and 3 are y-websocket's auth and query-awareness: not used)
 
 The difference from y-protocols: document content travels only as signed envelopes (`updates`), never as raw Yjs
 updates, so every receiver checks the writer's signature before it stores or applies anything, and a peer without
@@ -25,11 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peerloom.apps.docs.keys import KEY_SIZE, DocError
+from peerloom.apps.docs.keys import GRANT_SIZE, KEY_SIZE, DocError
 from peerloom.apps.docs.updates import MAX_ENVELOPE_SIZE, MAX_SEQUENCE, REPLAY_WINDOW, SeenSequences
 from peerloom.codec.varint import VarintError, decode_varint, encode_varint
 
-MSG_SYNC, MSG_AWARENESS = 0, 1
+MSG_SYNC, MSG_AWARENESS, MSG_GRANT = 0, 1, 8
 SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE = 0, 1, 2
 MAX_WRITERS = 1024  # writers one "have" vector may list
 MAX_AWARENESS_SIZE = 64 * 1024  # one awareness update (presence: a cursor and a name per client)
@@ -61,7 +63,12 @@ class AwarenessMessage:
     update: bytes
 
 
-SyncMessage = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage
+@dataclass(frozen=True, slots=True)
+class GrantMessage:
+    record: bytes
+
+
+SyncMessage = SyncStep1 | SyncStep2 | SyncUpdate | AwarenessMessage | GrantMessage
 
 
 def _uint(data: bytes, pos: int) -> tuple[int, int]:
@@ -121,6 +128,8 @@ def encode_message(message: SyncMessage) -> bytes:
     """The y-protocols message (without the stream's length prefix)."""
     if isinstance(message, AwarenessMessage):
         return encode_varint(MSG_AWARENESS) + encode_varint(len(message.update)) + message.update
+    if isinstance(message, GrantMessage):
+        return encode_varint(MSG_GRANT) + encode_varint(len(message.record)) + message.record
     if isinstance(message, SyncStep1):
         kind, body = SYNC_STEP1, encode_have(message.have)
     elif isinstance(message, SyncStep2):
@@ -144,6 +153,11 @@ def decode_message(data: bytes) -> SyncMessage:
     if kind == MSG_AWARENESS:
         body, pos = _bytes(data, pos, MAX_AWARENESS_SIZE)
         message: SyncMessage = AwarenessMessage(bytes(body))
+    elif kind == MSG_GRANT:
+        body, pos = _bytes(data, pos, GRANT_SIZE)
+        if len(body) != GRANT_SIZE:
+            raise SyncMessageError(f"a grant message is {GRANT_SIZE} bytes")
+        message = GrantMessage(bytes(body))
     elif kind == MSG_SYNC:
         sync, pos = _uint(data, pos)
         body, pos = _bytes(data, pos, MAX_ENVELOPE_SIZE)
