@@ -154,6 +154,7 @@ openForm.addEventListener('submit', (event) => {
   submit(openForm, () => api('POST', 'docs/open', { link }));
 });
 
+document.getElementById('doc-user-form').addEventListener('submit', (event) => event.preventDefault());
 nameInput.addEventListener('change', () => {
   const name = nameInput.value.trim().slice(0, 40);
   if (!name) return;
