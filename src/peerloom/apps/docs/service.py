@@ -224,6 +224,7 @@ class DocsService:
                     body, pos = frame
                     handle.sync.receive(link.peer, body, now)
                 del buffer[:pos]
+                handle.sync.settle(now)
                 self._drain(handle)
         except (VarintError, DocError) as exc:  # a malformed frame: this stream goes, the peer stays
             self.counters["bad_frames"] += 1

@@ -140,9 +140,14 @@ class StoredDoc:
     def edit(self, change: Callable[[Doc], None]) -> bytes | None:
         """Apply `change` to the document and store its signed envelope; when this returns the edit is durable.
         The envelope (to send to peers), or None when nothing changed."""
-        before = self.doc.get_state()
-        change(self.doc)
-        data = self.replica.commit_local(before)
+        updates: list[bytes] = []
+        subscription = self.doc.observe(lambda event: updates.append(event.update))
+        try:
+            with self.doc.transaction():  # one transaction, one update (nested transactions join it)
+                change(self.doc)
+        finally:
+            self.doc.unobserve(subscription)
+        data = self.replica.commit_update(updates[0]) if updates else None
         if data is not None:
             self._append(decode_envelope(data), data)
             self._maybe_compact()

@@ -98,6 +98,7 @@ class DocSync:
         self._peers: dict[Peer, float] = {}  # peer → when its next step 1 is due
         self._pending: dict[bytes, tuple[Peer, float]] = {}  # envelope → (who sent it, when)
         self._pending_bytes = 0
+        self._progress = False  # an envelope was accepted while others were pending
         self._events: list[SyncEvent] = []
         self.counters = {"accepted": 0, "refused": 0, "replays": 0, "pending": 0, "pending_dropped": 0}
 
@@ -156,7 +157,14 @@ class DocSync:
             self._broadcast(GrantMessage(record), skip=peer)
 
     def _envelope(self, peer: Peer, data: bytes, now: float) -> None:
-        if self._try(peer, data, now, pending_ok=True):
+        if self._try(peer, data, now, pending_ok=True) and self._pending:
+            self._progress = True
+
+    def settle(self, now: float) -> None:
+        """Retry the pending envelopes if any envelope was accepted since the last call. The driver calls it after
+        each batch of frames (not after each envelope: a retry parses the update again)."""
+        if self._progress:
+            self._progress = False
             self._retry_pending(now)
 
     def _try(self, peer: Peer, data: bytes, now: float, *, pending_ok: bool) -> bool:

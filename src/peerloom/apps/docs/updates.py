@@ -318,7 +318,15 @@ class Replica:
         writer = self.keys.writer_id
         if writer is None:
             raise DocError("this replica holds no writer key")
-        update = self.doc.get_update(before_state)
+        return self.commit_update(self.doc.get_update(before_state))
+
+    def commit_update(self, update: bytes) -> bytes | None:
+        """The envelope of `update`, local changes already applied to `doc` (a transaction's own update, as pycrdt's
+        `observe` gives it: unlike `get_update(state)` it does not repeat the document's whole delete set, which
+        grows with every deletion), signed with the next sequence of the local writer; None when it is empty."""
+        writer = self.keys.writer_id
+        if writer is None:
+            raise DocError("this replica holds no writer key")
         shape = parse_update(update)
         if not shape.ranges and not shape.deletes:
             return None

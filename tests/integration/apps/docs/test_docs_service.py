@@ -5,37 +5,18 @@ relays."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from pycrdt import Doc, Text
-from support.swarm import fast_settings
+from support.docs import link, make_node, until
 
 from peerloom.apps.docs.awareness import AwarenessEntry, encode_awareness
 from peerloom.apps.docs.handle import DocHandle, UpdateTooLarge
 from peerloom.apps.docs.held import ReadOnlyDocument
 from peerloom.apps.docs.updates import MAX_UPDATE_SIZE, UpdateRefused
-from peerloom.node import Node
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def make_node(tmp: Path, name: str) -> Node:
-    return Node(tmp / name, host="127.0.0.1", settings=fast_settings(pubsub=False))
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
-async def link(a: Node, b: Node) -> None:
-    await a.secure_host.connect(b.secure_addrs[0])
 
 
 def same(*handles: DocHandle) -> bool:
