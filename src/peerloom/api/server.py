@@ -26,7 +26,6 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from peerloom.api import peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.docs import api as docs_api
-from peerloom.apps.docs import browser as docs_browser
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
 from peerloom.state import StateError
@@ -352,7 +351,6 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_get(EVENTS_PATH, events)
     pubsub_api.mount(app, daemon)  # each app's own routes
     app.router.add_routes(docs_api.routes(daemon))
-    docs_browser.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

@@ -5,8 +5,9 @@
 - POST /docs/open          hold the document a link names (`{"link": "peerloom://doc/..."}`), or more keys for it
 - GET  /docs/{id}          one document, with its share links (`link` with every key this node holds, `read_link`)
 - POST /docs/peers         dial a peer (`{"addr": multiaddr}`); its streams for the shared documents open then
+- GET  /docs/{id}/ws       the editor's WebSocket (`browser`: y-protocols with the page's Yjs document)
 
-The editor's WebSocket is `browser` (GET /docs/{id}/ws). These routes sit with the API at the top of the layering and
+These routes sit with the API at the top of the layering and
 reach the node only through `daemon.node.docs` (the Python API of `apps.docs.service`).
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from peerloom.api.service import ApiError, Daemon
+from peerloom.apps.docs.browser import serve_editor
 from peerloom.apps.docs.handle import DocHandle
 from peerloom.apps.docs.keys import DocError
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
@@ -84,6 +86,12 @@ def routes(daemon: Daemon) -> list[web.RouteDef]:
     async def one(request: web.Request) -> web.Response:
         return web.json_response({"doc": detail(handle_of(request))})
 
+    async def editor(request: web.Request) -> web.StreamResponse:
+        handle = handle_of(request)
+        if not handle.readable:
+            raise ApiError(403, "this node holds no read key for the document: it can only relay it")
+        return await serve_editor(request, handle)
+
     async def dial(request: web.Request) -> web.Response:
         addr = _string(await _body(request), "addr", MAX_LINK, required=True) or ""
         try:
@@ -96,4 +104,4 @@ def routes(daemon: Daemon) -> list[web.RouteDef]:
         return web.json_response({"addr": addr})
 
     return [web.get(PREFIX, list_docs), web.post(PREFIX, create), web.post(f"{PREFIX}/open", open_link),
-            web.post(f"{PREFIX}/peers", dial), web.get(f"{PREFIX}/{{id}}", one)]
+            web.post(f"{PREFIX}/peers", dial), web.get(f"{PREFIX}/{{id}}", one), web.get(f"{PREFIX}/{{id}}/ws", editor)]

@@ -1,4 +1,5 @@
-"""The WebSocket bridge between a browser editor and a document this node holds: GET /api/v1/docs/{id}/ws.
+"""The WebSocket bridge between a browser editor and a document this node holds (GET /api/v1/docs/{id}/ws, mounted
+by `api`).
 
 The page's editor (web/editor/editor.js) speaks y-protocols over it (`bridge` has the messages). On connect the
 daemon sends sync step 1 (its state vector); the browser answers with step 2 (what it holds that the daemon lacks,
@@ -16,7 +17,6 @@ Then:
 Every browser message is bounded (`MAX_MESSAGE_SIZE`, also the WebSocket's frame limit) and checked before use. Each
 connection has its own send queue, bounded in messages and bytes: a page that cannot keep up is disconnected (it
 reconnects and catches up with step 1 / step 2) instead of holding the daemon's memory or slowing anyone else.
-These routes sit with the API at the top of the layering (DESIGN.md: each app brings its routes).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.docs.awareness import AwarenessEntry, encode_awareness, parse_awareness
 from peerloom.apps.docs.bridge import (
     MAX_MESSAGE_SIZE,
@@ -51,7 +50,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PATH = "/api/v1/docs/{id}/ws"
 MAX_QUEUE_MESSAGES = 4096  # messages waiting to go to one page
 MAX_QUEUE_BYTES = 16 * 1024 * 1024  # their bytes: a page this far behind is dropped and catches up on reconnect
 MAX_CLIENTS = 64  # awareness clients one page may announce (one per editor it shows)
@@ -203,19 +201,9 @@ class EditorConnection:
                 await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too far behind: reconnect")
 
 
-def mount(app: web.Application, daemon: Daemon) -> None:
-    """Add the editor WebSocket route to the daemon's app (for the documents `daemon.node.docs` holds)."""
-
-    async def editor_socket(request: web.Request) -> web.WebSocketResponse:
-        doc_id = request.match_info["id"]
-        handle = daemon.node.docs.get(doc_id)
-        if handle is None:
-            raise ApiError(404, f"no document {doc_id!r} on this node: open its link first")
-        if not handle.readable:
-            raise ApiError(403, "this node holds no read key for the document: it can only relay it")
-        ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE_SIZE)
-        await ws.prepare(request)
-        await EditorConnection(handle, ws).run()
-        return ws
-
-    app.router.add_get(PATH, editor_socket)
+async def serve_editor(request: web.Request, handle: DocHandle) -> web.WebSocketResponse:
+    """Upgrade `request` to the editor WebSocket of `handle` and serve it until the page goes away."""
+    ws = web.WebSocketResponse(heartbeat=HEARTBEAT, max_msg_size=MAX_MESSAGE_SIZE)
+    await ws.prepare(request)
+    await EditorConnection(handle, ws).run()
+    return ws
