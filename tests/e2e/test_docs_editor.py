@@ -2,7 +2,8 @@
 creates a document in the web UI, the other opens it by the share link; both type into it at the same time and end
 up showing the same text, each with the other's cursor and name. Then one daemon is SIGKILLed while its page is
 typing and started again: every edit its page had seen acknowledged is in its store, and after the restart both
-pages converge again with everything acknowledged on either side."""
+pages converge again with everything acknowledged on either side. Last, a document opened by its read link shows
+read only, follows the writer's edits live and takes no typing."""
 
 from __future__ import annotations
 
@@ -94,6 +95,7 @@ async def test_two_pages_edit_together_and_a_killed_daemon_loses_no_acknowledged
 
         await ann.fill("#doc-title", "meeting notes")
         await ann.click("#doc-new-form button")
+        await expect(ann.locator("#doc-name")).to_have_text("meeting notes")
         await saved(ann)
         await type_at(ann, "Control+End", [SEPARATOR])
         doc_id = await ann.evaluate("document.querySelector('#docs-table tr.selected').dataset.id")
@@ -148,6 +150,25 @@ async def test_two_pages_edit_together_and_a_killed_daemon_loses_no_acknowledged
         # ann's new page sees bob's cursor once it moves (bob's page may show ann's old one for awareness' 30 s)
         await bob.keyboard.press("ArrowLeft")
         await expect(ann.locator("#doc-editor .cm-ySelectionInfo")).to_have_text("bob")
+
+        # a read-only view: bob opens ann's next document by its read link, sees her text live and cannot type
+        await ann.fill("#doc-title", "announcements")
+        await ann.click("#doc-new-form button")
+        await expect(ann.locator("#doc-name")).to_have_text("announcements")
+        await saved(ann)
+        await bob.fill("#doc-link", await ann.input_value("#doc-read-link"))
+        await bob.click("#doc-open-form button")
+        await expect(bob.locator("#error")).to_be_hidden()
+        await expect(bob.locator("#doc-access")).to_have_text("read only")
+        await expect(bob.locator("#doc-write-link")).to_be_hidden()
+        content = bob.locator("#doc-editor .cm-content")
+        await expect(content).to_have_attribute("contenteditable", "false")
+        await type_at(ann, "Control+End", ["hear", "ye"])
+        await expect(content).to_contain_text("hear ye", timeout=15_000)
+        await content.click()
+        await bob.keyboard.type("nope")
+        await saved(ann)
+        assert "nope" not in await text_of(bob) and "nope" not in await text_of(ann)
         assert ann_errors == [] and bob_errors == []
     finally:
         await stack.aclose()

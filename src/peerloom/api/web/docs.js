@@ -100,6 +100,7 @@ function close() {
   editor = null;
   selected = null;
   view.hidden = true;
+  showState('connecting', null); // until the next document's editor says otherwise
   for (const row of body.rows) row.classList.remove('selected');
 }
 
