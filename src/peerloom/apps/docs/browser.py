@@ -59,9 +59,9 @@ HEARTBEAT = 30.0  # seconds between WebSocket pings: a vanished page is noticed
 class SendQueue:
     """The messages waiting to go to one page, bounded in count and bytes; `put` is False once it overflowed."""
 
-    def __init__(self, max_messages: int = MAX_QUEUE_MESSAGES, max_bytes: int = MAX_QUEUE_BYTES) -> None:
-        self.max_messages = max_messages
-        self.max_bytes = max_bytes
+    def __init__(self, max_messages: int | None = None, max_bytes: int | None = None) -> None:
+        self.max_messages = max_messages or MAX_QUEUE_MESSAGES
+        self.max_bytes = max_bytes or MAX_QUEUE_BYTES
         self._items: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._ready = asyncio.Event()

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSCloseCode, WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 from pycrdt import Doc, Text
 from support.swarm import node
 
 from peerloom.api.server import allowed_hosts, make_app
 from peerloom.api.service import Daemon
+from peerloom.apps.docs import browser
 from peerloom.apps.docs.awareness import AwarenessEntry, encode_awareness, parse_awareness
 from peerloom.apps.docs.bridge import (
     MAX_MESSAGE_SIZE,
@@ -35,6 +36,7 @@ from peerloom.apps.docs.bridge import (
     encode_update,
 )
 from peerloom.apps.docs.bridge import encode_awareness as awareness_message
+from peerloom.apps.docs.browser import SendQueue
 from peerloom.apps.docs.handle import DocHandle
 from peerloom.codec.varint import decode_varint
 from peerloom.node import Node
@@ -263,3 +265,57 @@ async def test_the_documents_view_s_routes(served: Served, tmp_path: Path) -> No
     await _call(served, "POST", "/api/v1/docs", 400, json={"title": "x" * 201})
     await _call(served, "POST", "/api/v1/docs", 415, data=b"title")
     await _call(served, "POST", "/api/v1/docs/peers", 400, json={"addr": "/dns9/nowhere"})
+
+
+async def test_the_send_queue_is_bounded_in_messages_and_bytes() -> None:
+    queue = SendQueue(max_messages=3, max_bytes=100)
+    assert queue.put(b"a" * 40) and queue.put(b"b" * 40)
+    assert not queue.put(b"c" * 40) and queue.overflowed  # 120 bytes: over
+    assert await queue.get() is None  # an overflowed queue ends the connection
+    queue = SendQueue(max_messages=2, max_bytes=100)
+    assert queue.put(b"1") and queue.put(b"2") and not queue.put(b"3")
+    queue = SendQueue()
+    assert queue.put(b"x")
+    queue.close()
+    assert await queue.get() == b"x" and await queue.get() is None  # what was queued goes out before the end
+    assert not queue.put(b"y")
+
+
+async def test_a_page_that_stops_reading_is_disconnected_and_the_others_go_on(
+        served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser, "MAX_QUEUE_MESSAGES", 8)
+    handle = await served.node.docs.create()
+    async with served.browser(handle) as stuck, served.browser(handle) as reader:
+        received = 0
+
+        async def follow() -> None:
+            nonlocal received
+            while True:
+                await reader.receive()
+                received += 1
+
+        follower = asyncio.create_task(follow())  # this page keeps reading
+        chunk = "x" * 200_000
+
+        def replace(doc: Doc) -> None:  # the document stays small, each update is large (ASCII: bytes are units)
+            text = doc.get("text", type=Text)
+            text.insert(0, chunk)
+            del text[len(chunk):]
+
+        async with asyncio.timeout(60):
+            for i in range(150):  # up to 30 MB: more than the sockets buffer, so the stuck page's queue fills up
+                handle.edit(replace)
+                while received < i + 1:  # in step with the reading page
+                    assert not follower.done()
+                    await asyncio.sleep(0.002)
+                if stuck.ws.closed:
+                    break
+            while (msg := await stuck.ws.receive()).type == WSMsgType.BINARY:
+                pass  # what was sent before the end
+        assert msg.type == WSMsgType.CLOSE and msg.data == WSCloseCode.TRY_AGAIN_LATER
+        assert not follower.done()  # the reading page is still served
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        want = await reader.edit(0, "still here ")
+        await reader.until(lambda: reader.acked == want, "the ack")
