@@ -69,8 +69,13 @@ async def same_text(first, second, *parts: str, timeout: float = 30) -> str:  # 
         await asyncio.sleep(0.1)
 
 
-async def connect(dialer: DaemonProcess, target: DaemonProcess) -> None:
-    await dialer.ok("POST", "/api/v1/docs/peers", {"addr": target.runtime["secure_addrs"][0]})
+async def connect(dialer: DaemonProcess, doc_id: str, target: DaemonProcess) -> None:
+    await dialer.ok("POST", f"/api/v1/docs/{doc_id}/peers", {"peers": [target.runtime["secure_addrs"][0]]})
+
+
+def links(page, doc_id: str):  # type: ignore[no-untyped-def]
+    """The share links in the document's row: the first with every key, the second (for a writer) to read."""
+    return page.locator(f'#docs-table tr[data-doc="{doc_id}"] .links input')
 
 
 async def stored_text(home: Path, doc_id: str) -> str:
@@ -87,20 +92,20 @@ async def test_two_pages_edit_together_and_a_killed_daemon_loses_no_acknowledged
     stack = contextlib.AsyncExitStack()
     try:
         await asyncio.gather(ann_daemon.start(), bob_daemon.start())
-        await connect(bob_daemon, ann_daemon)
         (ann, ann_errors), (bob, bob_errors) = await asyncio.gather(  # each browser takes seconds to start
             stack.enter_async_context(chromium_page(tmp_path / "chromium-ann")),
             stack.enter_async_context(chromium_page(tmp_path / "chromium-bob")))
         await asyncio.gather(open_ui(ann, ann_daemon, "ann"), open_ui(bob, bob_daemon, "bob"))
 
         await ann.fill("#doc-title", "meeting notes")
-        await ann.click("#doc-new-form button")
+        await ann.click("#doc-create-form button")
         await expect(ann.locator("#doc-name")).to_have_text("meeting notes")
         await saved(ann)
         await type_at(ann, "Control+End", [SEPARATOR])
-        doc_id = await ann.evaluate("document.querySelector('#docs-table tr.selected').dataset.id")
-        link = await ann.input_value("#doc-write-link")
-        assert link.startswith("peerloom://doc/")
+        doc_id = await ann.evaluate("document.querySelector('#docs-table tr.selected').dataset.doc")
+        await connect(ann_daemon, doc_id, bob_daemon)
+        link = await links(ann, doc_id).first.input_value()
+        assert link.startswith("peerloom://doc/") and "&write=" in link
         await bob.fill("#doc-link", link)
         await bob.click("#doc-open-form button")
         await expect(bob.locator("#doc-access")).to_have_text("read & write")
@@ -141,9 +146,9 @@ async def test_two_pages_edit_together_and_a_killed_daemon_loses_no_acknowledged
         assert stored[:-len(earlier)].startswith(acknowledged[:-len(earlier)]), (stored, acknowledged)
 
         await ann_daemon.start()  # a new API port and a new listening port
-        await connect(bob_daemon, ann_daemon)
+        await connect(ann_daemon, doc_id, bob_daemon)
         await open_ui(ann, ann_daemon, "ann")
-        await ann.locator(f'#docs-table tr[data-id="{doc_id}"] .name').click()
+        await ann.locator(f'#docs-table tr[data-doc="{doc_id}"] .name').click()
         await asyncio.gather(type_at(ann, "Control+Home", ["back"]), type_at(bob, "Control+End", ["again"]))
         await asyncio.gather(saved(ann), saved(bob))
         await same_text(ann, bob, "back", "again", acknowledged[:-len(earlier)], earlier, *bob_words)
@@ -153,14 +158,15 @@ async def test_two_pages_edit_together_and_a_killed_daemon_loses_no_acknowledged
 
         # a read-only view: bob opens ann's next document by its read link, sees her text live and cannot type
         await ann.fill("#doc-title", "announcements")
-        await ann.click("#doc-new-form button")
+        await ann.click("#doc-create-form button")
         await expect(ann.locator("#doc-name")).to_have_text("announcements")
         await saved(ann)
-        await bob.fill("#doc-link", await ann.input_value("#doc-read-link"))
+        news = await ann.evaluate("document.querySelector('#docs-table tr.selected').dataset.doc")
+        await bob.fill("#doc-link", await links(ann, news).nth(1).input_value())
         await bob.click("#doc-open-form button")
         await expect(bob.locator("#error")).to_be_hidden()
         await expect(bob.locator("#doc-access")).to_have_text("read only")
-        await expect(bob.locator("#doc-write-link")).to_be_hidden()
+        await expect(bob.locator(f'#docs-table tr[data-doc="{news}"] .rights')).to_have_text("read")
         content = bob.locator("#doc-editor .cm-content")
         await expect(content).to_have_attribute("contenteditable", "false")
         await type_at(ann, "Control+End", ["hear", "ye"])

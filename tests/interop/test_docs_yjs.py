@@ -4,6 +4,7 @@ them, each side integrates the other's updates fully (nothing left pending), and
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pycrdt import Array, Map, Text
+from pycrdt import Array, Doc, Map, Text
+from support.docs import edit, link, make_node, until  # the same random edits as the 3-node test
+from support.yjs_bridge import YjsBridge
 
 from peerloom.apps.docs.keys import DocKeys, WriterGrant
 from peerloom.apps.docs.textpos import delete_utf16, insert_utf16, utf16_length
 from peerloom.apps.docs.updates import Replica, UpdateRefused, decode_envelope, seal
-from peerloom.apps.docs.yupdate import parse_state_vector
+from peerloom.apps.docs.yupdate import parse_state_vector, parse_update
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]  # the first run may `npm ci`
 JS_DIR = Path(__file__).parent / "js_yjs"
@@ -49,7 +52,7 @@ class YjsPeer:
 
 @pytest.fixture(scope="module")
 def yjs_installed() -> None:
-    if (JS_DIR / "node_modules" / "yjs" / "package.json").exists():
+    if all((JS_DIR / "node_modules" / name / "package.json").exists() for name in ("yjs", "y-protocols")):
         return
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
@@ -147,3 +150,79 @@ def test_every_kind_of_yjs_content_passes_the_checks_and_what_pycrdt_cannot_read
     with pytest.raises(UpdateRefused, match="pycrdt refused"):
         replica.receive(seal(keys, 1, hook))
     assert parse_state_vector(replica.doc.get_state()) == before and 1 not in replica.gate.sequences(keys.doc_id)
+
+
+# -- a Yjs client as one of three peers ------------------------------------------------------------------------
+# A real Yjs 13.6.33 client (y-protocols 1.0.7, tests/interop/js_yjs/yjs_sync_peer.mjs) as one of three peers:
+# two peerloom nodes and the Yjs client each make 10,000 random concurrent edits (text with multi-byte characters in
+# UTF-16 positions, a map, an array), partly partitioned, and all three converge on the same document.
+#
+# The Yjs client talks y-protocols to node C (tests/support/yjs_bridge.py: the node checks and signs its updates);
+# nodes A, B and C sync over /peerloom/doc/1.0.0 with signed envelopes. Yjs and Yrs may order the same state
+# differently in their encodings, so "byte-identical" is checked on the state each side encodes, read into a fresh
+# pycrdt document and encoded again, plus the state vectors and the text, map and array as both see them.
+SYNC_EDITS = 10_000
+SYNC_BATCH = 100
+
+
+def shape_of(update: bytes) -> tuple[dict[int, tuple[int, int]], list[tuple[int, int, int]]]:
+    """The clock ranges an update holds per client and the deletions it carries, merged and sorted."""
+    shape = parse_update(update)
+    merged: list[tuple[int, int, int]] = []
+    for client, clock, length in sorted(shape.deletes):
+        if merged and merged[-1][0] == client and merged[-1][1] + merged[-1][2] >= clock:
+            last = merged.pop()
+            length = max(last[1] + last[2], clock + length) - last[1]
+            clock = last[1]
+        merged.append((client, clock, length))
+    return shape.ranges, merged
+
+
+def normalized(update: bytes) -> tuple[bytes, dict[str, object]]:
+    doc = Doc()
+    doc.apply_update(update)
+    content = {"text": str(doc.get("text", type=Text)), "meta": doc.get("meta", type=Map).to_py(),
+               "items": doc.get("items", type=Array).to_py()}
+    return doc.get_update(), content
+
+
+async def test_two_nodes_and_a_yjs_client_converge_after_10000_concurrent_edits_each(
+    tmp_path: Path, yjs_installed: None
+) -> None:
+    a, b, c = make_node(tmp_path, "a"), make_node(tmp_path, "b"), make_node(tmp_path, "c")
+    async with a, b, c:
+        doc_a = await a.docs.create("with yjs")
+        doc_b, doc_c = await b.docs.open(doc_a.link), await c.docs.open(doc_a.link)
+        bridge = YjsBridge(doc_c)
+        port = await bridge.start()
+        js = await asyncio.create_subprocess_exec(
+            "node", str(JS_DIR / "yjs_sync_peer.mjs"), str(port), "7", str(SYNC_EDITS), str(SYNC_BATCH), cwd=JS_DIR,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=64 << 20)
+        assert js.stdin is not None and js.stdout is not None
+        try:
+            await link(a, b)  # c and its Yjs client are partitioned from a and b
+            await asyncio.gather(edit(doc_a, 1, SYNC_EDITS // 2), edit(doc_b, 2, SYNC_EDITS // 2))
+            assert json.loads(await asyncio.wait_for(js.stdout.readline(), 120)) == {"done": True}
+            await link(c, b)
+            await asyncio.gather(edit(doc_a, 3, SYNC_EDITS // 2), edit(doc_b, 4, SYNC_EDITS // 2))
+            await link(a, c)
+            await until(lambda: len({h.doc.get_update() for h in (doc_a, doc_b, doc_c)}) == 1, timeout=90,
+                        what="the nodes' convergence")
+            for _ in range(300):
+                js.stdin.write(b"state\n")
+                answer = json.loads(await asyncio.wait_for(js.stdout.readline(), 30))
+                if parse_state_vector(base64.b64decode(answer["sv"])) == parse_state_vector(doc_a.state_vector()):
+                    break
+                await asyncio.sleep(0.2)
+            yjs_state, yjs_content = normalized(base64.b64decode(answer["update"]))
+            ours, our_content = normalized(doc_a.doc.get_update())
+            assert yjs_content == our_content and answer["text"] == our_content["text"]
+            assert ours == doc_a.doc.get_update()
+            # the same items from the same clients, and the same deletions (Yjs garbage-collects deleted content,
+            # which changes how a deleted item is encoded, not what the document is)
+            assert shape_of(yjs_state) == shape_of(ours)
+            assert bridge.applied > 0 and len(our_content["text"]) > 100  # type: ignore[arg-type]
+        finally:
+            js.stdin.close()
+            await asyncio.wait_for(js.wait(), 10)
+            await bridge.close()

@@ -350,7 +350,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_routes(peers.routes(daemon, v1))
     app.router.add_get(EVENTS_PATH, events)
     pubsub_api.mount(app, daemon)  # each app's own routes
-    app.router.add_routes(docs_api.routes(daemon))
+    docs_api.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

@@ -13,11 +13,12 @@ from typing import Annotated
 
 import typer
 
+from peerloom.apps.docs import cli as docs
 from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, docs, demo)
 
 
 def version_callback(value: bool) -> None:

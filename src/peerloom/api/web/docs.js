@@ -1,18 +1,19 @@
-// The documents view: the node's documents, creating one, opening one by its link, its share links, and the
-// editor (docs-editor.js, loaded when a document is first opened) with the other editors' cursors and names.
-// The list goes through the API; the editor talks to the daemon over the document's WebSocket bridge.
+// The documents view: the documents the node holds (title, id, rights, peers, share links), forms to create one and
+// to open one by its link, and the editor of the one picked (docs-editor.js, loaded on first use) with the other
+// editors' cursors and names. The list goes through the API (/api/v1/docs); the editor talks to the daemon over the
+// document's WebSocket bridge (/api/v1/docs/{id}/ws).
 
 import { api, socketUrl } from './api.js';
 import { el, setText, showError } from './dom.js';
 
-const POLL_MS = 3000;
+const POLL_MS = 2000;
 const NAME_KEY = 'peerloom-docs-name';
 const COLORS = ['#d9482b', '#2f8f4e', '#2f6fde', '#a23cc9', '#c47a00', '#128a8a', '#c2185b', '#5d6b00'];
 const STATES = { connecting: 'connecting…', saving: 'saving…', saved: 'saved', offline: 'offline: reconnecting…' };
 const body = document.querySelector('#docs-table tbody');
 const empty = document.getElementById('no-docs');
 const off = document.getElementById('docs-off');
-const newForm = document.getElementById('doc-new-form');
+const createForm = document.getElementById('doc-create-form');
 const openForm = document.getElementById('doc-open-form');
 const view = document.getElementById('doc-view');
 const stateLabel = document.getElementById('doc-state');
@@ -65,27 +66,29 @@ async function refresh() {
   }
 }
 
-function access(doc) {
-  if (doc.writable) return 'read & write';
-  return doc.readable ? 'read only' : 'relay only';
+function rights(doc) {
+  if (doc.writable) return 'write';
+  return doc.readable ? 'read' : 'relay';
+}
+
+function linkField(label, value) {
+  return el('label', { class: 'link-field' }, label,
+    el('input', { type: 'text', readonly: true, value, spellcheck: 'false', onfocus: (e) => e.target.select() }));
 }
 
 function render(docs) {
-  body.replaceChildren(...docs.map((d) => el('tr', { 'data-id': d.id, class: d.id === selected ? 'selected' : false },
-    el('td', {}, el('button', {
-      type: 'button', class: 'name link', text: d.title || `…${d.id.slice(-12)}`, title: d.id,
-      disabled: !d.readable, onclick: () => select(d.id),
-    })),
-    el('td', { class: 'access', text: access(d) }),
-    el('td', { class: 'peers num', text: String(d.peers) }),
-    el('td', { class: 'num', text: `${d.size} B` }))));
+  body.replaceChildren(...docs.map((d) => {
+    const links = el('td', { class: 'links' }, linkField('Share', d.share_link));
+    if (d.writable) links.append(linkField('Read only', d.read_link));
+    return el('tr', { 'data-doc': d.id, class: d.id === selected ? 'selected' : false },
+      el('td', {}, el('button', {
+        type: 'button', class: 'name link', text: d.title || '(untitled)', title: d.readable ? 'edit' : 'relay only',
+        disabled: !d.readable, onclick: () => select(d.id),
+      })),
+      el('td', { class: 'mono', text: d.id.slice(0, 16) }), el('td', { class: 'rights', text: rights(d) }),
+      el('td', { class: 'peers num', text: String(d.peers) }), links);
+  }));
   empty.hidden = docs.length > 0;
-}
-
-function linkField(id, value) {
-  const input = document.getElementById(id);
-  input.value = value || '';
-  input.closest('div').hidden = !value;
 }
 
 function showState(state, reason) {
@@ -109,14 +112,12 @@ async function select(id) {
   close();
   const ticket = opening;
   try {
-    const [{ doc }, { openEditor }] = await Promise.all([api('GET', `docs/${id}`), import('./docs-editor.js')]);
+    const [doc, { openEditor }] = await Promise.all([api('GET', `docs/${id}`), import('./docs-editor.js')]);
     if (ticket !== opening) return;
     selected = id;
-    for (const row of body.rows) row.classList.toggle('selected', row.dataset.id === id);
-    setText(document.getElementById('doc-name'), doc.title || `…${doc.id.slice(-12)}`);
-    setText(document.getElementById('doc-access'), access(doc));
-    linkField('doc-write-link', doc.writable ? doc.link : '');
-    linkField('doc-read-link', doc.read_link);
+    for (const row of body.rows) row.classList.toggle('selected', row.dataset.doc === id);
+    setText(document.getElementById('doc-name'), doc.title || '(untitled)');
+    setText(document.getElementById('doc-access'), doc.writable ? 'read & write' : 'read only');
     view.hidden = false;
     const parent = document.getElementById('doc-editor');
     parent.replaceChildren();
@@ -130,7 +131,7 @@ async function select(id) {
 
 async function submit(form, request) {
   try {
-    const { doc } = await request();
+    const doc = await request();
     form.reset();
     await refresh();
     await select(doc.id);
@@ -139,10 +140,10 @@ async function submit(form, request) {
   }
 }
 
-newForm.addEventListener('submit', (event) => {
+createForm.addEventListener('submit', (event) => {
   event.preventDefault();
-  const title = newForm.elements.title.value.trim();
-  submit(newForm, () => api('POST', 'docs', title ? { title } : {}));
+  const title = createForm.elements.title.value.trim();
+  submit(createForm, () => api('POST', 'docs', title ? { title } : {}));
 });
 
 openForm.addEventListener('submit', (event) => {
@@ -164,14 +165,3 @@ nameInput.addEventListener('change', () => {
 });
 
 document.getElementById('doc-close').addEventListener('click', close);
-for (const button of view.querySelectorAll('button.copy')) {
-  button.addEventListener('click', async () => {
-    const input = button.previousElementSibling;
-    input.select();
-    try {
-      await navigator.clipboard.writeText(input.value);
-    } catch {
-      document.execCommand('copy'); // pages on plain http have no clipboard API
-    }
-  });
-}

@@ -1,44 +1,56 @@
-"""The daemon's document routes the web UI's documents view needs, under /api/v1/docs (documented in openapi.json):
+"""The daemon's document routes, mounted by `peerloom.api.server` under /api/v1/docs (documented in openapi.json).
 
-- GET  /docs               the documents this node holds (no secrets)
-- POST /docs               create one (`{"title": text}`, optional): this node may write it
-- POST /docs/open          hold the document a link names (`{"link": "peerloom://doc/..."}`), or more keys for it
-- GET  /docs/{id}          one document, with its share links (`link` with every key this node holds, `read_link`)
-- POST /docs/peers         dial a peer (`{"addr": multiaddr}`); its streams for the shared documents open then
-- GET  /docs/{id}/ws       the editor's WebSocket (`browser`: y-protocols with the page's Yjs document)
+- GET    /docs                     the documents the node holds (id, link without secrets, title, rights, size, peers)
+- POST   /docs                     create one (`{"title"?, "text"?}`); answers with its links
+- POST   /docs/open                hold the document of a link (`{"link", "peers"?}`): with keys, or just its name
+- GET    /docs/{id}                one document: its info, its share links, and its text when this node can read it
+- PUT    /docs/{id}/text           replace the text (`{"text"}`) with the smallest edit; answers once it is durable
+- POST   /docs/{id}/edits          one edit in UTF-16 positions (`{"insert": TEXT, "index"}` or
+                                   `{"delete": LENGTH, "index"}`); answers once it is durable
+- POST   /docs/{id}/peers          dial peers (`{"peers": [multiaddr, ...]}`); their streams open by themselves
+- GET    /docs/{id}/ws             the browser editor's WebSocket (`browser`: y-protocols with the page's Yjs doc)
 
-These routes sit with the API at the top of the layering and
-reach the node only through `daemon.node.docs` (the Python API of `apps.docs.service`).
+A write answers only after its signed update is committed to the state database: a 200 is the acknowledgement
+(it survives the daemon being killed right after). The share links carry keys: only the daemon's token holder (the
+local user) gets them. Requests are bounded (text size, peers per request).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.docs.browser import serve_editor
-from peerloom.apps.docs.handle import DocHandle
 from peerloom.apps.docs.keys import DocError
+from peerloom.apps.pubsub.interface import dial_all
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
-from peerloom.errors import PeerloomError
+
+if TYPE_CHECKING:
+    from peerloom.apps.docs.handle import DocHandle
+    from peerloom.apps.docs.service import DocsService
 
 PREFIX = "/api/v1/docs"
+MAX_TEXT = 4 * 1024 * 1024  # characters of text one request may carry
 MAX_TITLE = 200
-MAX_LINK = 1024
+MAX_DIAL = 8
+DAEMON: web.AppKey[Daemon] = web.AppKey("docs_daemon")
 
 
-def detail(handle: DocHandle) -> dict[str, Any]:
-    """A document as the API shows it: its summary and the links to share it."""
-    info = handle.info()
-    return {"id": info.id, "title": info.title, "writable": info.writable, "readable": info.readable,
-            "size": info.size, "peers": info.peers, "link": handle.link, "read_link": handle.read_link}
+def _docs(request: web.Request) -> DocsService:
+    return request.app[DAEMON].node.docs
+
+
+def _handle(request: web.Request) -> DocHandle:
+    handle = _docs(request).get(request.match_info["doc"])
+    if handle is None:
+        raise ApiError(404, "this node holds no such document (POST /api/v1/docs/open with its link first)")
+    return handle
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
     try:
         body = await request.json()
     except (ValueError, LookupError, RecursionError):
@@ -48,60 +60,135 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _string(body: dict[str, Any], key: str, limit: int, *, required: bool) -> str | None:
+def _string(body: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
     value = body.get(key)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise ApiError(400, f"{key!r} must be a non-empty string of at most {limit} characters")
-    return value.strip()
+    if not isinstance(value, str):
+        raise ApiError(400, f"'{key}' must be a string")
+    if len(value) > limit:
+        raise ApiError(413, f"'{key}' is over {limit} characters")
+    return value
 
 
-def routes(daemon: Daemon) -> list[web.RouteDef]:
-    """The routes, bound to `daemon`'s node (added by `server.make_app` before its catch-all)."""
-    docs = daemon.node.docs
+def _int(body: dict[str, Any], key: str) -> int:
+    value = body.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ApiError(400, f"'{key}' must be a non-negative integer")
+    return value
 
-    def handle_of(request: web.Request) -> DocHandle:
-        handle = docs.get(request.match_info["id"])
-        if handle is None:
-            raise ApiError(404, f"no document {request.match_info['id']!r} on this node: open its link first")
-        return handle
 
-    async def list_docs(request: web.Request) -> web.Response:
-        return web.json_response({"docs": [detail(h) for h in (docs.get(i.id) for i in docs.list()) if h]})
+async def _dial(request: web.Request, body: dict[str, Any]) -> int:
+    values = body.get("peers", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values) or len(values) > MAX_DIAL:
+        raise ApiError(400, f"'peers' must be a list of at most {MAX_DIAL} multiaddrs (strings)")
+    try:
+        addrs = [Multiaddr(v) for v in values]
+    except MultiaddrError as exc:
+        raise ApiError(400, f"'peers': {exc}") from None
+    failures = await dial_all(request.app[DAEMON].node.secure_host, addrs)
+    if failures and len(failures) == len(addrs):
+        raise ApiError(502, f"cannot reach any of the peers: {'; '.join(failures)}")
+    return len(addrs) - len(failures)
 
-    async def create(request: web.Request) -> web.Response:
-        body = await _body(request) if request.can_read_body else {}
-        handle = await docs.create(_string(body, "title", MAX_TITLE, required=False))
-        return web.json_response({"doc": detail(handle)}, status=201)
 
-    async def open_link(request: web.Request) -> web.Response:
-        link = _string(await _body(request), "link", MAX_LINK, required=True) or ""
-        try:
-            handle = await docs.open(link)
-        except DocError as exc:
-            raise ApiError(400, str(exc)) from None
-        return web.json_response({"doc": detail(handle)})
+def describe(handle: DocHandle, *, with_text: bool = False) -> dict[str, Any]:
+    info = handle.info()
+    out: dict[str, Any] = {"id": info.id, "link": info.link, "title": info.title, "writable": info.writable,
+                           "readable": info.readable, "size": info.size, "peers": info.peers,
+                           "share_link": handle.link, "read_link": handle.read_link}
+    if with_text and handle.readable:
+        out["text"] = str(handle.text())
+    return out
 
-    async def one(request: web.Request) -> web.Response:
-        return web.json_response({"doc": detail(handle_of(request))})
 
-    async def editor(request: web.Request) -> web.StreamResponse:
-        handle = handle_of(request)
-        if not handle.readable:
-            raise ApiError(403, "this node holds no read key for the document: it can only relay it")
-        return await serve_editor(request, handle)
+def _edit(change: Callable[[], None]) -> None:
+    try:
+        change()
+    except DocError as exc:
+        raise ApiError(403 if "writer key" in str(exc) else 400, str(exc)) from None
 
-    async def dial(request: web.Request) -> web.Response:
-        addr = _string(await _body(request), "addr", MAX_LINK, required=True) or ""
-        try:
-            Multiaddr(addr).to_host_port()
-            await docs.connect(addr)
-        except MultiaddrError as exc:
-            raise ApiError(400, f"'addr': {exc}") from None
-        except (PeerloomError, OSError, TimeoutError) as exc:
-            raise ApiError(502, f"cannot reach {addr}: {exc}") from None
-        return web.json_response({"addr": addr})
 
-    return [web.get(PREFIX, list_docs), web.post(PREFIX, create), web.post(f"{PREFIX}/open", open_link),
-            web.post(f"{PREFIX}/peers", dial), web.get(f"{PREFIX}/{{id}}", one), web.get(f"{PREFIX}/{{id}}/ws", editor)]
+async def list_docs(request: web.Request) -> web.Response:
+    docs = _docs(request)
+    return web.json_response({"docs": [describe(h) for h in (docs.get(i.id) for i in docs.list()) if h]})
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await _body(request) if request.can_read_body else {}
+    title = _string(body, "title", MAX_TITLE)
+    text = _string(body, "text", MAX_TEXT)
+    handle = await _docs(request).create(title)
+    if text:
+        _edit(lambda: handle.text().insert(0, text))
+    return web.json_response(describe(handle, with_text=True), status=201)
+
+
+async def open_doc(request: web.Request) -> web.Response:
+    body = await _body(request)
+    link = _string(body, "link", 300, required=True)
+    assert link is not None
+    try:
+        handle = await _docs(request).open(link)
+    except DocError as exc:
+        raise ApiError(400, str(exc)) from None
+    await _dial(request, body)
+    return web.json_response(describe(handle, with_text=True))
+
+
+async def get_doc(request: web.Request) -> web.Response:
+    return web.json_response(describe(_handle(request), with_text=True))
+
+
+async def put_text(request: web.Request) -> web.Response:
+    handle = _handle(request)
+    text = _string(await _body(request), "text", MAX_TEXT, required=True)
+    assert text is not None
+    _edit(lambda: handle.text().replace(text))
+    return web.json_response(describe(handle, with_text=True))
+
+
+async def edit(request: web.Request) -> web.Response:
+    handle = _handle(request)
+    body = await _body(request)
+    index = _int(body, "index")
+    if ("insert" in body) == ("delete" in body):
+        raise ApiError(400, "an edit is {'insert': TEXT, 'index': N} or {'delete': LENGTH, 'index': N}")
+    if "insert" in body:
+        text = _string(body, "insert", MAX_TEXT, required=True)
+        assert text is not None
+        _edit(lambda: handle.text().insert(index, text))
+    else:
+        length = _int(body, "delete")
+        _edit(lambda: handle.text().delete(index, length))
+    return web.json_response(describe(handle, with_text=True))
+
+
+async def add_peers(request: web.Request) -> web.Response:
+    handle = _handle(request)
+    dialled = await _dial(request, await _body(request))
+    return web.json_response({"id": handle.id, "dialled": dialled})
+
+
+async def editor_socket(request: web.Request) -> web.StreamResponse:
+    handle = _handle(request)
+    if not handle.readable:
+        raise ApiError(403, "this node holds no read key for the document: it can only relay it")
+    return await serve_editor(request, handle)
+
+
+def mount(app: web.Application, daemon: Daemon) -> None:
+    """Add the document routes to the daemon's app."""
+    app[DAEMON] = daemon
+    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+        ("GET", "", list_docs),
+        ("POST", "", create),
+        ("POST", "/open", open_doc),
+        ("GET", "/{doc}", get_doc),
+        ("PUT", "/{doc}/text", put_text),
+        ("POST", "/{doc}/edits", edit),
+        ("POST", "/{doc}/peers", add_peers),
+        ("GET", "/{doc}/ws", editor_socket),
+    ]
+    for method, path, handler in routes:
+        app.router.add_route(method, PREFIX + path, handler)

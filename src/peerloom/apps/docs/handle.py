@@ -99,6 +99,27 @@ class DocText:
     def delete(self, index: int, length: int) -> None:
         self._handle.edit(lambda doc: delete_utf16(self._text(doc), index, length))
 
+    def replace(self, content: str) -> None:
+        """Make the text `content` with the smallest single edit (what differs between the common prefix and
+        suffix is deleted and inserted), so concurrent edits elsewhere in the text survive."""
+        def change(doc: Doc) -> None:
+            text = self._text(doc)
+            old = str(text)
+            start = 0
+            while start < min(len(old), len(content)) and old[start] == content[start]:
+                start += 1
+            end = 0
+            while end < min(len(old), len(content)) - start and old[-1 - end] == content[-1 - end]:
+                end += 1
+            at = utf16_length(old[:start])
+            removed = old[start:len(old) - end]
+            if removed:
+                delete_utf16(text, at, utf16_length(removed))
+            added = content[start:len(content) - end]
+            if added:
+                insert_utf16(text, at, added)
+        self._handle.edit(change)
+
 
 class DocHandle:
     """One document this node holds (see the module docstring)."""

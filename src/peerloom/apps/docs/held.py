@@ -18,6 +18,7 @@ from pycrdt import Doc
 from peerloom.apps.docs.keys import DocError, DocKeys, WriterGrant, raw_public, raw_seed
 from peerloom.apps.docs.store import DocStore, StoredDoc
 from peerloom.apps.docs.updates import SeenSequences, UpdateGate, decode_envelope
+from peerloom.apps.docs.yupdate import parse_state_vector
 
 _ID = slice(33, 65)  # the writer key in an envelope
 _SEQ = slice(65, 73)
@@ -158,6 +159,10 @@ class HeldDoc:
             return False
         self.gate.grant(record)
         return self.catalog.add_grant(self.doc_id, writer, record)
+
+    def clocks(self) -> dict[int, int]:
+        """The Yjs state vector of the document (empty on a relay, which never waits for dependencies)."""
+        return {} if self.stored is None else parse_state_vector(self.stored.doc.get_state())
 
     def have(self) -> dict[bytes, SeenSequences]:
         """Which envelopes this node holds (or has merged), per writer."""

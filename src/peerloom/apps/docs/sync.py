@@ -48,6 +48,7 @@ class SyncedDoc(Protocol):
     def missing_for(self, have: dict[bytes, SeenSequences]) -> list[bytes]: ...
     def accept(self, data: bytes, peer: Hashable | None, now: float) -> bytes | None: ...
     def grants(self) -> list[bytes]: ...
+    def clocks(self) -> dict[int, int]: ...
     def add_grant(self, record: bytes) -> bool: ...
 
 
@@ -96,7 +97,7 @@ class DocSync:
         self.doc = doc
         self.awareness = AwarenessRelay()
         self._peers: dict[Peer, float] = {}  # peer → when its next step 1 is due
-        self._pending: dict[bytes, tuple[Peer, float]] = {}  # envelope → (who sent it, when)
+        self._pending: dict[bytes, tuple[Peer, float, dict[int, int]]] = {}  # envelope → (from, when, needs)
         self._pending_bytes = 0
         self._progress = False  # an envelope was accepted while others were pending
         self._events: list[SyncEvent] = []
@@ -173,9 +174,11 @@ class DocSync:
         except ReplayRefused:
             self.counters["replays"] += 1
             return False
-        except UpdatePending:
+        except UpdatePending as exc:
             if pending_ok:
-                self._hold(peer, data, now)
+                self._hold(peer, data, now, exc.needs)
+            elif data in self._pending:
+                self._pending[data] = (peer, self._pending[data][1], exc.needs)
             return False
         except RateRefused as exc:  # not stored and not recorded: the next re-sync brings it again
             self._events.append(Refused(peer, exc))
@@ -189,24 +192,29 @@ class DocSync:
         self._broadcast(SyncUpdate(data), skip=peer)
         return True
 
-    def _hold(self, peer: Peer, data: bytes, now: float) -> None:
+    def _hold(self, peer: Peer, data: bytes, now: float, needs: dict[int, int]) -> None:
         if data in self._pending:
             return
         if len(self._pending) >= MAX_PENDING or self._pending_bytes + len(data) > MAX_PENDING_BYTES:
             self.counters["pending_dropped"] += 1
             return
         self.counters["pending"] += 1
-        self._pending[data] = (peer, now)
+        self._pending[data] = (peer, now, needs)
         self._pending_bytes += len(data)
 
     def _retry_pending(self, now: float) -> None:
+        """Retry the pending envelopes whose missing clients have caught up (others would fail the same way)."""
         progress = True
         while progress and self._pending:
             progress = False
-            for data, (peer, _) in list(self._pending.items()):
+            clocks = self.doc.clocks()
+            for data, (peer, _, needs) in list(self._pending.items()):
+                if any(clocks.get(client, 0) < clock for client, clock in needs.items()):
+                    continue
                 if self._try(peer, data, now, pending_ok=False) or self._unpend_if_done(data):
                     self._drop_pending(data)
                     progress = True
+                    clocks = self.doc.clocks()
 
     def _unpend_if_done(self, data: bytes) -> bool:
         """Whether a pending envelope was meanwhile accepted through another path (then it is a replay)."""
@@ -242,7 +250,7 @@ class DocSync:
             if due <= now:
                 self._peers[peer] = now + RESYNC_INTERVAL
                 self._send(peer, SyncStep1(self.doc.have()))
-        for data, (_, since) in list(self._pending.items()):
+        for data, (_, since, _) in list(self._pending.items()):
             if now - since > PENDING_TTL:
                 self._drop_pending(data)
         self.awareness.expire(now)

@@ -9,7 +9,7 @@ unsigned varint length and one y-protocols message (y-protocols `sync.js` and `a
         sync type 1 (step 2):  body = one envelope the receiver lacks; an empty body ends the catch-up
         sync type 2 (update):  body = one envelope (a live edit)
     type 1 (awareness): varUint8Array(y-protocols awareness update), relayed as is (see `awareness`)
-    type 8 (grant):     varUint8Array(WriterGrant, 128 bytes): a writer the document key authorised; sent before
+    type 8 (grant):     varUint8Array(WriterGrant, 129 bytes): a writer the document key authorised; sent before
                         the updates it signs (types 2 and 3 are y-websocket's auth and query-awareness: not used)
 
 The difference from y-protocols: document content travels only as signed envelopes (`updates`), never as raw Yjs

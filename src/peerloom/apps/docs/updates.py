@@ -28,7 +28,13 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from pycrdt import Doc
 
 from peerloom.apps.docs.keys import KEY_SIZE, SIGNATURE_SIZE, DocError, DocKeys, WriterGrant, raw_public, verify
-from peerloom.apps.docs.yupdate import YUpdateError, missing_dependencies, parse_state_vector, parse_update
+from peerloom.apps.docs.yupdate import (
+    YUpdateError,
+    missing_dependencies,
+    needed_clocks,
+    parse_state_vector,
+    parse_update,
+)
 
 VERSION = 1
 MAX_UPDATE_SIZE = 1 << 20  # bytes of ciphertext in one envelope; a larger edit is split or sent as a snapshot
@@ -67,7 +73,12 @@ class UpdateRefused(DocError):
 
 class UpdatePending(UpdateRefused):
     """A well-formed update that refers to changes this document has not seen yet: it may be applied later, once
-    they arrive (live updates from several peers can overtake each other)."""
+    they arrive (live updates from several peers can overtake each other). `needs`: the clock each missing client
+    must reach first."""
+
+    def __init__(self, message: str, needs: dict[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.needs = needs or {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +295,8 @@ class Replica:
             raise UpdateRefused(f"malformed Yjs update: {exc}") from None
         problems = missing_dependencies(shape, state)
         if problems:
-            raise UpdatePending("the update needs changes this document lacks: " + "; ".join(problems[:3]))
+            raise UpdatePending("the update needs changes this document lacks: " + "; ".join(problems[:3]),
+                                needed_clocks(shape, state))
         scratch = self._scratch_in_step(state)
         try:
             scratch.apply_update(update)

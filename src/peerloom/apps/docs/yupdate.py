@@ -29,26 +29,32 @@ class YUpdateError(DocError):
 
 class _Reader:
     def __init__(self, data: bytes) -> None:
-        self.data = memoryview(data)
+        self.data = bytes(data)  # bytes index faster than a memoryview, and the reader walks every byte
+        self.end = len(self.data)
         self.pos = 0
 
     def left(self) -> int:
         return len(self.data) - self.pos
 
     def byte(self) -> int:
-        if self.pos >= len(self.data):
+        pos = self.pos
+        if pos >= self.end:
             raise YUpdateError("truncated Yjs update")
-        self.pos += 1
-        return self.data[self.pos - 1]
+        self.pos = pos + 1
+        return self.data[pos]
 
     def take(self, n: int) -> bytes:
         if n > self.left():
             raise YUpdateError("truncated Yjs update")
         self.pos += n
-        return bytes(self.data[self.pos - n:self.pos])
+        return self.data[self.pos - n:self.pos]
 
     def uint(self) -> int:
         """lib0 varUint: 7 bits a byte, least significant first, high bit set on all but the last."""
+        pos = self.pos
+        if pos < self.end and self.data[pos] < 0x80:  # the common one-byte case, without the loop
+            self.pos = pos + 1
+            return self.data[pos]
         value = shift = 0
         while True:
             b = self.byte()
@@ -238,3 +244,24 @@ def missing_dependencies(shape: UpdateShape, state: dict[int, int]) -> list[str]
         if not seen(client, clock, clock + length):
             problems.append(f"deletes unseen items {client}:{clock}+{length}")
     return problems
+
+
+def needed_clocks(shape: UpdateShape, state: dict[int, int]) -> dict[int, int]:
+    """The clock each client must reach in a document at `state` before the update can be integrated (only the
+    clients it still lacks), so that a waiting update is retried when they arrive, not after every change."""
+    needs: dict[int, int] = {}
+
+    def need(client: int, lo: int, hi: int) -> None:
+        start, end = shape.ranges.get(client, (0, 0))
+        have = state.get(client, 0)
+        if hi > have and not (start <= max(lo, have) and hi <= end):
+            needs[client] = max(needs.get(client, 0), min(hi, start) if start > have and hi > start else hi)
+
+    for client, (start, _) in shape.ranges.items():
+        if start > state.get(client, 0):
+            needs[client] = max(needs.get(client, 0), start)
+    for client, clock in shape.references:
+        need(client, clock, clock + 1)
+    for client, clock, length in shape.deletes:
+        need(client, clock, clock + length)
+    return needs

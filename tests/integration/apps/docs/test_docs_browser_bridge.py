@@ -238,35 +238,6 @@ async def test_an_unknown_document_or_a_missing_token_is_refused(served: Served)
     assert foreign.value.status == 403
 
 
-async def _call(served: Served, method: str, path: str, expect: int, **kwargs: object) -> dict:
-    async with served.client.request(method, path, headers={"X-Peerloom-Token": TOKEN}, **kwargs) as response:
-        body = await response.json()
-        assert response.status == expect, (response.status, body)
-        return body
-
-
-async def test_the_documents_view_s_routes(served: Served, tmp_path: Path) -> None:
-    created = (await _call(served, "POST", "/api/v1/docs", 201, json={"title": "plan"}))["doc"]
-    assert created["title"] == "plan" and created["writable"] and created["readable"]
-    assert created["link"] != created["read_link"] and created["read_link"].startswith("peerloom://doc/")
-    listed = (await _call(served, "GET", "/api/v1/docs", 200))["docs"]
-    assert listed == [created]
-    assert (await _call(served, "GET", f"/api/v1/docs/{created['id']}", 200))["doc"] == created
-    async with node(tmp_path, "owner") as owner:
-        theirs = await owner.docs.create("theirs")
-        opened = (await _call(served, "POST", "/api/v1/docs/open", 200, json={"link": theirs.read_link}))["doc"]
-        assert opened["id"] == theirs.id and opened["readable"] and not opened["writable"]
-        dialed = await _call(served, "POST", "/api/v1/docs/peers", 200, json={"addr": str(owner.secure_addrs[0])})
-        assert dialed == {"addr": str(owner.secure_addrs[0])}
-    assert len((await _call(served, "GET", "/api/v1/docs", 200))["docs"]) == 2
-    await _call(served, "GET", f"/api/v1/docs/{'cd' * 32}", 404)
-    await _call(served, "POST", "/api/v1/docs/open", 400, json={"link": "peerloom://doc/nonsense"})
-    await _call(served, "POST", "/api/v1/docs/open", 400, json={})
-    await _call(served, "POST", "/api/v1/docs", 400, json={"title": "x" * 201})
-    await _call(served, "POST", "/api/v1/docs", 415, data=b"title")
-    await _call(served, "POST", "/api/v1/docs/peers", 400, json={"addr": "/dns9/nowhere"})
-
-
 async def test_the_send_queue_is_bounded_in_messages_and_bytes() -> None:
     queue = SendQueue(max_messages=3, max_bytes=100)
     assert queue.put(b"a" * 40) and queue.put(b"b" * 40)
