@@ -14,9 +14,7 @@ from pathlib import Path
 import pytest
 from support.browser import NO_PLAYWRIGHT, chromium_page
 from support.daemon import DaemonProcess
-from support.swarm import fast_settings
-
-from peerloom.node import Node
+from support.docs import make_node
 
 expect = pytest.importorskip("playwright.async_api", reason=NO_PLAYWRIGHT).expect
 pytestmark = pytest.mark.timeout(180)
@@ -80,7 +78,7 @@ def links(page, doc_id: str):  # type: ignore[no-untyped-def]
 
 async def stored_text(home: Path, doc_id: str) -> str:
     """The document's text in a stopped daemon's home, read by a node of its own (no peers)."""
-    async with Node(home, host="127.0.0.1", port=0, settings=fast_settings()) as node:
+    async with make_node(home.parent, home.name) as node:
         handle = node.docs.get(doc_id)
         assert handle is not None
         return str(handle.text())
