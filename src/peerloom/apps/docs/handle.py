@@ -65,8 +65,10 @@ class DocAwareness:
     def apply(self, update: bytes, origin: object = "local") -> None:
         """An awareness update from a local editor (`origin` names it, and its listeners can skip their own echo):
         the entries new to this node go to the peers and the other listeners. AwarenessError when malformed."""
-        self._sync.apply_awareness(bytes(update), None, time.monotonic())
+        fresh = self._sync.apply_awareness(bytes(update), None, time.monotonic())
         self._changed()
+        if fresh is not None:
+            self.notify(fresh, origin)  # the other local editors (a listener skips its own origin)
 
     def notify(self, update: bytes, origin: object) -> None:
         _notify(self._listeners, update, origin)  # type: ignore[arg-type]

@@ -5,9 +5,10 @@
     other = await node.docs.open(doc.link)      # on another node
 
 One `/peerloom/doc/1.0.0` stream per (peer, document): its opener writes the document id, then both sides write
-frames (syncproto). A peer that speaks the protocol (identify) gets a stream for every document we hold, and a
-document opened later gets a stream to every such peer; a peer that does not hold the document resets it. When both
-sides open one at once, the stream opened by the smaller peer id wins on both sides.
+frames (syncproto). When a peer that speaks the protocol (identify) connects, the side with the smaller peer id opens
+a stream for every document it holds, and a document opened later gets a stream to every such peer from the side
+that opened it; a peer that does not hold the document resets it. When both sides open one at once, the stream
+opened by the smaller peer id wins on both sides.
 
 Each link has its own bounded send queue and writer task: a slow or vanished peer is dropped when its queue passes
 SEND_QUEUE_BYTES or its stream fails, and a broadcast only ever appends to queues, so one peer's abrupt disconnect
@@ -44,6 +45,8 @@ SEND_QUEUE_BYTES = 16 * 1024 * 1024  # queued for one link past this: the peer i
 OPEN_TIMEOUT = 10.0  # seconds for the opener of a stream to name its document
 TICK = 1.0  # seconds between two ticks of the documents (re-sync is every sync.RESYNC_INTERVAL)
 TOPIC_PREFIX = "peerloom-doc/"
+REOPEN_DELAY = 1.0  # seconds before a dropped link is opened again (doubling with each try)...
+MAX_REOPENS = 4  # ...and tries without a catch-up in between, after which the peer is left alone
 
 
 class DocsStopped(DocError):
@@ -92,6 +95,7 @@ class DocsService:
         self._docs: dict[bytes, DocHandle] = {}
         self._links: dict[tuple[PeerId, bytes], _Link] = {}
         self._topics: dict[bytes, Any] = {}
+        self._reopens: dict[tuple[PeerId, bytes], int] = {}  # tries to reopen a link since its last catch-up
         self._unsubscribe_host: Callable[[], None] | None = None
         self.counters = {"refused": 0, "slow_peers_dropped": 0, "bad_frames": 0}
 
@@ -107,7 +111,7 @@ class DocsService:
                 log.error("docs: cannot load document %s: %s", held.keys.doc_id.hex(), exc)
         self._unsubscribe_host = ctx.host.subscribe(self._peer_event)
         for peer, conn in list(ctx.host.connections.items()):
-            if conn.info is not None and PROTOCOL in conn.info.protocols:
+            if conn.info is not None and PROTOCOL in conn.info.protocols and self._opens_to(peer):
                 self._connect_docs(peer, list(self._docs))
         ctx.tasks.spawn(self._ticker(), name="docs ticker")
 
@@ -170,7 +174,10 @@ class DocsService:
         self._drain(handle)
         return link
 
-    def _drop(self, link: _Link, reason: str) -> None:
+    def _drop(self, link: _Link, reason: str, *, reopen: bool = False) -> None:
+        """Forget a link; with `reopen`, open the document's stream to the peer again after a while if it is still
+        connected (a slow peer's queue starts afresh and it catches up by state; one that keeps failing before it
+        catches up is given up after MAX_REOPENS)."""
         if self._links.get((link.peer, link.doc_id)) is not link:
             return
         del self._links[(link.peer, link.doc_id)]
@@ -179,6 +186,21 @@ class DocsService:
         handle = self._docs.get(link.doc_id)
         if handle is not None:
             handle.sync.remove_peer(link.peer)
+        key = (link.peer, link.doc_id)
+        tries = self._reopens.get(key, 0)
+        if reopen and self._ctx is not None and handle is not None and tries < MAX_REOPENS:
+            self._reopens[key] = tries + 1
+            self._ctx.tasks.spawn(self._reopen(link.peer, link.doc_id, REOPEN_DELAY * 2 ** tries),
+                                  name=f"docs reopen {link.peer}")
+
+    async def _reopen(self, peer: PeerId, doc_id: bytes, delay: float) -> None:
+        await asyncio.sleep(delay)
+        ctx = self._ctx
+        if ctx is None or (peer, doc_id) in self._links or doc_id not in self._docs:
+            return
+        conn = ctx.host.connections.get(peer)
+        if conn is not None and not conn.closed:
+            await self._open_link(peer, doc_id)
 
     async def _open_link(self, peer: PeerId, doc_id: bytes) -> None:
         ctx = self._running()
@@ -195,6 +217,12 @@ class DocsService:
         if link is not None:
             await self._read(link)
 
+    def _opens_to(self, peer: PeerId) -> bool:
+        """Whether we open the streams of the documents we hold when `peer` connects: the smaller peer id does (the
+        other side would lose the tie anyway), so two peers do not both open one and then drop one; a document
+        opened later gets its stream from whichever side opens it."""
+        return self._running().identity.peer_id.to_bytes() < peer.to_bytes()
+
     def _connect_docs(self, peer: PeerId, doc_ids: list[bytes]) -> None:
         ctx = self._running()
         for doc_id in doc_ids:
@@ -204,7 +232,7 @@ class DocsService:
     def _peer_event(self, event: PeerEvent) -> None:
         if self._ctx is None:
             return
-        if isinstance(event, PeerIdentified) and PROTOCOL in event.protocols:
+        if isinstance(event, PeerIdentified) and PROTOCOL in event.protocols and self._opens_to(event.peer):
             self._connect_docs(event.peer, list(self._docs))
         elif isinstance(event, PeerDisconnected):
             for link in [link for (peer, _), link in self._links.items() if peer == event.peer]:
@@ -232,7 +260,7 @@ class DocsService:
         except PeerloomError as exc:
             log.debug("docs: stream with %s failed: %s", link.peer, exc)
         finally:
-            self._drop(link, "stream ended")
+            self._drop(link, "stream ended", reopen=True)
 
     async def _write(self, link: _Link) -> None:
         try:
@@ -245,13 +273,13 @@ class DocsService:
                 link.wake.clear()
                 await link.wake.wait()
         except PeerloomError as exc:
-            self._drop(link, f"write failed: {exc}")
+            self._drop(link, f"write failed: {exc}", reopen=True)
 
     def _send(self, link: _Link, data: bytes) -> None:
         if link.queued + len(data) > self.send_queue_bytes:
             self.counters["slow_peers_dropped"] += 1
             log.warning("docs: %s reads too slowly (%d bytes queued); dropping it", link.peer, link.queued)
-            self._drop(link, "send queue full")
+            self._drop(link, "send queue full", reopen=True)
             return
         link.queue.append(data)
         link.queued += len(data)
@@ -269,11 +297,12 @@ class DocsService:
                 if event.update is not None:
                     handle.notify(event.update, "remote")
             elif isinstance(event, AwarenessIn):
-                handle.awareness.notify(event.update, "remote" if event.peer is not None else "local")
+                handle.awareness.notify(event.update, "remote")
             elif isinstance(event, CaughtUp):
                 link = self._links.get((event.peer, doc_id))  # type: ignore[arg-type]
                 if link is not None:
                     link.synced.set()
+                    self._reopens.pop((link.peer, doc_id), None)
             elif isinstance(event, Refused):
                 self.counters["refused"] += 1
                 log.info("docs: refused an update from %s: %s", event.peer, event.error)

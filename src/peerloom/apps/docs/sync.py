@@ -81,9 +81,9 @@ class CaughtUp:
 
 @dataclass(frozen=True, slots=True)
 class AwarenessIn:
-    """Awareness entries new to us (from `peer`, or None for a local editor), to hand to the local editors."""
+    """Awareness entries from `peer` new to us, to hand to the local editors."""
 
-    peer: Peer | None
+    peer: Peer
     update: bytes
 
 
@@ -231,14 +231,17 @@ class DocSync:
         """Send a local, already stored envelope to every peer."""
         self._broadcast(SyncUpdate(envelope))
 
-    def apply_awareness(self, update: bytes, peer: Peer | None, now: float) -> None:
-        """Awareness from a peer or (peer None) a local editor: new entries go to the other peers and editors.
+    def apply_awareness(self, update: bytes, peer: Peer | None, now: float) -> bytes | None:
+        """Awareness from a peer or (peer None) a local editor: the entries new to us go to the other peers, and
+        those from a peer to the local editors (an `AwarenessIn`); the new entries (None when nothing is new).
         AwarenessError when malformed."""
         fresh = self.awareness.accept(update, now)
         if fresh is None:
-            return
-        self._events.append(AwarenessIn(peer, fresh))
+            return None
+        if peer is not None:
+            self._events.append(AwarenessIn(peer, fresh))
         self._broadcast(AwarenessMessage(fresh), skip=peer)
+        return fresh
 
     # -- time -----------------------------------------------------------------------------------------------------
     def next_wakeup(self) -> float | None:

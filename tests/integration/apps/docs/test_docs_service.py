@@ -4,7 +4,6 @@ relays."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -96,9 +95,14 @@ async def test_awareness_is_relayed_to_peers_and_local_listeners_once(tmp_path: 
         await until(lambda: a.docs.list()[0].peers == 1 and b.docs.list()[0].peers == 1, what="links")
         got: list[bytes] = []
         doc_b.awareness.subscribe(lambda update, origin: got.append(update))
+        local: list[tuple[bytes, object]] = []
+        doc_a.awareness.subscribe(lambda update, origin: local.append((update, origin)))
         update = encode_awareness([AwarenessEntry(7, 1, '{"user":{"name":"ana"}}')])
         doc_a.awareness.apply(update, "browser")
         await until(lambda: got == [update], what="awareness at b")
+        assert local == [(update, "browser")]  # other local editors see it, with the origin to skip their own
         doc_a.awareness.apply(update, "browser")  # the same clock again: nothing new goes out
-        await asyncio.sleep(0.3)
-        assert got == [update]
+        reply = encode_awareness([AwarenessEntry(9, 3, '{"user":{"name":"bo"}}')])
+        doc_b.awareness.apply(reply, "browser")
+        await until(lambda: len(local) == 2, what="awareness back at a")
+        assert local[1] == (reply, "remote") and got == [update, reply]

@@ -180,3 +180,23 @@ def test_an_update_from_a_key_without_a_grant_is_refused_and_never_stored(tmp_pa
     assert len(refused) == 1 and isinstance(refused[0].error, WriterRefused)
     assert net.held["b"].store.load(keys.doc_id).updates == [] and net.text("b") == ""
     assert net.held["b"].missing_for({}) == []
+
+
+def test_a_peer_catches_up_from_a_compacted_log_through_its_snapshot(tmp_path: Path) -> None:
+    keys, _ = DocKeys.new()
+    net = Net(tmp_path, {"a": keys, "b": keys.reader(), "c": keys.reader()})
+    store = net.held["a"].store
+    catalog = DocCatalog(store)
+    net.held["a"] = held_a = HeldDoc(catalog, store, catalog.put(keys, None, 0.0), compact_after=5)
+    net.syncs["a"] = DocSync(held_a)
+    net.connect("a", "c")
+    net.write("a", "early ")  # c sees this one before the log is compacted
+    net.pump()
+    for i in range(11):
+        net.write("a", f"w{i} ")
+    stored = store.load(keys.doc_id)
+    assert stored.snapshot is not None and len(stored.updates) < 12  # compacted at least once
+    net.connect("a", "b")  # b has nothing: the snapshot and the log rows after it
+    net.pump()
+    assert net.text("b") == net.text("a") == net.text("c") and "w10" in net.text("b")
+    assert held_a.missing_for(net.held["b"].have()) == []  # nothing is sent again on the next re-sync
