@@ -118,7 +118,8 @@ class EditorConnection:
             self._send(awareness_message(update))
 
     def _send(self, data: bytes) -> None:
-        if not self.queue.put(data) and self.queue.overflowed:
+        behind = self.queue.overflowed
+        if not self.queue.put(data) and self.queue.overflowed and not behind:
             log.info("docs: an editor of %s fell too far behind; disconnecting it", self.handle.id)
 
     async def run(self) -> None:
