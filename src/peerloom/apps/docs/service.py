@@ -45,6 +45,8 @@ SEND_QUEUE_BYTES = 16 * 1024 * 1024  # queued for one link past this: the peer i
 OPEN_TIMEOUT = 10.0  # seconds for the opener of a stream to name its document
 TICK = 1.0  # seconds between two ticks of the documents (re-sync is every sync.RESYNC_INTERVAL)
 TOPIC_PREFIX = "peerloom-doc/"
+MAX_REFUSED = 32  # refused updates after which a link is dropped (not reopened: the peer may open it again)
+FIND_INTERVAL = 60.0  # seconds between two searches of the DHT for the peers of a document that has none
 REOPEN_DELAY = 1.0  # seconds before a dropped link is opened again (doubling with each try)...
 MAX_REOPENS = 4  # ...and tries without a catch-up in between, after which the peer is left alone
 
@@ -70,6 +72,7 @@ class _Link:
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.synced = asyncio.Event()  # the peer sent everything our first step 1 said we lacked
+        self.refused = 0  # updates of this peer refused (bad signature, no right to write, garbage)
 
     def close(self) -> None:
         for task in self.tasks:
@@ -306,14 +309,26 @@ class DocsService:
             elif isinstance(event, Refused):
                 self.counters["refused"] += 1
                 log.info("docs: refused an update from %s: %s", event.peer, event.error)
+                link = self._links.get((event.peer, doc_id))  # type: ignore[arg-type]
+                if link is not None:
+                    link.refused += 1
+                    if link.refused > MAX_REFUSED:  # a peer that keeps sending what no writer signed: gone
+                        self._drop(link, f"{link.refused} refused updates")
 
     async def _ticker(self) -> None:
+        last_find = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
             now = time.monotonic()
             for handle in list(self._docs.values()):
                 handle.sync.tick(now)
                 self._drain(handle)
+            if self.pubsub is not None and now - last_find >= FIND_INTERVAL:
+                last_find = now  # documents without a peer look for one again (they may have announced since)
+                for doc_id, handle in list(self._docs.items()):
+                    if not handle.sync.peers:
+                        self._running().tasks.spawn(self._find_peers(TOPIC_PREFIX + doc_id.hex()),
+                                                    name="docs find peers")
 
     # -- the Python API -------------------------------------------------------------------------------------------
     def _hold(self, held: Held) -> DocHandle:

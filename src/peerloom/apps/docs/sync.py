@@ -101,7 +101,8 @@ class DocSync:
         self._pending_bytes = 0
         self._progress = False  # an envelope was accepted while others were pending
         self._events: list[SyncEvent] = []
-        self.counters = {"accepted": 0, "refused": 0, "replays": 0, "pending": 0, "pending_dropped": 0}
+        self.counters = {"accepted": 0, "refused": 0, "replays": 0, "pending": 0, "pending_dropped": 0,
+                         "rate_limited": 0}
 
     @property
     def peers(self) -> list[Peer]:
@@ -180,8 +181,8 @@ class DocSync:
             elif data in self._pending:
                 self._pending[data] = (peer, self._pending[data][1], exc.needs)
             return False
-        except RateRefused as exc:  # not stored and not recorded: the next re-sync brings it again
-            self._events.append(Refused(peer, exc))
+        except RateRefused:  # not stored and not recorded: the next re-sync brings it again (counted, not logged)
+            self.counters["rate_limited"] += 1
             return False
         except DocError as exc:
             self.counters["refused"] += 1

@@ -13,7 +13,7 @@ from pycrdt import Doc, Text
 from support.docs import link, make_node, until
 
 from peerloom.apps.docs.keys import DocKeys, parse_link
-from peerloom.apps.docs.service import PROTOCOL
+from peerloom.apps.docs.service import MAX_REFUSED, PROTOCOL
 from peerloom.apps.docs.syncproto import MAX_MESSAGE_SIZE, SyncUpdate, encode_frame
 from peerloom.apps.docs.updates import seal
 from peerloom.codec.varint import encode_varint
@@ -61,6 +61,14 @@ async def test_updates_without_write_rights_tampered_or_oversized_are_refused_an
         await stream.write(encode_varint(MAX_MESSAGE_SIZE + 1) + b"\x00" * 64)
         await until(lambda: b.docs.counters["bad_frames"] == 1, what="the oversized frame refused")
         assert log_rows(b) == rows + 1 and str(doc_b.text()) == "signed by the document key"
+        # a peer that keeps sending forged updates loses its link to the document
+        stream = await harness.new_stream(b.secure_addrs[0], [PROTOCOL])
+        await stream.write(writer_keys.doc_id)
+        await until(lambda: b.docs.list()[0].peers == 1, what="the harness linked again")
+        await stream.write(b"".join(encode_frame(SyncUpdate(seal(intruder, i, update_text(f"forged {i}"))))
+                                    for i in range(1, MAX_REFUSED + 2)))
+        await until(lambda: b.docs.list()[0].peers == 0, what="the forger dropped")
+        assert log_rows(b) == rows + 1
 
 
 async def test_a_relay_without_the_read_key_forwards_but_learns_nothing(tmp_path: Path) -> None:

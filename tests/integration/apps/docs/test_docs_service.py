@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pycrdt import Doc, Text
 from support.docs import link, make_node, until
+from support.swarm import node
 
 from peerloom.apps.docs.awareness import AwarenessEntry, encode_awareness
 from peerloom.apps.docs.handle import DocHandle, UpdateTooLarge
@@ -106,3 +107,23 @@ async def test_awareness_is_relayed_to_peers_and_local_listeners_once(tmp_path: 
         doc_b.awareness.apply(reply, "browser")
         await until(lambda: len(local) == 2, what="awareness back at a")
         assert local[1] == (reply, "remote") and got == [update, reply]
+
+
+async def test_two_nodes_that_share_only_a_dht_bootstrap_node_find_each_other_by_the_documents_topic(
+    tmp_path: Path,
+) -> None:
+    dht = dict(dht=True, public_bootstrap=False)
+    async with node(tmp_path, "boot", pubsub=False, **dht) as boot:
+        assert boot.dht is not None
+        bootstrap = [("127.0.0.1", boot.dht.port)]
+        async with node(tmp_path, "a", bootstrap=bootstrap, **dht) as a, \
+                node(tmp_path, "b", bootstrap=bootstrap, **dht) as b:
+            assert a.pubsub is not None and a.pubsub.rendezvous is not None
+            a.pubsub.rendezvous.interval = 0.2
+            doc_a = await a.docs.create()
+            doc_a.text().insert(0, "found through the DHT")
+            topic = "peerloom-doc/" + doc_a.id
+            await until(lambda: a.pubsub.rendezvous.announced.get(topic, 0) >= 1, what="a announced the document")
+            assert b.identity.peer_id not in a.secure_host.connections
+            doc_b = await b.docs.open(doc_a.read_link)  # no --peer: b looks the document's topic up
+            await until(lambda: str(doc_b.text()) == "found through the DHT", what="b found a and synced")
