@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import platformdirs
 
 from peerloom.apps.compute.service import ComputeService
+from peerloom.apps.docs.service import DocsService
 from peerloom.apps.exit.service import ExitService
 from peerloom.apps.nat.service import NatService
-from peerloom.apps.docs.service import DocsService
 from peerloom.apps.pubsub.service import PubSubService
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.discovery.peerstore import PeerStore

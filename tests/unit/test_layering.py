@@ -45,6 +45,7 @@ SANS_IO = [
     "peerloom.apps.pubsub.score",
     "peerloom.apps.docs.keys", "peerloom.apps.docs.updates", "peerloom.apps.docs.yupdate", "peerloom.apps.docs.textpos",
     "peerloom.apps.docs.syncproto", "peerloom.apps.docs.awareness", "peerloom.apps.docs.sync",
+    "peerloom.apps.docs.bridge",
     "peerloom.apps.btc.serialize", "peerloom.apps.btc.tx", "peerloom.apps.btc.block", "peerloom.apps.btc.params",
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
     "peerloom.apps.compute.wire", "peerloom.apps.compute.scheduler",

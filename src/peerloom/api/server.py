@@ -26,9 +26,9 @@ from aiohttp import BodyPartReader, WSMsgType, web
 from peerloom.api import connections, peers
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.compute import api as compute_api
+from peerloom.apps.docs import api as docs_api
 from peerloom.apps.exit import api as exit_api
 from peerloom.apps.nat import api as nat_api
-from peerloom.apps.docs import api as docs_api
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
 from peerloom.state import StateError
@@ -78,12 +78,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     protected = (path.startswith("/api/") and path not in PUBLIC_API) or path == "/metrics"
     if request.method == "OPTIONS":
         return error(403, "cross-origin requests are refused")
-    if path == EVENTS_PATH and _foreign_origin(request):
+    websocket = _websocket(request)
+    if websocket and _foreign_origin(request):
         return error(403, "cross-origin WebSocket refused")
     if protected:
-        # only the WebSocket takes the token in the URL (browsers cannot give it headers); elsewhere it would
+        # only WebSockets take the token in the URL (browsers cannot give them headers); elsewhere it would
         # end up in logs and histories for nothing
-        query = request.query.get("token", "") if path == EVENTS_PATH else ""
+        query = request.query.get("token", "") if websocket else ""
         given = request.headers.get("X-Peerloom-Token") or _bearer(request) or query
         if not hmac.compare_digest(given.encode(), app[TOKEN].encode()):
             if _foreign_origin(request):
@@ -109,6 +110,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _bearer(request: web.Request) -> str:
     value = request.headers.get("Authorization", "")
     return value[7:].strip() if value[:7].lower() == "bearer " else ""
+
+
+def _websocket(request: web.Request) -> bool:
+    """The event stream, or any WebSocket handshake (a document editor's bridge): browsers cannot give either a
+    header, so the token comes in the URL, and a foreign Origin is refused even with it."""
+    return request.path == EVENTS_PATH or request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _foreign_origin(request: web.Request) -> bool:

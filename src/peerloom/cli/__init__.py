@@ -14,9 +14,9 @@ from typing import Annotated
 import typer
 
 from peerloom.apps.compute import cli as compute
+from peerloom.apps.docs import cli as docs
 from peerloom.apps.exit import cli as connect
 from peerloom.apps.nat import cli as nat
-from peerloom.apps.docs import cli as docs
 from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, relay, transfer
 from peerloom.version import __version__

@@ -53,10 +53,15 @@ export async function api(method, path, body) {
   return data;
 }
 
-/** The WebSocket address of the event stream. */
-export function eventsUrl() {
-  const url = new URL('api/v1/events', location.href);
+/** The address of the WebSocket at `/api/v1/PATH`, with the token (browsers cannot give a WebSocket headers). */
+export function socketUrl(path) {
+  const url = new URL(`api/v1/${path}`, location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   url.searchParams.set('token', localStorage.getItem(TOKEN_KEY) || '');
   return url.href;
+}
+
+/** The WebSocket address of the event stream. */
+export function eventsUrl() {
+  return socketUrl('events');
 }

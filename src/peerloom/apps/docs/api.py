@@ -8,6 +8,7 @@
 - POST   /docs/{id}/edits          one edit in UTF-16 positions (`{"insert": TEXT, "index"}` or
                                    `{"delete": LENGTH, "index"}`); answers once it is durable
 - POST   /docs/{id}/peers          dial peers (`{"peers": [multiaddr, ...]}`); their streams open by themselves
+- GET    /docs/{id}/ws             the browser editor's WebSocket (`browser`: y-protocols with the page's Yjs doc)
 
 A write answers only after its signed update is committed to the state database: a 200 is the acknowledgement
 (it survives the daemon being killed right after). The share links carry keys: only the daemon's token holder (the
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from peerloom.api.service import ApiError, Daemon
+from peerloom.apps.docs.browser import serve_editor
 from peerloom.apps.docs.keys import DocError
 from peerloom.apps.pubsub.interface import dial_all
 from peerloom.codec.multiaddr import Multiaddr, MultiaddrError
@@ -168,6 +170,13 @@ async def add_peers(request: web.Request) -> web.Response:
     return web.json_response({"id": handle.id, "dialled": dialled})
 
 
+async def editor_socket(request: web.Request) -> web.StreamResponse:
+    handle = _handle(request)
+    if not handle.readable:
+        raise ApiError(403, "this node holds no read key for the document: it can only relay it")
+    return await serve_editor(request, handle)
+
+
 def mount(app: web.Application, daemon: Daemon) -> None:
     """Add the document routes to the daemon's app."""
     app[DAEMON] = daemon
@@ -179,6 +188,7 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         ("PUT", "/{doc}/text", put_text),
         ("POST", "/{doc}/edits", edit),
         ("POST", "/{doc}/peers", add_peers),
+        ("GET", "/{doc}/ws", editor_socket),
     ]
     for method, path, handler in routes:
         app.router.add_route(method, PREFIX + path, handler)
