@@ -45,6 +45,8 @@ SANS_IO = [
     "peerloom.apps.docs.keys", "peerloom.apps.docs.updates", "peerloom.apps.docs.yupdate", "peerloom.apps.docs.textpos",
     "peerloom.apps.btc.serialize", "peerloom.apps.btc.tx", "peerloom.apps.btc.block", "peerloom.apps.btc.params",
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
+    "peerloom.apps.btc.rules", "peerloom.apps.btc.sigops", "peerloom.apps.btc.coins", "peerloom.apps.btc.validation",
+    "peerloom.apps.btc.miner",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}
