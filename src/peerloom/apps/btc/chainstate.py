@@ -69,6 +69,19 @@ class _Overlay:
         self._store = store
         self.changes: dict[OutPoint, Coin | None] = {}
 
+    def blocks_to_fetch(self, limit: int) -> list[HeaderEntry]:
+        """Up to `limit` blocks of the most-work header chain that are not here, lowest first (none past a
+        failed block)."""
+        missing: list[HeaderEntry] = []
+        walk: HeaderEntry | None = self.headers.tip
+        while walk is not None and walk.hash not in self._have_data:
+            if walk.hash in self._failed:
+                missing.clear()
+            else:
+                missing.append(walk)
+            walk = walk.prev
+        return missing[::-1][:limit]
+
     def fetch_coins(self, outpoints: Iterable[OutPoint]) -> Mapping[OutPoint, Coin]:
         found: dict[OutPoint, Coin] = {}
         missing = []
