@@ -66,3 +66,32 @@ def dump(chain: ChainState) -> list[tuple]:
 
 def chain_schema_rows(chain: ChainState, table: str) -> list[tuple]:
     return [tuple(r) for r in chain.schema.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+
+
+class P2wpkhKey:
+    """A key whose P2WPKH outputs tests spend with real BIP 143 signatures (libsecp256k1 through coincurve)."""
+
+    def __init__(self, secret: bytes) -> None:
+        import coincurve
+
+        self.key = coincurve.PrivateKey(secret)
+        self.pubkey = self.key.public_key.format(compressed=True)
+        self.script = b"\x00\x14" + hash160(self.pubkey)
+
+    def sign_input(self, tx: Transaction, index: int, spent: Sequence[TxOut]) -> Transaction:
+        """`tx` with input `index` (spending one of this key's outputs) signed SIGHASH_ALL."""
+        from peerloom.apps.btc.sighash import PrecomputedTx, segwit_v0_sighash
+
+        script_code = b"\x76\xa9\x14" + hash160(self.pubkey) + b"\x88\xac"
+        digest = segwit_v0_sighash(script_code, PrecomputedTx(tx, list(spent)), index, spent[index].value, 1)
+        sig = self.key.sign(digest, hasher=None) + b"\x01"
+        inputs = list(tx.inputs)
+        old = inputs[index]
+        inputs[index] = TxIn(old.prevout, b"", old.sequence, (sig, self.pubkey))
+        return Transaction(tx.version, tuple(inputs), tx.outputs, tx.locktime)
+
+
+def hash160(data: bytes) -> bytes:
+    import hashlib
+
+    return hashlib.new("ripemd160", hashlib.sha256(data).digest()).digest()

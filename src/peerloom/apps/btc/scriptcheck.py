@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from .block import ConsensusError
+from .script import PrecomputedTx, ScriptError, ScriptFlags, verify_input
 from .serialize import hash_hex
 from .tx import TxOut, parse_transaction
 from .validation import ScriptJob
@@ -43,8 +44,6 @@ def to_wire(job: ScriptJob) -> WireJob:
 def verify_jobs(batch: Sequence[WireJob]) -> str | None:
     """Verify a batch; None when all pass, else the first failure's reason (Core's
     `mandatory-script-verify-flag-failed (...)`). Runs in a worker process."""
-    from .script import PrecomputedTx, ScriptError, ScriptFlags, verify_input
-
     for raw, spent_raw, flag_names in batch:
         tx = parse_transaction(raw)
         spent = [TxOut(value, script) for value, script in spent_raw]
@@ -56,7 +55,7 @@ def verify_jobs(batch: Sequence[WireJob]) -> str | None:
             try:
                 verify_input(tx, index, spent, flags, precomputed)
             except ScriptError as exc:
-                return f"mandatory-script-verify-flag-failed ({exc}) tx {hash_hex(tx.txid)} input {index}"
+                return f"mandatory-script-verify-flag-failed ({exc.code}) tx {hash_hex(tx.txid)} input {index}"
     return None
 
 

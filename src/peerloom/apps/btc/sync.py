@@ -120,8 +120,8 @@ class BlockSync:
             async with self.lock:
                 self.chain.headers.connect_headers(message.headers, int(time.time()))
         elif isinstance(message, Inv) and any(i.type & 0xFF == MSG_BLOCK for i in message.items):
-            unknown = [i for i in message.items if i.type & 0xFF == MSG_BLOCK and self.chain.headers.get(i.hash) is None]
-            if unknown:
+            blocks = [i for i in message.items if i.type & 0xFF == MSG_BLOCK]
+            if any(self.chain.headers.get(i.hash) is None for i in blocks):
                 await peer.send(GetHeaders(PROTOCOL_VERSION, tuple(self.chain.headers.locator())))
         elif isinstance(message, GetHeaders):
             found = self.chain.headers.headers_after(message.locator, message.hash_stop, MAX_HEADERS_RESULTS)

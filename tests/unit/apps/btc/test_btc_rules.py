@@ -3,9 +3,10 @@ height push, and sigop counting (Core's sigopcount_tests.cpp cases)."""
 
 from __future__ import annotations
 
+from peerloom.apps.btc.opcodes import witness_program
 from peerloom.apps.btc.params import COIN
 from peerloom.apps.btc.rules import MAINNET_DEPLOYMENTS, REGTEST_DEPLOYMENTS
-from peerloom.apps.btc.sigops import legacy_sigops, transaction_sigop_cost, witness_program
+from peerloom.apps.btc.sigops import legacy_sigops, transaction_sigop_cost
 from peerloom.apps.btc.tx import OutPoint, Transaction, TxIn, TxOut
 from peerloom.apps.btc.validation import coinbase_height_script
 
