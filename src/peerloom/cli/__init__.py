@@ -13,11 +13,12 @@ from typing import Annotated
 
 import typer
 
+from peerloom.apps.btc import cli as btc
 from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, demo, btc)
 
 
 def version_callback(value: bool) -> None:

@@ -69,19 +69,6 @@ class _Overlay:
         self._store = store
         self.changes: dict[OutPoint, Coin | None] = {}
 
-    def blocks_to_fetch(self, limit: int) -> list[HeaderEntry]:
-        """Up to `limit` blocks of the most-work header chain that are not here, lowest first (none past a
-        failed block)."""
-        missing: list[HeaderEntry] = []
-        walk: HeaderEntry | None = self.headers.tip
-        while walk is not None and walk.hash not in self._have_data:
-            if walk.hash in self._failed:
-                missing.clear()
-            else:
-                missing.append(walk)
-            walk = walk.prev
-        return missing[::-1][:limit]
-
     def fetch_coins(self, outpoints: Iterable[OutPoint]) -> Mapping[OutPoint, Coin]:
         found: dict[OutPoint, Coin] = {}
         missing = []
@@ -127,6 +114,19 @@ class ChainState:
 
     def is_failed(self, block_hash: bytes) -> bool:
         return block_hash in self._failed
+
+    def blocks_to_fetch(self, limit: int) -> list[HeaderEntry]:
+        """Up to `limit` blocks of the most-work header chain that are not here, lowest first (none past a
+        failed block)."""
+        missing: list[HeaderEntry] = []
+        walk: HeaderEntry | None = self.headers.tip
+        while walk is not None and walk.hash not in self._have_data:
+            if walk.hash in self._failed:
+                missing.clear()
+            else:
+                missing.append(walk)
+            walk = walk.prev
+        return missing[::-1][:limit]
 
     def fetch_coins(self, outpoints: Iterable[OutPoint]) -> dict[OutPoint, Coin]:
         """The unspent coins among `outpoints` in the stored UTXO set."""
