@@ -17,12 +17,12 @@ transaction that makes them part of the chain commits, so the database never ref
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from peerloom.state import Migration, Schema
 
-from .block import Block, ConsensusError, parse_block, parse_header
+from .block import Block, BlockHeader, ConsensusError, parse_block, parse_header
 from .blockfiles import BlockFiles
 from .checks import check_block
 from .coins import Coin, decode_undo, encode_undo
@@ -95,9 +95,13 @@ class ChainState:
         self._failed: set[bytes] = set()
         self._children: dict[bytes, list[HeaderEntry]] = {}
         self._unconnected: set[bytes] = set()  # blocks here, not failed, not on the connected chain
+        self._announced: set[bytes] = set()  # the last header of each headers message
         self._seq: dict[bytes, int] = {}
         self.tip: HeaderEntry = self.headers.tip
         self._load()
+        self.best_header: HeaderEntry = self.tip  # the most-work header whose branch has no failed block
+        for block_hash in self._unconnected:
+            self._consider_header(self.headers.get(block_hash))  # type: ignore[arg-type]
 
     # -- reading -----------------------------------------------------------------------------------------------
 
@@ -116,17 +120,35 @@ class ChainState:
         return block_hash in self._failed
 
     def blocks_to_fetch(self, limit: int) -> list[HeaderEntry]:
-        """Up to `limit` blocks of the most-work header chain that are not here, lowest first (none past a
-        failed block)."""
+        """Up to `limit` blocks of the most-work header chain without a failed block that are not here, lowest
+        first."""
         missing: list[HeaderEntry] = []
-        walk: HeaderEntry | None = self.headers.tip
+        walk: HeaderEntry | None = self.best_header
         while walk is not None and walk.hash not in self._have_data:
-            if walk.hash in self._failed:
-                missing.clear()
-            else:
-                missing.append(walk)
+            missing.append(walk)
             walk = walk.prev
         return missing[::-1][:limit]
+
+    def add_headers(self, headers: Sequence[BlockHeader], now: int) -> HeaderEntry | None:
+        """Connect a `headers` message's list (raising `HeaderError` for a bad one); its last entry."""
+        last = self.headers.connect_headers(headers, now)
+        if last is not None:
+            self._announced.add(last.hash)
+            self._consider_header(last)
+        return last
+
+    def _consider_header(self, entry: HeaderEntry) -> None:
+        if entry.chain_work > self.best_header.chain_work and self._usable(entry):
+            self.best_header = entry
+
+    def _usable(self, entry: HeaderEntry) -> bool:
+        """Whether no block between the connected chain and `entry` (included) has failed."""
+        walk: HeaderEntry | None = entry
+        while walk is not None and not self.on_chain(walk):
+            if walk.hash in self._failed:
+                return False
+            walk = walk.prev
+        return True
 
     def fetch_coins(self, outpoints: Iterable[OutPoint]) -> dict[OutPoint, Coin]:
         """The unspent coins among `outpoints` in the stored UTXO set."""
@@ -173,6 +195,7 @@ class ChainState:
         self._children.setdefault(entry.header.prev_hash, []).append(entry)
         self._have_data.add(entry.hash)
         self._unconnected.add(entry.hash)
+        self._consider_header(entry)
         pending = {entry.hash: block}
         result = self._activate_best(pending)
         if entry.hash not in self._failed and entry.hash in pending:
@@ -307,6 +330,12 @@ class ChainState:
             self._failed.add(node.hash)
             self._unconnected.discard(node.hash)
             stack += self._children.get(node.hash, ())
+        if not self._usable(self.best_header):
+            self.best_header = self.tip
+            for block_hash in self._announced | self._unconnected:
+                candidate = self.headers.get(block_hash)
+                if candidate is not None:
+                    self._consider_header(candidate)
 
     # -- storage ---------------------------------------------------------------------------------------------------
 

@@ -2,9 +2,11 @@
 number in flight, each handed to the `ChainState` in a worker thread in chain order; afterwards it follows the
 peer's announcements (`headers` after BIP 130's `sendheaders`, or `inv`) and answers its `getheaders`.
 
-One coroutine per peer does all of this, so the chain state is never used by two tasks at once; the service
-serialises peers with a lock. Whatever the peer sends that breaks a rule raises `BtcError` out of `run`: the
-caller disconnects and bans the peer, and the chain state has written nothing for the offending block.
+One coroutine per peer does all of this; the chain state is used under one lock, from one task at a time.
+Whatever the peer sends that breaks a rule raises `BtcError` out of `run`: the caller disconnects and bans the
+peer, and the chain state has written nothing for the offending block. A block the peer has not got
+(`notfound`) is not asked of it again; one it does not deliver within `STALL_TIMEOUT` ends `run` with
+`TimeoutError`.
 """
 
 from __future__ import annotations
@@ -32,16 +34,11 @@ from .p2p import (
     NotFound,
 )
 from .peer_driver import BtcPeer
-from .serialize import BtcError, hash_hex
 
 BLOCKS_IN_FLIGHT = 16  # Core's MAX_BLOCKS_IN_TRANSIT_PER_PEER
 STALL_TIMEOUT = 60.0  # seconds without a block we asked for before giving up on the peer
 
 Offload = Callable[..., Awaitable[Any]]
-
-
-class SyncStalled(BtcError):
-    """The peer did not deliver blocks it was asked for (or said it has not got them)."""
 
 
 class BlockSync:
@@ -62,8 +59,9 @@ class BlockSync:
         """Sync from `peer` and keep following it; returns once the chain reaches `until_height` (if given) or
         raises when the peer fails or misbehaves."""
         await self.sync_headers(peer)
+        unavailable: set[bytes] = set()  # blocks this peer said it has not got
         while True:
-            await self.fetch_blocks(peer)
+            await self.fetch_blocks(peer, unavailable)
             if until_height is not None and self.chain.height >= until_height:
                 return
             message = await peer.receive()
@@ -80,16 +78,19 @@ class BlockSync:
                     break
                 await self.handle(peer, reply)
             async with self.lock:
-                headers.connect_headers(reply.headers, int(time.time()))
+                self.chain.add_headers(reply.headers, int(time.time()))
             if len(reply.headers) < MAX_HEADERS_RESULTS:
                 return
 
-    async def fetch_blocks(self, peer: BtcPeer) -> None:
-        """Download and connect every block of the best header chain that is missing, `window` at a time."""
+    async def fetch_blocks(self, peer: BtcPeer, unavailable: set[bytes] | None = None) -> None:
+        """Download and connect every block of the best header chain that is missing, `window` at a time, but
+        those in `unavailable` (a `notfound` adds to it: the peer has not got them)."""
         inflight: dict[bytes, Block | None] = {}  # insertion order is chain order
+        unavailable = set() if unavailable is None else unavailable
         while True:
             if len(inflight) < self._window:
-                wanted = [e for e in self.chain.blocks_to_fetch(self._window * 2) if e.hash not in inflight]
+                wanted = [e for e in self.chain.blocks_to_fetch(self._window * 2)
+                          if e.hash not in inflight and e.hash not in unavailable]
                 wanted = wanted[: self._window - len(inflight)]
                 if wanted:
                     await peer.send(GetData(tuple(InvItem(MSG_WITNESS_BLOCK, e.hash) for e in wanted)))
@@ -103,7 +104,10 @@ class BlockSync:
                     del inflight[block.hash]
                     await self.add_block(block)
             elif isinstance(message, NotFound) and any(i.hash in inflight for i in message.items):
-                raise SyncStalled(f"the peer has not got block {hash_hex(message.items[0].hash)}")
+                for item in message.items:
+                    if inflight.get(item.hash, b"") is None:
+                        del inflight[item.hash]
+                        unavailable.add(item.hash)
             else:
                 await self.handle(peer, message)
 
@@ -118,7 +122,7 @@ class BlockSync:
         """A message outside the block download: announcements, `getheaders`, `getdata` for blocks."""
         if isinstance(message, Headers):
             async with self.lock:
-                self.chain.headers.connect_headers(message.headers, int(time.time()))
+                self.chain.add_headers(message.headers, int(time.time()))
         elif isinstance(message, Inv) and any(i.type & 0xFF == MSG_BLOCK for i in message.items):
             blocks = [i for i in message.items if i.type & 0xFF == MSG_BLOCK]
             if any(self.chain.headers.get(i.hash) is None for i in blocks):
