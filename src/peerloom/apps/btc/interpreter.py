@@ -149,6 +149,17 @@ def _eval_checksig(
     return success
 
 
+def eval_p2wpkh(sig: bytes, pubkey: bytes, program: bytes, flags: int, checker: TxChecker) -> None:
+    """What `DUP HASH160 <program> EQUALVERIFY CHECKSIG` on the witness [sig, pubkey] does under witness v0
+    rules (BIP 141's P2WPKH), with the same checks and errors in the same order, minus the generic
+    interpreter loop: the most common spend today takes this path."""
+    if hashlib.new("ripemd160", hashlib.sha256(pubkey).digest()).digest() != program:
+        raise ScriptError("EQUALVERIFY")
+    script = b"\x76\xa9\x14" + program + b"\x88\xac"
+    if not _eval_checksig(sig, pubkey, script, 0, int(flags), checker, SIGVERSION_WITNESS_V0, ExecData()):
+        raise ScriptError("EVAL_FALSE")  # CHECKSIG left false, which the witness script's result must not be
+
+
 def _need(stack: list, n: int) -> None:
     if len(stack) < n:
         raise ScriptError("INVALID_STACK_OPERATION")
@@ -170,9 +181,10 @@ def eval_script(
     begin_code = 0
     n = len(script)
     pc = 0
+    opcode_pos = -1  # BIP 342 counts operations, not bytes, for the code separator position
     execdata.codeseparator_pos = 0xFFFFFFFF
     while pc < n:
-        opcode_pos = pc
+        opcode_pos += 1
         opcode, data, pc = get_op(script, pc)
         executing = false_count == 0
         if data is not None:
@@ -274,27 +286,18 @@ def eval_script(
             stack.pop()
         elif opcode in _UNARY or opcode in _BINARY or opcode == op.OP_WITHIN:
             _arithmetic(stack, opcode, minimal)
-        elif opcode == op.OP_CHECKLOCKTIMEVERIFY:
-            if not flags & _CLTV:
-                if flags & _DISCOURAGE_NOPS:
-                    raise ScriptError("DISCOURAGE_UPGRADABLE_NOPS")
-            else:
+        elif opcode == op.OP_CHECKLOCKTIMEVERIFY or opcode == op.OP_CHECKSEQUENCEVERIFY:
+            is_cltv = opcode == op.OP_CHECKLOCKTIMEVERIFY
+            if flags & (_CLTV if is_cltv else _CSV):  # without the flag: NOP2/NOP3, not discouraged (as Core)
                 _need(stack, 1)
-                locktime = num_decode(stack[-1], minimal, 5)  # 5 bytes: times past 2038 fit
-                if locktime < 0:
+                lock = num_decode(stack[-1], minimal, 5)  # 5 bytes: lock times past 2038 fit
+                if lock < 0:
                     raise ScriptError("NEGATIVE_LOCKTIME")
-                if not checker.check_locktime(locktime):
-                    raise ScriptError("UNSATISFIED_LOCKTIME")
-        elif opcode == op.OP_CHECKSEQUENCEVERIFY:
-            if not flags & _CSV:
-                if flags & _DISCOURAGE_NOPS:
-                    raise ScriptError("DISCOURAGE_UPGRADABLE_NOPS")
-            else:
-                _need(stack, 1)
-                sequence = num_decode(stack[-1], minimal, 5)
-                if sequence < 0:
-                    raise ScriptError("NEGATIVE_LOCKTIME")
-                if not sequence & (1 << 31) and not checker.check_sequence(sequence):
+                if is_cltv:
+                    satisfied = checker.check_locktime(lock)
+                else:  # BIP 112: with the disable flag set the operation is a NOP
+                    satisfied = bool(lock & (1 << 31)) or checker.check_sequence(lock)
+                if not satisfied:
                     raise ScriptError("UNSATISFIED_LOCKTIME")
         elif opcode == op.OP_NOP:
             pass

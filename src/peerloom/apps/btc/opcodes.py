@@ -273,7 +273,8 @@ def num_encode(value: int) -> bytes:
 
 def cast_to_bool(data: bytes) -> bool:
     """False for any encoding of zero, including negative zero (0x80 as the last byte)."""
-    for i, byte in enumerate(data):
-        if byte:
-            return not (i == len(data) - 1 and byte == 0x80)
-    return False
+    if not data:
+        return False
+    if data[:-1].strip(b"\x00"):
+        return True  # a non-zero byte before the last
+    return data[-1] & 0x7F != 0

@@ -19,7 +19,7 @@ from .checker import (
     ExecData,
     TxChecker,
 )
-from .interpreter import eval_script
+from .interpreter import eval_p2wpkh, eval_script
 from .opcodes import (
     MAX_SCRIPT_ELEMENT_SIZE,
     MAX_STACK_SIZE,
@@ -86,7 +86,8 @@ def verify_script(
         raise ScriptError("SIG_PUSHONLY")
     execdata = ExecData()
     stack: list[bytes] = []
-    eval_script(stack, script_sig, flags, checker, SIGVERSION_BASE, execdata)
+    if script_sig:  # empty in every segwit spend: nothing to run
+        eval_script(stack, script_sig, flags, checker, SIGVERSION_BASE, execdata)
     stack_copy = list(stack) if flags & _F_P2SH else None
     eval_script(stack, script_pubkey, flags, checker, SIGVERSION_BASE, execdata)
     if not stack or not cast_to_bool(stack[-1]):
@@ -149,7 +150,10 @@ def _verify_witness_program(
         elif len(program) == 20:
             if len(stack) != 2:
                 raise ScriptError("WITNESS_PROGRAM_MISMATCH")
-            script = b"\x76\xa9\x14" + program + b"\x88\xac"  # DUP HASH160 <program> EQUALVERIFY CHECKSIG
+            if len(stack[0]) > MAX_SCRIPT_ELEMENT_SIZE or len(stack[1]) > MAX_SCRIPT_ELEMENT_SIZE:
+                raise ScriptError("PUSH_SIZE")
+            eval_p2wpkh(stack[0], stack[1], program, flags, checker)
+            return
         else:
             raise ScriptError("WITNESS_PROGRAM_WRONG_LENGTH")
         _execute_witness_script(stack, script, flags, SIGVERSION_WITNESS_V0, checker, ExecData())

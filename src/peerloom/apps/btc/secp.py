@@ -70,53 +70,48 @@ def is_compressed_pubkey(pubkey: bytes) -> bool:
     return len(pubkey) == 33 and pubkey[0] in (0x02, 0x03)
 
 
-def _parse_der_lax(der: bytes) -> bytes | None:
-    """Core's ecdsa_signature_parse_der_lax (pubkey.cpp): R and S as 64 bytes from BER-ish DER, or None.
-    An R or S that overflows 32 bytes gives an all-zero signature, which never verifies (as in Core)."""
-    pos = 0
+def _lax_header(der: bytes, pos: int, tag: int, read_length: bool) -> tuple[int, int] | None:
+    """A tag byte and a BER length as Core's lax parser reads them: (length, position after), or None. The
+    sequence's long-form length is skipped unread (`read_length` False); an integer's may have leading zero
+    bytes but at most 3 significant ones."""
     n = len(der)
-    if pos == n or der[pos] != 0x30:
+    if pos == n or der[pos] != tag:
         return None
     pos += 1
     if pos == n:
         return None
-    lenbyte = der[pos]
+    length = der[pos]
     pos += 1
-    if lenbyte & 0x80:
-        lenbyte -= 0x80
-        if lenbyte > n - pos:
-            return None
-        pos += lenbyte
+    if not length & 0x80:
+        return length, pos
+    count = length - 0x80
+    if count > n - pos:
+        return None
+    if not read_length:
+        return 0, pos + count
+    while count > 0 and der[pos] == 0:
+        pos += 1
+        count -= 1
+    if count >= 4:
+        return None
+    return int.from_bytes(der[pos : pos + count], "big"), pos + count
+
+
+def parse_der_lax(der: bytes) -> bytes | None:
+    """Core's ecdsa_signature_parse_der_lax (pubkey.cpp): R and S as 64 bytes from BER-ish DER, or None.
+    An R or S that overflows 32 bytes gives an all-zero signature, which never verifies (as in Core)."""
+    header = _lax_header(der, 0, 0x30, read_length=False)
+    if header is None:
+        return None
+    pos = header[1]
     values = []
     for _ in range(2):
-        if pos == n or der[pos] != 0x02:
+        header = _lax_header(der, pos, 0x02, read_length=True)
+        if header is None or header[0] > len(der) - header[1]:
             return None
-        pos += 1
-        if pos == n:
-            return None
-        lenbyte = der[pos]
-        pos += 1
-        if lenbyte & 0x80:
-            lenbyte -= 0x80
-            if lenbyte > n - pos:
-                return None
-            while lenbyte > 0 and der[pos] == 0:
-                pos += 1
-                lenbyte -= 1
-            if lenbyte >= 4:
-                return None
-            length = 0
-            while lenbyte > 0:
-                length = (length << 8) + der[pos]
-                pos += 1
-                lenbyte -= 1
-        else:
-            length = lenbyte
-        if length > n - pos:
-            return None
-        start = pos
+        length, pos = header
+        values.append(der[pos : pos + length].lstrip(b"\x00"))
         pos += length
-        values.append(der[start:pos].lstrip(b"\x00"))
     r, s = values
     if len(r) > 32 or len(s) > 32:
         return bytes(64)
@@ -130,12 +125,16 @@ def ecdsa_verify(der_sig: bytes, msg32: bytes, pubkey: bytes) -> bool:
     key = ffi.new("secp256k1_pubkey *")
     if not lib.secp256k1_ec_pubkey_parse(_CTX, key, pubkey, len(pubkey)):
         return False
-    compact = _parse_der_lax(der_sig)
-    if compact is None:
-        return False
     sig = ffi.new("secp256k1_ecdsa_signature *")
-    if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, compact):
-        sig = ffi.new("secp256k1_ecdsa_signature *")  # overflow: Core keeps the zeroed signature
+    # BIP 66 DER (every signature since 2015) parses the same in libsecp256k1's strict parser, in C. Other
+    # encodings take the lax path: the C parser would read, e.g., an unpadded R as negative, not as Core does.
+    strict = is_valid_der_encoding(der_sig + b"\x01")
+    if not strict or not lib.secp256k1_ecdsa_signature_parse_der(_CTX, sig, der_sig, len(der_sig)):
+        compact = parse_der_lax(der_sig)
+        if compact is None:
+            return False
+        if not lib.secp256k1_ecdsa_signature_parse_compact(_CTX, sig, compact):
+            sig = ffi.new("secp256k1_ecdsa_signature *")  # overflow: Core keeps the zeroed signature
     lib.secp256k1_ecdsa_signature_normalize(_CTX, sig, sig)
     return bool(lib.secp256k1_ecdsa_verify(_CTX, sig, msg32, key))
 
