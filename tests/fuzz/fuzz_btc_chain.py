@@ -25,7 +25,7 @@ _COINS = {OutPoint(_GENESIS_CB.txid, 0): Coin(50 * 10**8, b"\x51", 0, True),
 
 
 class _Source:
-    def fetch_coins(self, outpoints):  # noqa: ANN001, ANN201 - the CoinSource protocol
+    def fetch_coins(self, outpoints):
         return {op: _COINS[op] for op in outpoints if op in _COINS}
 
 

@@ -31,6 +31,8 @@ const node = new bcoin.FullNode({
   host: '127.0.0.1',
   port,
   publicHost: '127.0.0.1',
+  httpHost: '127.0.0.1',
+  httpPort: Number(process.argv[4] || 0),  // 0: any free port, so that two nodes can run side by side
   maxOutbound: 1,
   discover: false,
   noDiscover: true,
