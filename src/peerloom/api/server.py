@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api import peers
 from peerloom.api.service import ApiError, Daemon
+from peerloom.apps.btc import api as btc_api
 from peerloom.apps.pubsub import api as pubsub_api
 from peerloom.files import write_atomically
 from peerloom.state import StateError
@@ -342,6 +343,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     app.router.add_routes(peers.routes(daemon, v1))
     app.router.add_get(EVENTS_PATH, events)
     pubsub_api.mount(app, daemon)  # each app's own routes
+    btc_api.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

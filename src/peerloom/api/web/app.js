@@ -1,6 +1,7 @@
 // Entry point: the token, the live connection (WebSocket events, else polling), adding torrents, the topics view.
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
+import * as btc from './btc.js';
 import * as detail from './detail.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
@@ -30,11 +31,13 @@ function start() {
   running = true;
   connect();
   topics.start();
+  btc.start();
 }
 
 function stop() {
   running = false;
   topics.stop();
+  btc.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {

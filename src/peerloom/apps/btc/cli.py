@@ -8,8 +8,6 @@ node running on it) — so peerloom can be a chain's origin.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,28 +40,19 @@ def _params(network: str) -> Any:
 
 
 def _running_status(home: Path, network: str) -> dict[str, Any] | None:
-    """The status the node running on `home` wrote, or None when no node runs there."""
-    path = home / "btc" / network / "status.json"
-    try:
-        status = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(int(status["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return None
-    return status
+    from peerloom.apps.btc.status import running_status
+
+    return running_status(home, _params(network))
 
 
 def _stored_tip(home: Path, network: str) -> dict[str, Any]:
-    from peerloom.apps.btc.runtime import open_chain
-    from peerloom.apps.btc.scriptcheck import InlineScriptChecker
+    from peerloom.apps.btc.status import stored_tip
     from peerloom.state import State
 
     state = State(home / "state.sqlite")
     try:
-        chain = open_chain(home, _params(network), state, InlineScriptChecker())
-        return {"network": network, "height": chain.height, "hash": chain.tip.header.hash_hex, "running": False}
+        info = stored_tip(state, _params(network))
+        return {k: info[k] for k in ("network", "height", "hash", "running")}
     finally:
         state.close()
 

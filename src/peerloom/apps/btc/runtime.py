@@ -36,12 +36,12 @@ from .peer_driver import BtcPeer
 from .peers import PeerBook, PeerInfo
 from .scriptcheck import InlineScriptChecker, ProcessScriptChecker, ScriptChecker
 from .serialize import BtcError, hash_hex
+from .status import status_path
 from .sync import BlockSync
 from .validation import ScriptJob
 
 log = logging.getLogger(__name__)
 REDIAL_SECONDS = 2.0
-STATUS_FILE = "status.json"
 
 
 def chain_dir(home: Path, params: NetworkParams) -> Path:
@@ -99,6 +99,8 @@ class BtcNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if isinstance(self._checker, ProcessScriptChecker):
             self._checker.close()
+        with contextlib.suppress(FileNotFoundError):
+            status_path(self.home, self.params).unlink()  # no node runs on this home any more
         if self._state is not None:
             self._state.close()
 
@@ -263,7 +265,7 @@ class BtcNode:
         }
 
     def write_status(self) -> None:
-        path = chain_dir(self.home, self.params) / STATUS_FILE
+        path = status_path(self.home, self.params)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.status()))
