@@ -93,7 +93,7 @@ async def test_a_transaction_relayed_by_bcoin_reaches_peerloom_s_mempool(bcoin_r
 
 async def _height(node: BcoinNode, height: int, timeout: float = 120.0) -> None:
     async with asyncio.timeout(timeout):
-        while (await node.mine(0))["height"] < height:
+        while await node.current_height() < height:
             await asyncio.sleep(0.2)
 
 

@@ -172,6 +172,10 @@ class BcoinNode:
         event = await self._command("send", "sent", timeout)
         return str(event["txid"])
 
+    async def current_height(self, timeout: float = 30.0) -> int:
+        """The node's chain height now (also updates `height` and `tip_hash`)."""
+        return int((await self._command("mine 0", "mined", timeout))["height"])
+
     async def add_peer(self, port: int) -> None:
         await self._command(f"addpeer {port}", "addpeer", 10.0, port=port)
 

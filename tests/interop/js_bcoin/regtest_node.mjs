@@ -44,6 +44,7 @@ const node = new bcoin.FullNode({
 async function main() {
   await node.open();
   await node.connect();
+  node.startSync();  // sync from the peers `addpeer` adds (the partition test)
   node.pool.on('peer open', (peer) => {
     out({event: 'peer', addr: peer.hostname(), version: peer.version, agent: peer.agent});
   });

@@ -25,6 +25,7 @@ from .p2p import (
     MSG_WITNESS_BLOCK,
     PROTOCOL_VERSION,
     BlockMessage,
+    GetBlocks,
     GetData,
     GetHeaders,
     Headers,
@@ -35,6 +36,7 @@ from .p2p import (
 )
 from .peer_driver import BtcPeer
 
+MAX_GETBLOCKS_RESULTS = 500  # Core's answer to getblocks
 BLOCKS_IN_FLIGHT = 16  # Core's MAX_BLOCKS_IN_TRANSIT_PER_PEER
 STALL_TIMEOUT = 60.0  # seconds without a block we asked for before giving up on the peer
 
@@ -127,6 +129,10 @@ class BlockSync:
             blocks = [i for i in message.items if i.type & 0xFF == MSG_BLOCK]
             if any(self.chain.headers.get(i.hash) is None for i in blocks):
                 await peer.send(GetHeaders(PROTOCOL_VERSION, tuple(self.chain.headers.locator())))
+        elif isinstance(message, GetBlocks):
+            found = self.chain.headers.headers_after(message.locator, message.hash_stop, MAX_GETBLOCKS_RESULTS)
+            if found:
+                await peer.send(Inv(tuple(InvItem(MSG_BLOCK, h.hash) for h in found)))
         elif isinstance(message, GetHeaders):
             found = self.chain.headers.headers_after(message.locator, message.hash_stop, MAX_HEADERS_RESULTS)
             await peer.send(Headers(tuple(found)))
