@@ -96,29 +96,28 @@ def tip(home: HomeOption = None, network: NetworkOption = "regtest", json_output
         out.print(f"{info['height']} {info['hash']}")
 
 
-def peers(home: HomeOption = None, network: NetworkOption = "regtest", json_output: JsonOption = False) -> None:
-    """The running node's peers."""
+def _show_running(home: Path | None, network: str, key: str, json_output: bool, line: Any) -> None:
+    """Print the running node's `key` list (as JSON, or one `line(item)` each); one error line if none runs."""
     status = _running_status(home_or_default(home), network)
     if status is None:
         fail("no btc node is running on this home (start one with `peerloom btc node`)")
     if json_output:
-        print_json(status["peers"])
-        return
-    for p in status["peers"]:
-        direction = "out" if p["outbound"] else "in"
-        out.print(f"{p['address']} {direction} {p['user_agent']} height {p['start_height']}")
+        print_json(status[key])
+    else:
+        for item in status[key]:
+            out.print(line(item))
+
+
+def peers(home: HomeOption = None, network: NetworkOption = "regtest", json_output: JsonOption = False) -> None:
+    """The running node's peers."""
+    _show_running(home, network, "peers", json_output, lambda p: (
+        f"{p['address']} {'out' if p['outbound'] else 'in'} {p['user_agent']} height {p['start_height']}"))
 
 
 def mempool(home: HomeOption = None, network: NetworkOption = "regtest", json_output: JsonOption = False) -> None:
     """The running node's mempool: transactions with fee and size."""
-    status = _running_status(home_or_default(home), network)
-    if status is None:
-        fail("no btc node is running on this home (start one with `peerloom btc node`)")
-    if json_output:
-        print_json(status["mempool"])
-        return
-    for entry in status["mempool"]:
-        out.print(f"{entry['txid']} fee {entry['fee']} vsize {entry['vsize']}")
+    _show_running(home, network, "mempool", json_output,
+                  lambda e: f"{e['txid']} fee {e['fee']} vsize {e['vsize']}")
 
 
 def generate(count: Annotated[int, typer.Argument(min=1, max=10_000, help="Blocks to mine.")],
