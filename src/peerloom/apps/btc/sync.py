@@ -123,6 +123,11 @@ class BlockSync:
     async def handle(self, peer: BtcPeer, message: Message) -> None:
         """A message outside the block download: announcements, `getheaders`, `getdata` for blocks."""
         if isinstance(message, Headers):
+            if message.headers and self.chain.headers.get(message.headers[0].prev_hash) is None:
+                # an announcement that does not connect (a reorg's new tip): ask for the headers in between,
+                # as Core does for unconnecting headers, instead of treating it as misbehaviour
+                await peer.send(GetHeaders(PROTOCOL_VERSION, tuple(self.chain.headers.locator())))
+                return
             async with self.lock:
                 self.chain.add_headers(message.headers, int(time.time()))
         elif isinstance(message, Inv) and any(i.type & 0xFF == MSG_BLOCK for i in message.items):
