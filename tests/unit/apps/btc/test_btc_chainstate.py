@@ -240,3 +240,28 @@ def test_a_home_of_another_network_is_refused(home: Path) -> None:
             ChainState(MAINNET, schema, BlockFiles(home / "blocks"), SeamChecker())
     finally:
         state.close()
+
+
+def test_blocks_to_fetch_follow_the_best_header_chain_without_a_failed_block(open_chain) -> None:
+    chain = open_chain()
+    blocks, tip = mine_chain(chain, Tip.genesis(), 3)
+    bad, bad_tip = mine_block(tip, extra_reward=1)
+    after_bad, _ = mine_block(bad_tip)
+    good = []
+    good_tip = tip
+    for _ in range(3):
+        block, good_tip = mine_block(good_tip, time_step=601)
+        good.append(block)
+    assert chain.add_headers([bad.header, after_bad.header], NOW).hash == after_bad.hash
+    assert [e.hash for e in chain.blocks_to_fetch(10)] == [bad.hash, after_bad.hash]
+    chain.add_headers([b.header for b in good[:1]], NOW)  # less work: the bad branch stays best
+    assert [e.hash for e in chain.blocks_to_fetch(1)] == [bad.hash]
+    with pytest.raises(ConsensusError, match="bad-cb-amount"):
+        chain.add_block(bad, NOW)
+    # The failed branch is skipped: the other one is fetched next, lowest first.
+    assert [e.hash for e in chain.blocks_to_fetch(10)] == [good[0].hash]
+    chain.add_headers([b.header for b in good[1:]], NOW)
+    assert [e.hash for e in chain.blocks_to_fetch(2)] == [b.hash for b in good[:2]]
+    for block in good:
+        chain.add_block(block, NOW)
+    assert chain.tip.hash == good[-1].hash and chain.blocks_to_fetch(10) == []
