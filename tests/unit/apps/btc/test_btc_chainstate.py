@@ -244,7 +244,7 @@ def test_a_home_of_another_network_is_refused(home: Path) -> None:
 
 def test_blocks_to_fetch_follow_the_best_header_chain_without_a_failed_block(open_chain) -> None:
     chain = open_chain()
-    blocks, tip = mine_chain(chain, Tip.genesis(), 3)
+    _, tip = mine_chain(chain, Tip.genesis(), 3)
     bad, bad_tip = mine_block(tip, extra_reward=1)
     after_bad, _ = mine_block(bad_tip)
     good = []
