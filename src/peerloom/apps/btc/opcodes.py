@@ -110,19 +110,6 @@ MAX_PUBKEYS_PER_MULTISIG = 20
 MAX_SCRIPT_SIZE = 10_000
 MAX_STACK_SIZE = 1000
 
-_SPECIAL_NAMES = {
-    OP_0: "0", OP_1NEGATE: "-1", OP_CHECKLOCKTIMEVERIFY: "CHECKLOCKTIMEVERIFY",
-    OP_CHECKSEQUENCEVERIFY: "CHECKSEQUENCEVERIFY", OP_NOP1: "NOP1",
-}
-# Opcode names as Core's GetOpName spells them, without the OP_ prefix ("DUP", "CHECKSIG", "NOP4", …).
-OPCODE_NAMES: dict[int, str] = {
-    value: name[3:] for name, value in globals().items() if name.startswith("OP_") and name != "OP_INVALIDOPCODE"
-}
-OPCODE_NAMES.update(_SPECIAL_NAMES)
-OPCODE_NAMES.update({OP_1 + i: str(i + 1) for i in range(16)})
-OPCODE_NAMES.update({OP_NOP4 + i: f"NOP{4 + i}" for i in range(7)})
-OPCODE_NAMES.update({OP_RESERVED: "RESERVED", OP_INVALIDOPCODE: "INVALIDOPCODE"})
-
 # BIP 342: opcodes that make a tapscript succeed unconditionally (reserved for soft forks).
 OP_SUCCESS = frozenset(
     [80, 98, *range(126, 130), *range(131, 135), *range(137, 139), *range(141, 143), *range(149, 154),

@@ -9,7 +9,6 @@ hash type is the signature's last byte serialized as a signed 32-bit integer.
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 
 from .opcodes import OP_CODESEPARATOR, get_op
 from .script_flags import ScriptError
@@ -25,6 +24,22 @@ SIGHASH_DEFAULT = 0  # taproot only: ALL, with a 64-byte signature
 ONE = (1).to_bytes(32, "little")  # what a SIGHASH_SINGLE signature without a matching output signs
 
 _TAP_SIGHASH = tagged_hash_prefix("TapSighash")
+
+
+class _lazy:
+    """A value computed on first access and then stored on the instance (which shadows this non-data
+    descriptor). functools.cached_property does the same but takes a lock on every first access in Python
+    3.11, which cost more than the hashes here."""
+
+    def __init__(self, compute) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.compute(obj)
+        return value
 
 
 def _sha256(data: bytes) -> bytes:
@@ -50,35 +65,35 @@ class PrecomputedTx:
         self.tx = tx
         self.spent_outputs = tuple(spent_outputs)
 
-    @cached_property
+    @_lazy
     def sha_prevouts(self) -> bytes:
         return _sha256(b"".join(_outpoint(txin) for txin in self.tx.inputs))
 
-    @cached_property
+    @_lazy
     def sha_sequences(self) -> bytes:
         return _sha256(b"".join(txin.sequence.to_bytes(4, "little") for txin in self.tx.inputs))
 
-    @cached_property
+    @_lazy
     def sha_outputs(self) -> bytes:
         return _sha256(b"".join(serialize_output(out) for out in self.tx.outputs))
 
-    @cached_property
+    @_lazy
     def sha_amounts(self) -> bytes:
         return _sha256(b"".join(out.value.to_bytes(8, "little", signed=True) for out in self.spent_outputs))
 
-    @cached_property
+    @_lazy
     def sha_scriptpubkeys(self) -> bytes:
         return _sha256(b"".join(var_bytes(out.script_pubkey) for out in self.spent_outputs))
 
-    @cached_property
+    @_lazy
     def hash_prevouts(self) -> bytes:
         return _sha256(self.sha_prevouts)
 
-    @cached_property
+    @_lazy
     def hash_sequence(self) -> bytes:
         return _sha256(self.sha_sequences)
 
-    @cached_property
+    @_lazy
     def hash_outputs(self) -> bytes:
         return _sha256(self.sha_outputs)
 
