@@ -18,6 +18,7 @@ from support.btc_chain import NOW, Tip, coinbase_out, mine_block, spend
 from peerloom.apps.btc.params import REGTEST
 from peerloom.apps.btc.runtime import BtcNode, chain_dir, open_chain
 from peerloom.apps.btc.scriptcheck import InlineScriptChecker
+from peerloom.apps.btc.tx import OutPoint
 from peerloom.state import State
 
 pytestmark = pytest.mark.timeout(600)
@@ -39,8 +40,6 @@ def build_chain(home: Path) -> None:
                 pending.append(first)
                 if height % 10 == 0 and len(pending) > 2:
                     a, b = pending.pop(0), pending.pop(0)
-                    from peerloom.apps.btc.tx import OutPoint
-
                     txs.append(spend([(OutPoint(a.txid, 1), a.outputs[1].value),
                                       (OutPoint(b.txid, 2), b.outputs[2].value)], n_out=1))
             block, tip = mine_block(tip, txs, fees=1000 * len(txs), time_step=1)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from support.btc_chain import NOW, OP_TRUE, Tip, coinbase_out, dump, mine_block, spend
 
-from peerloom.apps.btc.block import Block, ConsensusError
+from peerloom.apps.btc.block import Block, BlockHeader, ConsensusError, merkle_root
 from peerloom.apps.btc.blockfiles import BlockFiles
 from peerloom.apps.btc.chainstate import MIGRATIONS, ChainState, ChainStateError
+from peerloom.apps.btc.miner import solve
 from peerloom.apps.btc.params import MAINNET, REGTEST
 from peerloom.apps.btc.tx import OutPoint, Transaction, TxIn, TxOut
 from peerloom.apps.btc.validation import ScriptJob
@@ -95,13 +96,9 @@ def test_blocks_connect_and_the_utxo_set_follows_them(open_chain) -> None:
 
 
 def _with_coinbase_script(block: Block, script_sig: bytes) -> Block:
-    from peerloom.apps.btc.miner import solve
-
     cb = block.transactions[0]
     txin = TxIn(cb.inputs[0].prevout, script_sig, cb.inputs[0].sequence, cb.inputs[0].witness)
     new_cb = Transaction(cb.version, (txin,), cb.outputs, cb.locktime)
-    from peerloom.apps.btc.block import BlockHeader, merkle_root
-
     txs = (new_cb, *block.transactions[1:])
     root, _ = merkle_root([tx.txid for tx in txs])
     h = block.header
