@@ -56,18 +56,22 @@ class BlockSync:
         self._window = window
         self.lock = asyncio.Lock()
         self.on_activation: list[Callable[[Activation], None]] = []
+        self._continue: dict[int, bytes] = {}  # per peer (by id): the block after which to announce the tip
 
     async def run(self, peer: BtcPeer, until_height: int | None = None) -> None:
         """Sync from `peer` and keep following it; returns once the chain reaches `until_height` (if given) or
         raises when the peer fails or misbehaves."""
-        await self.sync_headers(peer)
-        unavailable: set[bytes] = set()  # blocks this peer said it has not got
-        while True:
-            await self.fetch_blocks(peer, unavailable)
-            if until_height is not None and self.chain.height >= until_height:
-                return
-            message = await peer.receive()
-            await self.handle(peer, message)
+        try:
+            await self.sync_headers(peer)
+            unavailable: set[bytes] = set()  # blocks this peer said it has not got
+            while True:
+                await self.fetch_blocks(peer, unavailable)
+                if until_height is not None and self.chain.height >= until_height:
+                    return
+                message = await peer.receive()
+                await self.handle(peer, message)
+        finally:
+            self._continue.pop(id(peer), None)
 
     async def sync_headers(self, peer: BtcPeer) -> None:
         """Ask for headers after our best header until the peer has no more (messages meanwhile are handled)."""
@@ -138,6 +142,8 @@ class BlockSync:
             found = self.chain.headers.headers_after(message.locator, message.hash_stop, MAX_GETBLOCKS_RESULTS)
             if found:
                 await peer.send(Inv(tuple(InvItem(MSG_BLOCK, h.hash) for h in found)))
+                if len(found) == MAX_GETBLOCKS_RESULTS:
+                    self._continue[id(peer)] = found[-1].hash
         elif isinstance(message, GetHeaders):
             found = self.chain.headers.headers_after(message.locator, message.hash_stop, MAX_HEADERS_RESULTS)
             await peer.send(Headers(tuple(found)))
@@ -152,6 +158,11 @@ class BlockSync:
             if item.type & 0xFF == MSG_BLOCK and self.chain.has_block(item.hash):
                 block = await self._offload(self.chain.read_block, item.hash)
                 await peer.send(BlockMessage(block))
+                if self._continue.get(id(peer)) == item.hash:
+                    # Core's hashContinue: the last block of a full getblocks answer is followed by an inv of the
+                    # tip, so that the peer asks for the next batch (bcoin relies on it)
+                    del self._continue[id(peer)]
+                    await peer.send(Inv((InvItem(MSG_BLOCK, self.chain.tip.hash),)))
             elif item.type & 0xFF == MSG_BLOCK:
                 missing.append(item)
         if missing:
