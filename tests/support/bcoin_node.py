@@ -34,6 +34,8 @@ SCRIPT = JS_DIR / "regtest_node.mjs"
 INSTALL_TIMEOUT = 300.0
 _STAMP = ".peerloom-install-stamp"
 
+EVENT_LINE_LIMIT = 64 << 20  # a `utxos` event holds the whole UTXO set on one line
+
 _installed: InstallResult | None = None
 
 
@@ -120,6 +122,7 @@ class BcoinNode:
                 proc = await asyncio.create_subprocess_exec(
                     shutil.which("node") or "node", str(SCRIPT), str(port), str(blocks), cwd=JS_DIR,
                     stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err_file,
+                    limit=EVENT_LINE_LIMIT,
                 )
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), startup_timeout)
@@ -154,6 +157,47 @@ class BcoinNode:
         event = await self.wait_for("mined", timeout, height=self.height + count)
         self.height, self.tip_hash = int(event["height"]), str(event["hash"])
         return event
+
+    async def mine_with_transactions(self, blocks: int, per_block: int, timeout: float = 600.0) -> dict[str, Any]:
+        """Mine `blocks` blocks, each after up to `per_block` new transactions of every script type bcoin makes."""
+        return await self._command(f"txblocks {blocks} {per_block}", "mined", timeout, height=self.height + blocks)
+
+    async def utxos(self, timeout: float = 30.0) -> set[tuple[str, int, int, str, int, bool]]:
+        """bcoin's UTXO set, read from its chain database: (txid, index, value, script hex, height, coinbase)."""
+        event = await self._command("utxos", "utxos", timeout)
+        return {(c[0], c[1], c[2], c[3], c[4], c[5]) for c in event["coins"]}
+
+    async def send_transaction(self, timeout: float = 30.0) -> str:
+        """Make a transaction, add it to bcoin's mempool (it announces it to its peers); its txid."""
+        event = await self._command("send", "sent", timeout)
+        return str(event["txid"])
+
+    async def current_height(self, timeout: float = 30.0) -> int:
+        """The node's chain height now (also updates `height` and `tip_hash`)."""
+        return int((await self._command("mine 0", "mined", timeout))["height"])
+
+    async def add_peer(self, port: int) -> None:
+        await self._command(f"addpeer {port}", "addpeer", 10.0, port=port)
+
+    async def drop_peers(self) -> None:
+        await self._command("droppeers", "droppeers", 10.0)
+
+    async def _command(self, line: str, event: str, timeout: float, **fields: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        seen = len(self.events)
+        self.process.stdin.write(f"{line}\n".encode())
+        await self.process.stdin.drain()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for e in self.events[seen:]:
+                if e.get("event") == "error":
+                    raise RuntimeError(f"bcoin failed {line!r}: {e.get('message')}")
+                if e.get("event") == event and all(e.get(k) == v for k, v in fields.items()):
+                    if event == "mined":
+                        self.height, self.tip_hash = int(e["height"]), str(e["hash"])
+                    return e
+            await asyncio.sleep(0.05)
+        raise TimeoutError(f"bcoin printed no {event!r} event after {line!r} in {timeout} s")
 
     async def wait_for(self, event: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
         """The first printed event named `event` whose fields equal `fields`."""

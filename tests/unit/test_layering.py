@@ -51,6 +51,8 @@ SANS_IO = [
     "peerloom.apps.compute.wire", "peerloom.apps.compute.scheduler",
     "peerloom.net.nat.autonat", "peerloom.net.nat.natpmp",
     "peerloom.apps.exit.wire", "peerloom.apps.exit.socks", "peerloom.apps.exit.policy",
+    "peerloom.apps.btc.rules", "peerloom.apps.btc.sigops", "peerloom.apps.btc.coins", "peerloom.apps.btc.validation",
+    "peerloom.apps.btc.miner",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}

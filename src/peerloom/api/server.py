@@ -25,6 +25,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api import connections, peers
 from peerloom.api.service import ApiError, Daemon
+from peerloom.apps.btc import api as btc_api
 from peerloom.apps.compute import api as compute_api
 from peerloom.apps.docs import api as docs_api
 from peerloom.apps.exit import api as exit_api
@@ -358,6 +359,7 @@ def make_app(daemon: Daemon, token: str, hosts: set[str]) -> web.Application:
     nat_api.mount(app, daemon)
     exit_api.mount(app, daemon)
     docs_api.mount(app, daemon)
+    btc_api.mount(app, daemon)
     app.router.add_get(f"{v1}/openapi.json", openapi)
     app.router.add_route("*", "/api/{rest:.*}", unknown_api)
     app.router.add_get("/metrics", metrics)

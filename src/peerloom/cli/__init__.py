@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from peerloom.apps.btc import cli as btc
 from peerloom.apps.compute import cli as compute
 from peerloom.apps.docs import cli as docs
 from peerloom.apps.exit import cli as connect
@@ -21,7 +22,7 @@ from peerloom.apps.pubsub import cli as pubsub
 from peerloom.cli import daemon, demo, dht, discovery, files, net, relay, transfer
 from peerloom.version import __version__
 
-COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, docs, compute, nat, relay, connect, demo)
+COMMAND_MODULES = (files, transfer, daemon, net, dht, discovery, pubsub, docs, compute, btc, nat, relay, connect, demo)
 
 
 def version_callback(value: bool) -> None:

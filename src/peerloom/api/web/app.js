@@ -3,6 +3,7 @@
 
 import { api, clearToken, eventsUrl, loadToken, onUnauthorized, saveToken } from './api.js';
 import * as connections from './connections.js';
+import * as btc from './btc.js';
 import * as detail from './detail.js';
 import * as jobs from './jobs.js';
 import * as docs from './docs.js';
@@ -37,6 +38,7 @@ function start() {
   jobs.start();
   connections.start();
   docs.start();
+  btc.start();
 }
 
 function stop() {
@@ -45,6 +47,7 @@ function stop() {
   jobs.stop();
   connections.stop();
   docs.stop();
+  btc.stop();
   clearTimeout(reconnectTimer);
   stopPolling();
   if (socket) {

@@ -282,6 +282,14 @@ class GetHeaders(Message):
 
 
 @dataclass(frozen=True)
+class GetBlocks(GetHeaders):
+    """Asks for an `inv` of up to 500 block hashes after the locator (what bcoin syncs with when it has no
+    checkpoints, as on regtest); the same fields as `getheaders`."""
+
+    command: ClassVar[str] = "getblocks"
+
+
+@dataclass(frozen=True)
 class Headers(Message):
     command: ClassVar[str] = "headers"
     headers: tuple[BlockHeader, ...]
@@ -450,7 +458,7 @@ class UnknownMessage(Message):
 MESSAGES: dict[str, type[Message]] = {
     cls.command: cls
     for cls in (
-        Version, Verack, Ping, Pong, SendHeaders, SendAddrV2, WtxidRelay, FeeFilter, GetHeaders, Headers,
+        Version, Verack, Ping, Pong, SendHeaders, SendAddrV2, WtxidRelay, FeeFilter, GetHeaders, GetBlocks, Headers,
         Inv, GetData, NotFound, Addr, AddrV2, GetAddr, BlockMessage, TxMessage,
     )
 }

@@ -1,0 +1,48 @@
+// The Bitcoin view: the tip, peers and mempool of the node `peerloom btc node` runs on the daemon's home (or the
+// stored tip when none runs). Only through the API (GET btc/status), polled.
+
+import { api } from './api.js';
+import { el, setText, showError } from './dom.js';
+
+const POLL_MS = 3000;
+const facts = document.getElementById('btc-tip');
+const peersBody = document.querySelector('#btc-peers tbody');
+const mempoolBody = document.querySelector('#btc-mempool tbody');
+const noPeers = document.getElementById('btc-no-peers');
+const noMempool = document.getElementById('btc-no-mempool');
+let timer = null;
+
+export function start() {
+  if (timer) return;
+  refresh();
+  timer = setInterval(refresh, POLL_MS);
+}
+
+export function stop() {
+  clearInterval(timer);
+  timer = null;
+}
+
+async function refresh() {
+  let status;
+  try {
+    status = await api('GET', 'btc/status');
+  } catch (err) {
+    showError(err.message);
+    return;
+  }
+  facts.replaceChildren(
+    el('dt', {}, 'Network'), el('dd', {}, status.network),
+    el('dt', {}, 'Height'), el('dd', {}, String(status.height)),
+    el('dt', {}, 'Tip'), el('dd', { class: 'hash' }, status.hash),
+    el('dt', {}, 'Node'), el('dd', {}, status.running ? 'running' : 'not running (stored tip)'),
+  );
+  peersBody.replaceChildren(...status.peers.map((p) => el('tr', {},
+    el('td', {}, p.address), el('td', {}, p.outbound ? 'out' : 'in'), el('td', {}, p.user_agent),
+    el('td', {}, String(p.start_height)))));
+  mempoolBody.replaceChildren(...status.mempool.map((t) => el('tr', {},
+    el('td', { class: 'hash' }, t.txid), el('td', {}, String(t.fee)), el('td', {}, String(t.vsize)))));
+  noPeers.hidden = status.peers.length > 0;
+  noMempool.hidden = status.mempool.length > 0;
+  setText(document.getElementById('btc-title'), `Bitcoin (${status.network})`);
+}
