@@ -1,0 +1,70 @@
+"""In the NAT lab, with Debian's miniupnpd serving UPnP-IGD only (its NAT-PMP off): the port mapper finds NAT-PMP
+missing, maps through UPnP-IGD (SSDP, the device description, SOAP AddPortMapping), a peer in the public namespace
+reaches the host behind the NAT through the mapping, and the mapping is gone — from miniupnpd's own list and from its
+nft rules — once the node stopped."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.netlab import MINIUPNPD_EXT_IP, NatLab, skip_reason
+
+AGENT = Path(__file__).parents[2] / "support" / "nat_agent.py"
+_REASON = skip_reason()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+@pytest.fixture
+def lab() -> Iterator[NatLab]:
+    with NatLab(("cone", "cone")) as lab:
+        yield lab
+
+
+def agent(lab: NatLab, ns: str, listen: str):
+    process = lab.python(ns, str(AGENT), "--listen", listen, stdin=True)
+    ready = process.read_json()
+    assert ready["ready"], ready
+    return process, ready
+
+
+def miniupnpd_list(lab: NatLab) -> list[str]:
+    """The mappings miniupnpd itself reports (`upnpc -l`, miniupnpc's client, from the host behind it)."""
+    listing = lab.run(lab.hosts[0], "upnpc", "-l").stdout
+    assert "ExternalIPAddress = " + MINIUPNPD_EXT_IP in listing, listing  # upnpc did reach it
+    return re.findall(r"^\s*\d+\s+(TCP|UDP)\s+(\d+)->([\d.]+):(\d+)", listing, re.MULTILINE)
+
+
+def test_a_upnp_igd_mapping_on_miniupnpd_makes_a_host_reachable_and_is_removed_when_the_node_stops(
+        lab: NatLab) -> None:
+    lab.start_miniupnpd(0, enable_natpmp=False)
+    behind, ready = agent(lab, lab.hosts[0], "0.0.0.0:4001")
+    outside, _ = agent(lab, lab.public, "203.0.113.1:4001")
+    via_nat = f"/ip4/{lab.nat_wan_ips[0]}/tcp/4001/p2p/{ready['peer']}"
+    outside.send({"cmd": "ping", "addr": via_nat})
+    assert "error" in outside.read_json(60)  # before the mapping: the NAT drops the connection
+
+    behind.send({"cmd": "map", "gateway": lab.gateway_ips[0], "lifetime": 120})
+    status = behind.read_json(60)
+    assert status.get("protocol") == "UPnP-IGD", status
+    assert "NAT-PMP" in status["attempts"]  # tried first, and miniupnpd does not serve it here
+    assert status["mappings"] == [{"protocol": "tcp", "internal_port": 4001, "external_port": 4001,
+                                   "lifetime": 120, "via": "UPnP-IGD"}], status
+    assert status["external_ip"] == MINIUPNPD_EXT_IP  # GetExternalIPAddress: the ext_ip= miniupnpd announces
+    assert status["control_url"].startswith(f"http://{lab.gateway_ips[0]}:")
+    assert miniupnpd_list(lab) == [("TCP", "4001", lab.host_ips[0], "4001")]
+    assert "dport 4001" in lab.nft_ruleset(lab.nats[0])
+
+    outside.send({"cmd": "ping", "addr": via_nat})
+    answer = outside.read_json(60)
+    assert answer.get("rtt", 0) > 0, answer  # a secure connection from the public side, through the mapping
+
+    assert behind.proc.stdin is not None
+    behind.proc.stdin.close()  # the node stops: its mapper deletes the mapping on the way out
+    assert behind.proc.wait(30) == 0, behind.output()[-3000:]
+    assert miniupnpd_list(lab) == []
+    assert "dport 4001" not in lab.nft_ruleset(lab.nats[0])
+    outside.send({"cmd": "ping", "addr": via_nat})
+    assert "error" in outside.read_json(60)  # unreachable again
