@@ -65,8 +65,8 @@ class Settings:
     exit_rate: int = 0
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
     # NAT (apps/nat): AutoNAT v1 asks connected peers to dial us back (is this node reachable?) and answers theirs;
-    # port mapping asks the gateway (NAT-PMP or UPnP-IGD) to forward the BitTorrent, DHT/uTP and secure ports, off by default: a
-    # node should not open its router's ports unless its user asked
+    # port mapping asks the gateway (NAT-PMP or UPnP-IGD) to forward the BitTorrent, DHT/uTP and secure ports, off by
+    # default: a node should not open its router's ports unless its user asked
     autonat: bool = True
     autonat_server: bool = True
     autonat_quorum: int = 2  # servers that must agree before the node calls itself public or private

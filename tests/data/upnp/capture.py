@@ -48,8 +48,9 @@ soap("soap_add_port_mapping.xml", "AddPortMapping", **mapping, NewLeaseDuration=
 soap("soap_fault_conflict.xml", "AddPortMapping", **{**mapping, "NewInternalClient": "10.18.1.3"}, NewLeaseDuration=120)
 soap("soap_fault_not_authorized.xml", "AddPortMapping", **{**mapping, "NewExternalPort": 80, "NewInternalPort": 80},
      NewLeaseDuration=120)
-soap("soap_delete_port_mapping.xml", "DeletePortMapping", NewRemoteHost="", NewExternalPort=4001, NewProtocol="TCP")
-soap("soap_delete_port_mapping_again.xml", "DeletePortMapping", NewRemoteHost="", NewExternalPort=4001, NewProtocol="TCP")
+delete = dict(NewRemoteHost="", NewExternalPort=4001, NewProtocol="TCP")
+soap("soap_delete_port_mapping.xml", "DeletePortMapping", **delete)
+soap("soap_delete_port_mapping_again.xml", "DeletePortMapping", **delete)  # miniupnpd answers success again
 print(json.dumps(out))
 '''
 

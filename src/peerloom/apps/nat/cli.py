@@ -47,11 +47,12 @@ def show(status: dict[str, Any], as_json: bool) -> None:
     if mapping is None:
         out.print("port mapping: off")
         return
-    out.print(f"port mapping: {mapping.get('protocol') or 'no protocol worked'}, gateway {mapping.get('gateway') or '?'}"
-              f", external IP {mapping.get('external_ip') or '?'}")
+    out.print(f"port mapping: {mapping.get('protocol') or 'no protocol worked'}, "
+              f"gateway {mapping.get('gateway') or '?'}, external IP {mapping.get('external_ip') or '?'}")
     for m in mapping.get("mappings", []):
         lifetime = f"{m['lifetime']} s" if m["lifetime"] else "permanent"
-        out.print(f"  {m['protocol']} {m['internal_port']} -> {m['external_port']} ({lifetime}) via {m.get('via', '?')}")
+        out.print(f"  {m['protocol']} {m['internal_port']} -> {m['external_port']} ({lifetime}) "
+                  f"via {m.get('via', '?')}")
     for name, reason in (mapping.get("attempts") or {}).items():
         out.print(f"  {name} not used: {reason}")
     for f in mapping.get("failures", []):
@@ -64,8 +65,10 @@ def status(
     home: HomeOption = None,
     peer: PeerOption = None,
     port_mapping: Annotated[bool, typer.Option(
-        "--port-mapping", help="Without a daemon: also map the node's ports on the gateway (NAT-PMP or UPnP-IGD).")] = False,
-    gateway: Annotated[str, typer.Option("--gateway", help="The NAT-PMP / UPnP-IGD gateway [the default route's].")] = "",
+        "--port-mapping", help="Without a daemon: also map the node's ports on the gateway (NAT-PMP or UPnP-IGD).")
+    ] = False,
+    gateway: Annotated[str, typer.Option(
+        "--gateway", help="The NAT-PMP / UPnP-IGD gateway [the default route's].")] = "",
     probe: Annotated[bool, typer.Option("--probe", help="With a daemon: ask its AutoNAT servers again first "
                                         "(implied by --peer).")] = False,
     as_json: JsonOption = False,

@@ -242,6 +242,11 @@ def external_ip(arguments: dict[str, str]) -> str:
         raise UpnpError(f"NewExternalIPAddress {value[:40]!r} is not an IPv4 address") from None
 
 
+def lease_refused(answer: dict[str, str] | SoapFault, lease: int) -> bool:
+    """Whether an AddPortMapping answer asks for the same mapping again with a permanent lease (0)."""
+    return isinstance(answer, SoapFault) and lease != 0 and answer.code in LEASE_REFUSED
+
+
 def add_port_mapping_args(protocol: str, external_port: int, internal_port: int, client: str, lease: int,
                           description: str = "peerloom") -> list[tuple[str, object]]:
     """AddPortMapping's in-arguments in the service description's order (WANIPConnection:1 §2.4.16)."""

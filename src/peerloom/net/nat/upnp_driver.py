@@ -27,7 +27,6 @@ import aiohttp
 
 from peerloom.net.nat.gateway import PortMapError, local_address_towards
 from peerloom.net.nat.upnp import (
-    LEASE_REFUSED,
     MAX_DESCRIPTION,
     MAX_SOAP,
     SEARCH_TARGETS,
@@ -41,6 +40,7 @@ from peerloom.net.nat.upnp import (
     encode_msearch,
     encode_soap_request,
     external_ip,
+    lease_refused,
     next_renewal,
     parse_description,
     parse_soap_response,
@@ -133,9 +133,11 @@ async def fetch_description(session: aiohttp.ClientSession, location: str) -> Ga
 class UpnpMapper:
     name = "UPnP-IGD"
 
-    def __init__(self, gateway: str | None = None, *, search_timeout: float = SEARCH_TIMEOUT,
-                 http_timeout: float = HTTP_TIMEOUT, description: str = "peerloom") -> None:
+    def __init__(self, gateway: str | None = None, *, location: str | None = None,
+                 search_timeout: float = SEARCH_TIMEOUT, http_timeout: float = HTTP_TIMEOUT,
+                 description: str = "peerloom") -> None:
         self.gateway = gateway
+        self.location = location  # the IGD's description URL when known (`upnpc -u`): no search then
         self.search_timeout = search_timeout
         self.http_timeout = http_timeout
         self.description = description
@@ -159,7 +161,10 @@ class UpnpMapper:
         """Find the IGD, learn our address towards it and its external address; PortMapError when there is none."""
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.http_timeout))
         try:
-            self.device = await discover(self._session, self.gateway, timeout=self.search_timeout)
+            if self.location:
+                self.device = await fetch_description(self._session, self.location)
+            else:
+                self.device = await discover(self._session, self.gateway, timeout=self.search_timeout)
             host = urlsplit(self.device.control_url).hostname
             assert host is not None  # parse_description checked it
             self.gateway = self.gateway or host
@@ -195,7 +200,7 @@ class UpnpMapper:
         IGD refuses limited leases (IGDv1 725; some say 402)."""
         answer = await self._action("AddPortMapping", add_port_mapping_args(protocol, port, port, self.local_ip,
                                                                             lease, self.description))
-        if isinstance(answer, SoapFault) and lease and answer.code in LEASE_REFUSED:
+        if lease_refused(answer, lease):
             log.info("the IGD refused a %d s lease (%s): mapping %s %d permanently", lease, answer, protocol, port)
             lease = 0
             answer = await self._action("AddPortMapping", add_port_mapping_args(protocol, port, port, self.local_ip,
