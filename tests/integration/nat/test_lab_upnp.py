@@ -5,13 +5,17 @@ nft rules — once the node stopped."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.netlab import MINIUPNPD_EXT_IP, NatLab, skip_reason
+
+from peerloom.api.server import OPENAPI_FILE
 
 AGENT = Path(__file__).parents[2] / "support" / "nat_agent.py"
 _REASON = skip_reason()
@@ -76,3 +80,29 @@ def test_a_upnp_igd_mapping_on_miniupnpd_makes_a_host_reachable_and_is_removed_w
     assert miniupnpd_list(lab) == []
     assert "dport 4001" not in lab.nft_ruleset(lab.nats[0])
     assert tcp_connect(lab, lab.nat_wan_ips[0], 4001) == "timeout"  # dropped at the NAT again (not refused behind it)
+
+
+def test_a_daemon_maps_through_upnp_igd_shows_it_in_nat_status_and_deletes_on_stop(lab: NatLab) -> None:
+    lab.start_miniupnpd(0, enable_natpmp=False)
+    daemon, home = lab.daemon(lab.hosts[0], "mapped", "--port-mapping", "--listen", "0.0.0.0")
+    status = {}
+    for _ in range(100):  # the mapping is made in the background once the daemon runs
+        status = json.loads(lab.run(lab.hosts[0], sys.executable, "-m", "peerloom", "nat", "status", "--home",
+                                    str(home), "--json").stdout)["port_mapping"] or {}
+        if status.get("mappings") or status.get("error"):
+            break
+        time.sleep(0.2)
+    assert status.get("protocol") == "UPnP-IGD" and status["error"] is None, status
+    mapped = {(m["protocol"].upper(), str(m["external_port"])) for m in status["mappings"]}
+    assert {m["via"] for m in status["mappings"]} == {"UPnP-IGD"} and len(mapped) >= 2, status  # TCP ports + UDP
+    assert {(p, e) for p, e, _, _ in miniupnpd_list(lab)} == mapped
+    schema = json.loads(OPENAPI_FILE.read_text())["components"]["schemas"]["NatStatus"]["properties"]["port_mapping"]
+    assert set(status) <= set(schema["properties"]), status  # the API documents what it says
+    assert all(set(m) <= set(schema["properties"]["mappings"]["items"]["properties"]) for m in status["mappings"])
+    text = lab.run(lab.hosts[0], sys.executable, "-m", "peerloom", "nat", "status", "--home", str(home)).stdout
+    assert "port mapping: UPnP-IGD, gateway 10.18.1.1, external IP 11.18.0.77" in text, text
+    assert all(f"-> {port} (7200 s) via UPnP-IGD" in text for _, port in mapped), text
+    assert daemon.stop() == 0
+    assert miniupnpd_list(lab) == []
+    rules = lab.nft_ruleset(lab.nats[0])
+    assert not any(f"dport {port}" in rules for _, port in mapped), rules
