@@ -35,6 +35,22 @@ def agent(lab: NatLab, ns: str, listen: str):
     return process, ready
 
 
+ADD_FROM_OTHER = """
+import sys, urllib.parse, http.client
+url, ip = urllib.parse.urlsplit(sys.argv[1]), sys.argv[2]
+service = "urn:schemas-upnp-org:service:WANIPConnection:2"
+args = (f"<NewRemoteHost></NewRemoteHost><NewExternalPort>4001</NewExternalPort><NewProtocol>TCP</NewProtocol>"
+        f"<NewInternalPort>4001</NewInternalPort><NewInternalClient>{ip}</NewInternalClient><NewEnabled>1</NewEnabled>"
+        f"<NewPortMappingDescription>other</NewPortMappingDescription><NewLeaseDuration>0</NewLeaseDuration>")
+body = ('<?xml version="1.0"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body>'
+        f'<u:AddPortMapping xmlns:u="{service}">{args}</u:AddPortMapping></s:Body></s:Envelope>')
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5, source_address=(ip, 0))
+conn.request("POST", url.path, body.encode(), {"Content-Type": "text/xml", "SOAPAction": f'"{service}#AddPortMapping"'})
+response = conn.getresponse()
+assert response.status == 200, response.read()
+"""
+
+
 def tcp_connect(lab: NatLab, ip: str, port: int) -> str:
     """A bare TCP connect from the public namespace: "connected", "refused" (the SYN reached a host with nothing
     listening) or "timeout" (the NAT dropped it). The kernel answers a handshake, so 3 s is plenty either way."""
@@ -106,3 +122,31 @@ def test_a_daemon_maps_through_upnp_igd_shows_it_in_nat_status_and_deletes_on_st
     assert miniupnpd_list(lab) == []
     rules = lab.nft_ruleset(lab.nats[0])
     assert not any(f"dport {port}" in rules for _, port in mapped), rules
+
+
+def test_when_another_mapping_holds_the_port_the_igd_picks_another_one_that_works(lab: NatLab) -> None:
+    lab.start_miniupnpd(0, enable_natpmp=False)
+    # another machine on the same LAN (a second address of the host) holds external port 4001 first: our
+    # AddPortMapping gets 718 ConflictInMappingEntry (miniupnpd's secure_mode: a client maps only to itself)
+    other = "10.18.1.3"
+    lab.run(lab.hosts[0], "ip", "addr", "add", f"{other}/24", "dev", "eth0")
+    control = re.search(r"Found valid IGD : (\S+)", lab.run(lab.hosts[0], "upnpc", "-s").stdout)
+    assert control is not None
+    lab.run(lab.hosts[0], sys.executable, "-c", ADD_FROM_OTHER, control.group(1), other)
+    behind, ready = agent(lab, lab.hosts[0], "0.0.0.0:4001")
+    outside, _ = agent(lab, lab.public, "203.0.113.1:4001")
+    behind.send({"cmd": "map", "gateway": lab.gateway_ips[0], "lifetime": 120})
+    status = behind.read_json(60)
+    assert status.get("protocol") == "UPnP-IGD", status
+    [mapping] = status["mappings"]
+    external = mapping["external_port"]
+    assert mapping["internal_port"] == 4001 and external != 4001, status  # AddAnyPortMapping chose it
+    assert sorted(miniupnpd_list(lab)) == sorted([("TCP", "4001", other, "4001"),
+                                                  ("TCP", str(external), lab.host_ips[0], "4001")])
+    outside.send({"cmd": "ping", "addr": f"/ip4/{lab.nat_wan_ips[0]}/tcp/{external}/p2p/{ready['peer']}"})
+    answer = outside.read_json(60)
+    assert answer.get("rtt", 0) > 0, answer
+    assert behind.proc.stdin is not None
+    behind.proc.stdin.close()
+    assert behind.proc.wait(30) == 0, behind.output()[-3000:]
+    assert miniupnpd_list(lab) == [("TCP", "4001", other, "4001")]  # only ours was deleted

@@ -1,12 +1,14 @@
 """The UPnP-IGD driver's paths miniupnpd cannot show (the NAT lab test covers the rest against the real one): on
 loopback, an IGDv1 that refuses limited leases (error 725, as IGDv1 routers often do) — the driver maps permanently
-and still deletes on exit — and a gateway sending an oversized description or an HTTP error.
+and still deletes on exit —, the renewal of a limited lease halfway through it, and a gateway sending an oversized
+description or an HTTP error.
 
 The server here serves miniupnpd's own description (tests/data/upnp) and answers SOAP actions by parsing the requests
 the driver sends; it keeps the mapping table the assertions read."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,9 +29,11 @@ FAULT = ("<s:Fault><faultcode>s:Client</faultcode><faultstring>UPnPError</faults
 
 
 class Igd:
-    """An IGDv1's WANIPConnection: permanent leases only; `table` holds (protocol, external port) -> request."""
+    """A WANIPConnection: like an IGDv1, permanent leases only (unless `leases`); `table` holds (protocol, external
+    port) -> the request's arguments."""
 
     def __init__(self) -> None:
+        self.leases = False
         self.table: dict[tuple[str, int], dict[str, str]] = {}
         self.actions: list[str] = []
         self.description = (DATA / "rootDesc.xml").read_bytes()
@@ -45,7 +49,7 @@ class Igd:
         if action == "GetExternalIPAddress":
             out = "<NewExternalIPAddress>198.51.100.7</NewExternalIPAddress>"
         elif action == "AddPortMapping":
-            if args["NewLeaseDuration"] != "0":
+            if args["NewLeaseDuration"] != "0" and not self.leases:
                 return web.Response(status=500, content_type="text/xml",
                                     text=ENVELOPE.format(FAULT.format(725, "OnlyPermanentLeasesSupported")))
             self.table[(args["NewProtocol"], int(args["NewExternalPort"]))] = args
@@ -109,3 +113,16 @@ async def test_an_http_error_on_the_control_url_is_a_port_map_error(igd: tuple[I
     with pytest.raises(PortMapError, match="GetExternalIPAddress: HTTP 404"):
         await mapper.start()
     await mapper.close()
+
+
+async def test_a_limited_lease_is_renewed_halfway_through(igd: tuple[Igd, str]) -> None:
+    server, location = igd
+    server.leases = True
+    async with UpnpMapper(location=location) as mapper:
+        await mapper.map([("tcp", 4001)], lifetime=1)  # renewed every half second
+        async with asyncio.timeout(30):  # a bound on waiting for the event, not a speed assertion
+            while server.actions.count("AddPortMapping 1") < 3:
+                await asyncio.sleep(0.05)
+        assert mapper.status()["mappings"] == [{"protocol": "tcp", "internal_port": 4001, "external_port": 4001,
+                                                "lifetime": 1, "via": "UPnP-IGD"}]
+    assert server.table == {}

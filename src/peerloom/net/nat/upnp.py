@@ -52,6 +52,7 @@ CONTROL_NS = "urn:schemas-upnp-org:control-1-0"
 # UPnPError codes a gateway answers AddPortMapping with when it will not give a lease of limited duration: IGDv1
 # (WANIPConnection:1 §2.4.16) has 725 OnlyPermanentLeasesSupported; some old firmware says 402 Invalid Args instead
 LEASE_REFUSED = frozenset({725, 402})
+CONFLICT = 718  # ConflictInMappingEntry: that external port is mapped to another client (or another internal port)
 
 
 class UpnpError(ProtocolError):
@@ -247,9 +248,22 @@ def lease_refused(answer: dict[str, str] | SoapFault, lease: int) -> bool:
     return isinstance(answer, SoapFault) and lease != 0 and answer.code in LEASE_REFUSED
 
 
+def conflict(answer: dict[str, str] | SoapFault) -> bool:
+    return isinstance(answer, SoapFault) and answer.code == CONFLICT
+
+
+def reserved_port(arguments: dict[str, str]) -> int:
+    """AddAnyPortMapping's NewReservedPort (WANIPConnection:2): the external port the gateway chose."""
+    value = arguments.get("NewReservedPort", "")
+    if not value.isdigit() or len(value) > 5 or not 0 < int(value) < 65536:
+        raise UpnpError(f"NewReservedPort {value[:20]!r} is not a port")
+    return int(value)
+
+
 def add_port_mapping_args(protocol: str, external_port: int, internal_port: int, client: str, lease: int,
                           description: str = "peerloom") -> list[tuple[str, object]]:
-    """AddPortMapping's in-arguments in the service description's order (WANIPConnection:1 §2.4.16)."""
+    """AddPortMapping's in-arguments in the service description's order (WANIPConnection:1 §2.4.16); the same for
+    AddAnyPortMapping (WANIPConnection:2)."""
     return [("NewRemoteHost", ""), ("NewExternalPort", external_port), ("NewProtocol", protocol.upper()),
             ("NewInternalPort", internal_port), ("NewInternalClient", client), ("NewEnabled", 1),
             ("NewPortMappingDescription", description), ("NewLeaseDuration", lease)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import time
 from typing import Any
@@ -36,6 +37,7 @@ from peerloom.net.nat.upnp import (
     SoapFault,
     UpnpError,
     add_port_mapping_args,
+    conflict,
     delete_port_mapping_args,
     encode_msearch,
     encode_soap_request,
@@ -45,6 +47,7 @@ from peerloom.net.nat.upnp import (
     parse_description,
     parse_soap_response,
     parse_ssdp_response,
+    reserved_port,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ SEARCH_TIMEOUT = 2.0  # seconds to wait for SSDP answers (the M-SEARCH asks for 
 HTTP_TIMEOUT = 5.0  # seconds for one description fetch or SOAP action
 MAX_ANSWERS = 16  # SSDP answers kept per search: a busy LAN's other devices cannot fill memory
 REMOVE_TIMEOUT = 3.0  # seconds to spend deleting the mappings on exit
+OTHER_PORT_TRIES = 3  # IGDv1: random external ports tried when the node's own port is mapped to another client
 
 
 class _Answers(asyncio.DatagramProtocol):
@@ -195,23 +199,50 @@ class UpnpMapper:
         except UpnpError as exc:
             raise PortMapError(f"{action}: {exc}") from None
 
-    async def _add(self, protocol: str, port: int, lease: int) -> Lease:
-        """AddPortMapping of `port` to the same port on our address, falling back to a permanent mapping when the
-        IGD refuses limited leases (IGDv1 725; some say 402)."""
-        answer = await self._action("AddPortMapping", add_port_mapping_args(protocol, port, port, self.local_ip,
-                                                                            lease, self.description))
+    async def _add_mapping(self, action: str, protocol: str, external: int, port: int,
+                           lease: int) -> dict[str, str] | SoapFault:
+        return await self._action(action, add_port_mapping_args(protocol, external, port, self.local_ip, lease,
+                                                                self.description))
+
+    async def _add(self, protocol: str, port: int, lease: int, external: int = 0) -> Lease:
+        """AddPortMapping of `port` on our address to the `external` port (default: the same), falling back to a
+        permanent mapping when the IGD refuses limited leases (IGDv1 725; some say 402), and to another external
+        port when that one is mapped to someone else (718)."""
+        external = external or port
+        answer = await self._add_mapping("AddPortMapping", protocol, external, port, lease)
         if lease_refused(answer, lease):
             log.info("the IGD refused a %d s lease (%s): mapping %s %d permanently", lease, answer, protocol, port)
             lease = 0
-            answer = await self._action("AddPortMapping", add_port_mapping_args(protocol, port, port, self.local_ip,
-                                                                                0, self.description))
+            answer = await self._add_mapping("AddPortMapping", protocol, external, port, 0)
+        if conflict(answer):
+            external, answer = await self._add_elsewhere(protocol, port, lease, answer)
         if isinstance(answer, SoapFault):
             raise PortMapError(f"{protocol} port {port}: {answer}")
-        granted = Lease(protocol, port, port, lease, time.monotonic())
+        granted = Lease(protocol, port, external, lease, time.monotonic())
         self.leases[(protocol, port)] = granted
         self.failures.pop((protocol, port), None)
         self._wake.set()
         return granted
+
+    async def _add_elsewhere(self, protocol: str, port: int, lease: int,
+                             answer: dict[str, str] | SoapFault) -> tuple[int, dict[str, str] | SoapFault]:
+        """Another client holds our port on the gateway (two nodes behind one NAT): an IGDv2 picks a free external
+        port itself (AddAnyPortMapping of WANIPConnection:2); on an IGDv1 a few random ones are tried."""
+        assert self.device is not None
+        if self.device.service_type.endswith(":WANIPConnection:2"):
+            answer = await self._add_mapping("AddAnyPortMapping", protocol, port, port, lease)
+            if isinstance(answer, SoapFault):
+                return port, answer
+            try:
+                return reserved_port(answer), answer
+            except UpnpError as exc:
+                raise PortMapError(f"AddAnyPortMapping: {exc}") from None
+        for _ in range(OTHER_PORT_TRIES):
+            external = random.randint(1024, 65535)
+            answer = await self._add_mapping("AddPortMapping", protocol, external, port, lease)
+            if not conflict(answer):
+                return external, answer
+        return port, answer
 
     async def map(self, ports: list[tuple[str, int]], *, lifetime: int = 7200, timeout: float = 10.0) -> None:
         """AddPortMapping for each (protocol, port); PortMapError naming those that failed."""
@@ -239,7 +270,7 @@ class UpnpMapper:
             for key, lease in list(self.leases.items()):
                 if lease.renew_at is not None and lease.renew_at <= now:
                     try:
-                        await self._add(lease.protocol, lease.internal_port, lease.lease)
+                        await self._add(lease.protocol, lease.internal_port, lease.lease, lease.external_port)
                     except PortMapError as exc:  # tried again at the next half of what is left
                         log.warning("renewing the UPnP-IGD mapping of %s port %d: %s", *key, exc)
                         self.failures[key] = str(exc)

@@ -16,6 +16,7 @@ from peerloom.net.nat.upnp import (
     SoapFault,
     UpnpError,
     add_port_mapping_args,
+    conflict,
     delete_port_mapping_args,
     encode_msearch,
     encode_soap_request,
@@ -25,6 +26,7 @@ from peerloom.net.nat.upnp import (
     parse_description,
     parse_soap_response,
     parse_ssdp_response,
+    reserved_port,
 )
 
 DATA = Path(__file__).parents[3] / "data" / "upnp"
@@ -199,3 +201,12 @@ def test_a_refused_lease_is_asked_again_as_permanent_once() -> None:
     assert fault == SoapFault(725, "OnlyPermanentLeasesSupported")
     assert lease_refused(fault, 7200) and not lease_refused(fault, 0)  # 0 already: no second retry
     assert not lease_refused(SoapFault(718, "ConflictInMappingEntry"), 7200) and not lease_refused({}, 7200)
+
+
+def test_a_conflict_and_the_port_addanyportmapping_reserved() -> None:
+    assert conflict(parse_soap_response(soap_sample("soap_fault_conflict.xml")[1], "AddPortMapping"))
+    assert not conflict(SoapFault(606, "Action not authorized")) and not conflict({})
+    assert reserved_port({"NewReservedPort": "40123"}) == 40123
+    for bad in ("", "0", "65536", "-1", "4e3", "1" * 30):
+        with pytest.raises(UpnpError):
+            reserved_port({"NewReservedPort": bad})
