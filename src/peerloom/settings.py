@@ -65,15 +65,17 @@ class Settings:
     exit_rate: int = 0
     peer_records: bool = True  # publish our signed peer record (BEP 44) in the DHT, so a PeerId resolves to us
     # NAT (apps/nat): AutoNAT v1 asks connected peers to dial us back (is this node reachable?) and answers theirs;
-    # port mapping asks the gateway (NAT-PMP) to forward the BitTorrent, DHT/uTP and secure ports, off by default: a
-    # node should not open its router's ports unless its user asked
+    # port mapping asks the gateway (NAT-PMP or UPnP-IGD) to forward the BitTorrent, DHT/uTP and secure ports, off by
+    # default: a node should not open its router's ports unless its user asked
     autonat: bool = True
     autonat_server: bool = True
     autonat_quorum: int = 2  # servers that must agree before the node calls itself public or private
     autonat_interval: float = 15 * 60.0
     autonat_dial_timeout: float = 10.0  # seconds a server spends dialling a client back
     port_mapping: bool = False
-    port_mapping_gateway: str = ""  # the NAT-PMP gateway ("" = the default route's)
+    port_mapping_gateway: str = ""  # the NAT-PMP / UPnP-IGD gateway ("" = the default route's)
+    # tried in this order ("natpmp", "upnp"); the first that maps every port holds them, renews and deletes them
+    port_mapping_protocols: list[str] = field(default_factory=lambda: ["natpmp", "upnp"])
     # Circuit Relay v2 (peerloom.net.relay): serve as a relay for others; hold reservations on these relays
     # (multiaddrs ending in /p2p/RELAY) so peers reach us at RELAY/p2p-circuit; upgrade relayed connections to
     # direct ones by hole punching (DCUtR)

@@ -5,7 +5,8 @@
 Prints {"ready": ..., "peer": ..., "addr": ...} once listening, then answers each command line with one JSON line:
     {"cmd": "connect", "addr": "/ip4/.../tcp/.../p2p/..."}   -> {"connected": peer}
     {"cmd": "probe"}                                         -> the AutoNAT verdict after asking every server
-    {"cmd": "map", "gateway": "10.18.1.1"}                   -> the NAT-PMP status after mapping the listen port
+    {"cmd": "map", "gateway": "10.18.1.1"}                   -> the port mapping status after mapping the listen
+                                                                port (NAT-PMP, else UPnP-IGD)
     {"cmd": "unmap"}                                         -> the status after deleting the mappings
     {"cmd": "ping", "addr": ...}                             -> {"rtt": seconds} (a fresh dial to addr)
     {"cmd": "identify", "addr": ...}                         -> {"listen_addrs": [...]} (a fresh dial to addr)

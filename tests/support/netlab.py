@@ -286,8 +286,9 @@ table inet labfilter {{
         return env
 
     # -- miniupnpd on a NAT box ------------------------------------------------------------------------------
-    def start_miniupnpd(self, index: int) -> LabProcess:
-        """Debian's miniupnpd (nftables variant) on NAT box `index`, serving UPnP-IGD and NAT-PMP to its LAN.
+    def start_miniupnpd(self, index: int, *, enable_natpmp: bool = True) -> LabProcess:
+        """Debian's miniupnpd (nftables variant) on NAT box `index`, serving UPnP-IGD and NAT-PMP to its LAN (only
+        UPnP-IGD with `enable_natpmp=False`: a client must then use UPnP-IGD).
 
         Its packaged nft init script is broken, so its tables are created here. It refuses to map anything while its
         WAN address is a reserved one (ours: TEST-NET-3), unless `ext_ip=` names a public-looking address: it then
@@ -310,7 +311,7 @@ table inet miniupnpd {
             f"ext_ip={MINIUPNPD_EXT_IP}",
             "listening_ip=lan",
             "http_port=0",
-            "enable_natpmp=yes",
+            f"enable_natpmp={'yes' if enable_natpmp else 'no'}",
             "enable_upnp=yes",
             "secure_mode=yes",
             "system_uptime=yes",
@@ -325,9 +326,12 @@ table inet miniupnpd {
             "deny 0-65535 0.0.0.0/0 0-65535",
             "",
         ]))
-        process = self.spawn(nat, shutil.which("miniupnpd") or "/usr/sbin/miniupnpd", "-d", "-f", str(conf))
+        # its own pid file: the default /var/run/miniupnpd.pid is shared by every namespace, and a miniupnpd another
+        # lab runs at the same time would make this one exit with "MiniUPnPd is already running"
+        process = self.spawn(nat, shutil.which("miniupnpd") or "/usr/sbin/miniupnpd", "-d", "-f", str(conf),
+                             "-P", str(self.workdir / f"miniupnpd{index}.pid"))
         deadline = time.monotonic() + 10
-        while "Listening for NAT-PMP" not in process.output() and "listening on" not in process.output().lower():
+        while "Listening for NAT-PMP" not in process.output() and "HTTP listening on port" not in process.output():
             if process.proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"miniupnpd did not start: {process.output()[-3000:]}")
             time.sleep(0.05)

@@ -49,7 +49,7 @@ SANS_IO = [
     "peerloom.apps.btc.serialize", "peerloom.apps.btc.tx", "peerloom.apps.btc.block", "peerloom.apps.btc.params",
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
     "peerloom.apps.compute.wire", "peerloom.apps.compute.scheduler",
-    "peerloom.net.nat.autonat", "peerloom.net.nat.natpmp",
+    "peerloom.net.nat.autonat", "peerloom.net.nat.natpmp", "peerloom.net.nat.upnp",
     "peerloom.apps.exit.wire", "peerloom.apps.exit.socks", "peerloom.apps.exit.policy",
     "peerloom.apps.btc.rules", "peerloom.apps.btc.sigops", "peerloom.apps.btc.coins", "peerloom.apps.btc.validation",
     "peerloom.apps.btc.miner",

@@ -64,7 +64,8 @@ def daemon(
     encryption: EncryptionOption = "prefer",
     dht_port: DhtPortOption = 0,
     port_mapping: Annotated[bool, typer.Option(
-        "--port-mapping", help="Map the BitTorrent, DHT and secure ports on the gateway (NAT-PMP); removed on exit.")
+        "--port-mapping",
+        help="Map the BitTorrent, DHT and secure ports on the gateway (NAT-PMP or UPnP-IGD); removed on exit.")
     ] = False,
     relay_server: Annotated[bool, typer.Option(
         "--relay-server", help="Relay for other nodes (Circuit Relay v2 hop: reservations and limited circuits).")]

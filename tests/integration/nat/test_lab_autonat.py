@@ -62,7 +62,8 @@ def test_a_natpmp_mapping_on_miniupnpd_makes_a_host_reachable_and_is_removed_on_
     assert "error" in outside.read_json(60)  # before the mapping: the NAT drops the connection
     status = ask(behind, cmd="map", gateway=lab.gateway_ips[0], lifetime=120)
     assert status["mappings"] == [{"protocol": "tcp", "internal_port": 4001, "external_port": 4001,
-                                   "lifetime": 120}], status
+                                   "lifetime": 120, "via": "NAT-PMP"}], status
+    assert status["protocol"] == "NAT-PMP" and status["attempts"] == {}
     assert status["external_ip"] == "11.18.0.77"  # the ext_ip= miniupnpd announces
     assert "dport 4001" in lab.nft_ruleset(lab.nats[0])
     assert ask(outside, cmd="ping", addr=via_nat)["rtt"] > 0  # a secure connection from the public side, and a ping

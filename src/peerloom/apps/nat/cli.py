@@ -2,7 +2,7 @@
 
 With a daemon running for the home, its view (`--probe` asks its AutoNAT servers again first). Without one, a short-
 lived node dials the `--peer` addresses given (peers that serve AutoNAT), asks them to dial it back, optionally maps
-its ports on the gateway over NAT-PMP (`--port-mapping`; deleted again on exit), and reports.
+its ports on the gateway over NAT-PMP or UPnP-IGD (`--port-mapping`; deleted again on exit), and reports.
 """
 
 from __future__ import annotations
@@ -47,9 +47,14 @@ def show(status: dict[str, Any], as_json: bool) -> None:
     if mapping is None:
         out.print("port mapping: off")
         return
-    out.print(f"port mapping: gateway {mapping.get('gateway') or '?'}, external IP {mapping.get('external_ip') or '?'}")
+    out.print(f"port mapping: {mapping.get('protocol') or 'no protocol worked'}, "
+              f"gateway {mapping.get('gateway') or '?'}, external IP {mapping.get('external_ip') or '?'}")
     for m in mapping.get("mappings", []):
-        out.print(f"  {m['protocol']} {m['internal_port']} -> {m['external_port']} ({m['lifetime']} s)")
+        lifetime = f"{m['lifetime']} s" if m["lifetime"] else "permanent"
+        out.print(f"  {m['protocol']} {m['internal_port']} -> {m['external_port']} ({lifetime}) "
+                  f"via {m.get('via', '?')}")
+    for name, reason in (mapping.get("attempts") or {}).items():
+        out.print(f"  {name} not used: {reason}")
     for f in mapping.get("failures", []):
         out.print(f"  {f['protocol']} {f['internal_port']}: {f['reason']}")
     if mapping.get("error"):
@@ -60,8 +65,10 @@ def status(
     home: HomeOption = None,
     peer: PeerOption = None,
     port_mapping: Annotated[bool, typer.Option(
-        "--port-mapping", help="Without a daemon: also map the node's ports on the gateway (NAT-PMP).")] = False,
-    gateway: Annotated[str, typer.Option("--gateway", help="The NAT-PMP gateway [the default route's].")] = "",
+        "--port-mapping", help="Without a daemon: also map the node's ports on the gateway (NAT-PMP or UPnP-IGD).")
+    ] = False,
+    gateway: Annotated[str, typer.Option(
+        "--gateway", help="The NAT-PMP / UPnP-IGD gateway [the default route's].")] = "",
     probe: Annotated[bool, typer.Option("--probe", help="With a daemon: ask its AutoNAT servers again first "
                                         "(implied by --peer).")] = False,
     as_json: JsonOption = False,
@@ -102,7 +109,7 @@ def status(
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(help="NAT: reachability (AutoNAT) and port mappings (NAT-PMP).", no_args_is_help=True,
+    group = typer.Typer(help="NAT: reachability (AutoNAT) and port mappings (NAT-PMP, UPnP-IGD).", no_args_is_help=True,
                         rich_markup_mode=None)
     group.command("status")(status)
     app.add_typer(group, name="nat")

@@ -1,4 +1,5 @@
-"""The node's NAT service: whether it is reachable (AutoNAT v1, client and server) and its port mappings (NAT-PMP).
+"""The node's NAT service: whether it is reachable (AutoNAT v1, client and server) and its port mappings (NAT-PMP or
+UPnP-IGD, whichever the gateway speaks: `settings.port_mapping_protocols`).
 
     node.nat.status()   # {"reachability": "private", "confidence": 1.0, "observed": [...], "confirmed": [...],
                         #  "port_mapping": {"gateway": ..., "external_ip": ..., "mappings": [...]}, ...}
@@ -81,14 +82,15 @@ class NatService:
 
     async def _map_ports(self) -> None:
         assert self._ctx is not None
-        mapper = PortMapper(self._ctx.settings.port_mapping_gateway or None)
+        settings = self._ctx.settings
         try:
+            mapper = PortMapper(settings.port_mapping_gateway or None, protocols=settings.port_mapping_protocols)
             await mapper.start()
             self.mapper = mapper
             await mapper.map(self.ports_to_map())
             self.mapping_error = None
             self._wake.set()  # a new mapping is worth a new probe
-        except (PeerloomError, OSError) as exc:
+        except (PeerloomError, OSError, ValueError) as exc:
             self.mapping_error = str(exc)
             log.warning("port mapping failed: %s", exc)
 

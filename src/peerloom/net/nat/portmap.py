@@ -1,71 +1,52 @@
-"""The node's port mappings on its gateway over NAT-PMP: a thin asyncio driver of `natpmp.NatPmpClient`.
+"""The node's port mappings on its gateway, over NAT-PMP or UPnP-IGD: whichever works first holds them all.
 
-    async with PortMapper(gateway="192.168.1.1") as mapper:      # default: the default route's gateway
+    async with PortMapper(gateway="192.168.1.1", protocols=("natpmp", "upnp")) as mapper:  # gateway: default route's
         await mapper.map([("tcp", 6881), ("udp", 6881), ("tcp", 4001)])
-        mapper.status()            # external IP, each mapping's external port and lifetime
-    # on exit: every mapping deleted (lifetime 0), the socket closed
+        mapper.status()            # which protocol holds the mappings, external IP, each mapping's port and lifetime
+    # on exit: every mapping deleted through the protocol that made it
 
-One UDP socket connected to (gateway, 5351); one task re-arms a timer from the core's `next_wakeup()` (the aioquic way)
-to retransmit and to renew each mapping halfway through its lifetime.
+Each protocol in turn is asked for every port; a protocol that fails (the gateway does not speak it, or refuses a
+port) is closed — deleting what it did map — and the next one is tried. The one that mapped everything renews and,
+on exit, deletes the mappings. NAT-PMP first: one datagram, and a gateway without it says so at once (ICMP port
+unreachable) or within `probe_timeout`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import socket
-import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-from peerloom.errors import PeerloomError
-from peerloom.net.nat.natpmp import (
-    NATPMP_PORT,
-    ExternalAddress,
-    Mapped,
-    MappingFailed,
-    NatPmpClient,
-    NatPmpError,
-)
+from peerloom.net.nat.gateway import PortMapError, default_gateway
+from peerloom.net.nat.natpmp import NATPMP_PORT
+from peerloom.net.nat.natpmp_driver import NatPmpMapper
+from peerloom.net.nat.upnp_driver import UpnpMapper
 
-log = logging.getLogger(__name__)
-REMOVE_TIMEOUT = 3.0  # seconds to wait on exit for the gateway to confirm the deletions
+__all__ = ["PROTOCOLS", "PortMapError", "PortMapper", "default_gateway"]
+PROTOCOLS = ("natpmp", "upnp")  # the setting `port_mapping_protocols` names these, in the order to try them
+PROBE_TIMEOUT = 2.0  # seconds a silent gateway gets to answer NAT-PMP before UPnP-IGD is tried
 
 
-class PortMapError(PeerloomError):
-    """No gateway, or the gateway refused or never answered."""
+class Mapper(Protocol):
+    name: str
 
-
-def default_gateway(route_file: Path = Path("/proc/net/route")) -> str | None:
-    """The IPv4 default route's gateway on Linux (None elsewhere or without one)."""
-    with contextlib.suppress(OSError):
-        for line in route_file.read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) > 2 and fields[1] == "00000000" and fields[2] != "00000000":
-                return socket.inet_ntoa(int(fields[2], 16).to_bytes(4, "little"))
-    return None
-
-
-class _Receiver(asyncio.DatagramProtocol):
-    def __init__(self, mapper: PortMapper) -> None:
-        self.mapper = mapper
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.mapper.datagram_received(data, addr)
+    async def map(self, ports: list[tuple[str, int]], *, lifetime: int = ..., timeout: float = ...) -> None: ...
+    def external_ports(self) -> list[int]: ...
+    def status(self) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
 
 
 class PortMapper:
-    def __init__(self, gateway: str | None = None, *, port: int = NATPMP_PORT,
-                 client: NatPmpClient | None = None) -> None:
+    def __init__(self, gateway: str | None = None, *, protocols: Sequence[str] = PROTOCOLS,
+                 natpmp_port: int = NATPMP_PORT, probe_timeout: float = PROBE_TIMEOUT) -> None:
+        unknown = [p for p in protocols if p not in PROTOCOLS]
+        if unknown or not protocols:
+            raise ValueError(f"port mapping protocols must be among {', '.join(PROTOCOLS)}, not {list(protocols)}")
         self.gateway = gateway or default_gateway()
-        self.port = port
-        self.client = client or NatPmpClient()
-        self.failures: dict[tuple[str, int], str] = {}
-        self._transport: asyncio.DatagramTransport | None = None
-        self._timer: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
+        self.protocols = tuple(protocols)
+        self.natpmp_port = natpmp_port
+        self.probe_timeout = probe_timeout
+        self.active: Mapper | None = None  # the protocol that holds the mappings
+        self.attempts: dict[str, str] = {}  # protocol name -> why it did not work
 
     async def __aenter__(self) -> PortMapper:
         await self.start()
@@ -75,96 +56,56 @@ class PortMapper:
         await self.close()
 
     async def start(self) -> None:
-        if self.gateway is None:
+        if self.gateway is None and "upnp" not in self.protocols:
             raise PortMapError("no default gateway to ask for port mappings")
-        loop = asyncio.get_running_loop()
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: _Receiver(self),
-                                                                 remote_addr=(self.gateway, self.port))
-        self._timer = asyncio.create_task(self._run(), name="NAT-PMP timer")
-        self.client.request_external_address(time.monotonic())
-        self._wake.set()
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if addr[0] != self.gateway:  # §3.1: only the gateway's answers count
-            return
-        try:
-            events = self.client.datagram_received(data, time.monotonic())
-        except NatPmpError as exc:
-            log.debug("bad NAT-PMP datagram from %s: %s", addr, exc)
-            return
-        self._events(events)
-
-    def _events(self, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, MappingFailed):
-                self.failures[(event.protocol, event.internal_port)] = event.reason
-            elif isinstance(event, Mapped):
-                self.failures.pop((event.protocol, event.internal_port), None)
-            elif isinstance(event, ExternalAddress):
-                log.info("the gateway's external address: %s", event.ip)
-        if events:
-            self._changed.set()
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            self._events(self.client.tick(now))
-            self._wake.clear()
-            assert self._transport is not None
-            for datagram in self.client.datagrams_to_send(now):
-                self._transport.sendto(datagram)
-            wakeup = self.client.next_wakeup()
-            timeout = None if wakeup is None else max(0.0, wakeup - time.monotonic())
-            with contextlib.suppress(TimeoutError):  # not wait_for: on 3.11 it can swallow the cancel of close()
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+    async def _open(self, protocol: str) -> Mapper:
+        if protocol == "natpmp":
+            if self.gateway is None:
+                raise PortMapError("no default gateway to ask")
+            natpmp = NatPmpMapper(self.gateway, port=self.natpmp_port)
+            try:
+                await natpmp.start()
+                await natpmp.wait_for_gateway(self.probe_timeout)
+            except BaseException:
+                await natpmp.close()
+                raise
+            return natpmp
+        upnp = UpnpMapper(self.gateway)  # None: whichever IGD answers the multicast search
+        await upnp.start()
+        return upnp
 
     async def map(self, ports: list[tuple[str, int]], *, lifetime: int = 7200, timeout: float = 10.0) -> None:
-        """Ask for each (protocol, port) and wait until the gateway answered each; PortMapError when one failed."""
-        now = time.monotonic()
-        for protocol, port in ports:
-            self.failures.pop((protocol, port), None)
-            self.client.add_mapping(protocol, port, lifetime=lifetime, now=now)
-        self._wake.set()
-        try:
-            async with asyncio.timeout(timeout):
-                while self.client.waiting:
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise PortMapError(f"the gateway {self.gateway} did not answer within {timeout:.0f} s") from None
-        failed = {key: reason for key, reason in self.failures.items() if key in ports}
-        if failed:
-            raise PortMapError("; ".join(f"{p} port {n}: {r}" for (p, n), r in failed.items()))
+        """Map every (protocol, port): through the protocol already holding mappings, else the first that maps them
+        all. PortMapError saying why each protocol failed."""
+        if self.active is not None:
+            await self.active.map(ports, lifetime=lifetime, timeout=timeout)
+            return
+        for protocol in self.protocols:
+            mapper: Mapper | None = None
+            try:
+                mapper = await self._open(protocol)
+                await mapper.map(ports, lifetime=lifetime, timeout=timeout)
+            except (PortMapError, OSError) as exc:
+                self.attempts[protocol] = str(exc) or type(exc).__name__
+                if mapper is not None:
+                    await mapper.close()  # deletes what it did map
+                continue
+            self.active = mapper
+            return
+        raise PortMapError("; ".join(f"{NAMES[p]}: {reason}" for p, reason in self.attempts.items()))
 
     def external_ports(self) -> list[int]:
-        return [m.external_port for m in self.client.mappings.values() if m.external_port]
+        return self.active.external_ports() if self.active is not None else []
 
     def status(self) -> dict[str, Any]:
-        return {
-            "protocol": "NAT-PMP",
-            "gateway": self.gateway,
-            "external_ip": self.client.external_ip,
-            "mappings": [{"protocol": m.protocol, "internal_port": m.internal_port, "external_port": m.external_port,
-                          "lifetime": m.lifetime} for m in self.client.mappings.values() if m.external_port],
-            "failures": [{"protocol": p, "internal_port": n, "reason": r} for (p, n), r in self.failures.items()],
-        }
+        status = self.active.status() if self.active is not None else {
+            "protocol": None, "gateway": self.gateway, "external_ip": None, "mappings": [], "failures": []}
+        return {**status, "attempts": {NAMES[p]: reason for p, reason in self.attempts.items()}}
 
     async def close(self) -> None:
-        """Delete every mapping (waiting briefly for the gateway's answers), then stop."""
-        if self._transport is not None and self.client.mappings:
-            self.client.remove_all(time.monotonic())
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REMOVE_TIMEOUT):
-                    while self.client.mappings and self.client.waiting:
-                        self._changed.clear()
-                        await self._changed.wait()
-        if self._timer is not None:
-            self._timer.cancel()
-            await asyncio.gather(self._timer, return_exceptions=True)
-            self._timer = None
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
+        if self.active is not None:
+            await self.active.close()
+
+
+NAMES = {"natpmp": NatPmpMapper.name, "upnp": UpnpMapper.name}
