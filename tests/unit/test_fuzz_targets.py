@@ -19,7 +19,7 @@ EXPECTED = {
     "fuzz_bencode", "fuzz_cli_render", "fuzz_docs_updates", "fuzz_extensions", "fuzz_krpc", "fuzz_libp2p_codecs",
     "fuzz_lsd", "fuzz_mdns", "fuzz_metainfo", "fuzz_mse", "fuzz_multistream", "fuzz_noise", "fuzz_peer_record",
     "fuzz_pubsub_rpc", "fuzz_tracker", "fuzz_utp", "fuzz_webseed", "fuzz_wire", "fuzz_yamux",
-    "fuzz_btc_p2p", "fuzz_btc_script", "fuzz_btc_chain",
+    "fuzz_btc_p2p", "fuzz_btc_script", "fuzz_btc_chain", "fuzz_btc_wallet",
 }
 TARGETS = {path.stem: importlib.import_module(path.stem) for path in sorted(FUZZ_DIR.glob("fuzz_*.py"))}
 
