@@ -47,6 +47,7 @@ SANS_IO = [
     "peerloom.apps.btc.p2p", "peerloom.apps.btc.session", "peerloom.apps.btc.headers", "peerloom.apps.btc.checks",
     "peerloom.apps.btc.rules", "peerloom.apps.btc.sigops", "peerloom.apps.btc.coins", "peerloom.apps.btc.validation",
     "peerloom.apps.btc.miner",
+    "peerloom.apps.btc.bech32", "peerloom.apps.btc.bip32", "peerloom.apps.btc.spend",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}

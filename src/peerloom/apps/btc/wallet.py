@@ -13,13 +13,13 @@ an address handed out (or to the next few) are seen; the counters move when an a
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from peerloom.errors import PeerloomError
+from peerloom.files import write_atomically
 from peerloom.state import Schema
 
 from .bech32 import HRP_BY_NETWORK, address_for_script
@@ -50,27 +50,6 @@ class OwnedKey:
 
 def wallet_path(home: Path, params: NetworkParams) -> Path:
     return Path(home) / "btc" / params.name / WALLET_FILE
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (a 0600 temporary file, fsync'd, renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Wallet:
@@ -112,7 +91,8 @@ class Wallet:
 
     def save(self) -> None:
         data = {"version": 1, "network": self.params.name, "seed": self._seed.hex(), "counters": self.counters}
-        write_private(self.path, json.dumps(data, indent=1).encode())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, json.dumps(data, indent=1).encode())  # mode 0600
 
     def key(self, kind: str, chain: int, index: int) -> OwnedKey:
         cached = self._keys.get((kind, chain, index))
