@@ -1,8 +1,8 @@
 """`peerloom btc address|balance|send` from the command line on a regtest chain peerloom mined itself: addresses
 of both kinds from a 0600 wallet, the balance read from the home's chain state (maturity counted) with no node
-running, a taproot key-path payment sent through a running node's mempool and mined by it, the balances after
-each step, and one-line errors (no node, bad address, bad amount, insufficient funds, a malformed control
-request)."""
+running, a taproot key-path payment sent through a running node's mempool (relayed to a second peerloom node) and
+mined by it, the balances after each step, and one-line errors (no node, bad address, bad amount, insufficient
+funds, dust, a malformed control request)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ async def test_addresses_balance_and_a_taproot_payment_through_the_running_node(
     assert (offline["confirmed"], offline["immature"], offline["unconfirmed"]) == (50 * COIN, 50 * COIN, 0)
     assert "no btc node is running" in await one_line_error("send", SOMEONE, "1", "--home", home)
 
-    async with BtcNode(tmp_path, REGTEST, workers=0) as node:
+    async with (BtcNode(tmp_path, REGTEST, listen=("127.0.0.1", 0), workers=0) as node,
+                BtcNode(tmp_path / "peer", REGTEST, connect=[("127.0.0.1", node.port)], workers=0) as peer):
+        # `peer`: a second peerloom node, to see the payment relayed
+        await peer.wait_for_height(102)
         assert "bad address for regtest" in await one_line_error(
             "send", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "1", "--home", home)
         assert "amount 'abc'" in await one_line_error("send", SOMEONE, "abc", "--home", home)
@@ -63,6 +66,9 @@ async def test_addresses_balance_and_a_taproot_payment_through_the_running_node(
         assert [e["txid"] for e in pool] == [sent["txid"]]
         tx = node.mempool.get(bytes.fromhex(sent["txid"])[::-1])
         assert tx is not None and len(tx.inputs[0].witness) == 1 and len(tx.inputs[0].witness[0]) == 64  # key path
+        async with asyncio.timeout(30):  # relayed: inv, then getdata answered with the transaction
+            while peer.mempool.get(tx.txid) is None:
+                await asyncio.sleep(0.1)
         pending = await btc("balance", "--home", home)
         assert (pending["confirmed"], pending["immature"], pending["unconfirmed"]) == (0, 50 * COIN, sent["change"])
 
@@ -71,6 +77,8 @@ async def test_addresses_balance_and_a_taproot_payment_through_the_running_node(
         after = await btc("balance", "--home", home)
         assert (after["height"], after["confirmed"], after["unconfirmed"]) == (103, sent["change"], 0)
         assert after["confirmed"] == 40 * COIN - sent["fee"]
+        await peer.wait_for_height(103)
+        assert len(peer.mempool) == 0
 
         reader, writer = await asyncio.open_connection("127.0.0.1", node.control_port)
         writer.write(b'{"op": "send", "tx": "00"}\n')
