@@ -63,7 +63,7 @@ def select_coins(coins: Sequence[WalletCoin], amount: int, fee_rate: float, pay_
         weight += INPUT_WEIGHT[kind_of[wc.coin.script_pubkey]]
         fee_with_change = _fee(base + weight + output_weight(change_script), fee_rate)
         change = total - amount - fee_with_change
-        if change >= dust_threshold(TxOut(change, change_script)) and change > 0:
+        if change > 0 and change >= dust_threshold(TxOut(change, change_script)):
             return SpendPlan(tuple(chosen), (payment, TxOut(change, change_script)), fee_with_change, change)
         if total - amount >= _fee(base + weight, fee_rate):
             return SpendPlan(tuple(chosen), (payment,), total - amount, 0)

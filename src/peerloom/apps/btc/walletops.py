@@ -50,8 +50,11 @@ def new_address(home: Path, params: NetworkParams, kind: str) -> dict[str, Any]:
 
 
 def _control_port(home: Path, params: NetworkParams) -> int | None:
+    """The control port of the node running on `home`, None when none runs."""
     status = running_status(home, params)
-    return int(status.get("control_port") or 0) or None if status else None
+    if status is None or not status.get("control_port"):
+        return None
+    return int(status["control_port"])
 
 
 def wallet_view(home: Path, params: NetworkParams, wallet: Wallet) -> tuple[WalletView, bool]:
