@@ -4,17 +4,20 @@ mempool policy and block validation (taproot active on regtest) accept — and r
 
 from __future__ import annotations
 
+import math
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.btc_chain import NOW, OP_TRUE, Tip, mine_block
 
 from peerloom.apps.btc.blockfiles import BlockFiles
 from peerloom.apps.btc.chainstate import MIGRATIONS, ChainState
 from peerloom.apps.btc.coins import Coin
-from peerloom.apps.btc.mempool import Mempool, MempoolReject
+from peerloom.apps.btc.mempool import Mempool, MempoolReject, dust_threshold
 from peerloom.apps.btc.params import COIN, MAINNET, REGTEST
 from peerloom.apps.btc.scriptcheck import InlineScriptChecker
 from peerloom.apps.btc.spend import select_coins, sign_spend
@@ -168,3 +171,27 @@ def _accept(pool: Mempool, tx: Transaction, chain: ChainState) -> list[Transacti
         checker.check([job])
 
     return pool.accept(tx, chain, chain.height, chain.headers.median_time_past(chain.tip), NOW, verify)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.integers(1000, 10 * COIN), min_size=1, max_size=6), kinds=st.lists(st.booleans(), min_size=6,
+       max_size=6), amount=st.integers(294, 20 * COIN), fee_rate=st.floats(1.0, 50.0))
+def test_a_signed_spend_balances_and_pays_at_least_its_fee_rate(values: list[int], kinds: list[bool], amount: int,
+                                                                fee_rate: float) -> None:
+    keys = [Wallet(Path("unused"), REGTEST, bytes(32), {"p2wpkh": [0, 0], "p2tr": [0, 0]}).key(
+        "p2tr" if taproot else "p2wpkh", RECEIVE, i) for i, taproot in enumerate(kinds)]
+    owned = {k.script: k for k in keys}
+    coins = [_wc(i + 1, value, keys[i].script) for i, value in enumerate(values)]
+    try:
+        plan = select_coins(coins, amount, fee_rate, PAY, keys[-1].script, {s: k.kind for s, k in owned.items()})
+    except WalletError as exc:
+        # refused only when all the coins cannot pay the amount and the fee of spending them all (vbytes: 11 of
+        # overhead, two outputs of at most 43, inputs of at most 69)
+        assert "insufficient funds" in str(exc)
+        assert sum(values) < amount + math.ceil(fee_rate * (11 + 2 * 43 + 69 * len(values)))
+        return
+    tx = sign_spend(plan, owned)
+    spent = sum(wc.coin.value for wc in plan.inputs)
+    assert spent == sum(o.value for o in tx.outputs) + plan.fee and tx.outputs[0] == TxOut(amount, PAY)
+    assert plan.fee >= fee_rate * ((tx.weight() + 3) // 4)
+    assert all(o.value >= dust_threshold(o) for o in tx.outputs)
