@@ -158,6 +158,14 @@ class BcoinNode:
         self.height, self.tip_hash = int(event["height"]), str(event["hash"])
         return event
 
+    async def mine_to(self, count: int, script: bytes, timeout: float = 60.0) -> dict[str, Any]:
+        """Mine `count` blocks whose coinbases pay `script` (an output script bcoin has an address type for)."""
+        return await self._command(f"mineto {count} {script.hex()}", "mined", timeout, height=self.height + count)
+
+    async def mempool_txids(self, timeout: float = 10.0) -> set[str]:
+        """The txids (display order) in bcoin's mempool."""
+        return set((await self._command("mempool", "mempool", timeout))["txids"])
+
     async def mine_with_transactions(self, blocks: int, per_block: int, timeout: float = 600.0) -> dict[str, Any]:
         """Mine `blocks` blocks, each after up to `per_block` new transactions of every script type bcoin makes."""
         return await self._command(f"txblocks {blocks} {per_block}", "mined", timeout, height=self.height + blocks)

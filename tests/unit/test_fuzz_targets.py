@@ -16,11 +16,11 @@ from support.mutations import mutated
 
 FUZZ_DIR = Path(__file__).resolve().parent.parent / "fuzz"
 EXPECTED = {
-    "fuzz_bencode", "fuzz_btc_chain", "fuzz_btc_p2p", "fuzz_btc_script", "fuzz_cli_render", "fuzz_compute_wire",
-    "fuzz_docs_bridge", "fuzz_docs_sync", "fuzz_docs_updates", "fuzz_exit", "fuzz_extensions", "fuzz_holepunch",
-    "fuzz_krpc", "fuzz_libp2p_codecs", "fuzz_lsd", "fuzz_mdns", "fuzz_metainfo", "fuzz_mse", "fuzz_multistream",
-    "fuzz_nat", "fuzz_noise", "fuzz_peer_record", "fuzz_pubsub_rpc", "fuzz_relay", "fuzz_tracker", "fuzz_upnp",
-    "fuzz_utp", "fuzz_webseed", "fuzz_wire", "fuzz_yamux",
+    "fuzz_bencode", "fuzz_btc_chain", "fuzz_btc_p2p", "fuzz_btc_script", "fuzz_btc_wallet", "fuzz_cli_render",
+    "fuzz_compute_wire", "fuzz_docs_bridge", "fuzz_docs_sync", "fuzz_docs_updates", "fuzz_exit", "fuzz_extensions",
+    "fuzz_holepunch", "fuzz_krpc", "fuzz_libp2p_codecs", "fuzz_lsd", "fuzz_mdns", "fuzz_metainfo", "fuzz_mse",
+    "fuzz_multistream", "fuzz_nat", "fuzz_noise", "fuzz_peer_record", "fuzz_pubsub_rpc", "fuzz_relay",
+    "fuzz_tracker", "fuzz_upnp", "fuzz_utp", "fuzz_webseed", "fuzz_wire", "fuzz_yamux",
 }
 TARGETS = {path.stem: importlib.import_module(path.stem) for path in sorted(FUZZ_DIR.glob("fuzz_*.py"))}
 

@@ -53,6 +53,7 @@ SANS_IO = [
     "peerloom.apps.exit.wire", "peerloom.apps.exit.socks", "peerloom.apps.exit.policy",
     "peerloom.apps.btc.rules", "peerloom.apps.btc.sigops", "peerloom.apps.btc.coins", "peerloom.apps.btc.validation",
     "peerloom.apps.btc.miner",
+    "peerloom.apps.btc.bech32", "peerloom.apps.btc.bip32", "peerloom.apps.btc.spend",
 ]
 IO_MODULES = {"asyncio", "uvloop", "selectors", "threading", "subprocess"}
 CLOCKS = {"time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time", "sleep"}

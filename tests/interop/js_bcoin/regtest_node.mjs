@@ -14,6 +14,8 @@
 //       display order) read from the chain database
 //   `send`: makes one transaction, adds it to the mempool (bcoin relays it), prints {"event":"sent","txid":...}
 //   `addpeer PORT` / `droppeers`: connect to another node on 127.0.0.1 / drop every peer
+//   `mineto N SCRIPTHEX`: mine N blocks paying their coinbases to that output script (peerloom's wallet); "mined"
+//   `mempool`: prints {"event":"mempool","txids":[...]} (display order)
 // and keeps running until it gets SIGTERM or its stdin closes.
 import bcoin from 'bcoin';
 import layout from 'bcoin/lib/blockchain/layout.js';
@@ -93,6 +95,12 @@ async function command(line, address) {
   } else if (line === 'send') {
     const tx = await makeTx();
     out({event: 'sent', txid: tx ? tx.txid() : null});
+  } else if ((m = /^mineto (\d+) ([0-9a-f]+)$/.exec(line))) {
+    const to = bcoin.Address.fromScript(bcoin.Script.fromRaw(Buffer.from(m[2], 'hex'))).toString('regtest');
+    await mine(Number(m[1]), to);
+    out({event: 'mined', height: node.chain.height, hash: node.chain.tip.rhash()});
+  } else if (line === 'mempool') {
+    out({event: 'mempool', txids: [...node.mempool.map.values()].map((entry) => entry.tx.txid())});
   } else if ((m = /^addpeer (\d+)$/.exec(line))) {
     const addr = bcoin.net.NetAddress.fromHostname(`127.0.0.1:${m[1]}`, 'regtest');
     node.pool.peers.add(node.pool.createOutbound(addr));

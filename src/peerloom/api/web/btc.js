@@ -1,5 +1,6 @@
 // The Bitcoin view: the tip, peers and mempool of the node `peerloom btc node` runs on the daemon's home (or the
-// stored tip when none runs). Only through the API (GET btc/status), polled.
+// stored tip when none runs), and the balance of the home's wallet. Only through the API (GET btc/status,
+// btc/wallet), polled.
 
 import { api } from './api.js';
 import { el, setText, showError } from './dom.js';
@@ -45,4 +46,21 @@ async function refresh() {
   noPeers.hidden = status.peers.length > 0;
   noMempool.hidden = status.mempool.length > 0;
   setText(document.getElementById('btc-title'), `Bitcoin (${status.network})`);
+  await refreshWallet();
+}
+
+async function refreshWallet() {
+  const wallet = document.getElementById('btc-wallet');
+  let balance = null;
+  try {
+    balance = await api('GET', 'btc/wallet');
+  } catch (err) {
+    if (err.status !== 404) showError(err.message);
+  }
+  document.getElementById('btc-no-wallet').hidden = balance !== null;
+  wallet.replaceChildren(...(balance === null ? [] : [
+    el('dt', {}, 'Confirmed'), el('dd', {}, `${balance.confirmed} sat`),
+    el('dt', {}, 'Immature'), el('dd', {}, `${balance.immature} sat`),
+    el('dt', {}, 'Unconfirmed'), el('dd', {}, `${balance.unconfirmed} sat`),
+  ]));
 }

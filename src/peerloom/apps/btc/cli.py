@@ -1,9 +1,10 @@
-"""`peerloom btc node|tip|peers|mempool|generate`: the Bitcoin node from the command line.
+"""`peerloom btc node|tip|peers|mempool|generate|address|balance|send`: the Bitcoin node from the command line.
 
 `node` runs a node in the foreground (`--connect HOST:PORT` peers, `--listen` for inbound ones) until Ctrl-C.
 `tip`, `peers` and `mempool` read the status the running node of the home writes; with no node running, `tip`
 reads the home's chain state itself. `generate N` mines N regtest blocks into the home's chain state (with no
-node running on it) — so peerloom can be a chain's origin.
+node running on it) — so peerloom can be a chain's origin. `address`, `balance` and `send` use the home's wallet
+(apps/btc/walletops.py); `send` needs the running node, which relays the payment.
 """
 
 from __future__ import annotations
@@ -168,6 +169,49 @@ def generate(count: Annotated[int, typer.Argument(min=1, max=10_000, help="Block
         out.print(f"{info['height']} {info['hash']}")
 
 
+def address(home: HomeOption = None, network: NetworkOption = "regtest",
+            kind: Annotated[str, typer.Option("--type", metavar="TYPE",
+                                              help="p2wpkh (BIP 84, bech32) or p2tr (BIP 86, bech32m).")] = "p2wpkh",
+            json_output: JsonOption = False) -> None:
+    """A new receive address of the home's wallet (made, with a fresh seed, on first use)."""
+    from peerloom.apps.btc.walletops import new_address
+
+    params = usage(lambda: _params(network))
+    if kind not in ("p2wpkh", "p2tr"):
+        fail(f"--type: {kind!r} is not p2wpkh or p2tr", 2)
+    info = guarded(lambda: new_address(home_or_default(home), params, kind))
+    print_json(info) if json_output else out.print(info["address"])
+
+
+def balance(home: HomeOption = None, network: NetworkOption = "regtest", json_output: JsonOption = False) -> None:
+    """The wallet's balance: confirmed, immature (young coinbase outputs) and unconfirmed, in satoshis."""
+    from peerloom.apps.btc.walletops import balance as wallet_balance
+
+    params = usage(lambda: _params(network))
+    info = guarded(lambda: wallet_balance(home_or_default(home), params))
+    if json_output:
+        print_json(info)
+    else:
+        out.print(f"confirmed {info['confirmed']} sat, immature {info['immature']} sat, unconfirmed "
+                  f"{info['unconfirmed']} sat" + ("" if info["node_running"] else " (no node running: no mempool)"))
+
+
+def send(to: Annotated[str, typer.Argument(metavar="ADDR", help="A bech32/bech32m address.")],
+         amount: Annotated[str, typer.Argument(metavar="AMOUNT", help="Bitcoin (0.5) or satoshis (15000sat).")],
+         home: HomeOption = None, network: NetworkOption = "regtest",
+         fee_rate: Annotated[float, typer.Option("--fee-rate", min=1.0, max=10_000.0, metavar="SAT/VB",
+                                                 help="Fee rate in satoshis per virtual byte.")] = 2.0,
+         json_output: JsonOption = False) -> None:
+    """Pay AMOUNT to ADDR from the wallet through the running node (it relays the transaction); prints the txid."""
+    from peerloom.apps.btc.walletops import parse_amount
+    from peerloom.apps.btc.walletops import send as wallet_send
+
+    params = usage(lambda: _params(network))
+    value = guarded(lambda: parse_amount(amount))
+    info = guarded(lambda: wallet_send(home_or_default(home), params, to, value, fee_rate))
+    print_json(info) if json_output else out.print(info["txid"])
+
+
 def _hex(text: str) -> bytes:
     try:
         return bytes.fromhex(text)
@@ -178,6 +222,6 @@ def _hex(text: str) -> bytes:
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help="A Bitcoin node: sync and validate the chain, mempool, regtest mining.",
                         no_args_is_help=True)
-    for command in (node, tip, peers, mempool, generate):
+    for command in (node, tip, peers, mempool, generate, address, balance, send):
         group.command(command.__name__)(command)
     app.add_typer(group, name="btc")

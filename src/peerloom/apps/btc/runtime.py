@@ -28,6 +28,7 @@ from peerloom.state import State
 from .block import Block, ConsensusError
 from .blockfiles import BlockFiles
 from .chainstate import MIGRATIONS, Activation, ChainState
+from .control import serve_control
 from .mempool import Mempool, MempoolReject
 from .miner import assemble_block, solve
 from .p2p import MSG_TX, MSG_WTX, GetData, Inv, InvItem, Message, NotFound, TxMessage
@@ -65,6 +66,8 @@ class BtcNode:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._peers: dict[tuple[str, int], BtcPeer] = {}
         self._server: asyncio.Server | None = None
+        self._control: asyncio.Server | None = None
+        self.control_port = 0
         self._state: State | None = None
         self._checker_inline = InlineScriptChecker()
         self._checker: ScriptChecker = ProcessScriptChecker(workers) if workers > 0 else self._checker_inline
@@ -89,11 +92,14 @@ class BtcNode:
             self._server = await asyncio.start_server(self._inbound, *self._listen)
             self.port = self._server.sockets[0].getsockname()[1]
         self._spawn(self._dialer())
+        self._control = await serve_control(self)  # the wallet commands' way in (apps/btc/control.py)
+        self.control_port = self._control.sockets[0].getsockname()[1]
         self.write_status()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._control):
+            if server is not None:
+                server.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -256,6 +262,7 @@ class BtcNode:
             "hash": self.chain.tip.header.hash_hex,
             "headers": self.chain.headers.height,
             "port": self.port,
+            "control_port": self.control_port,
             "peers": [{"address": f"{p.address[0]}:{p.address[1]}", "outbound": p.outbound,
                        "user_agent": p.user_agent, "start_height": p.start_height}
                       for p in self.book.connected.values()],

@@ -149,6 +149,9 @@ class BlockSync:
             await peer.send(Headers(tuple(found)))
         elif isinstance(message, GetData):
             await self._serve_blocks(peer, message)
+            others = tuple(i for i in message.items if i.type & 0xFF != MSG_BLOCK)
+            if others and self._on_message is not None:
+                await self._on_message(peer, GetData(others))  # transactions: the mempool's owner answers
         elif self._on_message is not None:
             await self._on_message(peer, message)
 
