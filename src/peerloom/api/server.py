@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import BodyPartReader, WSMsgType, web
 
 from peerloom.api import connections, peers
+from peerloom.api.http import json_body
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.btc import api as btc_api
 from peerloom.apps.compute import api as compute_api
@@ -124,18 +125,6 @@ def _foreign_origin(request: web.Request) -> bool:
     return origin is not None and origin != f"{request.scheme}://{request.host}"
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):  # bad JSON or text, unknown charset, nesting too deep
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
-
-
 def _text(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
     value = body.get(key)
     if value is None and not required:
@@ -162,7 +151,7 @@ async def node_info(request: web.Request) -> web.Response:
 
 async def set_node_limits(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    body = await _json_body(request)
+    body = await json_body(request)
     daemon.set_limits(None, body.get("download"), body.get("upload"))
     return web.json_response({"limits": daemon.node_info()["limits"]})
 
@@ -182,7 +171,7 @@ async def add_torrent(request: web.Request) -> web.Response:
                                            paused=_flag(fields.get("paused"), "paused"),
                                            overwrite=_flag(fields.get("overwrite"), "overwrite"))
     elif request.content_type == "application/json":
-        body = await _json_body(request)
+        body = await json_body(request)
         paused = _flag(body.get("paused"), "paused")
         if "magnet" in body:
             torrent = await daemon.add_magnet(_text(body, "magnet", required=True) or "", _text(body, "save_path"),
@@ -257,7 +246,7 @@ async def remove(request: web.Request) -> web.Response:
 async def set_files(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     torrent = daemon.torrent(request.match_info["id"])
-    priorities = (await _json_body(request)).get("priorities")
+    priorities = (await json_body(request)).get("priorities")
     if not isinstance(priorities, list) or not all(isinstance(p, int) and not isinstance(p, bool) for p in priorities):
         raise ApiError(400, "'priorities' must be a list of numbers, one per file")
     daemon.set_priorities(torrent, priorities)
@@ -267,7 +256,7 @@ async def set_files(request: web.Request) -> web.Response:
 async def set_torrent_limits(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
     torrent = daemon.torrent(request.match_info["id"])
-    body = await _json_body(request)
+    body = await json_body(request)
     daemon.set_limits(torrent, body.get("download"), body.get("upload"))
     return web.json_response({"torrent": daemon.summary(torrent)})
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from peerloom.api.http import Handler, add_routes, json_body
 from peerloom.api.service import ApiError, Daemon
 from peerloom.errors import PeerloomError
 
@@ -36,18 +36,6 @@ def _compute(request: web.Request) -> ComputeService:
     if service is None:
         raise ApiError(503, "volunteer computing is off on this node")
     return service
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _b64(value: object, what: str) -> bytes:
@@ -78,7 +66,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def submit(request: web.Request) -> web.Response:
     compute = _compute(request)
-    body = await _body(request)
+    body = await json_body(request)
     module = _b64(body.get("module_b64"), "'module_b64'")
     items = body.get("inputs")
     if not isinstance(items, list) or not items or len(items) > MAX_UNITS:
@@ -136,7 +124,7 @@ async def list_volunteers(request: web.Request) -> web.Response:
 
 async def add_volunteer(request: web.Request) -> web.Response:
     compute = _compute(request)
-    addr = (await _body(request)).get("addr")
+    addr = (await json_body(request)).get("addr")
     if not isinstance(addr, str):
         raise ApiError(400, "'addr' must be a multiaddr string")
     try:
@@ -149,7 +137,7 @@ async def add_volunteer(request: web.Request) -> web.Response:
 def mount(app: web.Application, daemon: Daemon) -> None:
     """Add the compute routes to the daemon's app."""
     app[DAEMON] = daemon
-    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "/status", status),
         ("GET", "/jobs", list_jobs),
         ("POST", "/jobs", submit),
@@ -158,5 +146,4 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         ("GET", "/volunteers", list_volunteers),
         ("POST", "/volunteers", add_volunteer),
     ]
-    for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, handler)
+    add_routes(app, PREFIX, routes)

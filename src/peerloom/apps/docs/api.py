@@ -17,11 +17,12 @@ local user) gets them. Requests are bounded (text size, peers per request).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from peerloom.api.http import Handler, add_routes, json_body
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.docs.browser import serve_editor
 from peerloom.apps.docs.keys import DocError
@@ -48,16 +49,6 @@ def _handle(request: web.Request) -> DocHandle:
     if handle is None:
         raise ApiError(404, "this node holds no such document (POST /api/v1/docs/open with its link first)")
     return handle
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _string(body: dict[str, Any], key: str, limit: int, *, required: bool = False) -> str | None:
@@ -115,7 +106,7 @@ async def list_docs(request: web.Request) -> web.Response:
 
 
 async def create(request: web.Request) -> web.Response:
-    body = await _body(request) if request.can_read_body else {}
+    body = await json_body(request) if request.can_read_body else {}
     title = _string(body, "title", MAX_TITLE)
     text = _string(body, "text", MAX_TEXT)
     handle = await _docs(request).create(title)
@@ -125,7 +116,7 @@ async def create(request: web.Request) -> web.Response:
 
 
 async def open_doc(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     link = _string(body, "link", 300, required=True)
     assert link is not None
     try:
@@ -142,7 +133,7 @@ async def get_doc(request: web.Request) -> web.Response:
 
 async def put_text(request: web.Request) -> web.Response:
     handle = _handle(request)
-    text = _string(await _body(request), "text", MAX_TEXT, required=True)
+    text = _string(await json_body(request), "text", MAX_TEXT, required=True)
     assert text is not None
     _edit(lambda: handle.text().replace(text))
     return web.json_response(describe(handle, with_text=True))
@@ -150,7 +141,7 @@ async def put_text(request: web.Request) -> web.Response:
 
 async def edit(request: web.Request) -> web.Response:
     handle = _handle(request)
-    body = await _body(request)
+    body = await json_body(request)
     index = _int(body, "index")
     if ("insert" in body) == ("delete" in body):
         raise ApiError(400, "an edit is {'insert': TEXT, 'index': N} or {'delete': LENGTH, 'index': N}")
@@ -166,7 +157,7 @@ async def edit(request: web.Request) -> web.Response:
 
 async def add_peers(request: web.Request) -> web.Response:
     handle = _handle(request)
-    dialled = await _dial(request, await _body(request))
+    dialled = await _dial(request, await json_body(request))
     return web.json_response({"id": handle.id, "dialled": dialled})
 
 
@@ -180,7 +171,7 @@ async def editor_socket(request: web.Request) -> web.StreamResponse:
 def mount(app: web.Application, daemon: Daemon) -> None:
     """Add the document routes to the daemon's app."""
     app[DAEMON] = daemon
-    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "", list_docs),
         ("POST", "", create),
         ("POST", "/open", open_doc),
@@ -190,5 +181,4 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         ("POST", "/{doc}/peers", add_peers),
         ("GET", "/{doc}/ws", editor_socket),
     ]
-    for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, handler)
+    add_routes(app, PREFIX, routes)

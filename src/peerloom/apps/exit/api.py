@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
+from peerloom.api.http import Handler, add_routes, json_body
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.exit.policy import ExitPolicy
 from peerloom.apps.exit.socks_server import SocksServer
@@ -33,18 +32,6 @@ MAX_SOCKS = 8  # SOCKS servers the daemon runs at once
 MAX_ALLOWED = 1024  # peers one policy may allow
 SOCKS: web.AppKey[dict[int, SocksServer]] = web.AppKey("exit_socks")
 DAEMON: web.AppKey[Daemon] = web.AppKey("exit_daemon")
-
-
-async def _json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
 
 
 def _via(daemon: Daemon, text: object) -> PeerId:
@@ -90,7 +77,7 @@ async def exit_traffic(request: web.Request) -> web.Response:
 
 
 async def set_policy(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await json_body(request)
     peers, ports = body.get("allowed_peers", []), body.get("ports", [])
     allow_private, rate = body.get("allow_private", False), body.get("rate", 0)
     if (not isinstance(peers, list) or len(peers) > MAX_ALLOWED or not all(isinstance(p, str) for p in peers)
@@ -108,7 +95,7 @@ async def set_policy(request: web.Request) -> web.Response:
 
 async def start_socks(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON]
-    body = await _json(request)
+    body = await json_body(request)
     via, (host, port) = _via(daemon, body.get("via")), _listen(body.get("listen", "127.0.0.1:1080"))
     servers = request.app[SOCKS]
     if len(servers) >= MAX_SOCKS:
@@ -146,12 +133,11 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         servers.clear()
 
     app.on_cleanup.append(cleanup)
-    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "", exit_status),
         ("GET", "/traffic", exit_traffic),
         ("PUT", "/policy", set_policy),
         ("POST", "/socks", start_socks),
         ("DELETE", "/socks/{port}", stop_socks),
     ]
-    for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, handler)
+    add_routes(app, PREFIX, routes)

@@ -22,11 +22,11 @@ import base64
 import binascii
 import collections
 import contextlib
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from peerloom.api.http import Handler, add_routes, json_body
 from peerloom.api.service import ApiError, Daemon
 from peerloom.apps.pubsub.interface import (
     MAX_MESSAGE,
@@ -111,20 +111,6 @@ class DaemonTopics:
 
 
 # -- request bodies ------------------------------------------------------------------------------------
-async def _body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
-    if optional and not request.can_read_body:
-        return {}
-    if request.content_type != "application/json":
-        raise ApiError(415, "send the body as JSON (Content-Type: application/json)")
-    try:
-        body = await request.json()
-    except (ValueError, LookupError, RecursionError):
-        raise ApiError(400, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    return body
-
-
 def _topic(request: web.Request) -> str:
     try:
         return check_topic(request.match_info["topic"])
@@ -207,7 +193,7 @@ async def list_topics(request: web.Request) -> web.Response:
 async def publish(request: web.Request) -> web.Response:
     topics = request.app[TOPICS]
     topic = _topic(request)
-    body = await _body(request)
+    body = await json_body(request)
     data, addrs, wait = _data(body), _dial_list(body), _wait(body)
     pubsub = topics.pubsub
     dialled = await _dial(topics.daemon, addrs)
@@ -237,7 +223,7 @@ async def topic_peers(request: web.Request) -> web.Response:
 async def subscribe(request: web.Request) -> web.Response:
     topics = request.app[TOPICS]
     topic = _topic(request)
-    addrs = _dial_list(await _body(request, optional=True))
+    addrs = _dial_list(await json_body(request, optional=True))
     _ = topics.pubsub  # 503 when pub/sub is off, before dialling anyone
     await _dial(topics.daemon, addrs)  # first: a 502 leaves nothing subscribed (the router tells new peers later)
     created = topics.subscribe(topic)
@@ -260,7 +246,7 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         await topics.close()
 
     app.on_cleanup.append(cleanup)
-    routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
+    routes: list[tuple[str, str, Handler]] = [
         ("GET", "/topics", list_topics),
         ("POST", "/topics/{topic}/messages", publish),
         ("GET", "/topics/{topic}/messages", recent_messages),
@@ -268,5 +254,4 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         ("POST", "/subscriptions/{topic}", subscribe),
         ("DELETE", "/subscriptions/{topic}", unsubscribe),
     ]
-    for method, path, handler in routes:
-        app.router.add_route(method, PREFIX + path, handler)
+    add_routes(app, PREFIX, routes)
