@@ -35,8 +35,13 @@ from peerloom.state import State
 
 _DOC_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 KEYS = DocKeys(raw_public(_DOC_KEY.public_key()), bytes(range(32, 64)), _DOC_KEY)
-_HOME = Path(tempfile.mkdtemp(prefix="fuzz-docs-sync-"))
-_STORE = DocStore(State(_HOME / "state.sqlite"))
+_STORES: list[DocStore] = []  # one store, opened on first use (not when the module is imported)
+
+
+def _store() -> DocStore:
+    if not _STORES:
+        _STORES.append(DocStore(State(Path(tempfile.mkdtemp(prefix="fuzz-docs-sync-")) / "state.sqlite")))
+    return _STORES[0]
 
 
 def _message(data: bytes) -> None:
@@ -53,8 +58,9 @@ def _awareness(data: bytes) -> None:
 
 
 def _sync(data: bytes) -> None:
-    catalog = DocCatalog(_STORE)
-    sync = DocSync(HeldDoc(catalog, _STORE, catalog.put(KEYS.reader(), None, 0.0)))
+    store = _store()
+    catalog = DocCatalog(store)
+    sync = DocSync(HeldDoc(catalog, store, catalog.put(KEYS.reader(), None, 0.0)))
     sync.add_peer("fuzz", 0.0)
     sync.receive("fuzz", data, 0.0)
     sync.settle(0.0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -38,16 +39,23 @@ SUPPORT = Path(__file__).resolve().parent.parent / "support"
 
 
 def free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """Ports below the kernel's ephemeral range, free now. Each node keeps its port across restarts (churn): a port
+    from the ephemeral range could meanwhile become the local port of another node's outgoing connection, and the
+    restarted node would fail to bind it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def percentile(values: list[float], q: float) -> float:
