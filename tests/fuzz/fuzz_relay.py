@@ -11,10 +11,11 @@ from __future__ import annotations
 import harness
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from peerloom.codec.varint import decode_varint
+from peerloom.codec.varint import read_frame
 from peerloom.identity import Identity, PeerId, decode_public_key
 from peerloom.net.nat.dcutr import DcutrError, HolePunch, HolePunchType, decode_hole_punch, encode_hole_punch
 from peerloom.net.relay.messages import (
+    MAX_MESSAGE_SIZE,
     HopMessage,
     HopType,
     Limit,
@@ -36,8 +37,9 @@ _RELAY = Identity(Ed25519PrivateKey.from_private_bytes(bytes(32)))
 
 
 def _payload(framed: bytes) -> bytes:
-    _, start = decode_varint(framed, 0)
-    return framed[start:]
+    frame = read_frame(framed, MAX_MESSAGE_SIZE)  # the bounded frame reader the stream side uses
+    assert frame is not None and frame[1] == len(framed)
+    return frame[0]
 
 
 def _hop(data: bytes) -> None:

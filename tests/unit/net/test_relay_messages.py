@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.codec.protobuf import encode_bytes_field, encode_varint_field
-from peerloom.codec.varint import decode_varint
+from peerloom.codec.varint import read_frame
 from peerloom.identity import Identity
 from peerloom.net.relay.messages import (
     MAX_ADDRS,
@@ -34,9 +34,10 @@ PEER = Identity(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
 
 
 def unframe(data: bytes) -> bytes:
-    length, start = decode_varint(data, 0)
-    assert len(data) - start == length
-    return data[start:]
+    """The one message a writer framed: the bounded frame reader the stream side uses, and nothing after it."""
+    frame = read_frame(data, MAX_MESSAGE_SIZE)
+    assert frame is not None and frame[1] == len(data)
+    return frame[0]
 
 
 def test_hop_status_with_reservation_and_limit_round_trips() -> None:
