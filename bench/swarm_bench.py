@@ -2,7 +2,7 @@
 
     python bench/swarm_bench.py [--size 1G] [--where shm|disk|both] [--versions v1,hybrid] [--leechers 4]
                                 [--piece-length 256K] [--maker peerloom|libtorrent] [--encryption default|rc4]
-                                [--transport tcp|utp]
+                                [--transport tcp|utp] [--rounds 3]
 
 Every node is its own process on 127.0.0.1 (two cores: seeder and leecher each get one). The seeder
 is started and ready first; a leecher's time runs from its process start to its last verified byte,
@@ -17,6 +17,12 @@ libtorrent 2.1: 256 KiB for 512 MiB, 512 KiB for 1 GiB), so torrents like those 
 libtorrent's policies forced with RC4 only; `default` leaves each client at its default (both try the MSE
 handshake and then, offered both, run the stream in plaintext).
 `--transport utp` runs both swarms over uTP (BEP 29): the peerloom leechers dial uTP first, libtorrent's TCP is off.
+`--rounds N` runs each measurement N times, alternating which client goes first (peerloom first in even rounds,
+libtorrent first in odd ones), and reports each client's median time and CPU seconds and the ratio of the medians,
+with every round's rates under `rounds`. Alternating matters on this machine: it is a VM whose free memory is handed
+back to the host a few seconds after it is freed (virtio-balloon free page reporting), so whichever client writes
+its 1 GiB first into tmpfs pays for the host faulting that memory in again (dd into /dev/shm: 0.3 GB/s cold against
+1.5 GB/s warm), which made a single round favour the client that ran second.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,6 +193,30 @@ def run_libtorrent(
         stop(seeder)
 
 
+def summarise(runs: dict[str, list[tuple[float, float, float]]], total_bytes: int, peak_rss: int) -> dict:
+    """Each client's median over the rounds (time, and CPU seconds of its seeder and of one leecher), the ratio of
+    the median rates, and every round's rate."""
+    def median(client: str, field: int) -> float:
+        return statistics.median(run[field] for run in runs[client])
+
+    pl_rate = total_bytes / median("peerloom", 0) / 1e6
+    lt_rate = total_bytes / median("libtorrent", 0) / 1e6
+    return {
+        "peerloom_MBps": round(pl_rate, 1),
+        "libtorrent_MBps": round(lt_rate, 1),
+        "ratio": round(pl_rate / lt_rate, 2),
+        "peerloom_leecher_peak_rss_MB": round(peak_rss / 1e6, 1),
+        # CPU seconds (user+system): a steadier measure than wall time on a shared machine
+        "cpu_s": {
+            "peerloom_seeder": round(median("peerloom", 1), 2), "libtorrent_seeder": round(median("libtorrent", 1), 2),
+            "peerloom_leecher": round(median("peerloom", 2), 2),
+            "libtorrent_leecher": round(median("libtorrent", 2), 2),
+        },
+        "rounds": {client: [round(total_bytes / run[0] / 1e6, 1) for run in client_runs]
+                   for client, client_runs in runs.items()},
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="1G")
@@ -199,6 +230,7 @@ def main() -> None:
     ap.add_argument("--encryption", default="default", choices=sorted(ENCRYPTION),
                     help="rc4: every connection MSE-encrypted with RC4, on both clients")
     ap.add_argument("--transport", default="tcp", choices=["tcp", "utp"], help="the transport of both swarms")
+    ap.add_argument("--rounds", type=int, default=3, help="runs of each client, alternating which goes first")
     args = ap.parse_args()
     # bytecode compiled once, as an installed wheel has it: with PYTHONDONTWRITEBYTECODE set (this machine sets it) an
     # editable checkout would otherwise compile every module again at each node's start (~0.25 s, timed by this bench)
@@ -206,7 +238,7 @@ def main() -> None:
     size = parse_size(args.size)
     places = ["shm", "disk"] if args.where == "both" else [args.where]
     results: dict[str, object] = {"size_bytes": size, "maker": args.maker, "encryption": args.encryption,
-                                  "transport": args.transport}
+                                  "transport": args.transport, "rounds": args.rounds}
     for where in places:
         base = Path("/dev/shm") if where == "shm" else None
         with tempfile.TemporaryDirectory(prefix="peerloom-bench-", dir=base) as tmp:
@@ -221,28 +253,24 @@ def main() -> None:
                 for n in [1] + ([args.leechers] if args.leechers > 1 else []):
                     key = f"{where}_{version}_1to{n}"
                     work = root / f"work-{version}-{n}"
-                    pl_seconds, rss, pl_seed_cpu, pl_leech_cpu = run_peerloom(
-                        torrent, src, work / "pl", n, args.encryption, args.transport
-                    )
-                    shutil.rmtree(work, ignore_errors=True)
-                    lt_seconds, lt_seed_cpu, lt_leech_cpu = run_libtorrent(
-                        torrent, src, work / "lt", n, args.encryption, args.transport
-                    )
-                    shutil.rmtree(work, ignore_errors=True)
-                    pl_rate = n * size / pl_seconds / 1e6
-                    lt_rate = n * size / lt_seconds / 1e6
-                    results[key] = {
-                        "piece_length": piece_length,
-                        "peerloom_MBps": round(pl_rate, 1),
-                        "libtorrent_MBps": round(lt_rate, 1),
-                        "ratio": round(pl_rate / lt_rate, 2),
-                        "peerloom_leecher_peak_rss_MB": round(rss / 1e6, 1),
-                        # CPU seconds (user+system): a steadier measure than wall time on a shared machine
-                        "cpu_s": {
-                            "peerloom_seeder": round(pl_seed_cpu, 2), "libtorrent_seeder": round(lt_seed_cpu, 2),
-                            "peerloom_leecher": round(pl_leech_cpu, 2), "libtorrent_leecher": round(lt_leech_cpu, 2),
-                        },
-                    }
+                    runs: dict[str, list[tuple[float, float, float]]] = {"peerloom": [], "libtorrent": []}
+                    peaks: list[int] = []
+                    for round_ in range(args.rounds):
+                        order = ["peerloom", "libtorrent"] if round_ % 2 == 0 else ["libtorrent", "peerloom"]
+                        for client in order:
+                            if client == "peerloom":
+                                seconds, rss, seed_cpu, leech_cpu = run_peerloom(
+                                    torrent, src, work / "pl", n, args.encryption, args.transport
+                                )
+                                peaks.append(rss)
+                            else:
+                                seconds, seed_cpu, leech_cpu = run_libtorrent(
+                                    torrent, src, work / "lt", n, args.encryption, args.transport
+                                )
+                            shutil.rmtree(work, ignore_errors=True)
+                            runs[client].append((seconds, seed_cpu, leech_cpu))
+                    results[key] = summarise(runs, n * size, max(peaks))
+                    results[key]["piece_length"] = piece_length  # type: ignore[index]
                     print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
     print(json.dumps(results))
 
