@@ -6,6 +6,7 @@ import * as connections from './connections.js';
 import * as btc from './btc.js';
 import * as detail from './detail.js';
 import * as jobs from './jobs.js';
+import * as nat from './nat.js';
 import * as docs from './docs.js';
 import { clearError, showError } from './dom.js';
 import * as node from './node.js';
@@ -37,6 +38,7 @@ function start() {
   topics.start();
   jobs.start();
   connections.start();
+  nat.start();
   docs.start();
   btc.start();
 }
@@ -46,6 +48,7 @@ function stop() {
   topics.stop();
   jobs.stop();
   connections.stop();
+  nat.stop();
   docs.stop();
   btc.stop();
   clearTimeout(reconnectTimer);

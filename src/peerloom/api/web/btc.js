@@ -3,7 +3,7 @@
 // btc/wallet), polled.
 
 import { api } from './api.js';
-import { el, setText, showError } from './dom.js';
+import { el, poller, setText, showError } from './dom.js';
 
 const POLL_MS = 3000;
 const facts = document.getElementById('btc-tip');
@@ -11,18 +11,8 @@ const peersBody = document.querySelector('#btc-peers tbody');
 const mempoolBody = document.querySelector('#btc-mempool tbody');
 const noPeers = document.getElementById('btc-no-peers');
 const noMempool = document.getElementById('btc-no-mempool');
-let timer = null;
 
-export function start() {
-  if (timer) return;
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
+export const { start, stop } = poller(() => refresh(), POLL_MS);
 
 async function refresh() {
   let status;

@@ -4,7 +4,7 @@
 // without relaying has direct connections only), GET exit, GET exit/traffic.
 
 import { api } from './api.js';
-import { el, setText, showError } from './dom.js';
+import { el, poller, setText, showError } from './dom.js';
 import * as fmt from './format.js';
 
 const POLL_MS = 2000;
@@ -14,19 +14,9 @@ const connBody = document.querySelector('#connections-table tbody');
 const noConnections = document.getElementById('no-connections');
 const trafficBody = document.querySelector('#exit-traffic tbody');
 const noTraffic = document.getElementById('no-exit-traffic');
-let timer = null;
 let hasConnectionsRoute = true; // GET /connections comes with the relay; without it, the peer store's connected
 
-export function start() {
-  if (timer) return;
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
+export const { start, stop } = poller(() => refresh(), POLL_MS);
 
 async function refresh() {
   try {

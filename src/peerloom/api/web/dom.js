@@ -46,3 +46,20 @@ export function readLimits(form) {
     upload: Math.max(0, Math.round(Number(form.elements.upload.value) * 1024) || 0),
   };
 }
+
+/** A view's polling: `start()` runs `refresh` now and every `ms` milliseconds until `stop()`; starting twice is a
+ * no-op. The views that poll the API share it, so that none forgets to clear its timer. */
+export function poller(refresh, ms) {
+  let timer = null;
+  return {
+    start() {
+      if (timer) return;
+      refresh();
+      timer = setInterval(refresh, ms);
+    },
+    stop() {
+      clearInterval(timer);
+      timer = null;
+    },
+  };
+}

@@ -2,7 +2,7 @@
 // messages (live from `pubsub.message` events), and forms to subscribe and to publish. Only through the API.
 
 import { api } from './api.js';
-import { el, setText, showError } from './dom.js';
+import { el, poller, setText, showError } from './dom.js';
 
 const POLL_MS = 2000;
 const KEEP = 50; // messages shown per topic, as the daemon keeps
@@ -17,21 +17,11 @@ const peersBody = document.querySelector('#topic-peers tbody');
 const messagesList = document.getElementById('topic-messages');
 const messages = new Map(); // topic -> [{...message, at}], oldest first
 let selected = null;
-let timer = null;
 
 const path = (topic) => encodeURIComponent(topic);
 
 /** Starts polling the topics (and the selected topic's peers) once the page has its token. */
-export function start() {
-  if (timer) return;
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
+export const { start, stop } = poller(() => refresh(), POLL_MS);
 
 /** A `pubsub.message` event from the event stream. */
 export function message(event) {
