@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from peerloom.torrent import dual_stack
 from peerloom.torrent.utp import Closed, Connected, EndOfStream, UtpConfig, UtpSocket
 from peerloom.torrent.utp_packet import PacketType, UtpError, encode_header, parse_packet
 
@@ -198,7 +199,7 @@ class UtpDriver:
         self.internal_errors = 0
         self.resets_sent = 0
         self._send: Sender | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        self._socks: dict[int, tuple[socket.socket, asyncio.DatagramTransport]] = {}  # by family, when we own them
         self._conns: dict[tuple[Address, int], UtpTransport] = {}
         self._dirty: dict[UtpTransport, None] = {}
         self._flush_handle: asyncio.Handle | None = None
@@ -210,18 +211,54 @@ class UtpDriver:
         return len(self._conns)
 
     async def open(self, host: str, port: int) -> int:
-        """Bind a UDP socket of the driver's own; returns its port."""
+        """Bind UDP sockets of the driver's own; returns their port. On every interface (`0.0.0.0`, `::`, "") that is
+        one socket per address family on one port number, as the BitTorrent TCP port takes both (dual_stack.py):
+        IPv4 alone when the host has no IPv6."""
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
-        sock = self._udp.get_extra_info("socket")
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        sockname = self._udp.get_extra_info("sockname")
-        self.local_address = (sockname[0], sockname[1])
-        self._send = self._udp.sendto
-        return sockname[1]
+        hosts = ("0.0.0.0", "::") if dual_stack.is_wildcard(host) and socket.has_ipv6 else (host or "0.0.0.0",)
+        try:
+            for name in hosts:
+                family = socket.AF_INET6 if ":" in name else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    if len(hosts) > 1 and family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has its own socket
+                    sock.bind((name, port))
+                except OSError as exc:
+                    sock.close()
+                    if self._socks and family == socket.AF_INET6:
+                        log.info("uTP: no IPv6 socket beside IPv4 port %d: %s", port, exc.strerror)
+                        break
+                    raise
+                sock.setblocking(False)
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
+                self._socks[family] = (sock, udp)
+                port = port or sock.getsockname()[1]
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.local_address = (host or "0.0.0.0", port)
+        self._send = self._sendto
+        return port
+
+    def _sendto(self, data: bytes, address: Address) -> None:
+        """Straight to the socket of the address's family (a full socket buffer queues in its transport instead)."""
+        entry = self._socks.get(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        if entry is None:
+            return  # no socket of that family: the datagram cannot go (a dial there times out)
+        try:
+            entry[0].sendto(data, address)
+        except BlockingIOError:
+            entry[1].sendto(data, address)
+
+    def _close_sockets(self) -> None:
+        for _, udp in self._socks.values():
+            udp.close()
+        self._socks.clear()
 
     def attach(self, send: Sender, local_address: Address | None = None) -> None:
         """Send through a socket someone else owns (who passes us the uTP datagrams it receives)."""
@@ -238,8 +275,7 @@ class UtpDriver:
             self._ticker.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        if self._udp is not None:
-            self._udp.close()
+        self._close_sockets()
 
     # -- dialing -------------------------------------------------------------------------------------------------
     async def connect(self, address: Address, protocol_factory: Callable[[], asyncio.BaseProtocol],
