@@ -16,15 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import logging
 import secrets
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
 from peerloom.torrent import dual_stack
-from peerloom.torrent.utp import Closed, Connected, EndOfStream, UtpConfig, UtpSocket
+from peerloom.torrent.utp import Closed, Connected, EndOfStream, Oversize, UtpConfig, UtpSocket
+from peerloom.torrent.utp_mtu import IPV4_OVERHEAD, IPV6_OVERHEAD
 from peerloom.torrent.utp_packet import PacketType, UtpError, encode_header, parse_packet
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,39 @@ DEFAULT_HIGH_WATER = 1 << 20
 MAX_CONNECTIONS = 1024
 LOOPBACK_PAYLOAD = 16 * 1024  # bench, 1 GiB on tmpfs: 155 MB/s against 70 MB/s with 1400-byte packets
 SOCKET_BUFFER = 4 << 20  # asked of the kernel, which caps it at net.core.rmem_max / wmem_max
+# Linux's path MTU options (<linux/in.h>, <linux/in6.h>; Python's socket module names none of them but IPV6_*)
+IP_MTU_DISCOVER, IP_MTU, IPV6_MTU_DISCOVER, IPV6_MTU = 10, 14, 23, 24
+PMTUDISC_DONT, PMTUDISC_DO = 0, 2  # the same values for IPv4 and IPv6
+PMTU_OPTIONS = sys.platform.startswith("linux")
+
+
+def _mtu_option(family: int) -> tuple[int, int]:
+    return (socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER) if family == socket.AF_INET6 else (socket.IPPROTO_IP,
+                                                                                       IP_MTU_DISCOVER)
+
+
+def set_dont_fragment(sock: socket.socket, on: bool) -> None:
+    """Datagrams leave with the don't-fragment bit and never in fragments (on), or as the kernel sees fit (off)."""
+    if PMTU_OPTIONS:
+        level, option = _mtu_option(sock.family)
+        sock.setsockopt(level, option, PMTUDISC_DO if on else PMTUDISC_DONT)
+
+
+def route_datagram(address: Address) -> int | None:
+    """The largest UDP datagram the route to `address` takes, as the kernel knows it (its path MTU cache included):
+    the MTU of a UDP socket connected there, less the IP and UDP headers. Connecting sends nothing. None where
+    it cannot tell."""
+    if not PMTU_OPTIONS:
+        return None
+    v6 = ":" in address[0]
+    try:
+        with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
+            if v6:
+                return probe.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU) - IPV6_OVERHEAD
+            return probe.getsockopt(socket.IPPROTO_IP, IP_MTU) - IPV4_OVERHEAD
+    except OSError:
+        return None
 
 
 class UtpTransport(asyncio.Transport):
@@ -55,6 +91,9 @@ class UtpTransport(asyncio.Transport):
 
     # -- asyncio.Transport -----------------------------------------------------------------------------------------
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The socket's names, "utp" (True), and "utp_mtu": the path MTU search's (floor, ceiling) in datagram bytes."""
+        if name == "utp_mtu":
+            return (self.sock.mtu.floor, self.sock.mtu.ceiling)
         return {"peername": self.address, "sockname": self.driver.local_address, "utp": True}.get(name, default)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
@@ -235,6 +274,8 @@ class UtpDriver:
                     # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                with contextlib.suppress(OSError):
+                    set_dont_fragment(sock, True)  # path MTU discovery (utp_mtu.py): too large is refused, not cut
                 udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
                 self._socks[family] = (sock, udp)
                 port = port or sock.getsockname()[1]
@@ -246,12 +287,21 @@ class UtpDriver:
         return port
 
     def _sendto(self, data: bytes, address: Address) -> None:
-        """Straight to the socket of the address's family (a full socket buffer queues in its transport instead)."""
+        """Straight to the socket of the address's family (a full socket buffer queues in its transport instead).
+        An `Oversize` datagram goes with fragmentation allowed; OSError EMSGSIZE when one too large is refused."""
         entry = self._socks.get(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
         if entry is None:
             return  # no socket of that family: the datagram cannot go (a dial there times out)
+        sock = entry[0]
         try:
-            entry[0].sendto(data, address)
+            if type(data) is Oversize:
+                set_dont_fragment(sock, False)
+                try:
+                    sock.sendto(data, address)
+                finally:
+                    set_dont_fragment(sock, True)
+            else:
+                sock.sendto(data, address)
         except BlockingIOError:
             entry[1].sendto(data, address)
 
@@ -292,6 +342,7 @@ class UtpDriver:
         else:
             raise ConnectionError(f"no free uTP connection id towards {address}")
         sock = UtpSocket.connect(conn_id, secrets.randbits(16), loop.time(), self._config_for(address))
+        self._limit_to_route(sock, address)
         transport = UtpTransport(self, sock, address)
         self._conns[(address, sock.recv_id)] = transport
         self.wake(transport)
@@ -354,12 +405,19 @@ class UtpDriver:
             self._reset(syn, address)
             return None
         sock = UtpSocket.accept(syn, secrets.randbits(16), now, self._config_for(address))
+        self._limit_to_route(sock, address)
         transport = UtpTransport(self, sock, address)
         self._conns[key] = transport
         protocol = self.on_incoming(address)
         transport.protocol = protocol
         protocol.connection_made(transport)
         return transport
+
+    @staticmethod
+    def _limit_to_route(sock: UtpSocket, address: Address) -> None:
+        limit = route_datagram(address)
+        if limit is not None:
+            sock.limit_datagram(limit)
 
     def _config_for(self, address: Address) -> UtpConfig:
         try:
@@ -402,11 +460,21 @@ class UtpDriver:
                     transport.sock.abort("internal error")
                     datagrams = transport.sock.datagrams_to_send(now)
                 if send is not None:
-                    try:
-                        for datagram in datagrams:
+                    for datagram in datagrams:
+                        try:
                             send(datagram, transport.address)
-                    except (OSError, ValueError) as exc:
-                        log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                        except OSError as exc:
+                            if exc.errno != errno.EMSGSIZE:
+                                log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                                break
+                            # a hard ceiling, and the packet goes again in pieces; the kernel refuses because it
+                            # learnt the path's MTU (ICMP "fragmentation needed"): the route now tells it
+                            transport.sock.datagram_too_big(datagram)
+                            self._limit_to_route(transport.sock, transport.address)
+                            self._dirty[transport] = None
+                        except ValueError as exc:
+                            log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                            break
                 if transport.sock.closed and transport.lost:
                     key = (transport.address, transport.sock.recv_id)
                     if self._conns.get(key) is transport:
