@@ -1,5 +1,6 @@
 """Two peerloom nodes swarming over uTP on loopback: the peer wire runs over it unchanged, a dial prefers uTP and
-falls back to TCP, uTP shares the DHT's UDP socket, and a peer sending wild uTP packets is dropped."""
+falls back to TCP, uTP shares the DHT's UDP socket, a peer sending wild uTP packets is dropped, and MSE runs over
+uTP under every pair of encryption policies as it does over TCP."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 import socket
 from pathlib import Path
 
+import pytest
 from support.swarm import assert_same_files, make_single, node, wait_done
 
+from peerloom.torrent.mse import PLAINTEXT, RC4
 from peerloom.torrent.utp_packet import PacketType, encode_header
 
 
@@ -103,3 +106,40 @@ async def test_peers_learnt_over_pex_with_the_utp_flag_are_dialled_over_utp(tmp_
         assert link.transport.get_extra_info("utp")
         await wait_done(tb)
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst-b")
+
+
+@pytest.mark.parametrize(
+    ("seed_policy", "leech_policy", "method"),
+    [
+        ("require", "require", RC4),
+        ("require", "prefer", RC4),  # the seeder answers: require selects RC4
+        ("prefer", "prefer", PLAINTEXT),  # the MSE handshake, then plaintext: prefer takes it when offered
+        ("disable", "prefer", None),  # the encrypted uTP dial fails; the plaintext retry goes over uTP too
+        ("prefer", "disable", 0),  # a plaintext uTP dial, told apart by its first bytes
+    ],
+)
+async def test_mse_runs_over_utp_as_over_tcp(tmp_path: Path, seed_policy: str, leech_policy: str,
+                                            method: int | None) -> None:
+    data = make_single(tmp_path / "src", size=1024 * 1024 + 777)
+    async with node(tmp_path, "seed", encryption=seed_policy) as seeder, \
+            node(tmp_path, "leech", encryption=leech_policy, utp_first=True, download_rate_limit=4_000_000) as leecher:
+        shared = await seeder.share(data, version="hybrid", piece_length=65536)
+        assert shared.meta is not None
+        t = await leecher.add(shared.meta, tmp_path / "dst", peers=[("127.0.0.1", seeder.port)])
+        assert await first_peers(t) == [True] and await first_peers(shared) == [True]
+        assert shared.peers[0].transport.get_extra_info("mse") == method
+        assert t.peers[0].transport.get_extra_info("mse") == (method or None)  # None: no MSE on the dialler's side
+        await wait_done(t, 30)
+    assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
+
+
+async def test_require_over_utp_never_falls_back_to_plaintext(tmp_path: Path) -> None:
+    """A uTP peer that refuses MSE is not dialled in plaintext by a "require" node, over uTP or TCP."""
+    data = make_single(tmp_path / "src", size=100_000)
+    async with node(tmp_path, "seed", encryption="disable", connect_timeout=1.0) as seeder, \
+            node(tmp_path, "leech", encryption="require", utp_first=True, connect_timeout=1.0) as leecher:
+        shared = await seeder.share(data, version="v1")
+        assert shared.meta is not None
+        t = await leecher.add(shared.meta, tmp_path / "dst", peers=[("127.0.0.1", seeder.port)])
+        await asyncio.sleep(1.5)
+        assert not t.peers and not shared.peers and t.status().progress == 0

@@ -1,11 +1,12 @@
 """A BitTorrent node for the NAT lab: runs inside a namespace, prints its state as one JSON object a line.
 
     python tests/support/bt_lab_agent.py --home H --port P --torrent T --save DIR [--peer HOST:PORT] [--rate BYTES]
+                                         [--utp-first]
 
 It listens on 0.0.0.0:PORT (TCP, and uTP on its own UDP socket: no DHT, LSD or trackers in the lab), adds the torrent
 (a seed when DIR already holds the data), dials the `--peer`s, and every 0.3 s prints progress, its peers (address,
-over uTP or TCP) and its BEP 55 counters whenever they changed (the newest also in HOME/agent-state.json), until it
-is stopped (SIGTERM).
+over uTP or TCP, and a uTP connection's path MTU search as [floor, ceiling]) and its BEP 55 counters whenever they
+changed (the newest also in HOME/agent-state.json), until it is stopped (SIGTERM).
 """
 
 from __future__ import annotations
@@ -33,10 +34,11 @@ async def main() -> None:
     parser.add_argument("--save", required=True)
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--rate", type=int, default=0, help="download rate limit of the torrent, bytes/s")
+    parser.add_argument("--utp-first", action="store_true", help="dial every peer over uTP first")
     args = parser.parse_args()
     settings = Settings(dht=False, lsd=False, trackers=False, public_bootstrap=False, pubsub=False, mdns=False,
                         peer_records=False, tick=0.1, connect_timeout=2.0, snub_timeout=2.0, pex_interval=1.0,
-                        download_rate_limit=args.rate)
+                        download_rate_limit=args.rate, utp_first=args.utp_first)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with Node(Path(args.home), host="0.0.0.0", port=args.port, settings=settings) as node:
@@ -49,8 +51,8 @@ async def main() -> None:
             line = json.dumps({
                 "port": node.port,
                 "done": torrent.status().progress >= 1.0,
-                "peers": [{"address": list(p.address or p.remote or ()), "utp": bool(p.transport.get_extra_info("utp"))}
-                          for p in torrent.peers],
+                "peers": [{"address": list(p.address or p.remote or ()), "utp": bool(p.transport.get_extra_info("utp")),
+                           "mtu": p.transport.get_extra_info("utp_mtu")} for p in torrent.peers],
                 "punches": punch.punches, "rendezvous_sent": punch.rendezvous_sent, "relayed": punch.relayed,
                 "errors": punch.errors_received,
             })

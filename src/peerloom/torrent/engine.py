@@ -20,9 +20,9 @@ import logging
 import secrets
 import socket
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from peerloom.codec.compact import canonical_address
 from peerloom.codec.multiaddr import Multiaddr
@@ -56,6 +56,10 @@ MAX_UTP_PEERS = 4096  # addresses remembered as speaking uTP or not
 
 class DuplicateTorrent(PeerloomError):
     """The node already has a torrent with this info-hash."""
+
+
+class EncryptionFailed(ConnectionError):
+    """The peer answered but the encrypted handshake failed, and `encryption` "require" forbids plaintext."""
 
 
 class BitTorrentEngine:
@@ -220,42 +224,53 @@ class BitTorrentEngine:
 
     async def connect(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
         """Dial a peer. Over uTP first when it is known to speak it (or `utp_first`), like libtorrent, and over TCP when
-        uTP fails (the peer is then remembered as not speaking uTP); uTP runs in plaintext, so `encryption` "require"
-        dials TCP only. Over TCP with MSE first unless `encryption` is "disable"; with "prefer", an encrypted
-        handshake the peer breaks off is tried again in plaintext, as libtorrent does."""
-        policy = self.settings.encryption
-        if self._utp is not None and policy != "require" and self._utp_peers.get(address, self.settings.utp_first):
+        the uTP dial fails (the peer is then remembered as not speaking uTP). Either way with MSE first unless
+        `encryption` is "disable"; with "prefer", an encrypted handshake the peer breaks off is tried again in
+        plaintext, as libtorrent does. An encrypted handshake refused over uTP ("require") is not tried over TCP:
+        the peer answered, and its policy is the same on both."""
+        if self._utp is not None and self._utp_peers.get(address, self.settings.utp_first):
             try:
                 return await self.connect_utp(torrent, address)
+            except EncryptionFailed:
+                raise
             except (ConnectionError, TimeoutError, OSError) as exc:
                 log.debug("uTP to %s failed (%r): trying TCP", address, exc)
                 self._knows_utp(address, False)
+        return await self._connect_over(torrent, address, functools.partial(self._dial_tcp, address))
+
+    async def connect_utp(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
+        """Dial a peer over uTP only (also BEP 55's simultaneous dial, where a TCP fallback would be pointless), with
+        MSE as `encryption` says, as over TCP."""
+        utp = self._utp
+        if utp is None:
+            raise ConnectionError("uTP is not running")
+
+        async def dial(protocol: asyncio.BaseProtocol) -> None:
+            await utp.connect(address, lambda: protocol, timeout=self.settings.connect_timeout)
+
+        return await self._connect_over(torrent, address, dial)
+
+    async def _connect_over(self, torrent: Torrent, address: tuple[str, int],
+                            dial: Callable[[asyncio.BaseProtocol], Awaitable[None]]) -> PeerConnection:
+        """The encryption policy over any byte stream: `dial(protocol)` opens one (TCP or uTP) running `protocol`."""
+        policy = self.settings.encryption
         if policy != "disable":
             conn = PeerConnection(self, torrent, address, outgoing=True)
             encrypted = MseProtocol.outgoing(conn, torrent.wire_hash, timeout=self.settings.connect_timeout)
-            await self._dial(address, encrypted, conn)
+            await dial(encrypted)
+            self._connections.add(conn)
             try:
                 await asyncio.shield(encrypted.established)  # it times out by itself
                 return conn
             except (OSError, TimeoutError, ProtocolError) as exc:
                 if policy == "require":
-                    raise ConnectionError(f"encrypted handshake failed: {exc}") from exc
+                    raise EncryptionFailed(f"encrypted handshake failed: {exc}") from exc
                 log.debug("%s: encrypted handshake failed (%r), trying plaintext", address, exc)
             except asyncio.CancelledError:
                 encrypted.abort()
                 raise
         conn = PeerConnection(self, torrent, address, outgoing=True)
-        await self._dial(address, conn, conn)
-        return conn
-
-    async def connect_utp(self, torrent: Torrent, address: tuple[str, int]) -> PeerConnection:
-        """Dial a peer over uTP only (also BEP 55's simultaneous dial, where a TCP fallback would be pointless)."""
-        utp = self._utp
-        if utp is None:
-            raise ConnectionError("uTP is not running")
-        _, proto = await utp.connect(address, lambda: PeerConnection(self, torrent, address, outgoing=True),
-                                     timeout=self.settings.connect_timeout)
-        conn = cast(PeerConnection, proto)
+        await dial(conn)
         self._connections.add(conn)
         return conn
 
@@ -263,10 +278,9 @@ class BitTorrentEngine:
     def utp_running(self) -> bool:
         return self._utp is not None
 
-    async def _dial(self, address: tuple[str, int], protocol: asyncio.BaseProtocol, conn: PeerConnection) -> None:
+    async def _dial_tcp(self, address: tuple[str, int], protocol: asyncio.BaseProtocol) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.wait_for(loop.create_connection(lambda: protocol, *address), self.settings.connect_timeout)
-        self._connections.add(conn)
 
     async def connect_secure(self, torrent: Torrent, address: Multiaddr) -> PeerConnection:
         """A peer wire connection over a stream of the secure layer (the remote key must match /p2p/)."""

@@ -1,6 +1,10 @@
-"""MSE/PE over TCP: the asyncio driver of `torrent/mse.py` between the socket and a `PeerConnection`.
+"""MSE/PE over any byte stream: the asyncio driver of `torrent/mse.py` between a transport and a `PeerConnection`.
 
-`MseProtocol` is the socket's protocol. It runs the encrypted handshake, then carries the peer wire: reads are
+The stream is a TCP socket or a uTP connection (`utp_driver.UtpTransport`): libtorrent runs MSE over both, and so
+do we, with this one driver. A buffered transport (TCP) reads into our buffers; one that hands over bytes (uTP)
+calls `data_received`, which takes the same way.
+
+`MseProtocol` is the transport's protocol. It runs the encrypted handshake, then carries the peer wire: reads are
 decrypted in place, straight in the peer's own receive buffer (one RC4 pass per read, no copy), and the peer
 writes through `MseTransport`, which encrypts each coalesced write in one call. With plaintext selected the bytes
 pass through untouched. An incoming connection opens with a sniff of its first bytes: a plaintext BitTorrent
@@ -192,13 +196,20 @@ class MseProtocol(asyncio.BufferedProtocol):
             self._fail(exc)
 
     def data_received(self, data: bytes | memoryview) -> None:
-        """Bytes from a transport without buffered reads (uTP's): copied into the buffer a buffered read would fill,
-        so they take the same way."""
+        """Bytes from a transport without buffered reads (uTP's). Once the wire runs they go to the peer as they are
+        (decrypted into one new buffer under RC4): no copy into a receive buffer. During the handshake they take the
+        way of a buffered read."""
+        if self._open:
+            decrypt = self._decrypt
+            self.peer.data_received(decrypt.update(data) if decrypt is not None else data)  # type: ignore[attr-defined]
+            return
         view = memoryview(data)
-        while view:
-            buffer = memoryview(self.get_buffer(len(view)))
-            n = min(len(buffer), len(view))
-            buffer[:n] = view[:n]
+        while view and self._failure is None:
+            if self._open:  # the handshake ended inside this chunk: the rest is the peer wire's
+                self.data_received(view)
+                return
+            n = min(len(self._read), len(view))
+            self._read[:n] = view[:n]
             self.buffer_updated(n)
             view = view[n:]
 

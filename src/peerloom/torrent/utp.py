@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from peerloom.torrent.utp_ledbat import Ledbat
+from peerloom.torrent.utp_mtu import PEER_DATAGRAM, MtuSearch
 from peerloom.torrent.utp_packet import (
     HEADER_SIZE,
     MAX_DATAGRAM,
@@ -90,6 +91,11 @@ class Closed:
 Event = Connected | EndOfStream | Closed
 
 
+class Oversize(bytes):
+    """A datagram that may travel in fragments: a lost MTU probe, or a packet the kernel refused as too large, sent
+    again (its sequence number holds its size). The driver lifts the don't-fragment bit for it alone."""
+
+
 def _us(now: float) -> int:
     return int(now * 1_000_000) & TIMESTAMP_MASK
 
@@ -97,7 +103,7 @@ def _us(now: float) -> int:
 class _Out:
     """A packet we sent and the peer has not acknowledged yet."""
 
-    __slots__ = ("kind", "lost", "payload", "sent_at", "seq", "transmissions", "tx")
+    __slots__ = ("fragment", "kind", "lost", "payload", "probe", "sent_at", "seq", "transmissions", "tx")
 
     def __init__(self, kind: PacketType, seq: int, payload: bytes) -> None:
         self.kind = kind
@@ -107,6 +113,8 @@ class _Out:
         self.transmissions = 0
         self.tx = 0  # order of the latest transmission among all of this connection's
         self.lost = False  # waiting to be retransmitted (not counted in flight)
+        self.probe = False  # an MTU probe (utp_mtu.py): larger than the connection's packets
+        self.fragment = False  # too large for the path: sent again as an `Oversize` datagram
 
 
 class UtpSocket:
@@ -153,6 +161,10 @@ class UtpSocket:
         self.ledbat = Ledbat(config.max_payload, config.max_window)
         self._syn_seq = self._seq_nr
         self.payload_size = config.max_payload
+        self.mtu = MtuSearch(config.max_payload + MAX_HEADER, PEER_DATAGRAM)
+        self._route_limit: int | None = None
+        self._probing = False  # checked per packet: the search's state in one boolean
+        self._mtu_changed()
         self._announce = False  # the next ST_STATE answers a SYN: it says how large a datagram we take
 
     # construction ------------------------------------------------------------------------------------------------
@@ -277,7 +289,59 @@ class UtpSocket:
         """Both sides asked for large packets (UtpConfig.large_payload): use them, within what the peer takes."""
         peer_max = handshake.max_datagram
         if self.config.large_payload and peer_max:
-            self.payload_size = max(self.config.max_payload, min(self.config.large_payload, peer_max - MAX_HEADER))
+            size = max(self.config.max_payload, min(self.config.large_payload, peer_max - MAX_HEADER)) + MAX_HEADER
+            size = min(size, self._route_limit or size)
+            self.mtu = MtuSearch(size, size)  # no search: the peer said how large, the route takes it
+            self._mtu_changed()
+
+    # path MTU (utp_mtu.py) -----------------------------------------------------------------------------------------
+    def limit_datagram(self, size: int) -> None:
+        """The largest datagram the route to the peer takes (its MTU less the IP and UDP headers), from the driver."""
+        self._route_limit = size
+        self.mtu.limit(size)
+        self._mtu_changed()
+
+    def datagram_too_big(self, datagram: bytes) -> None:
+        """The kernel refused `datagram` (EMSGSIZE): a hard ceiling, and that packet goes again in fragments."""
+        if len(datagram) < HEADER_SIZE:
+            return
+        out = self._in_flight.get(int.from_bytes(datagram[16:18], "big"))
+        if out is None or out.lost or not out.payload:
+            return
+        self.mtu.too_big(len(datagram))
+        out.probe = False
+        out.fragment = True
+        out.lost = True  # sent again without cutting the window: the path refused it, the network did not drop it
+        self._to_send[out.seq] = out
+        self._bytes_in_flight -= len(out.payload)
+        self._mtu_changed()
+
+    def _mtu_changed(self) -> None:
+        self.payload_size = self.mtu.floor - MAX_HEADER
+        self._probing = not self.mtu.settled
+
+    def _probe_size(self) -> int:
+        """The payload of an MTU probe to send now, or 0: only once an RTT is known (the first window is as without
+        the search), with data enough to fill it, and where the windows take it beside what is in flight (a probe
+        never rides on the one-packet-always rule)."""
+        if self._srtt is None:
+            return 0
+        size = (self.mtu.next_probe() or HEADER_SIZE) - HEADER_SIZE  # a probe's size is that of its datagram
+        if size <= 0 or size > self.unsent_bytes or \
+                self._bytes_in_flight + size > min(self.ledbat.window, self._peer_wnd):
+            self.mtu.probe = None
+            return 0
+        return size
+
+    def _probe_done(self, out: _Out, lost: bool) -> None:
+        out.probe = False
+        size = len(out.payload) + HEADER_SIZE  # as sent (a SACK it carried only makes the result safer)
+        if lost:
+            self.mtu.lost(size)
+            out.fragment = True
+        else:
+            self.mtu.acked(size)
+        self._mtu_changed()
 
     def _process_acks(self, packet: Packet, now: float) -> bool:
         """Removes what `packet` acknowledges from flight; False when it acks a packet never sent (reset)."""
@@ -336,6 +400,8 @@ class UtpSocket:
         return True
 
     def _acknowledge(self, out: _Out) -> int:
+        if out.probe:
+            self._probe_done(out, lost=False)
         if out.lost:
             del self._to_send[out.seq]
         else:
@@ -357,6 +423,9 @@ class UtpSocket:
         out.lost = True
         self._to_send[out.seq] = out
         self._bytes_in_flight -= len(out.payload)
+        if out.probe:
+            self._probe_done(out, lost=True)  # too large for the path, not congestion: the window stays
+            return
         if (out.seq - self._loss_seq) & SEQ_MASK < _HALF and out.seq != self._loss_seq:
             self.ledbat.on_loss()  # once per window: packets sent before the cut do not cut again
             self._loss_seq = (self._seq_nr - 1) & SEQ_MASK
@@ -445,6 +514,8 @@ class UtpSocket:
             if not out.lost:
                 out.lost = True
                 self._to_send[out.seq] = out
+                if out.probe:
+                    self._probe_done(out, lost=True)
         self._bytes_in_flight = 0
         self._loss_seq = (self._seq_nr - 1) & SEQ_MASK  # the fast retransmits of this window cut no further
         if self.state is State.CONNECTED:
@@ -508,12 +579,20 @@ class UtpSocket:
             payload_size = self.payload_size
             while self.unsent_bytes and len(self._in_flight) < MAX_IN_FLIGHT:
                 size = min(payload_size, self.unsent_bytes)
+                probe = 0
+                if self._probing and self.mtu.probe is None:
+                    probe = self._probe_size()
+                    size = probe or size
                 if not self._fits(size):
+                    if probe:
+                        self.mtu.probe = None  # not sent: offered again with the next packet
                     break
                 chunk = bytes(memoryview(self._sendbuf)[self._sendpos : self._sendpos + size])  # one copy
                 self._sendpos += size
                 self._queue(PacketType.DATA, chunk)
-                out.append(self._transmit(self._in_flight[(self._seq_nr - 1) & SEQ_MASK], now, ts))
+                item = self._in_flight[(self._seq_nr - 1) & SEQ_MASK]
+                item.probe = probe > 0
+                out.append(self._transmit(item, now, ts))
             if not self.unsent_bytes and self._sendpos:
                 self._sendbuf.clear()
                 self._sendpos = 0
@@ -538,6 +617,8 @@ class UtpSocket:
         if self._rto_at is None:
             self._rto_at = now + self.rto
         self._ack_pending = False
+        if item.fragment:
+            return Oversize(self._header(item.kind, item.seq, ts) + item.payload)
         return self._header(item.kind, item.seq, ts) + item.payload
 
     def _finish(self, error: str | None) -> None:

@@ -16,14 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import logging
 import secrets
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
-from peerloom.torrent.utp import Closed, Connected, EndOfStream, UtpConfig, UtpSocket
+from peerloom.torrent import dual_stack
+from peerloom.torrent.utp import Closed, Connected, EndOfStream, Oversize, UtpConfig, UtpSocket
+from peerloom.torrent.utp_mtu import IPV4_OVERHEAD, IPV6_OVERHEAD
 from peerloom.torrent.utp_packet import PacketType, UtpError, encode_header, parse_packet
 
 log = logging.getLogger(__name__)
@@ -34,6 +38,39 @@ DEFAULT_HIGH_WATER = 1 << 20
 MAX_CONNECTIONS = 1024
 LOOPBACK_PAYLOAD = 16 * 1024  # bench, 1 GiB on tmpfs: 155 MB/s against 70 MB/s with 1400-byte packets
 SOCKET_BUFFER = 4 << 20  # asked of the kernel, which caps it at net.core.rmem_max / wmem_max
+# Linux's path MTU options (<linux/in.h>, <linux/in6.h>; Python's socket module names none of them but IPV6_*)
+IP_MTU_DISCOVER, IP_MTU, IPV6_MTU_DISCOVER, IPV6_MTU = 10, 14, 23, 24
+PMTUDISC_DONT, PMTUDISC_DO = 0, 2  # the same values for IPv4 and IPv6
+PMTU_OPTIONS = sys.platform.startswith("linux")
+
+
+def _mtu_option(family: int) -> tuple[int, int]:
+    return (socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER) if family == socket.AF_INET6 else (socket.IPPROTO_IP,
+                                                                                       IP_MTU_DISCOVER)
+
+
+def set_dont_fragment(sock: socket.socket, on: bool) -> None:
+    """Datagrams leave with the don't-fragment bit and never in fragments (on), or as the kernel sees fit (off)."""
+    if PMTU_OPTIONS:
+        level, option = _mtu_option(sock.family)
+        sock.setsockopt(level, option, PMTUDISC_DO if on else PMTUDISC_DONT)
+
+
+def route_datagram(address: Address) -> int | None:
+    """The largest UDP datagram the route to `address` takes, as the kernel knows it (its path MTU cache included):
+    the MTU of a UDP socket connected there, less the IP and UDP headers. Connecting sends nothing. None where
+    it cannot tell."""
+    if not PMTU_OPTIONS:
+        return None
+    v6 = ":" in address[0]
+    try:
+        with socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(address)
+            if v6:
+                return probe.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU) - IPV6_OVERHEAD
+            return probe.getsockopt(socket.IPPROTO_IP, IP_MTU) - IPV4_OVERHEAD
+    except OSError:
+        return None
 
 
 class UtpTransport(asyncio.Transport):
@@ -54,6 +91,9 @@ class UtpTransport(asyncio.Transport):
 
     # -- asyncio.Transport -----------------------------------------------------------------------------------------
     def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The socket's names, "utp" (True), and "utp_mtu": the path MTU search's (floor, ceiling) in datagram bytes."""
+        if name == "utp_mtu":
+            return (self.sock.mtu.floor, self.sock.mtu.ceiling)
         return {"peername": self.address, "sockname": self.driver.local_address, "utp": True}.get(name, default)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
@@ -198,7 +238,7 @@ class UtpDriver:
         self.internal_errors = 0
         self.resets_sent = 0
         self._send: Sender | None = None
-        self._udp: asyncio.DatagramTransport | None = None
+        self._socks: dict[int, tuple[socket.socket, asyncio.DatagramTransport]] = {}  # by family, when we own them
         self._conns: dict[tuple[Address, int], UtpTransport] = {}
         self._dirty: dict[UtpTransport, None] = {}
         self._flush_handle: asyncio.Handle | None = None
@@ -210,18 +250,65 @@ class UtpDriver:
         return len(self._conns)
 
     async def open(self, host: str, port: int) -> int:
-        """Bind a UDP socket of the driver's own; returns its port."""
+        """Bind UDP sockets of the driver's own; returns their port. On every interface (`0.0.0.0`, `::`, "") that is
+        one socket per address family on one port number, as the BitTorrent TCP port takes both (dual_stack.py):
+        IPv4 alone when the host has no IPv6."""
         loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
-        sock = self._udp.get_extra_info("socket")
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        sockname = self._udp.get_extra_info("sockname")
-        self.local_address = (sockname[0], sockname[1])
-        self._send = self._udp.sendto
-        return sockname[1]
+        hosts = ("0.0.0.0", "::") if dual_stack.is_wildcard(host) and socket.has_ipv6 else (host or "0.0.0.0",)
+        try:
+            for name in hosts:
+                family = socket.AF_INET6 if ":" in name else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_DGRAM)
+                try:
+                    if len(hosts) > 1 and family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has its own socket
+                    sock.bind((name, port))
+                except OSError as exc:
+                    sock.close()
+                    if self._socks and family == socket.AF_INET6:
+                        log.info("uTP: no IPv6 socket beside IPv4 port %d: %s", port, exc.strerror)
+                        break
+                    raise
+                sock.setblocking(False)
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    # a full window arrives between two reads: the default ~200 KiB drops packets at loopback speeds
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+                with contextlib.suppress(OSError):
+                    set_dont_fragment(sock, True)  # path MTU discovery (utp_mtu.py): too large is refused, not cut
+                udp, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), sock=sock)
+                self._socks[family] = (sock, udp)
+                port = port or sock.getsockname()[1]
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.local_address = (host or "0.0.0.0", port)
+        self._send = self._sendto
+        return port
+
+    def _sendto(self, data: bytes, address: Address) -> None:
+        """Straight to the socket of the address's family (a full socket buffer queues in its transport instead).
+        An `Oversize` datagram goes with fragmentation allowed; OSError EMSGSIZE when one too large is refused."""
+        entry = self._socks.get(socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+        if entry is None:
+            return  # no socket of that family: the datagram cannot go (a dial there times out)
+        sock = entry[0]
+        try:
+            if type(data) is Oversize:
+                set_dont_fragment(sock, False)
+                try:
+                    sock.sendto(data, address)
+                finally:
+                    set_dont_fragment(sock, True)
+            else:
+                sock.sendto(data, address)
+        except BlockingIOError:
+            entry[1].sendto(data, address)
+
+    def _close_sockets(self) -> None:
+        for _, udp in self._socks.values():
+            udp.close()
+        self._socks.clear()
 
     def attach(self, send: Sender, local_address: Address | None = None) -> None:
         """Send through a socket someone else owns (who passes us the uTP datagrams it receives)."""
@@ -238,8 +325,7 @@ class UtpDriver:
             self._ticker.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        if self._udp is not None:
-            self._udp.close()
+        self._close_sockets()
 
     # -- dialing -------------------------------------------------------------------------------------------------
     async def connect(self, address: Address, protocol_factory: Callable[[], asyncio.BaseProtocol],
@@ -256,6 +342,7 @@ class UtpDriver:
         else:
             raise ConnectionError(f"no free uTP connection id towards {address}")
         sock = UtpSocket.connect(conn_id, secrets.randbits(16), loop.time(), self._config_for(address))
+        self._limit_to_route(sock, address)
         transport = UtpTransport(self, sock, address)
         self._conns[(address, sock.recv_id)] = transport
         self.wake(transport)
@@ -318,12 +405,19 @@ class UtpDriver:
             self._reset(syn, address)
             return None
         sock = UtpSocket.accept(syn, secrets.randbits(16), now, self._config_for(address))
+        self._limit_to_route(sock, address)
         transport = UtpTransport(self, sock, address)
         self._conns[key] = transport
         protocol = self.on_incoming(address)
         transport.protocol = protocol
         protocol.connection_made(transport)
         return transport
+
+    @staticmethod
+    def _limit_to_route(sock: UtpSocket, address: Address) -> None:
+        limit = route_datagram(address)
+        if limit is not None:
+            sock.limit_datagram(limit)
 
     def _config_for(self, address: Address) -> UtpConfig:
         try:
@@ -366,11 +460,21 @@ class UtpDriver:
                     transport.sock.abort("internal error")
                     datagrams = transport.sock.datagrams_to_send(now)
                 if send is not None:
-                    try:
-                        for datagram in datagrams:
+                    for datagram in datagrams:
+                        try:
                             send(datagram, transport.address)
-                    except (OSError, ValueError) as exc:
-                        log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                        except OSError as exc:
+                            if exc.errno != errno.EMSGSIZE:
+                                log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                                break
+                            # a hard ceiling, and the packet goes again in pieces; the kernel refuses because it
+                            # learnt the path's MTU (ICMP "fragmentation needed"): the route now tells it
+                            transport.sock.datagram_too_big(datagram)
+                            self._limit_to_route(transport.sock, transport.address)
+                            self._dirty[transport] = None
+                        except ValueError as exc:
+                            log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                            break
                 if transport.sock.closed and transport.lost:
                     key = (transport.address, transport.sock.recv_id)
                     if self._conns.get(key) is transport:
