@@ -11,7 +11,7 @@ node in this process. Same run, same inputs; prints one JSON line.
   validated units per second, the scheduling overhead (goal >= 200).
 The machine is shared: `load` is the 1-minute load average when the run began, to read the numbers against.
 
-    python bench/compute_bench.py [--units 24] [--samples 131072] [--noop 600]
+    python bench/compute_bench.py [--units 24] [--samples 131072] [--noop 600] [--only speedup|noop|sandbox]
 """
 
 from __future__ import annotations
@@ -111,10 +111,18 @@ async def run_job(root: Path, name: str, module: bytes, inputs: list[bytes], add
 
 
 async def measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
+    result: dict[str, object] = {}
+    if args.only in (None, "speedup"):
+        result |= await speedup(args, root)
+    if args.only in (None, "noop"):
+        result |= await noop(args, root)
+    return result
+
+
+async def speedup(args: argparse.Namespace, root: Path) -> dict[str, object]:
     module = (EXAMPLES / "signal_search.wasm").read_bytes()
     inputs = [tone(args.samples, seed) for seed in range(args.units)]
-    result: dict[str, object] = {"load": round(os.getloadavg()[0], 2), "units": args.units,
-                                 "samples": args.samples}
+    result: dict[str, object] = {"units": args.units, "samples": args.samples}
     volunteers = Volunteers(root / "volunteers")
     try:
         addrs = volunteers.start(2, cores=1)
@@ -127,16 +135,18 @@ async def measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
                    "quorum_cost": round(two_q2 / two, 3)}
     finally:
         volunteers.stop()
+    return result
+
+
+async def noop(args: argparse.Namespace, root: Path) -> dict[str, object]:
     volunteers = Volunteers(root / "noop-volunteers")
     try:
         addrs = volunteers.start(4, cores=2)
         noop_inputs = [b"%d" % i for i in range(args.noop)]
         elapsed, _ = await run_job(root, "noop", NOOP, noop_inputs, addrs, 2, Limits(fuel=1000, wall_seconds=10))
-        result |= {"noop_units": args.noop, "noop_s": round(elapsed, 3),
-                   "noop_units_per_s": round(args.noop / elapsed, 1)}
+        return {"noop_units": args.noop, "noop_s": round(elapsed, 3), "noop_units_per_s": round(args.noop / elapsed, 1)}
     finally:
         volunteers.stop()
-    return result
 
 
 def sandbox_vs_native(root: Path, repeat: int) -> dict[str, object]:
@@ -164,11 +174,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1 << 17)
     parser.add_argument("--noop", type=int, default=600)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("speedup", "noop", "sandbox"), help="run one part (default: all)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="compute-bench-"))
     try:
-        result = asyncio.run(measure(args, root))
-        result |= sandbox_vs_native(root, args.repeat)
+        result: dict[str, object] = {"load": round(os.getloadavg()[0], 2)}
+        if args.only != "sandbox":
+            result |= asyncio.run(measure(args, root))
+        if args.only in (None, "sandbox"):
+            result |= sandbox_vs_native(root, args.repeat)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     result["goals"] = {"speedup": ">= 1.7", "sandbox_ratio": "<= 1.5", "noop_units_per_s": ">= 200"}
