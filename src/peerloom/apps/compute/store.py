@@ -1,10 +1,11 @@
 """What volunteer computing keeps in the node's state database (schema "compute"), for both roles.
 
-Submitter: its jobs (module, quorum, limits), each unit's input and settled outcome (the validated output, or the
-error), and what it thinks of each volunteer (reputation, votes won and lost, credit granted, flagged or not). A unit
-is written the moment it is validated, in one statement, so a submitter killed at any point restarts with every
-validated unit and sends none of them out again; replies still waiting for their vote are lost with the process and
-the unit is simply replicated again.
+Submitter: its jobs (module, quorum, limits), each unit's input (a small one in the unit's row: one transaction for a
+whole job, where a file per input cost an fsync each, most of a no-op job's time) and settled outcome (the validated
+output, or the error), and what it thinks of each volunteer (reputation, votes won and lost, credit granted, flagged
+or not). A unit is written the moment it is validated, in one statement, so a submitter killed at any point restarts
+with every validated unit and sends none of them out again; replies still waiting for their vote are lost with the
+process and the unit is simply replicated again.
 
 Volunteer: each task it ran (for whom, which unit, the fuel and time it took, how it ended), the credit submitters
 granted it, and its CPU seconds per day (the daily budget).
@@ -34,6 +35,8 @@ MIGRATIONS = [
         fuel INTEGER NOT NULL, PRIMARY KEY (submitter, job, idx));
     CREATE TABLE compute_usage (day TEXT PRIMARY KEY, cpu_seconds REAL NOT NULL);
     """,
+    # a small input lives in its unit's row, written in the job's one transaction (NULL: in the blob store)
+    "ALTER TABLE compute_units ADD COLUMN data BLOB;",
 ]
 
 
@@ -68,16 +71,17 @@ class ComputeStore:
         self.db = state.schema("compute", MIGRATIONS)
 
     # -- the submitter ------------------------------------------------------------------------------------------
-    def add_job(self, job: JobRow, units: list[tuple[str, str]]) -> bool:
-        """Record a job and its units (input hash, name); False if it was already there (a resubmission)."""
+    def add_job(self, job: JobRow, units: list[tuple[str, str, bytes | None]]) -> bool:
+        """Record a job and its units (input hash, name, and the input itself when it is kept here rather than in the
+        blob store); False if it was already there (a resubmission)."""
         with self.db.transaction():
             if self.db.execute("SELECT 1 FROM compute_jobs WHERE id = ?", (job.id,)):
                 return False
             self.db.execute("INSERT INTO compute_jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (job.id, job.module, job.quorum, int(job.adaptive), json.dumps(job.limits), job.created,
                              job.finished))
-            self.db.executemany("INSERT INTO compute_units (job, idx, input, name) VALUES (?, ?, ?, ?)",
-                                [(job.id, i, h, name) for i, (h, name) in enumerate(units)])
+            self.db.executemany("INSERT INTO compute_units (job, idx, input, name, data) VALUES (?, ?, ?, ?, ?)",
+                                [(job.id, i, h, name, data) for i, (h, name, data) in enumerate(units)])
         return True
 
     def jobs(self) -> list[JobRow]:
@@ -92,6 +96,11 @@ class ComputeStore:
         rows = self.db.execute("SELECT idx, input, name, state, digest, output, fuel, error FROM compute_units "
                                "WHERE job = ? ORDER BY idx", (job,))
         return [UnitRow(*r) for r in rows]
+
+    def input(self, job: bytes, index: int) -> bytes | None:
+        """A unit's input when its row holds it (None: it is in the blob store)."""
+        rows = self.db.execute("SELECT data FROM compute_units WHERE job = ? AND idx = ?", (job, index))
+        return rows[0][0] if rows else None
 
     def counts(self, job: bytes) -> dict[str, int]:
         rows = self.db.execute("SELECT state, COUNT(*) FROM compute_units WHERE job = ? GROUP BY state", (job,))

@@ -1,8 +1,9 @@
 """The submitter's side: jobs, the asyncio driver of the scheduler, and the exchanges with volunteers.
 
-`submit` stores the module and the inputs in the blob store and the job in the state database, then the scheduler
-(scheduler.py) decides where each replica goes. Each `Assign` becomes one exchange: a `RunUnit` on a new stream (the
-input inline when small, the volunteer fetches the module and larger inputs from us by hash), and its answer:
+`submit` stores the module (and large inputs) in the blob store and the job with its small inputs in the state
+database (one transaction), then the scheduler (scheduler.py) decides where each replica goes. Each `Assign` becomes
+one exchange: a `RunUnit` on a new stream (the input inline when small, the volunteer fetches the module and larger
+inputs from us by hash), and its answer:
 - `UnitDone`: the output is hashed and the digest is the volunteer's vote (the output is kept until the vote ends);
 - `UnitFailed` of a deterministic kind (the module's own fault: not wasm, wrong exports, out of fuel, over the memory
   limit, a trap, too much output, a non-zero exit) is a vote too, on the kind: when volunteers agree, the unit's
@@ -29,7 +30,7 @@ from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
 from peerloom.net.host import Host
 
-from .blobs import BlobStore
+from .blobs import BlobStore, blob_hash
 from .link import StreamPool, request
 from .sandbox import Limits
 from .scheduler import (
@@ -192,7 +193,7 @@ class SubmitterRole:
             raise ComputeError("a job needs at least one input")
         limits = limits or Limits()
         module_name = await self.run_blocking(self.blobs.put, module)
-        names = [await self.run_blocking(self.blobs.put, data) for _, data in inputs]
+        names = await self.run_blocking(self._put_large, [data for _, data in inputs])
         ident = job_id(module_name, names, quorum, limits, adaptive)
         if ident in self.jobs:
             return self.jobs[ident]
@@ -202,9 +203,15 @@ class SubmitterRole:
                 self._inline[name] = data
                 self._inline_size += len(data)
         row = JobRow(ident, module_name, quorum, adaptive, asdict(limits), time.time(), None)
-        await self.run_blocking(self.store.add_job, row, [(h, name) for h, (name, _) in zip(names, inputs,
-                                                                                              strict=True)])
+        units = [(h, name, data if len(data) <= INLINE_INPUT else None)
+                 for h, (name, data) in zip(names, inputs, strict=True)]
+        await self.run_blocking(self.store.add_job, row, units)
         return self._open(row, self.store.units(ident))
+
+    def _put_large(self, inputs: list[bytes]) -> list[str]:
+        """The inputs' names; those over `INLINE_INPUT` are stored in the blob store (a small one goes in its unit's
+        row of the state database, with the job, in one transaction)."""
+        return [self.blobs.put(data) if len(data) > INLINE_INPUT else blob_hash(data) for data in inputs]
 
     def job(self, ident: str) -> Job:
         try:
@@ -362,8 +369,8 @@ class SubmitterRole:
         if limits is None or input_name is None:
             return
         data = self._inline.get(input_name)
-        if data is None and self.blobs.path(input_name).stat().st_size <= INLINE_INPUT:
-            data = await self.run_blocking(self.blobs.get, input_name)
+        if data is None:
+            data = await self.run_blocking(self._small_input, job, index, input_name)
         pending = self._credits.pop(peer, [])
         credits, rest = pending[:MAX_CREDITS], pending[MAX_CREDITS:]
         if rest:
@@ -404,6 +411,14 @@ class SubmitterRole:
             self.drop(peer, f"answered a unit with {type(answer).__name__}")
             return
         self._kick()
+
+    def _small_input(self, job: bytes, index: int, name: str) -> bytes | None:
+        """A unit's input if it is small enough to go inline (from its row, or from the blob store for a job stored
+        before inputs moved into the rows); None: the volunteer fetches it."""
+        data = self.store.input(job, index)
+        if data is None and self.blobs.path(name).stat().st_size <= INLINE_INPUT:
+            data = self.blobs.get(name)
+        return data
 
     def _lost(self, assign: Assign, reason: str) -> None:
         log.info("compute: unit %d of job %s from %s lost: %s", assign.unit, assign.job.hex()[:12], assign.peer, reason)
