@@ -115,7 +115,10 @@ def make_engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
-    config.cranelift_nan_canonicalization = True  # NaN bit patterns otherwise depend on the CPU
+    config.cranelift_nan_canonicalization = True  # NaN bit patterns otherwise depend on the CPU (SIMD lanes too)
+    # SIMD (the examples are built with -msimd128) is deterministic but for NaN bits, canonicalised above; relaxed
+    # SIMD's instructions may differ between CPUs unless pinned to their deterministic variant
+    config.wasm_simd = True
     config.wasm_relaxed_simd_deterministic = True
     config.wasm_threads = False
     config.shared_memory = False
