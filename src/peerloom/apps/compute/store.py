@@ -106,13 +106,20 @@ class ComputeStore:
         rows = self.db.execute("SELECT state, COUNT(*) FROM compute_units WHERE job = ? GROUP BY state", (job,))
         return {state: count for state, count in rows}
 
-    def validated(self, job: bytes, index: int, digest: bytes, output: bytes, fuel: int) -> None:
-        self.db.execute("UPDATE compute_units SET state = 'validated', digest = ?, output = ?, fuel = ? "
-                        "WHERE job = ? AND idx = ?", (digest, output, fuel, job, index))
-
-    def unit_error(self, job: bytes, index: int, error: str) -> None:
-        self.db.execute("UPDATE compute_units SET state = 'error', error = ? WHERE job = ? AND idx = ?",
-                        (error, job, index))
+    def settle(self, validated: list[tuple[bytes, int, bytes, bytes, int]], errors: list[tuple[bytes, int, str]],
+               volunteers: list[tuple[str, float, int, int, int, int, int, bool]]) -> None:
+        """In one transaction: units validated ((job, unit, digest, output, fuel) each), units that ended in an error
+        ((job, unit, reason) each), and the records of volunteers that changed (see `save_volunteers`)."""
+        with self.db.transaction():
+            if validated:
+                self.db.executemany("UPDATE compute_units SET state = 'validated', digest = ?, output = ?, fuel = ? "
+                                    "WHERE job = ? AND idx = ?",
+                                    [(digest, out, fuel, job, index) for job, index, digest, out, fuel in validated])
+            if errors:
+                self.db.executemany("UPDATE compute_units SET state = 'error', error = ? WHERE job = ? AND idx = ?",
+                                    [(error, job, index) for job, index, error in errors])
+            if volunteers:
+                self.save_volunteers(volunteers)
 
     def finished(self, job: bytes, when: float) -> None:
         self.db.execute("UPDATE compute_jobs SET finished = ? WHERE id = ?", (when, job))
@@ -133,14 +140,15 @@ class ComputeStore:
         return [(*r[:7], bool(r[7])) for r in rows]
 
     # -- the volunteer ------------------------------------------------------------------------------------------
-    def task(self, submitter: str, job: bytes, index: int, fuel: int, wall: float, outcome: str, at: float,
-             day: str) -> None:
-        """A task this volunteer ran, and its time counted against the day's budget."""
+    def tasks_ran(self, tasks: list[tuple[str, bytes, int, int, float, str, float, str]]) -> None:
+        """Tasks this volunteer ran ((submitter, job, unit, fuel, wall, outcome, at, day) each), and their time
+        counted against each day's budget, in one transaction."""
         with self.db.transaction():
-            self.db.execute("INSERT INTO compute_tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (submitter, job, index, fuel, wall, outcome, at))
-            self.db.execute("INSERT INTO compute_usage VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET "
-                            "cpu_seconds = cpu_seconds + excluded.cpu_seconds", (day, wall))
+            self.db.executemany("INSERT INTO compute_tasks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [task[:7] for task in tasks])
+            self.db.executemany("INSERT INTO compute_usage VALUES (?, ?) ON CONFLICT(day) DO UPDATE SET "
+                                "cpu_seconds = cpu_seconds + excluded.cpu_seconds",
+                                [(task[7], task[4]) for task in tasks])
 
     def tasks(self) -> list[tuple[str, bytes, int, int, float, str, float]]:
         return [tuple(r) for r in self.db.execute(  # type: ignore[misc]

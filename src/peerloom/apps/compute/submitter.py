@@ -300,19 +300,22 @@ class SubmitterRole:
             self._timer = asyncio.get_running_loop().call_later(max(0.0, wake - now), self._kick)
 
     def _handle_events(self) -> None:
+        """What the scheduler decided, acted on: the units settled and the volunteers' records that changed are
+        written in one transaction (before anything is told of them, and before a job is marked finished)."""
+        validated: list[tuple[bytes, int, bytes, bytes, int]] = []
+        errors: list[tuple[bytes, int, str]] = []
+        finished: list[bytes] = []
         for event in self.scheduler.take_events():
             if isinstance(event, Validated):
                 replies = self._replies.pop((event.job, event.unit), {})
                 value = replies.get(event.digest)
                 if isinstance(value, tuple):
-                    self.store.unit_error(event.job, event.unit, f"{value[0]}: {value[1]}")
+                    errors.append((event.job, event.unit, f"{value[0]}: {value[1]}"))
                 else:
-                    self.store.validated(event.job, event.unit, event.digest, value or b"", event.fuel)
-                self._changed(event.job)
+                    validated.append((event.job, event.unit, event.digest, value or b"", event.fuel))
             elif isinstance(event, UnitError):
                 self._replies.pop((event.job, event.unit), None)
-                self.store.unit_error(event.job, event.unit, event.reason)
-                self._changed(event.job)
+                errors.append((event.job, event.unit, event.reason))
             elif isinstance(event, Credited):
                 self._credits.setdefault(event.peer, []).append(Credit(event.job, event.unit, event.fuel))
                 self._dirty.add(event.peer)
@@ -324,12 +327,16 @@ class SubmitterRole:
                 self._dirty.add(event.peer)
                 log.warning("compute: volunteer %s flagged: %s", event.peer, event.reason)
             elif isinstance(event, JobFinished):
-                self._finish(event.job)
-        if self._dirty:
-            records = [self.scheduler.volunteers[p] for p in self._dirty]
-            self._dirty.clear()
-            self.store.save_volunteers([(str(v.peer), v.reputation, v.streak, v.wins, v.losses, v.failures,
-                                         v.credit, v.flagged) for v in records])
+                finished.append(event.job)
+        records = [self.scheduler.volunteers[p] for p in self._dirty]
+        self._dirty.clear()
+        if validated or errors or records:
+            self.store.settle(validated, errors, [(str(v.peer), v.reputation, v.streak, v.wins, v.losses, v.failures,
+                                                   v.credit, v.flagged) for v in records])
+        for ident in {row[0] for row in validated} | {row[0] for row in errors}:
+            self._changed(ident)
+        for ident in finished:
+            self._finish(ident)
 
     def _changed(self, ident: bytes) -> None:
         job = self.jobs.get(ident)
