@@ -8,7 +8,8 @@ node in this process. Same run, same inputs; prints one JSON line.
 - sandbox_ratio: one unit of 2^20 samples in the sandbox (`Sandbox.run`, compiled beforehand) vs the same C program
   built for the host with ziglang and run as a process (goal <= 1.5);
 - noop_units_per_s: --noop units of a module that does nothing, quorum 2, across 4 volunteers (two task slots each):
-  validated units per second, the scheduling overhead (goal >= 200).
+  validated units per second, the scheduling overhead (goal >= 200), and the CPU time all processes spent per unit
+  (steadier than the rate when other work shares the machine).
 The machine is shared: `load` is the 1-minute load average when the run began, to read the numbers against.
 
     python bench/compute_bench.py [--units 24] [--samples 131072] [--noop 600] [--only speedup|noop|sandbox]
@@ -92,10 +93,36 @@ class Volunteers:
                 proc.wait()
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user and system) used so far by this process and every process below it (volunteers, their
+    workers): on a shared machine the work done per unit is steadier than the wall-clock rate."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (parent, ticks)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = text[text.rindex(")") + 2:].split()
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    mine, total, grew = {os.getpid()}, 0, True
+    while grew:
+        grew = False
+        for pid, (parent, _) in stats.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                grew = True
+    for pid in mine:
+        total += stats.get(pid, (0, 0))[1]
+    return total / tick
+
+
 async def run_job(root: Path, name: str, module: bytes, inputs: list[bytes], addrs: list[str], quorum: int,
-                  limits: Limits = LIMITS) -> tuple[float, list[bytes]]:
+                  limits: Limits = LIMITS) -> tuple[float, list[bytes], float]:
     """Seconds from submit to the last validated unit, on a fresh submitter, after a warm-up job of one unit per
-    volunteer (their worker processes started, the module fetched and compiled)."""
+    volunteer (their worker processes started, the module fetched and compiled); the outputs; the CPU seconds every
+    process of the run used meanwhile."""
     settings = Settings(dht=False, lsd=False, mdns=False, pubsub=False, trackers=False)
     async with Node(root / name, host="127.0.0.1", settings=settings) as node:
         compute = node.compute
@@ -104,12 +131,12 @@ async def run_job(root: Path, name: str, module: bytes, inputs: list[bytes], add
         for addr in addrs:
             await compute.add_volunteer(addr)
         await warm.wait()
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), tree_cpu_seconds()
         job = await compute.submit(module, inputs, quorum, limits=limits)
         outcomes = await job.wait()
-        elapsed = time.perf_counter() - began
+        elapsed, cpu = time.perf_counter() - began, tree_cpu_seconds() - cpu
     assert all(o.output is not None for o in outcomes), [o.error for o in outcomes if o.error][:3]
-    return elapsed, [o.output or b"" for o in outcomes]
+    return elapsed, [o.output or b"" for o in outcomes], cpu
 
 
 async def measure(args: argparse.Namespace, root: Path) -> dict[str, object]:
@@ -128,9 +155,9 @@ async def speedup(args: argparse.Namespace, root: Path) -> dict[str, object]:
     volunteers = Volunteers(root / "volunteers")
     try:
         addrs = volunteers.start(2, cores=1)
-        one, answers = await run_job(root, "one", module, inputs, addrs[:1], 1)
-        two, answers2 = await run_job(root, "two", module, inputs, addrs, 1)
-        two_q2, answers3 = await run_job(root, "two-q2", module, inputs, addrs, 2)
+        one, answers, _ = await run_job(root, "one", module, inputs, addrs[:1], 1)
+        two, answers2, _ = await run_job(root, "two", module, inputs, addrs, 1)
+        two_q2, answers3, _ = await run_job(root, "two-q2", module, inputs, addrs, 2)
         assert answers == answers2 == answers3
         result |= {"one_volunteer_s": round(one, 3), "two_volunteers_s": round(two, 3),
                    "speedup": round(one / two, 3), "quorum2_s": round(two_q2, 3),
@@ -145,8 +172,9 @@ async def noop(args: argparse.Namespace, root: Path) -> dict[str, object]:
     try:
         addrs = volunteers.start(4, cores=2)
         noop_inputs = [b"%d" % i for i in range(args.noop)]
-        elapsed, _ = await run_job(root, "noop", NOOP, noop_inputs, addrs, 2, Limits(fuel=1000, wall_seconds=10))
-        return {"noop_units": args.noop, "noop_s": round(elapsed, 3), "noop_units_per_s": round(args.noop / elapsed, 1)}
+        elapsed, _, cpu = await run_job(root, "noop", NOOP, noop_inputs, addrs, 2, Limits(fuel=1000, wall_seconds=10))
+        return {"noop_units": args.noop, "noop_s": round(elapsed, 3), "noop_units_per_s": round(args.noop / elapsed, 1),
+                "noop_cpu_ms_per_unit": round(cpu * 1000 / args.noop, 2)}
     finally:
         volunteers.stop()
 
