@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from peerloom.api.client import DaemonClient
     from peerloom.codec.multiaddr import Multiaddr
     from peerloom.node import Node
+    from peerloom.settings import Settings
 
     from .service import ComputeService
 
@@ -218,22 +219,19 @@ async def submit_via_daemon(client: DaemonClient, wasm: bytes, units: list[tuple
     return 0
 
 
-def volunteer(
-    cores: Annotated[int, typer.Option("--cores", min=0, help="Units run at once (0: one per core).")] = 0,
-    memory: Annotated[str, typer.Option("--memory", help="Memory per unit (e.g. 256M).")] = "256M",
-    cpu_hours: Annotated[float, typer.Option("--cpu-hours", min=0.001, help="CPU hours a day.")] = 24.0,
-    allow: Annotated[list[str] | None, typer.Option(
-        "--allow", metavar="PEERID", help="Take work only from this submitter (repeat for more; default: anyone).")
-    ] = None,
-    as_json: JsonOption = False,
-    home: HomeOption = None,
-    port: SecurePortOption = 0,
-    listen: HostOption = "0.0.0.0",
-) -> None:
-    """Run other nodes' work units in the sandbox, within these limits, until Ctrl-C. Prints this node's address
-    for submitters' --peer."""
+# A volunteer's limits: `compute volunteer` and `daemon --volunteer` take the same options (volunteer_limits applies
+# them to the settings).
+CoresOption = Annotated[int, typer.Option("--cores", min=0, help="Units run at once (0: one per core).")]
+MemoryOption = Annotated[str, typer.Option("--memory", help="Memory per unit (e.g. 256M).")]
+CpuHoursOption = Annotated[float, typer.Option("--cpu-hours", min=0.001, help="CPU hours a day.")]
+AllowOption = Annotated[list[str] | None, typer.Option(
+    "--allow", metavar="PEERID", help="Take work only from this submitter (repeat for more; default: anyone).")]
+DEFAULT_MEMORY, DEFAULT_CPU_HOURS = "256M", 24.0
+
+
+def volunteer_limits(settings: Settings, cores: int, memory: str, cpu_hours: float, allow: list[str] | None) -> None:
+    """Opt `settings` in to volunteering within these limits (the options above); a bad value exits with one line."""
     from peerloom.identity import PeerId
-    from peerloom.node import Node
 
     memory_bytes = usage(lambda: parse_size(memory))
     for key in allow or []:
@@ -241,11 +239,28 @@ def volunteer(
             PeerId.from_string(key)
         except (PeerloomError, ValueError):
             fail(f"--allow {printable(key)}: not a PeerId", 2)
-    settings = node_settings(no_dht=True, no_lsd=True)
-    settings.secure_port = port
     settings.compute_volunteer = True
     settings.compute_cores, settings.compute_memory, settings.compute_cpu_hours = cores, memory_bytes, cpu_hours
     settings.compute_submitters = list(allow or [])
+
+
+def volunteer(
+    cores: CoresOption = 0,
+    memory: MemoryOption = DEFAULT_MEMORY,
+    cpu_hours: CpuHoursOption = DEFAULT_CPU_HOURS,
+    allow: AllowOption = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    port: SecurePortOption = 0,
+    listen: HostOption = "0.0.0.0",
+) -> None:
+    """Run other nodes' work units in the sandbox, within these limits, until Ctrl-C. Prints this node's address
+    for submitters' --peer."""
+    from peerloom.node import Node
+
+    settings = node_settings(no_dht=True, no_lsd=True)
+    settings.secure_port = port
+    volunteer_limits(settings, cores, memory, cpu_hours, allow)
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home_or_default(home), host=listen, settings=settings) as node:

@@ -1,6 +1,7 @@
 """`peerloom compute` from the command line: mistakes are one line and a non-zero exit; a job run with `submit`
 shows up in `jobs`, `volunteers` and `status` of the same home (--json), and its results are files named after the
-inputs; a unit that fails is written as NAME.err and makes the command exit 1."""
+inputs; a unit that fails is written as NAME.err and makes the command exit 1; `daemon --volunteer` opts the daemon in
+with the limits `compute volunteer` takes."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from support.cli import peerloom
 from support.compute_modules import NO_START, SIGNAL_SEARCH, noisy_tone, signal_peak, wasm
 from support.compute_volunteer import VolunteerProcess
+from support.daemon import DaemonProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -78,3 +80,24 @@ def test_the_command_group_is_listed() -> None:
                          check=True)
     for command in ("submit", "volunteer", "status", "jobs", "volunteers"):
         assert command in run.stdout
+
+
+async def test_the_daemon_volunteers_with_the_limits_it_is_given(tmp_path: Path) -> None:
+    code, _, err = await peerloom("daemon", "--home", str(tmp_path / "h"), "--cores", "2")
+    assert code == 2 and err.strip().count("\n") == 0 and "add --volunteer" in err
+    code, _, err = await peerloom("daemon", "--home", str(tmp_path / "h"), "--volunteer", "--allow", "nope")
+    assert code == 2 and "not a PeerId" in err
+    daemon = await DaemonProcess(tmp_path / "d", tmp_path / "dl", "--volunteer", "--cores", "1", "--memory", "64M",
+                                 "--cpu-hours", "2").start()
+    try:
+        status = await daemon.ok("GET", "/api/v1/compute/status")
+        assert status["volunteering"] is True
+        offer = status["volunteer"]
+        assert (offer["slots"], offer["memory_bytes"], offer["cpu_hours"]) == (1, 64 * 1024 * 1024, 2.0)
+    finally:
+        assert daemon.stop() == 0
+    plain = await DaemonProcess(tmp_path / "p", tmp_path / "dl2").start()
+    try:
+        assert (await plain.ok("GET", "/api/v1/compute/status"))["volunteering"] is False
+    finally:
+        assert plain.stop() == 0
