@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -277,12 +278,12 @@ def volunteer(
     guarded(lambda: run(main))
 
 
-def _local(home: Path | None, no_daemon: bool, path: str, local: Any) -> Any:
-    """The daemon's answer to GET `path` when one runs for the home, else `local(node)` on a node of our own that
-    reads the home's state and stops at once."""
+def _local(home: Path | None, no_daemon: bool, path: str, local: Any, method: str = "GET") -> Any:
+    """The daemon's answer to `method` `path` when one runs for the home, else `local(node)` on a node of our own
+    that works on the home's state and stops at once."""
     client = None if no_daemon else running_daemon(home)
     if client is not None:
-        return guarded(lambda: client.call("GET", path))
+        return guarded(lambda: client.call(method, path))
     from peerloom.node import Node
 
     settings = node_settings(no_dht=True, no_lsd=True, no_mdns=True)
@@ -330,9 +331,28 @@ def jobs(as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaem
         table.add_column(column)
     for job in rows["jobs"]:
         table.add_row(job["id"], str(job["units"]), str(job["validated"]), str(job["errors"]), str(job["quorum"]),
-                      "finished" if job["finished"] else "running",
+                      "cancelled" if job.get("cancelled") else "finished" if job["finished"] else "running",
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"])))
     out.print(table)
+
+
+def cancel(job: Annotated[str, typer.Argument(metavar="JOB", help="The job's id (`compute jobs`).")],
+           as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaemonOption = False) -> None:
+    """Cancel a running job: its units not validated yet go to volunteers no more; it stays cancelled."""
+    if not re.fullmatch(r"[0-9a-f]{32}", job):
+        fail(f"{printable(job)}: not a job id (32 hex digits, as `compute jobs` shows)", 2)
+
+    def local(compute: ComputeService) -> dict[str, Any]:
+        found = compute.job(job)
+        if not found.cancel() and not found.cancelled:
+            raise PeerloomError(f"job {job} has already finished")
+        return found.to_json()
+
+    row = _local(home, no_daemon, f"/api/v1/compute/jobs/{job}/cancel", local, "POST")
+    if as_json:
+        print_json(row)
+    else:
+        out.print(f"job {row['id']} cancelled: {row['validated']} of {row['units']} units validated")
 
 
 def volunteers(as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaemonOption = False) -> None:
@@ -363,4 +383,5 @@ def register(app: typer.Typer) -> None:
     group.command()(status)
     group.command()(jobs)
     group.command()(volunteers)
+    group.command()(cancel)
     app.add_typer(group, name="compute")

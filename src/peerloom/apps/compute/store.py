@@ -37,6 +37,8 @@ MIGRATIONS = [
     """,
     # a small input lives in its unit's row, written in the job's one transaction (NULL: in the blob store)
     "ALTER TABLE compute_units ADD COLUMN data BLOB;",
+    # a job cancelled by its user: finished, its unsettled units never sent out again
+    "ALTER TABLE compute_jobs ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;",
 ]
 
 
@@ -49,6 +51,7 @@ class JobRow:
     limits: dict[str, Any]
     created: float
     finished: float | None
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,17 @@ class ComputeStore:
         with self.db.transaction():
             if self.db.execute("SELECT 1 FROM compute_jobs WHERE id = ?", (job.id,)):
                 return False
-            self.db.execute("INSERT INTO compute_jobs VALUES (?, ?, ?, ?, ?, ?, ?)",
+            self.db.execute("INSERT INTO compute_jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (job.id, job.module, job.quorum, int(job.adaptive), json.dumps(job.limits), job.created,
-                             job.finished))
+                             job.finished, int(job.cancelled)))
             self.db.executemany("INSERT INTO compute_units (job, idx, input, name, data) VALUES (?, ?, ?, ?, ?)",
                                 [(job.id, i, h, name, data) for i, (h, name, data) in enumerate(units)])
         return True
 
     def jobs(self) -> list[JobRow]:
-        rows = self.db.execute("SELECT id, module, quorum, adaptive, limits, created, finished FROM compute_jobs "
-                               "ORDER BY created")
-        return [JobRow(r[0], r[1], r[2], bool(r[3]), json.loads(r[4]), r[5], r[6]) for r in rows]
+        rows = self.db.execute("SELECT id, module, quorum, adaptive, limits, created, finished, cancelled "
+                               "FROM compute_jobs ORDER BY created")
+        return [JobRow(r[0], r[1], r[2], bool(r[3]), json.loads(r[4]), r[5], r[6], bool(r[7])) for r in rows]
 
     def job(self, job: bytes) -> JobRow | None:
         return next((row for row in self.jobs() if row.id == job), None)
@@ -121,8 +124,8 @@ class ComputeStore:
             if volunteers:
                 self.save_volunteers(volunteers)
 
-    def finished(self, job: bytes, when: float) -> None:
-        self.db.execute("UPDATE compute_jobs SET finished = ? WHERE id = ?", (when, job))
+    def finished(self, job: bytes, when: float, *, cancelled: bool = False) -> None:
+        self.db.execute("UPDATE compute_jobs SET finished = ?, cancelled = ? WHERE id = ?", (when, int(cancelled), job))
 
     def remove_job(self, job: bytes) -> None:
         with self.db.transaction():

@@ -88,7 +88,7 @@ class UnitOutcome:
 
 class Job:
     """A submitted job: `progress()`, `changed` (set at each change; clear it to wait for the next), `await
-    wait()` for the outcomes in input order."""
+    wait()` for the outcomes in input order, `cancel()`."""
 
     def __init__(self, row: JobRow, names: list[str], role: SubmitterRole) -> None:
         self.row = row
@@ -97,8 +97,15 @@ class Job:
         self.role = role
         self.changed = asyncio.Event()
         self.finished = asyncio.Event()
+        self.cancelled = row.cancelled
         if row.finished is not None:
             self.finished.set()
+
+    def cancel(self) -> bool:
+        """Stop the job: units not validated yet are sent out no more, replies still on their way are ignored, and
+        the job stays cancelled across restarts (`wait()` then gives those units with no output and no error).
+        False if the job had already finished."""
+        return self.role.cancel(self.row.id)
 
     @property
     def quorum(self) -> int:
@@ -118,7 +125,8 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "module": self.row.module, "quorum": self.row.quorum, "adaptive": self.row.adaptive,
                 "limits": self.row.limits, "created": self.row.created,
-                "finished": self.row.finished is not None or self.finished.is_set(), **self.progress()}
+                "finished": self.row.finished is not None or self.finished.is_set(), "cancelled": self.cancelled,
+                **self.progress()}
 
 
 def job_id(module: str, inputs: Sequence[str], quorum: int, limits: Limits, adaptive: bool) -> bytes:
@@ -343,8 +351,20 @@ class SubmitterRole:
         if job is not None:
             job.changed.set()
 
-    def _finish(self, ident: bytes) -> None:
-        self.store.finished(ident, time.time())
+    def cancel(self, ident: bytes) -> bool:
+        """See `Job.cancel`."""
+        job = self.jobs.get(ident)
+        if job is None or job.finished.is_set():
+            return False
+        for key in [key for key in self._replies if key[0] == ident]:
+            del self._replies[key]
+        job.cancelled = True
+        self._finish(ident, cancelled=True)
+        self._kick()  # the cancelled job's replicas gave their slots back: other jobs may take them
+        return True
+
+    def _finish(self, ident: bytes, *, cancelled: bool = False) -> None:
+        self.store.finished(ident, time.time(), cancelled=cancelled)
         self.scheduler.remove_job(ident)
         running = {name for job, names in self._inputs.items() if job != ident for name in names}
         for name in self._inputs.get(ident, []):
@@ -396,6 +416,8 @@ class SubmitterRole:
             self._lost(assign, f"{type(exc).__name__}: {exc}")
             return
         now = time.monotonic()
+        if job not in self._limits:  # cancelled while the replica ran: its answer counts for nothing
+            return
         if isinstance(answer, UnitDone):
             if len(answer.output) > limits.max_output:
                 self.drop(peer, f"sent {len(answer.output)} bytes of output (the cap is {limits.max_output})")
