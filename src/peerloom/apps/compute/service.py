@@ -213,10 +213,8 @@ class ComputeService:
         publishing its capacity every `advert_interval` seconds."""
         assert self.pubsub is not None and self.volunteer is not None and self._ctx is not None
         host, volunteer = self._ctx.host, self.volunteer
-        try:
-            subscription = self.pubsub.subscribe(ADVERT_TOPIC)
-        except PeerloomError as exc:
-            log.info("compute: not advertising on pub/sub: %s", exc)
+        subscription = self._subscribe("advertising")
+        if subscription is None:
             return
         try:
             while True:
@@ -231,15 +229,22 @@ class ComputeService:
         finally:
             subscription.close()
 
+    def _subscribe(self, purpose: str) -> Any:
+        """A subscription to the adverts' topic; None (and a log line) when pub/sub is not running."""
+        assert self.pubsub is not None
+        try:
+            return self.pubsub.subscribe(ADVERT_TOPIC)
+        except PeerloomError as exc:
+            log.info("compute: not %s on pub/sub: %s", purpose, exc)
+            return None
+
     async def _listen(self) -> None:
         """While jobs run, the submitter reads the adverts of the topic and asks the volunteers it hears of."""
         assert self.pubsub is not None
         while True:
             await self._jobs_running.wait()
-            try:
-                subscription = self.pubsub.subscribe(ADVERT_TOPIC)
-            except PeerloomError as exc:
-                log.info("compute: not listening for volunteers on pub/sub: %s", exc)
+            subscription = self._subscribe("listening for volunteers")
+            if subscription is None:
                 return
             try:
                 while self._wants_volunteers():
