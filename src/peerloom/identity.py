@@ -13,7 +13,7 @@ import enum
 import os
 import secrets
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -162,10 +162,13 @@ def _multihash_parts(multihash: bytes) -> tuple[int, bytes]:
 class PeerId:
     """A peer's id: the multihash of its public key (identity-inlined for Ed25519, SHA-256 for larger keys).
 
-    Equal and hashable by those bytes; `str()` is the canonical base58btc text (`12D3KooW…`, `Qm…`).
+    Equal and hashable by those bytes; `str()` is the canonical base58btc text (`12D3KooW…`, `Qm…`), computed once
+    and kept: base58 is a quadratic big-integer conversion, and ids are logged and used as keys by text on hot paths
+    (the compute scheduler spent 4 % of its time re-encoding the same few ids).
     """
 
     multihash: bytes
+    _text: str = field(default="", init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "multihash", bytes(self.multihash))
@@ -207,7 +210,9 @@ class PeerId:
 
     def to_base58(self) -> str:
         """The canonical text: the multihash in base58btc without a multibase prefix."""
-        return b58encode(self.multihash)
+        if not self._text:  # a pure function of the frozen bytes: caching it cannot go stale
+            object.__setattr__(self, "_text", b58encode(self.multihash))
+        return self._text
 
     def to_cid(self) -> str:
         """CIDv1, libp2p-key multicodec, base32 multibase (`bafz…`): the form safe in case-insensitive places."""

@@ -100,7 +100,7 @@ class Node:
         self.pubsub: PubSubService | None = PubSubService() if self.settings.pubsub else None
         # volunteer computing, built by default (a volunteer only when the settings opt in): `node.compute`
         self.compute: ComputeService | None = (
-            ComputeService.from_settings(self.settings) if self.settings.compute else None)
+            ComputeService.from_settings(self.settings, self.pubsub) if self.settings.compute else None)
         # NAT (AutoNAT, port mapping) likewise: `node.nat`
         nat_on = self.settings.autonat or self.settings.autonat_server or self.settings.port_mapping
         self.nat: NatService | None = NatService(lambda: self.port) if nat_on else None

@@ -1,14 +1,17 @@
-"""atheris fuzz target for the messages of /peerloom/compute/1.0.0 (apps/compute/wire.py).
+"""atheris fuzz target for the messages of /peerloom/compute/1.0.0 (apps/compute/wire.py) and the volunteers'
+capacity adverts on pub/sub (apps/compute/advert.py).
 
 Run: `python tests/fuzz/fuzz_compute_wire.py [corpus dir] [-max_total_time=N]`. The first input byte picks the
 target, the rest is its input. `decode` of a payload, and a FrameReader fed a byte stream under a small bound, may
 raise only ComputeWireError; what decodes keeps its fields within their bounds and re-encodes to the same payload.
+`decode_advert` may raise only AdvertError; an advert that decodes re-encodes to the same bytes.
 """
 
 from __future__ import annotations
 
 import harness
 
+from peerloom.apps.compute.advert import MAX_ADDRS, Advert, AdvertError, decode_advert, encode_advert
 from peerloom.apps.compute.wire import (
     MAX_CREDITS,
     MAX_KIND,
@@ -28,6 +31,7 @@ from peerloom.apps.compute.wire import (
     decode,
     encode,
 )
+from peerloom.codec.multiaddr import Multiaddr
 
 _FIELD = 4096
 
@@ -54,7 +58,13 @@ def _stream(data: bytes) -> None:
             assert len(encode(message)) <= _FIELD + 10
 
 
-TestOneInput = harness.Pick(_decode, _stream, allowed=ComputeWireError)
+def _advert(data: bytes) -> None:
+    advert = decode_advert(data)
+    assert len(advert.addrs) <= MAX_ADDRS and all(a.peer_id is None for a in advert.addrs)
+    assert encode_advert(advert) == data
+
+
+TestOneInput = harness.Pick(_decode, _stream, (_advert, AdvertError), allowed=ComputeWireError)
 
 
 def seeds() -> list[bytes]:
@@ -72,7 +82,9 @@ def seeds() -> list[bytes]:
     ]
     frames = [encode(m) for m in messages]
     payloads = [f[1:] for f in frames]  # every frame here is under 128 bytes: a one-byte length
-    return [b"\x00" + p for p in payloads] + [b"\x01" + b"".join(frames)]
+    advert = encode_advert(Advert(2, 1 << 28, 86400, (Multiaddr("/ip4/127.0.0.1/tcp/4001"),
+                                                     Multiaddr("/ip6/::1/tcp/4002"))))
+    return [b"\x00" + p for p in payloads] + [b"\x01" + b"".join(frames), b"\x02" + advert]
 
 
 if __name__ == "__main__":

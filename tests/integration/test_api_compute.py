@@ -1,5 +1,6 @@
 """The daemon's compute routes in-process, against a volunteer node on loopback: submit a job with the volunteer to
-dial, follow its progress, read its results and the volunteer's record, each reply in the shape openapi.json gives;
+dial, follow its progress, read its results and the volunteer's record, cancel a job, each reply in the shape
+openapi.json gives;
 bad input refused with one JSON error and the right 4xx."""
 
 from __future__ import annotations
@@ -95,6 +96,21 @@ async def test_submit_follow_and_read_a_job(served: tuple[Api, str]) -> None:
     status = await api.call("GET", f"{V1}/status")
     has_shape(status, "ComputeStatus")
     assert status["jobs"] == 1 and status["running"] == 0 and not status["volunteering"]
+    await api.call("POST", f"{V1}/jobs/{job['id']}/cancel", 409)  # finished: nothing to cancel
+
+
+async def test_cancel_a_running_job(served: tuple[Api, str]) -> None:
+    api, _ = served
+    body = {"module_b64": base64.b64encode(SIGNAL_SEARCH.read_bytes()).decode(), "quorum": 1,
+            "inputs": [{"name": "c0", "data_b64": base64.b64encode(noisy_tone(256, 30, seed=0)).decode()}]}
+    job = await api.call("POST", f"{V1}/jobs", 201, json=body)  # no volunteer: it waits for one
+    assert not job["finished"] and not job["cancelled"]
+    cancelled = await api.call("POST", f"{V1}/jobs/{job['id']}/cancel")
+    has_shape(cancelled, "ComputeJob")
+    assert cancelled["finished"] and cancelled["cancelled"] and cancelled["validated"] == 0
+    assert (await api.call("POST", f"{V1}/jobs/{job['id']}/cancel"))["cancelled"]  # again: the job as it is
+    assert (await api.call("GET", f"{V1}/status"))["running"] == 0
+    await api.call("POST", f"{V1}/jobs/00ff/cancel", 404)
 
 
 @pytest.mark.parametrize(("body", "status"), [

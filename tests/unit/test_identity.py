@@ -1,6 +1,7 @@
 """Identity: the peer-ids spec vectors, PeerId text forms, key encodings, and the key file's mode and atomicity."""
 
 import os
+import pickle
 import stat
 import threading
 
@@ -218,6 +219,14 @@ def test_peer_id_value_semantics():
     assert PeerId(bytearray(first.to_bytes())) == first
     with pytest.raises(AttributeError):
         first.multihash = b""  # type: ignore[misc]
+
+
+def test_peer_id_text_is_kept_and_changes_neither_equality_nor_pickling():
+    first, second = PeerId.from_string(SHA256_ID), PeerId.from_string(SHA256_CID)
+    assert str(first) == SHA256_ID and str(first) is str(first)  # encoded once, then the same string
+    assert first == second and hash(first) == hash(second)  # one has its text cached, the other not yet
+    copy = pickle.loads(pickle.dumps(first))
+    assert copy == first and str(copy) == SHA256_ID
 
 
 @given(st.binary(min_size=32, max_size=32))

@@ -11,6 +11,15 @@ import typer
 from rich.table import Table
 
 from peerloom.api.runtime import read_runtime
+from peerloom.apps.compute.cli import (
+    DEFAULT_CPU_HOURS,
+    DEFAULT_MEMORY,
+    AllowOption,
+    CoresOption,
+    CpuHoursOption,
+    MemoryOption,
+    volunteer_limits,
+)
 from peerloom.cli.common import (
     UserError,
     err,
@@ -81,6 +90,13 @@ def daemon(
     relay_circuit_seconds: Annotated[int, typer.Option(
         "--relay-circuit-seconds", min=0, help="With --relay-server: seconds one relayed connection may last "
                                                "(0: no limit).")] = 120,
+    volunteer: Annotated[bool, typer.Option(
+        "--volunteer", help="Run other nodes' compute work units in the sandbox, within --cores, --memory, "
+                            "--cpu-hours and --allow (as `compute volunteer`).")] = False,
+    cores: CoresOption = 0,
+    memory: MemoryOption = DEFAULT_MEMORY,
+    cpu_hours: CpuHoursOption = DEFAULT_CPU_HOURS,
+    allow: AllowOption = None,
 ) -> None:
     """Run this node as a service: every torrent it manages, an HTTP API and a web UI, until SIGTERM/Ctrl-C.
     Torrents (and their paused state, file selection and limits) come back on the next start. Paths given through
@@ -100,6 +116,10 @@ def daemon(
     settings.hole_punch = not no_hole_punch
     settings.relay_circuit_bytes = usage(lambda: _size(relay_circuit_bytes, "--relay-circuit-bytes"))
     settings.relay_circuit_seconds = relay_circuit_seconds
+    if volunteer:
+        volunteer_limits(settings, cores, memory, cpu_hours, allow)
+    elif allow or cores or memory != DEFAULT_MEMORY or cpu_hours != DEFAULT_CPU_HOURS:
+        fail("--cores, --memory, --cpu-hours and --allow are a volunteer's limits: add --volunteer", 2)
     running = read_runtime(home)
     if running is not None:
         fail(f"a daemon (pid {running.pid}) already runs for {home}: its API is at {running.api}")

@@ -1,8 +1,9 @@
 // The jobs view (volunteer computing): the node's jobs with their progress (done / validated / in flight, volunteers)
-// and the volunteers it knows (reputation, votes won and lost, credit, flagged). Only through the API.
+// and the volunteers it knows (reputation, votes won and lost, credit, flagged); a running job can be cancelled. Only
+// through the API.
 
 import { api } from './api.js';
-import { el, setText } from './dom.js';
+import { el, setText, showError } from './dom.js';
 
 const POLL_MS = 2000;
 const jobsBody = document.querySelector('#jobs-table tbody');
@@ -54,9 +55,19 @@ function renderJobs(jobs) {
       el('td', { class: 'in-flight num', text: String(j.in_flight) }),
       el('td', { class: 'num', text: String(j.available) }),
       el('td', { class: 'num', text: String(j.quorum) }),
-      el('td', { class: 'state', text: j.finished ? 'finished' : 'running' }));
+      el('td', { class: 'state' }, j.cancelled ? 'cancelled' : j.finished ? 'finished' : 'running',
+        j.finished ? '' : el('button', { type: 'button', class: 'cancel', text: 'Cancel', onclick: () => cancel(j.id) })));
   }));
   document.getElementById('no-jobs').hidden = jobs.length > 0;
+}
+
+async function cancel(id) {
+  try {
+    await api('POST', `compute/jobs/${id}/cancel`);
+  } catch (error) {
+    showError(error.message);
+  }
+  refresh();
 }
 
 function renderVolunteers(volunteers) {

@@ -111,6 +111,14 @@ async def job_detail(request: web.Request) -> web.Response:
     return web.json_response(job_json(_job(request)))
 
 
+async def cancel_job(request: web.Request) -> web.Response:
+    job = _job(request)
+    cancelled = job.cancel()
+    if not cancelled and not job.cancelled:
+        raise ApiError(409, f"job {job.id} has already finished")
+    return web.json_response(job_json(job))
+
+
 async def job_results(request: web.Request) -> web.Response:
     job = _job(request)
     outcomes = await job.outcomes()
@@ -143,6 +151,7 @@ def mount(app: web.Application, daemon: Daemon) -> None:
         ("POST", "/jobs", submit),
         ("GET", "/jobs/{id}", job_detail),
         ("GET", "/jobs/{id}/results", job_results),
+        ("POST", "/jobs/{id}/cancel", cancel_job),
         ("GET", "/volunteers", list_volunteers),
         ("POST", "/volunteers", add_volunteer),
     ]

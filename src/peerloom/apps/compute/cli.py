@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from peerloom.api.client import DaemonClient
     from peerloom.codec.multiaddr import Multiaddr
     from peerloom.node import Node
+    from peerloom.settings import Settings
 
     from .service import ComputeService
 
@@ -218,22 +220,19 @@ async def submit_via_daemon(client: DaemonClient, wasm: bytes, units: list[tuple
     return 0
 
 
-def volunteer(
-    cores: Annotated[int, typer.Option("--cores", min=0, help="Units run at once (0: one per core).")] = 0,
-    memory: Annotated[str, typer.Option("--memory", help="Memory per unit (e.g. 256M).")] = "256M",
-    cpu_hours: Annotated[float, typer.Option("--cpu-hours", min=0.001, help="CPU hours a day.")] = 24.0,
-    allow: Annotated[list[str] | None, typer.Option(
-        "--allow", metavar="PEERID", help="Take work only from this submitter (repeat for more; default: anyone).")
-    ] = None,
-    as_json: JsonOption = False,
-    home: HomeOption = None,
-    port: SecurePortOption = 0,
-    listen: HostOption = "0.0.0.0",
-) -> None:
-    """Run other nodes' work units in the sandbox, within these limits, until Ctrl-C. Prints this node's address
-    for submitters' --peer."""
+# A volunteer's limits: `compute volunteer` and `daemon --volunteer` take the same options (volunteer_limits applies
+# them to the settings).
+CoresOption = Annotated[int, typer.Option("--cores", min=0, help="Units run at once (0: one per core).")]
+MemoryOption = Annotated[str, typer.Option("--memory", help="Memory per unit (e.g. 256M).")]
+CpuHoursOption = Annotated[float, typer.Option("--cpu-hours", min=0.001, help="CPU hours a day.")]
+AllowOption = Annotated[list[str] | None, typer.Option(
+    "--allow", metavar="PEERID", help="Take work only from this submitter (repeat for more; default: anyone).")]
+DEFAULT_MEMORY, DEFAULT_CPU_HOURS = "256M", 24.0
+
+
+def volunteer_limits(settings: Settings, cores: int, memory: str, cpu_hours: float, allow: list[str] | None) -> None:
+    """Opt `settings` in to volunteering within these limits (the options above); a bad value exits with one line."""
     from peerloom.identity import PeerId
-    from peerloom.node import Node
 
     memory_bytes = usage(lambda: parse_size(memory))
     for key in allow or []:
@@ -241,11 +240,28 @@ def volunteer(
             PeerId.from_string(key)
         except (PeerloomError, ValueError):
             fail(f"--allow {printable(key)}: not a PeerId", 2)
-    settings = node_settings(no_dht=True, no_lsd=True)
-    settings.secure_port = port
     settings.compute_volunteer = True
     settings.compute_cores, settings.compute_memory, settings.compute_cpu_hours = cores, memory_bytes, cpu_hours
     settings.compute_submitters = list(allow or [])
+
+
+def volunteer(
+    cores: CoresOption = 0,
+    memory: MemoryOption = DEFAULT_MEMORY,
+    cpu_hours: CpuHoursOption = DEFAULT_CPU_HOURS,
+    allow: AllowOption = None,
+    as_json: JsonOption = False,
+    home: HomeOption = None,
+    port: SecurePortOption = 0,
+    listen: HostOption = "0.0.0.0",
+) -> None:
+    """Run other nodes' work units in the sandbox, within these limits, until Ctrl-C. Prints this node's address
+    for submitters' --peer."""
+    from peerloom.node import Node
+
+    settings = node_settings(no_dht=True, no_lsd=True)
+    settings.secure_port = port
+    volunteer_limits(settings, cores, memory, cpu_hours, allow)
 
     async def main(stop: asyncio.Event) -> int:
         async with Node(home_or_default(home), host=listen, settings=settings) as node:
@@ -262,12 +278,12 @@ def volunteer(
     guarded(lambda: run(main))
 
 
-def _local(home: Path | None, no_daemon: bool, path: str, local: Any) -> Any:
-    """The daemon's answer to GET `path` when one runs for the home, else `local(node)` on a node of our own that
-    reads the home's state and stops at once."""
+def _local(home: Path | None, no_daemon: bool, path: str, local: Any, method: str = "GET") -> Any:
+    """The daemon's answer to `method` `path` when one runs for the home, else `local(node)` on a node of our own
+    that works on the home's state and stops at once."""
     client = None if no_daemon else running_daemon(home)
     if client is not None:
-        return guarded(lambda: client.call("GET", path))
+        return guarded(lambda: client.call(method, path))
     from peerloom.node import Node
 
     settings = node_settings(no_dht=True, no_lsd=True, no_mdns=True)
@@ -315,9 +331,28 @@ def jobs(as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaem
         table.add_column(column)
     for job in rows["jobs"]:
         table.add_row(job["id"], str(job["units"]), str(job["validated"]), str(job["errors"]), str(job["quorum"]),
-                      "finished" if job["finished"] else "running",
+                      "cancelled" if job.get("cancelled") else "finished" if job["finished"] else "running",
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(job["created"])))
     out.print(table)
+
+
+def cancel(job: Annotated[str, typer.Argument(metavar="JOB", help="The job's id (`compute jobs`).")],
+           as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaemonOption = False) -> None:
+    """Cancel a running job: its units not validated yet go to volunteers no more; it stays cancelled."""
+    if not re.fullmatch(r"[0-9a-f]{32}", job):
+        fail(f"{printable(job)}: not a job id (32 hex digits, as `compute jobs` shows)", 2)
+
+    def local(compute: ComputeService) -> dict[str, Any]:
+        found = compute.job(job)
+        if not found.cancel() and not found.cancelled:
+            raise PeerloomError(f"job {job} has already finished")
+        return found.to_json()
+
+    row = _local(home, no_daemon, f"/api/v1/compute/jobs/{job}/cancel", local, "POST")
+    if as_json:
+        print_json(row)
+    else:
+        out.print(f"job {row['id']} cancelled: {row['validated']} of {row['units']} units validated")
 
 
 def volunteers(as_json: JsonOption = False, home: HomeOption = None, no_daemon: NoDaemonOption = False) -> None:
@@ -348,4 +383,5 @@ def register(app: typer.Typer) -> None:
     group.command()(status)
     group.command()(jobs)
     group.command()(volunteers)
+    group.command()(cancel)
     app.add_typer(group, name="compute")

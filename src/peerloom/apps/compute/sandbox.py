@@ -14,6 +14,7 @@ deterministic relaxed-SIMD variant, no threads), since volunteers' replies are c
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import threading
@@ -114,7 +115,10 @@ def make_engine() -> wasmtime.Engine:
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
-    config.cranelift_nan_canonicalization = True  # NaN bit patterns otherwise depend on the CPU
+    config.cranelift_nan_canonicalization = True  # NaN bit patterns otherwise depend on the CPU (SIMD lanes too)
+    # SIMD (the examples are built with -msimd128) is deterministic but for NaN bits, canonicalised above; relaxed
+    # SIMD's instructions may differ between CPUs unless pinned to their deterministic variant
+    config.wasm_simd = True
     config.wasm_relaxed_simd_deterministic = True
     config.wasm_threads = False
     config.shared_memory = False
@@ -149,6 +153,49 @@ class _Capture:
         return b"".join(self.chunks)
 
 
+class _Watchdog:
+    """Ends the running unit at its wall-clock deadline by bumping the engine's epoch, from one thread kept for the
+    sandbox's life (a timer thread started and joined per unit took half of a no-op unit's time).
+
+    `arm` and `disarm` bracket a unit; the epoch is only ever bumped under the lock while a deadline is armed, so once
+    `disarm` returns, a late deadline can no longer cut the next unit short."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._cond = threading.Condition()
+        self._due: float | None = None
+        self._wakes_at = math.inf  # when the thread wakes next by itself
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float) -> None:
+        with self._cond:
+            self._due = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="peerloom-unit-deadline", daemon=True)
+                self._thread.start()
+            if self._due < self._wakes_at:  # else it wakes before the deadline anyway: no switch to it per unit
+                self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._due = None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                if self._due is None:
+                    self._wakes_at = math.inf
+                    self._cond.wait()
+                    continue
+                left = self._due - time.monotonic()
+                if left > 0:
+                    self._wakes_at = self._due
+                    self._cond.wait(left)
+                else:
+                    self._due = None
+                    self._engine.increment_epoch()
+
+
 class Sandbox:
     """Checks and runs WASI command modules, one unit at a time, on one engine (one per worker process)."""
 
@@ -156,6 +203,7 @@ class Sandbox:
         self.engine = make_engine()
         self._linker = wasmtime.Linker(self.engine)
         self._linker.define_wasi()
+        self._watchdog = _Watchdog(self.engine)
 
     def check(self, wasm: bytes) -> wasmtime.Module:
         """Compile `wasm` after checking that it is a valid binary and a WASI preview 1 command."""
@@ -224,9 +272,8 @@ class Sandbox:
         start = instance.exports(store)["_start"]
         assert isinstance(start, wasmtime.Func)  # check() made sure
         store.set_epoch_deadline(1)
-        deadline = threading.Timer(limits.wall_seconds, self.engine.increment_epoch)
         began = time.perf_counter()
-        deadline.start()
+        self._watchdog.arm(limits.wall_seconds)
         exit_code = 0
         failure: Exception | None = None
         try:
@@ -236,10 +283,9 @@ class Sandbox:
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             failure = exc
         finally:
-            # A deadline that fires after this point must not cut the next unit short: wait for the timer to be
-            # gone before the next store sets its own deadline (relative to the epoch at that moment).
-            deadline.cancel()
-            deadline.join()
+            # A deadline that fires after this point must not cut the next unit short (its store sets its own
+            # deadline relative to the epoch at that moment): disarmed, the watchdog bumps the epoch no more.
+            self._watchdog.disarm()
         wall = time.perf_counter() - began
         fuel = limits.fuel - store.get_fuel()
         if failure is not None:

@@ -8,7 +8,10 @@ Every node is a submitter (submitter.py: its jobs, the scheduler, the exchanges 
 blobs of its jobs; a node that opted in (`VolunteerConfig`, `peerloom compute volunteer`, or the `compute_volunteer`
 setting) is also a volunteer (volunteer.py), running units in worker processes (runner.py). This module only routes
 the protocol's requests to the two roles and finds volunteers: the `--peer` addresses a user gives, every connected
-peer that identify says speaks the protocol, and the peers the peer store remembers speaking it.
+peer that identify says speaks the protocol, the peers the peer store remembers speaking it, and (with pub/sub) the
+volunteers that advertise on `ADVERT_TOPIC` (advert.py): a volunteer publishes its capacity there every
+`advert_interval` seconds and stays subscribed (so adverts travel through volunteers to submitters it is not
+connected to); a submitter listens while it has jobs running and asks the volunteers it hears of (bounded).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from peerloom.codec.multiaddr import Multiaddr
 from peerloom.errors import PeerloomError
@@ -28,6 +31,7 @@ from peerloom.net.stream import Stream, StreamError
 from peerloom.service import NodeContext
 from peerloom.settings import Settings
 
+from .advert import ADVERT_TOPIC, Advert, AdvertError, Candidates, decode_advert, encode_advert
 from .blobs import DEFAULT_MAX_BLOB, BlobError, BlobStore
 from .link import read_message
 from .runner import ComputeRunner
@@ -55,6 +59,15 @@ from .wire import (
 log = logging.getLogger(__name__)
 IDLE_STREAM_TIMEOUT = 60.0  # seconds a stream may wait for its next request (a request arrives whole well within it)
 MAX_REMEMBERED_DIALS = 16  # volunteers from the peer store dialled when a job is submitted
+ADVERT_INTERVAL = 30.0  # seconds between a volunteer's capacity adverts on pub/sub
+LISTEN_CHECK = 1.0  # seconds between a listening submitter's looks at whether it still has jobs running
+
+
+class AdvertChannel(Protocol):
+    """What the service uses of pub/sub (PubSubService): a subscription to read adverts from, and publishing."""
+
+    def subscribe(self, topic: str) -> Any: ...
+    async def publish(self, topic: str, data: bytes) -> Any: ...
 
 __all__ = ["PROTOCOL", "ComputeError", "ComputeService", "Job", "Limits", "VolunteerConfig"]
 
@@ -67,10 +80,15 @@ class ComputeService:
     protocols = (PROTOCOL,)
 
     def __init__(self, *, volunteer: VolunteerConfig | None = None, runner: UnitRunner | None = None,
-                 params: SchedulerParams | None = None, max_blob: int = DEFAULT_MAX_BLOB) -> None:
+                 params: SchedulerParams | None = None, max_blob: int = DEFAULT_MAX_BLOB,
+                 pubsub: AdvertChannel | None = None, advert_interval: float = ADVERT_INTERVAL) -> None:
         self.config = volunteer
         self.params = params
         self.max_blob = max_blob
+        self.pubsub = pubsub
+        self.advert_interval = advert_interval
+        self.candidates = Candidates()
+        self._jobs_running = asyncio.Event()  # set while a submitted job runs: the submitter listens for adverts
         self._runner = runner
         self._own_runner: ComputeRunner | None = None
         self._ctx: NodeContext | None = None
@@ -79,13 +97,14 @@ class ComputeService:
         self._unsubscribe: Any = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ComputeService:
-        """The service the node's settings describe (a volunteer when `compute_volunteer` is on)."""
+    def from_settings(cls, settings: Settings, pubsub: AdvertChannel | None = None) -> ComputeService:
+        """The service the node's settings describe (a volunteer when `compute_volunteer` is on), finding and
+        advertising volunteers through `pubsub` when there is one."""
         if not settings.compute_volunteer:
-            return cls()
+            return cls(pubsub=pubsub)
         allowed = frozenset(PeerId.from_string(p) for p in settings.compute_submitters) or None
         return cls(volunteer=VolunteerConfig(settings.compute_cores, settings.compute_memory,
-                                             settings.compute_cpu_hours, allowed))
+                                             settings.compute_cpu_hours, allowed), pubsub=pubsub)
 
     async def start(self, ctx: NodeContext) -> None:
         self._ctx = ctx
@@ -101,6 +120,12 @@ class ComputeService:
                 self._own_runner.start()
             self.volunteer = VolunteerRole(self.config, ctx.host, blobs, store, runner, ctx.run_blocking)
         self._unsubscribe = ctx.host.subscribe(self._peer_event)
+        if self.pubsub is not None:
+            if self.volunteer is not None:
+                ctx.tasks.spawn(self._advertise(), name="compute capacity adverts")
+            ctx.tasks.spawn(self._listen(), name="compute advert listener")
+            if self._wants_volunteers():
+                self._jobs_running.set()
 
     async def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -182,6 +207,76 @@ class ComputeService:
     def _wants_volunteers(self) -> bool:
         return any(not job.finished.is_set() for job in self.submitter.jobs.values())
 
+    # -- volunteers on pub/sub ------------------------------------------------------------------------------------
+    async def _advertise(self) -> None:
+        """The volunteer's adverts: subscribed to the topic for as long as it runs (it relays others' adverts),
+        publishing its capacity every `advert_interval` seconds."""
+        assert self.pubsub is not None and self.volunteer is not None and self._ctx is not None
+        host, volunteer = self._ctx.host, self.volunteer
+        subscription = self._subscribe("advertising")
+        if subscription is None:
+            return
+        try:
+            while True:
+                advert = Advert(volunteer.config.slots, volunteer.config.memory_bytes,
+                                int(volunteer.seconds_left()), tuple(host.listen_addrs))
+                try:
+                    await self.pubsub.publish(ADVERT_TOPIC, encode_advert(advert))
+                except PeerloomError as exc:
+                    log.info("compute: the capacity advert was not published: %s", exc)
+                    return
+                await asyncio.sleep(self.advert_interval)
+        finally:
+            subscription.close()
+
+    def _subscribe(self, purpose: str) -> Any:
+        """A subscription to the adverts' topic; None (and a log line) when pub/sub is not running."""
+        assert self.pubsub is not None
+        try:
+            return self.pubsub.subscribe(ADVERT_TOPIC)
+        except PeerloomError as exc:
+            log.info("compute: not %s on pub/sub: %s", purpose, exc)
+            return None
+
+    async def _listen(self) -> None:
+        """While jobs run, the submitter reads the adverts of the topic and asks the volunteers it hears of."""
+        assert self.pubsub is not None
+        while True:
+            await self._jobs_running.wait()
+            subscription = self._subscribe("listening for volunteers")
+            if subscription is None:
+                return
+            try:
+                while self._wants_volunteers():
+                    try:
+                        message = await asyncio.wait_for(subscription.get(), LISTEN_CHECK)
+                    except TimeoutError:
+                        continue
+                    self._heard(message.from_peer, message.data)
+            except PeerloomError:
+                return  # pub/sub stopped
+            finally:
+                subscription.close()
+            self._jobs_running.clear()
+
+    def _heard(self, peer: PeerId, data: bytes) -> None:
+        """An advert from `peer`: a volunteer this submitter does not have yet is dialled and asked what it offers."""
+        assert self._ctx is not None
+        if peer == self._ctx.identity.peer_id:
+            return
+        record = self.submitter.scheduler.volunteers.get(peer)
+        if record is not None and (record.connected or record.flagged):
+            return
+        try:
+            advert = decode_advert(data)
+        except AdvertError as exc:
+            log.info("compute: a bad advert from %s: %s", peer, exc)
+            return
+        now = time.monotonic()
+        if self.candidates.heard(peer, advert, now):
+            for _, addrs in self.candidates.take(now):
+                self._ctx.tasks.spawn(self._dial_and_probe(list(addrs)), name="compute volunteer dial")
+
     # -- the Python API -------------------------------------------------------------------------------------------
     async def submit(self, module: bytes, inputs: Sequence[tuple[str, bytes]] | Sequence[bytes], quorum: int = 2,
                      *, limits: Limits | None = None, adaptive: bool = False) -> Job:
@@ -190,6 +285,7 @@ class ComputeService:
         named = [item if isinstance(item, tuple) else (f"unit-{i:06d}", item) for i, item in enumerate(inputs)]
         job = await self.submitter.submit(module, named, quorum, limits, adaptive)
         if not job.finished.is_set():
+            self._jobs_running.set()
             await self.discover()
         return job
 
@@ -228,7 +324,7 @@ class ComputeService:
             try:
                 await self.add_volunteer(addr)
                 return
-            except PeerloomError:
+            except (PeerloomError, OSError, TimeoutError):
                 continue
 
     def jobs(self) -> list[Job]:

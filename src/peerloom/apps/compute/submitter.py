@@ -1,8 +1,9 @@
 """The submitter's side: jobs, the asyncio driver of the scheduler, and the exchanges with volunteers.
 
-`submit` stores the module and the inputs in the blob store and the job in the state database, then the scheduler
-(scheduler.py) decides where each replica goes. Each `Assign` becomes one exchange: a `RunUnit` on a new stream (the
-input inline when small, the volunteer fetches the module and larger inputs from us by hash), and its answer:
+`submit` stores the module (and large inputs) in the blob store and the job with its small inputs in the state
+database (one transaction), then the scheduler (scheduler.py) decides where each replica goes. Each `Assign` becomes
+one exchange: a `RunUnit` on a new stream (the input inline when small, the volunteer fetches the module and larger
+inputs from us by hash), and its answer:
 - `UnitDone`: the output is hashed and the digest is the volunteer's vote (the output is kept until the vote ends);
 - `UnitFailed` of a deterministic kind (the module's own fault: not wasm, wrong exports, out of fuel, over the memory
   limit, a trap, too much output, a non-zero exit) is a vote too, on the kind: when volunteers agree, the unit's
@@ -29,7 +30,7 @@ from peerloom.errors import PeerloomError
 from peerloom.identity import PeerId
 from peerloom.net.host import Host
 
-from .blobs import BlobStore
+from .blobs import BlobStore, blob_hash
 from .link import StreamPool, request
 from .sandbox import Limits
 from .scheduler import (
@@ -87,7 +88,7 @@ class UnitOutcome:
 
 class Job:
     """A submitted job: `progress()`, `changed` (set at each change; clear it to wait for the next), `await
-    wait()` for the outcomes in input order."""
+    wait()` for the outcomes in input order, `cancel()`."""
 
     def __init__(self, row: JobRow, names: list[str], role: SubmitterRole) -> None:
         self.row = row
@@ -96,8 +97,15 @@ class Job:
         self.role = role
         self.changed = asyncio.Event()
         self.finished = asyncio.Event()
+        self.cancelled = row.cancelled
         if row.finished is not None:
             self.finished.set()
+
+    def cancel(self) -> bool:
+        """Stop the job: units not validated yet are sent out no more, replies still on their way are ignored, and
+        the job stays cancelled across restarts (`wait()` then gives those units with no output and no error).
+        False if the job had already finished."""
+        return self.role.cancel(self.row.id)
 
     @property
     def quorum(self) -> int:
@@ -117,7 +125,8 @@ class Job:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "module": self.row.module, "quorum": self.row.quorum, "adaptive": self.row.adaptive,
                 "limits": self.row.limits, "created": self.row.created,
-                "finished": self.row.finished is not None or self.finished.is_set(), **self.progress()}
+                "finished": self.row.finished is not None or self.finished.is_set(), "cancelled": self.cancelled,
+                **self.progress()}
 
 
 def job_id(module: str, inputs: Sequence[str], quorum: int, limits: Limits, adaptive: bool) -> bytes:
@@ -192,7 +201,7 @@ class SubmitterRole:
             raise ComputeError("a job needs at least one input")
         limits = limits or Limits()
         module_name = await self.run_blocking(self.blobs.put, module)
-        names = [await self.run_blocking(self.blobs.put, data) for _, data in inputs]
+        names = await self.run_blocking(self._put_large, [data for _, data in inputs])
         ident = job_id(module_name, names, quorum, limits, adaptive)
         if ident in self.jobs:
             return self.jobs[ident]
@@ -202,9 +211,15 @@ class SubmitterRole:
                 self._inline[name] = data
                 self._inline_size += len(data)
         row = JobRow(ident, module_name, quorum, adaptive, asdict(limits), time.time(), None)
-        await self.run_blocking(self.store.add_job, row, [(h, name) for h, (name, _) in zip(names, inputs,
-                                                                                              strict=True)])
+        units = [(h, name, data if len(data) <= INLINE_INPUT else None)
+                 for h, (name, data) in zip(names, inputs, strict=True)]
+        await self.run_blocking(self.store.add_job, row, units)
         return self._open(row, self.store.units(ident))
+
+    def _put_large(self, inputs: list[bytes]) -> list[str]:
+        """The inputs' names; those over `INLINE_INPUT` are stored in the blob store (a small one goes in its unit's
+        row of the state database, with the job, in one transaction)."""
+        return [self.blobs.put(data) if len(data) > INLINE_INPUT else blob_hash(data) for data in inputs]
 
     def job(self, ident: str) -> Job:
         try:
@@ -293,19 +308,22 @@ class SubmitterRole:
             self._timer = asyncio.get_running_loop().call_later(max(0.0, wake - now), self._kick)
 
     def _handle_events(self) -> None:
+        """What the scheduler decided, acted on: the units settled and the volunteers' records that changed are
+        written in one transaction (before anything is told of them, and before a job is marked finished)."""
+        validated: list[tuple[bytes, int, bytes, bytes, int]] = []
+        errors: list[tuple[bytes, int, str]] = []
+        finished: list[bytes] = []
         for event in self.scheduler.take_events():
             if isinstance(event, Validated):
                 replies = self._replies.pop((event.job, event.unit), {})
                 value = replies.get(event.digest)
                 if isinstance(value, tuple):
-                    self.store.unit_error(event.job, event.unit, f"{value[0]}: {value[1]}")
+                    errors.append((event.job, event.unit, f"{value[0]}: {value[1]}"))
                 else:
-                    self.store.validated(event.job, event.unit, event.digest, value or b"", event.fuel)
-                self._changed(event.job)
+                    validated.append((event.job, event.unit, event.digest, value or b"", event.fuel))
             elif isinstance(event, UnitError):
                 self._replies.pop((event.job, event.unit), None)
-                self.store.unit_error(event.job, event.unit, event.reason)
-                self._changed(event.job)
+                errors.append((event.job, event.unit, event.reason))
             elif isinstance(event, Credited):
                 self._credits.setdefault(event.peer, []).append(Credit(event.job, event.unit, event.fuel))
                 self._dirty.add(event.peer)
@@ -317,20 +335,36 @@ class SubmitterRole:
                 self._dirty.add(event.peer)
                 log.warning("compute: volunteer %s flagged: %s", event.peer, event.reason)
             elif isinstance(event, JobFinished):
-                self._finish(event.job)
-        if self._dirty:
-            records = [self.scheduler.volunteers[p] for p in self._dirty]
-            self._dirty.clear()
-            self.store.save_volunteers([(str(v.peer), v.reputation, v.streak, v.wins, v.losses, v.failures,
-                                         v.credit, v.flagged) for v in records])
+                finished.append(event.job)
+        records = [self.scheduler.volunteers[p] for p in self._dirty]
+        self._dirty.clear()
+        if validated or errors or records:
+            self.store.settle(validated, errors, [(str(v.peer), v.reputation, v.streak, v.wins, v.losses, v.failures,
+                                                   v.credit, v.flagged) for v in records])
+        for ident in {row[0] for row in validated} | {row[0] for row in errors}:
+            self._changed(ident)
+        for ident in finished:
+            self._finish(ident)
 
     def _changed(self, ident: bytes) -> None:
         job = self.jobs.get(ident)
         if job is not None:
             job.changed.set()
 
-    def _finish(self, ident: bytes) -> None:
-        self.store.finished(ident, time.time())
+    def cancel(self, ident: bytes) -> bool:
+        """See `Job.cancel`."""
+        job = self.jobs.get(ident)
+        if job is None or job.finished.is_set():
+            return False
+        for key in [key for key in self._replies if key[0] == ident]:
+            del self._replies[key]
+        job.cancelled = True
+        self._finish(ident, cancelled=True)
+        self._kick()  # the cancelled job's replicas gave their slots back: other jobs may take them
+        return True
+
+    def _finish(self, ident: bytes, *, cancelled: bool = False) -> None:
+        self.store.finished(ident, time.time(), cancelled=cancelled)
         self.scheduler.remove_job(ident)
         running = {name for job, names in self._inputs.items() if job != ident for name in names}
         for name in self._inputs.get(ident, []):
@@ -362,8 +396,8 @@ class SubmitterRole:
         if limits is None or input_name is None:
             return
         data = self._inline.get(input_name)
-        if data is None and self.blobs.path(input_name).stat().st_size <= INLINE_INPUT:
-            data = await self.run_blocking(self.blobs.get, input_name)
+        if data is None:
+            data = await self.run_blocking(self._small_input, job, index, input_name)
         pending = self._credits.pop(peer, [])
         credits, rest = pending[:MAX_CREDITS], pending[MAX_CREDITS:]
         if rest:
@@ -382,6 +416,8 @@ class SubmitterRole:
             self._lost(assign, f"{type(exc).__name__}: {exc}")
             return
         now = time.monotonic()
+        if job not in self._limits:  # cancelled while the replica ran: its answer counts for nothing
+            return
         if isinstance(answer, UnitDone):
             if len(answer.output) > limits.max_output:
                 self.drop(peer, f"sent {len(answer.output)} bytes of output (the cap is {limits.max_output})")
@@ -404,6 +440,14 @@ class SubmitterRole:
             self.drop(peer, f"answered a unit with {type(answer).__name__}")
             return
         self._kick()
+
+    def _small_input(self, job: bytes, index: int, name: str) -> bytes | None:
+        """A unit's input if it is small enough to go inline (from its row, or from the blob store for a job stored
+        before inputs moved into the rows); None: the volunteer fetches it."""
+        data = self.store.input(job, index)
+        if data is None and self.blobs.path(name).stat().st_size <= INLINE_INPUT:
+            data = self.blobs.get(name)
+        return data
 
     def _lost(self, assign: Assign, reason: str) -> None:
         log.info("compute: unit %d of job %s from %s lost: %s", assign.unit, assign.job.hex()[:12], assign.peer, reason)

@@ -1,6 +1,7 @@
 """The compute service between nodes in one process on loopback: hostile modules fail unit by unit with their own
 error and leave the volunteers working; a volunteer answering garbage, an oversized result or the wrong message is
-dropped and its units go to others; blobs a volunteer fetches are verified; credit reaches the volunteer."""
+dropped and its units go to others; blobs a volunteer fetches are verified; credit reaches the volunteer; a cancelled
+job sends no more units, ignores late replies and stays cancelled across a restart."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from support.swarm import fast_settings
 
 from peerloom.apps.compute.blobs import blob_hash
 from peerloom.apps.compute.link import read_message
-from peerloom.apps.compute.sandbox import Limits
+from peerloom.apps.compute.sandbox import Limits, UnitResult
 from peerloom.apps.compute.service import ComputeService, VolunteerConfig
 from peerloom.apps.compute.wire import (
     PROTOCOL,
@@ -191,3 +192,45 @@ async def test_credit_reaches_the_volunteers_and_blobs_are_fetched_once_and_veri
         # credit rides on later units, and the rest comes in one message at the job's end
         await until(lambda: credited()["units"] == len(chunks))
         assert credited()["fuel"] == sum(o.fuel or 0 for o in outcomes)
+
+
+class GatedRunner:
+    """A volunteer's runner whose units wait at a gate: a test holds them in flight, then lets them finish."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.finished = 0
+
+    async def run(self, module_hash: str, stdin: bytes, limits: Limits) -> UnitResult:
+        self.started += 1
+        await self.gate.wait()
+        self.finished += 1
+        return UnitResult(b"ran " + stdin, 1, 0.0)
+
+
+async def test_a_cancelled_job_sends_no_more_units_ignores_late_replies_and_stays_cancelled(tmp_path):
+    runner = GatedRunner()
+    volunteer = Node(tmp_path / "v", host="127.0.0.1", settings=fast_settings(pubsub=False, compute=False),
+                     services=[ComputeService(volunteer=VolunteerConfig(cores=2), runner=runner)])
+    home = tmp_path / "s"
+    async with volunteer:
+        async with Node(home, host="127.0.0.1", settings=fast_settings(pubsub=False)) as submitter:
+            job = await compute(submitter).submit(SIGNAL_SEARCH.read_bytes(), [b"%d" % i for i in range(6)], 1,
+                                                  limits=LIMITS)
+            await compute(submitter).add_volunteer(volunteer.secure_addrs[0])
+            await until(lambda: runner.started == 2)  # both slots taken
+            assert job.cancel() and job.finished.is_set() and job.cancelled
+            assert not job.cancel()  # once is enough
+            runner.gate.set()
+            await until(lambda: runner.finished == 2)
+            await asyncio.sleep(0.3)  # the late replies arrive and are ignored
+            assert job.to_json()["cancelled"] and job.progress()["validated"] == 0
+            assert all(o.output is None and o.error is None for o in await job.wait())
+            assert runner.started == 2
+        async with Node(home, host="127.0.0.1", settings=fast_settings(pubsub=False)) as submitter:
+            again = compute(submitter).job(job.id)
+            assert again.cancelled and again.finished.is_set() and not again.cancel()
+            await compute(submitter).add_volunteer(volunteer.secure_addrs[0])
+            await asyncio.sleep(0.3)
+            assert runner.started == 2  # nothing of it was sent out again

@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,16 @@ def test_a_deadline_does_not_leak_into_the_next_unit(sandbox, hash_search):
     with pytest.raises(Timeout):
         sandbox.run(module, b"", Limits(fuel=10**15, wall_seconds=0.05))
     assert sandbox.run(hash_search, b"6 0 20000\nabc", Limits(wall_seconds=5)).output
+
+
+def test_a_short_deadline_after_a_long_one_is_kept(sandbox, hash_search):
+    """The deadline watchdog, asleep until a long deadline of the unit before, is woken for a shorter one."""
+    assert sandbox.run(hash_search, b"2 0 10\nabc", Limits(wall_seconds=3600)).output
+    module = sandbox.check(mods.wasm(mods.INFINITE_LOOP))
+    began = time.monotonic()
+    with pytest.raises(Timeout):
+        sandbox.run(module, b"", Limits(fuel=10**15, wall_seconds=0.2))
+    assert time.monotonic() - began < 30
 
 
 def test_growing_towards_4_gib_stops_at_the_memory_limit(sandbox):
