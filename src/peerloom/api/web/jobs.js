@@ -3,26 +3,16 @@
 // through the API.
 
 import { api } from './api.js';
-import { el, setText, showError } from './dom.js';
+import { el, poller, setText, showError } from './dom.js';
 
 const POLL_MS = 2000;
 const jobsBody = document.querySelector('#jobs-table tbody');
 const volunteersBody = document.querySelector('#volunteers-table tbody');
 const off = document.getElementById('compute-off');
 const summary = document.getElementById('compute-status');
-let timer = null;
 
 /** Starts polling the jobs once the page has its token. */
-export function start() {
-  if (timer) return;
-  refresh();
-  timer = setInterval(refresh, POLL_MS);
-}
-
-export function stop() {
-  clearInterval(timer);
-  timer = null;
-}
+export const { start, stop } = poller(() => refresh(), POLL_MS);
 
 async function refresh() {
   try {
