@@ -21,7 +21,9 @@ from support.swarm import node
 
 from peerloom.identity import Identity
 
-pytestmark = pytest.mark.timeout(30)
+# hang guards sized for the parallel suite on a loaded 2-core machine: a test here starts up to four Python
+# processes (~1.5 s of CPU each) and took 27 s of its former 30 under -n 3
+pytestmark = pytest.mark.timeout(90)
 TOPIC = "peerloom-cli/news"
 LOOPBACK = ("--no-dht", "--listen", "127.0.0.1")  # one-shot nodes stay on loopback, no DHT
 
@@ -36,7 +38,7 @@ class Sub:
     async def started(self, marker: str) -> str:
         """Read stderr until the line with `marker`; that line."""
         assert self.proc.stderr is not None
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(30):
             while True:
                 line = (await self.proc.stderr.readline()).decode()
                 assert line, "sub exited before it subscribed"

@@ -99,8 +99,9 @@ def test_error_lines_show_hostile_file_names(tmp_path: Path, name: str) -> None:
     one_line_error(runner.invoke(app, ["info", str(missing)]), name)
 
 
-def run_on_a_terminal(args: list[str], seconds: float) -> tuple[int, str]:
-    """Run peerloom with its stderr on a pseudo-terminal (so progress bars are drawn) for `seconds`, then Ctrl-C."""
+def run_on_a_terminal(args: list[str], until: str, timeout: float = 30.0) -> tuple[int, str]:
+    """Run peerloom with its stderr on a pseudo-terminal (so progress bars are drawn) until it has drawn `until`
+    (or `timeout` passed), then Ctrl-C. Waiting for the drawing, not a fixed time: a loaded machine starts it late."""
     master, slave = pty.openpty()
     proc = subprocess.Popen([*PEERLOOM, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
                             env=ENV)
@@ -120,7 +121,9 @@ def run_on_a_terminal(args: list[str], seconds: float) -> tuple[int, str]:
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        time.sleep(seconds)
+        deadline = time.monotonic() + timeout
+        while until not in b"".join(chunks).decode(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         code = proc.wait(30)
     finally:
@@ -135,7 +138,7 @@ def run_on_a_terminal(args: list[str], seconds: float) -> tuple[int, str]:
 @pytest.mark.parametrize("name", ["[/x]", ":-1:", "\x1b[31mred"], ids=ascii)
 def test_get_draws_a_hostile_magnet_name_on_a_terminal(tmp_path: Path, name: str) -> None:
     code, shown = run_on_a_terminal(["get", magnet(name), "-o", str(tmp_path / "out"), "--home", str(tmp_path / "h"),
-                                     "--no-daemon", *QUIET], seconds=4)
+                                     "--no-daemon", *QUIET], until=f"{HOSTILE[name]} (fetching metadata)")
     assert code == 130, shown  # stopped by Ctrl-C while fetching the metadata, with one line saying so
     assert "Traceback" not in shown and "Exception" not in shown, shown
     assert f"{HOSTILE[name]} (fetching metadata)" in shown, shown

@@ -42,7 +42,9 @@ async def test_a_key_that_is_not_allowed_gets_nothing(tmp_path: Path) -> None:
         shared = await seeder.share(data, allow=[friend.identity.peer_id])
         assert shared.meta is not None
         t = await stranger.add(shared.meta, tmp_path / "dst-x", peers=[seeder.secure_addrs[0]], allow=[])
-        await asyncio.sleep(2.0)
+        async with asyncio.timeout(20):  # until its every dial was refused: the event, not a fixed 2 s
+            while not t.refused_everywhere:
+                await asyncio.sleep(0.05)
         assert t.status().have_bytes == 0 and not t.peers
         assert stranger.identity.peer_id in seeder.secure_host.connections  # refused per protocol, not connection
         assert t.peer_table.known and all(r.failures for r in t.peer_table.known.values())  # its dials were refused

@@ -7,7 +7,9 @@ many nodes may share 127.0.0.1; uTP, LSD, UPnP and NAT-PMP stay off and no publi
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 from support.swarm import assert_same_files, make_multi, make_single, node, wait_done
 
 from peerloom.dht.bep44 import verify_mutable
-from peerloom.dht.driver import public_key
+from peerloom.dht.driver import Dht, public_key
 from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
 
@@ -45,15 +47,28 @@ def libtorrent_dht(port: int) -> Iterator[tuple[LibtorrentPeer, LibtorrentPeer]]
         first.close()
 
 
+async def findable(dht: Dht, info_hash: bytes, peer: tuple[str, int], timeout: float = 20.0) -> None:
+    """Wait until a get_peers lookup in `dht` returns `peer` for `info_hash` (its announce has landed)."""
+    deadline = time.monotonic() + timeout
+    while peer not in await dht.get_peers(info_hash):
+        assert time.monotonic() < deadline, f"{peer} did not announce {info_hash.hex()} in {timeout:.0f} s"
+        await asyncio.sleep(0.2)
+
+
 async def test_peerloom_finds_a_libtorrent_seeder_from_a_bare_magnet(tmp_path: Path) -> None:
     data = make_multi(tmp_path / "src")
     meta = create(data, version="hybrid", piece_length=PIECE)
     async with node(tmp_path, "leech", **DHT) as leecher:
         assert leecher.dht is not None
         with libtorrent_dht(leecher.dht.port) as (seeder, _other):
+            # announce once libtorrent's DHT runs, and look only once the swarm is findable: under load the leecher's
+            # first lookup could otherwise come back empty and libtorrent's own lookup connect to it instead
+            await seeder.wait_alert(lt.dht_bootstrap_alert)
             handle = seeder.add(meta.to_bytes(), tmp_path / "src", seed_mode=True)
             await seeder.wait_seeding(handle)
             handle.force_dht_announce()
+            assert meta.info_hash_v1 is not None
+            await findable(leecher.dht, meta.info_hash_v1, (HOST, seeder.port))
             t = await leecher.add(str(Magnet(meta.info_hash_v1, meta.info_hash_v2)), tmp_path / "dst")
             await wait_done(t, 20)
             assert t.dht_found >= 1 and t.meta is not None and t.meta.info_bytes == meta.info_bytes

@@ -664,7 +664,9 @@ class Torrent:
         if peer.pending:
             self.serve(peer)
 
-    def request_more(self, peer: PeerConnection) -> None:
+    def request_more(self, peer: PeerConnection, now: float | None = None) -> None:
+        """Fill `peer`'s request pipeline. `now` is the clock of a `tick(now)` that asks (its stall clock must be the
+        same clock that later judges it); message handling leaves it out and the real clock stamps the requests."""
         picker = self.picker
         assert picker is not None
         if not peer.is_seed and len(peer.bits) != picker.num_pieces:
@@ -685,7 +687,8 @@ class Torrent:
             if not peer.outstanding and not picker.interesting(peer.bits, peer.is_seed):
                 peer.set_interested(False)
             return
-        now = time.monotonic()
+        if now is None:
+            now = time.monotonic()
         out = []
         for index, begin, length in requests:
             peer.outstanding[(index, begin)] = now
@@ -768,7 +771,7 @@ class Torrent:
             total_down += peer.rate_down
             total_up += peer.rate_up
             if peer.outstanding and now - peer.last_block_at > self.settings.snub_timeout:
-                self._snub(peer)
+                self._snub(peer, now)
             elif peer.snubbed and not peer.outstanding and now - peer.last_block_at > 2 * self.settings.snub_timeout:
                 peer.snubbed = False  # give it another chance
                 peer.last_block_at = now
@@ -777,7 +780,7 @@ class Torrent:
             if self.state is State.DOWNLOADING and self.exchange.missing_layers:
                 self.exchange.request_layers(peer)
             elif self.state is State.DOWNLOADING and not peer.peer_choking and peer.am_interested and not peer.snubbed:
-                self.request_more(peer)
+                self.request_more(peer, now)
             if self.exchange.assembler is not None and self.meta is None:
                 self.exchange.request_metadata(peer)
         self.rate_down, self.rate_up = total_down + self.web_seeds.rate(now), total_up
@@ -785,7 +788,7 @@ class Torrent:
             self.exchange.send_pex(now)
         self._connect_more(now)
 
-    def _snub(self, peer: PeerConnection) -> None:
+    def _snub(self, peer: PeerConnection, now: float) -> None:
         log.info("%r snubbed: no data for %.0f s", peer, self.settings.snub_timeout)
         peer.snubbed = True
         self.snubs += 1
@@ -797,7 +800,7 @@ class Torrent:
         peer.outstanding.clear()
         for other in self.peers:
             if other is not peer and not other.peer_choking and other.am_interested and not other.snubbed:
-                self.request_more(other)
+                self.request_more(other, now)
 
     def _rechoke(self) -> None:
         seeding = self.state is State.SEEDING

@@ -12,6 +12,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from peerloom.settings import Settings
 from peerloom.torrent import wire
 from peerloom.torrent.choker import ROUND, Choker
@@ -131,31 +133,35 @@ def test_choke_rounds_run_every_round_on_the_test_clock(tmp_path: Path) -> None:
     assert {"p0", "p1"} <= now_unchoked and len(now_unchoked) == 3
 
 
-def test_a_stalled_peer_is_snubbed_and_its_requests_go_to_another(tmp_path: Path) -> None:
+# The tick's clock must be the only clock of snubbing: a request stamped with the real clock while the test clock
+# reads the same (a machine up for less than START seconds, or `start` taken from the real clock) made the other
+# peer look stalled as soon as it was asked.
+@pytest.mark.parametrize("start", [START, time.monotonic()], ids=["test-clock", "real-clock"])
+def test_a_stalled_peer_is_snubbed_and_its_requests_go_to_another(tmp_path: Path, start: float) -> None:
     torrent = make_torrent(tmp_path, snub_timeout=30.0, tick=1.0)
     assert torrent.picker is not None
     num = torrent.picker.num_pieces
     staller, other = StandIn("staller", num_pieces=num), StandIn("other", num_pieces=num)
     other.peer_choking = True  # it has not unchoked us yet: everything goes to the staller first
     torrent.peers.extend([staller, other])
-    torrent.request_more(staller)
+    torrent.request_more(staller, start)
     asked = set(staller.outstanding)
     assert asked
     for peer in (staller, other):
-        peer.last_block_at = peer.last_received = peer.last_sent = START
+        peer.last_block_at = peer.last_received = peer.last_sent = start
 
-    torrent.tick(START + 29.0)  # not yet stalled for the snub timeout
+    torrent.tick(start + 29.0)  # not yet stalled for the snub timeout
     assert not staller.snubbed and set(staller.outstanding) == asked
     other.peer_choking = False
     other.pipeline = 4 * num  # room for every block of the torrent
-    torrent.tick(START + 31.0)
+    torrent.tick(start + 31.0)
     assert staller.snubbed and torrent.snubs == 1 and not staller.outstanding
     cancelled = {(m.index, m.begin) for m in staller.messages() if isinstance(m, wire.Cancel)}
     assert cancelled == asked  # taken back from the staller...
     assert asked <= set(other.outstanding)  # ...and asked of the other peer at once
 
     # a snubbed peer without requests gets another chance after twice the timeout
-    torrent.tick(START + 31.0 + 2 * 30.0 + 1)
+    torrent.tick(start + 31.0 + 2 * 30.0 + 1)
     assert not staller.snubbed
 
 
