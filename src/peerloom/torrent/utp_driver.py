@@ -3,9 +3,10 @@
 `UtpDriver` owns the connections by (remote address, receive connection id), feeds each datagram to its
 connection, answers strangers' packets with ST_RESET, fires the retransmission timers from one ticker, and sends
 what the connections owe once per loop iteration (every datagram that arrived in that iteration is processed
-first, so an ack covers the whole batch, as libtorrent's deferred acks do). It sends either on a socket of its
-own (`open`) or through another owner's (`attach`: the DHT's, demultiplexed by the first byte, as libtorrent
-shares one UDP port between uTP and the DHT).
+first, so an ack covers the whole batch, as libtorrent's deferred acks do). It sends on sockets of its own
+(`open`) or on another owner's (`attach`: the DHT's, which hands it the datagrams that are not KRPC, as libtorrent
+shares one UDP port between uTP and the DHT) through one path, `_sendto`: either way the sockets carry the
+don't-fragment bit and an EMSGSIZE reaches the path MTU search. Only sockets it opened are its to close.
 
 `UtpTransport` is what an asyncio Protocol sees: `write`, `close`, `abort`, write-buffer limits with
 pause/resume_writing, pause/resume_reading. The BitTorrent `PeerConnection` runs over it unchanged.
@@ -26,13 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 from peerloom.torrent import dual_stack
+from peerloom.torrent.context import UdpSockets
 from peerloom.torrent.utp import Closed, Connected, EndOfStream, Oversize, UtpConfig, UtpSocket
 from peerloom.torrent.utp_mtu import IPV4_OVERHEAD, IPV6_OVERHEAD
 from peerloom.torrent.utp_packet import PacketType, UtpError, encode_header, parse_packet
 
 log = logging.getLogger(__name__)
 Address = tuple[str, int]
-Sender = Callable[[bytes, Address], None]
 TICK = 0.05  # seconds between timer checks: the retransmission timer is at least 500 ms
 DEFAULT_HIGH_WATER = 1 << 20
 MAX_CONNECTIONS = 1024
@@ -237,8 +238,8 @@ class UtpDriver:
         self.local_address: Address | None = None
         self.internal_errors = 0
         self.resets_sent = 0
-        self._send: Sender | None = None
-        self._socks: dict[int, tuple[socket.socket, asyncio.DatagramTransport]] = {}  # by family, when we own them
+        self._socks: UdpSockets = {}  # what we send on: ours (`open`) or another owner's (`attach`)
+        self._owns_socks = False  # whether `close` closes `_socks`
         self._conns: dict[tuple[Address, int], UtpTransport] = {}
         self._dirty: dict[UtpTransport, None] = {}
         self._flush_handle: asyncio.Handle | None = None
@@ -254,6 +255,7 @@ class UtpDriver:
         one socket per address family on one port number, as the BitTorrent TCP port takes both (dual_stack.py):
         IPv4 alone when the host has no IPv6."""
         loop = asyncio.get_running_loop()
+        self._owns_socks = True
         hosts = ("0.0.0.0", "::") if dual_stack.is_wildcard(host) and socket.has_ipv6 else (host or "0.0.0.0",)
         try:
             for name in hosts:
@@ -283,7 +285,6 @@ class UtpDriver:
             self._close_sockets()
             raise
         self.local_address = (host or "0.0.0.0", port)
-        self._send = self._sendto
         return port
 
     def _sendto(self, data: bytes, address: Address) -> None:
@@ -303,20 +304,27 @@ class UtpDriver:
             else:
                 sock.sendto(data, address)
         except BlockingIOError:
-            entry[1].sendto(data, address)
+            if not entry[1].is_closing():
+                entry[1].sendto(data, address)
 
     def _close_sockets(self) -> None:
-        for _, udp in self._socks.values():
-            udp.close()
+        if self._owns_socks:
+            for _, udp in self._socks.values():
+                udp.close()
         self._socks.clear()
 
-    def attach(self, send: Sender, local_address: Address | None = None) -> None:
-        """Send through a socket someone else owns (who passes us the uTP datagrams it receives)."""
-        self._send = send
+    def attach(self, sockets: UdpSockets, local_address: Address | None = None) -> None:
+        """Send on UDP sockets someone else owns and closes (who passes us the uTP datagrams it receives), as on our
+        own: with the don't-fragment bit set, for path MTU discovery. Their owner's datagrams get it too."""
+        for sock, _ in sockets.values():
+            with contextlib.suppress(OSError):
+                set_dont_fragment(sock, True)
+        self._socks = dict(sockets)
+        self._owns_socks = False
         self.local_address = local_address
 
     def close(self) -> None:
-        """Reset every connection and close the driver's own socket."""
+        """Reset every connection and close the driver's own sockets (never those it was attached to)."""
         self._closed = True
         for transport in list(self._conns.values()):
             transport.abort()
@@ -331,7 +339,7 @@ class UtpDriver:
     async def connect(self, address: Address, protocol_factory: Callable[[], asyncio.BaseProtocol],
                       timeout: float = 10.0) -> tuple[UtpTransport, asyncio.BaseProtocol]:
         """Open a uTP connection to `address`; ConnectionError when it is refused or times out (SYN timeouts)."""
-        if self._closed or self._send is None:
+        if self._closed or not self._socks:
             raise ConnectionError("uTP is not running")
         address = (address[0], address[1])
         loop = asyncio.get_running_loop()
@@ -428,11 +436,11 @@ class UtpDriver:
 
     def _reset(self, packet: Any, address: Address) -> None:
         """BEP 29: a packet for no connection of ours gets an ST_RESET, so the sender stops at once."""
-        if self._send is None:
+        if not self._socks:
             return
         self.resets_sent += 1
         try:
-            self._send(encode_header(PacketType.RESET, packet.connection_id, 0, packet.seq_nr, 0, 0, 0), address)
+            self._sendto(encode_header(PacketType.RESET, packet.connection_id, 0, packet.seq_nr, 0, 0, 0), address)
         except (OSError, ValueError) as exc:
             log.debug("uTP: cannot send a reset to %s: %r", address, exc)
 
@@ -447,7 +455,6 @@ class UtpDriver:
 
     def _flush(self) -> None:
         self._flush_handle = None
-        send = self._send
         now = asyncio.get_running_loop().time()
         while self._dirty:
             dirty, self._dirty = self._dirty, {}
@@ -459,22 +466,21 @@ class UtpDriver:
                     log.exception("uTP: a connection to %s:%d broke", *transport.address)
                     transport.sock.abort("internal error")
                     datagrams = transport.sock.datagrams_to_send(now)
-                if send is not None:
-                    for datagram in datagrams:
-                        try:
-                            send(datagram, transport.address)
-                        except OSError as exc:
-                            if exc.errno != errno.EMSGSIZE:
-                                log.debug("uTP: cannot send to %s: %r", transport.address, exc)
-                                break
-                            # a hard ceiling, and the packet goes again in pieces; the kernel refuses because it
-                            # learnt the path's MTU (ICMP "fragmentation needed"): the route now tells it
-                            transport.sock.datagram_too_big(datagram)
-                            self._limit_to_route(transport.sock, transport.address)
-                            self._dirty[transport] = None
-                        except ValueError as exc:
+                for datagram in datagrams:
+                    try:
+                        self._sendto(datagram, transport.address)
+                    except OSError as exc:
+                        if exc.errno != errno.EMSGSIZE:
                             log.debug("uTP: cannot send to %s: %r", transport.address, exc)
                             break
+                        # a hard ceiling, and the packet goes again in pieces; the kernel refuses because it
+                        # learnt the path's MTU (ICMP "fragmentation needed"): the route now tells it
+                        transport.sock.datagram_too_big(datagram)
+                        self._limit_to_route(transport.sock, transport.address)
+                        self._dirty[transport] = None
+                    except ValueError as exc:
+                        log.debug("uTP: cannot send to %s: %r", transport.address, exc)
+                        break
                 if transport.sock.closed and transport.lost:
                     key = (transport.address, transport.sock.recv_id)
                     if self._conns.get(key) is transport:
