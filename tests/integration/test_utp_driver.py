@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from peerloom.torrent.utp import UtpConfig
-from peerloom.torrent.utp_driver import IP_MTU_DISCOVER, PMTU_OPTIONS, PMTUDISC_DO, UtpDriver, UtpTransport
+from peerloom.torrent.utp_driver import PMTU_OPTIONS, PMTUDISC_DONT, UtpDriver, UtpTransport, pmtu_mode, set_pmtu_mode
 from peerloom.torrent.utp_packet import PacketType, encode_header
 
 
@@ -163,7 +163,7 @@ class Owner(asyncio.DatagramProtocol):
         self.driver.datagram_received(data, addr)
 
 
-async def test_a_driver_attached_to_another_owners_socket_sends_with_df_and_leaves_it_open() -> None:
+async def test_a_driver_attached_to_another_owners_socket_leaves_it_as_it_found_it() -> None:
     accepted: list[Collector] = []
 
     def incoming(address: tuple[str, int]) -> Collector:
@@ -174,13 +174,12 @@ async def test_a_driver_attached_to_another_owners_socket_sends_with_df_and_leav
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.setblocking(False)
+    set_pmtu_mode(sock, PMTUDISC_DONT)  # the owner's choice, which uTP switches only around its own datagrams
     udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: Owner(server), sock=sock)
     client = UtpDriver()
     await client.open("127.0.0.1", 0)
     try:
         server.attach({socket.AF_INET: (sock, udp)}, sock.getsockname())
-        if PMTU_OPTIONS:
-            assert sock.getsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER) == PMTUDISC_DO
         transport, proto = await client.connect(sock.getsockname(), Collector, timeout=5)
         await until(lambda: accepted and accepted[0].transport is not None)
         far = accepted[0].transport
@@ -189,6 +188,7 @@ async def test_a_driver_attached_to_another_owners_socket_sends_with_df_and_leav
         await until(lambda: len(proto.data) == 22_000)
         transport.write(b"to it")
         await until(lambda: bytes(accepted[0].data) == b"to it")
+        assert pmtu_mode(sock) == (PMTUDISC_DONT if PMTU_OPTIONS else None)
         server.close()
         assert await asyncio.wait_for(proto.lost, 5) is not None  # the attached driver reset its connections
         assert sock.fileno() != -1 and not udp.is_closing()  # and left the socket to its owner

@@ -530,9 +530,10 @@ class Dht:
 
     def shared_sockets(self) -> dict[int, tuple[socket.socket, asyncio.DatagramTransport]]:
         """The DHT's open UDP sockets by address family, each with its transport, for the protocol that shares the
-        port (`share_socket`). It sends on the socket itself and may set options on it (uTP sets the don't-fragment
-        bit: KRPC datagrams are far below any path MTU, and a send the kernel refuses is logged by `_flush` or
-        `error_received`, never raised into a core). The sockets stay the DHT's: `close` closes them."""
+        port (`share_socket`). It sends on the socket itself and may switch an option around its own sends (uTP sets
+        the don't-fragment bit for each of its datagrams and puts the DHT's mode back: a BEP 44 reply can be larger
+        than a path takes, ~1750 bytes, and must leave in fragments). The sockets stay the DHT's: `close` closes
+        them."""
         return {e.sock.family: (e.sock, e.transport) for e in self.endpoints
                 if e.transport is not None and not e.transport.is_closing()}
 

@@ -55,7 +55,7 @@ class SharedUdp(Protocol):
     `share_socket(receive)` hands `receive` the datagrams that are not the owner's; `shared_sockets()` gives the
     sockets themselves, on which uTP sends exactly as on sockets of its own: it needs the raw socket to set the
     don't-fragment bit and to see EMSGSIZE for path MTU discovery (utp_mtu.py), which a transport's `sendto` hides.
-    The sockets stay the owner's: it alone closes them."""
+    The sockets stay the owner's: it alone closes them, and its datagrams keep its own path MTU discovery mode."""
 
     port: int
 
