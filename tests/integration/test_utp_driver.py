@@ -1,5 +1,6 @@
 """uTP drivers on real UDP sockets on loopback: a byte-identical transfer both ways through the asyncio transport,
-refused dials, and hostile datagrams that cost one connection while the driver keeps serving."""
+refused dials, hostile datagrams that cost one connection while the driver keeps serving, and a driver attached to
+sockets someone else owns."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from peerloom.torrent.utp import UtpConfig
-from peerloom.torrent.utp_driver import UtpDriver, UtpTransport
+from peerloom.torrent.utp_driver import PMTU_OPTIONS, PMTUDISC_DONT, UtpDriver, UtpTransport, pmtu_mode, set_pmtu_mode
 from peerloom.torrent.utp_packet import PacketType, encode_header
 
 
@@ -150,3 +151,47 @@ async def test_a_protocol_that_pauses_reading_closes_the_window() -> None:
         assert transport.get_write_buffer_size() >= (3 << 20) - 2 * far.sock.config.recv_window  # the sender waits
         far.resume_reading()
         await until(lambda: len(accepted[0].data) == 3 << 20)
+
+
+class Owner(asyncio.DatagramProtocol):
+    """Another protocol's UDP socket (the DHT's, in a node) that hands uTP the datagrams it receives."""
+
+    def __init__(self, driver: UtpDriver) -> None:
+        self.driver = driver
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.driver.datagram_received(data, addr)
+
+
+async def test_a_driver_attached_to_another_owners_socket_leaves_it_as_it_found_it() -> None:
+    accepted: list[Collector] = []
+
+    def incoming(address: tuple[str, int]) -> Collector:
+        accepted.append(Collector())
+        return accepted[-1]
+
+    server = UtpDriver(on_incoming=incoming)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    set_pmtu_mode(sock, PMTUDISC_DONT)  # the owner's choice, which uTP switches only around its own datagrams
+    udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(lambda: Owner(server), sock=sock)
+    client = UtpDriver()
+    await client.open("127.0.0.1", 0)
+    try:
+        server.attach({socket.AF_INET: (sock, udp)}, sock.getsockname())
+        transport, proto = await client.connect(sock.getsockname(), Collector, timeout=5)
+        await until(lambda: accepted and accepted[0].transport is not None)
+        far = accepted[0].transport
+        assert far is not None
+        far.write(b"from the shared socket" * 1000)  # sent by the attached driver on the owner's socket
+        await until(lambda: len(proto.data) == 22_000)
+        transport.write(b"to it")
+        await until(lambda: bytes(accepted[0].data) == b"to it")
+        assert pmtu_mode(sock) == (PMTUDISC_DONT if PMTU_OPTIONS else None)
+        server.close()
+        assert await asyncio.wait_for(proto.lost, 5) is not None  # the attached driver reset its connections
+        assert sock.fileno() != -1 and not udp.is_closing()  # and left the socket to its owner
+    finally:
+        client.close()
+        udp.close()

@@ -1,6 +1,6 @@
 """Two peerloom nodes swarming over uTP on loopback: the peer wire runs over it unchanged, a dial prefers uTP and
-falls back to TCP, uTP shares the DHT's UDP socket, a peer sending wild uTP packets is dropped, and MSE runs over
-uTP under every pair of encryption policies as it does over TCP."""
+falls back to TCP, uTP shares the DHT's UDP socket (and leaves it as it found it), a peer sending
+wild uTP packets is dropped, and MSE runs over uTP under every pair of encryption policies as it does over TCP."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from support.swarm import assert_same_files, make_single, node, wait_done
 
+from peerloom.dht.driver import Dht
 from peerloom.torrent.mse import PLAINTEXT, RC4
+from peerloom.torrent.utp_driver import pmtu_mode
 from peerloom.torrent.utp_packet import PacketType, encode_header
 
 
@@ -58,6 +60,16 @@ async def test_utp_shares_the_dht_socket(tmp_path: Path) -> None:
         t = await leecher.add(shared.meta, tmp_path / "dst", peers=[("127.0.0.1", seeder.port)])
         assert await first_peers(t) == [True]
         await wait_done(t, 30)
+        sockets = seeder.dht.shared_sockets()
+        assert set(sockets) == {socket.AF_INET}
+        dht_socket = sockets[socket.AF_INET][0]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as fresh:  # uTP's datagrams went with don't-fragment
+            assert pmtu_mode(dht_socket) == pmtu_mode(fresh)  # (the NAT lab sees it), the DHT's keep the default
+        seeder.engine.close_utp()  # the socket stays the DHT's: uTP going away leaves it open, and KRPC still flows
+        assert dht_socket.fileno() != -1 and seeder.dht.shared_sockets() == sockets
+        async with Dht() as probe:
+            await probe.start(0, "127.0.0.1")
+            assert await probe.ping(("127.0.0.1", seeder.dht.port), timeout=5) == seeder.dht.node_id
         assert seeder.dht.internal_errors == 0
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
 

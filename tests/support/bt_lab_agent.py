@@ -1,9 +1,10 @@
 """A BitTorrent node for the NAT lab: runs inside a namespace, prints its state as one JSON object a line.
 
     python tests/support/bt_lab_agent.py --home H --port P --torrent T --save DIR [--peer HOST:PORT] [--rate BYTES]
-                                         [--utp-first]
+                                         [--utp-first] [--dht]
 
-It listens on 0.0.0.0:PORT (TCP, and uTP on its own UDP socket: no DHT, LSD or trackers in the lab), adds the torrent
+It listens on 0.0.0.0:PORT (TCP, and uTP on its own UDP socket: no LSD or trackers in the lab; with `--dht`, a DHT
+node with no bootstrap nodes on UDP PORT, whose socket uTP shares as it does by default), adds the torrent
 (a seed when DIR already holds the data), dials the `--peer`s, and every 0.3 s prints progress, its peers (address,
 over uTP or TCP, and a uTP connection's path MTU search as [floor, ceiling]) and its BEP 55 counters whenever they
 changed (the newest also in HOME/agent-state.json), until it is stopped (SIGTERM).
@@ -35,8 +36,9 @@ async def main() -> None:
     parser.add_argument("--peer", action="append", default=[])
     parser.add_argument("--rate", type=int, default=0, help="download rate limit of the torrent, bytes/s")
     parser.add_argument("--utp-first", action="store_true", help="dial every peer over uTP first")
+    parser.add_argument("--dht", action="store_true", help="run the DHT, uTP on its socket")
     args = parser.parse_args()
-    settings = Settings(dht=False, lsd=False, trackers=False, public_bootstrap=False, pubsub=False, mdns=False,
+    settings = Settings(dht=args.dht, lsd=False, trackers=False, public_bootstrap=False, pubsub=False, mdns=False,
                         peer_records=False, tick=0.1, connect_timeout=2.0, snub_timeout=2.0, pex_interval=1.0,
                         download_rate_limit=args.rate, utp_first=args.utp_first)
     stop = asyncio.Event()

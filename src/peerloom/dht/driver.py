@@ -122,10 +122,11 @@ class _Op:
 class _Endpoint(asyncio.DatagramProtocol):
     """One address family: its core, its UDP socket and the requests waiting on it."""
 
-    def __init__(self, dht: Dht, core: DhtCore, host: str) -> None:
+    def __init__(self, dht: Dht, core: DhtCore, host: str, sock: socket.socket) -> None:
         self.dht = dht
         self.core = core
         self.host = host
+        self.sock = sock  # what `transport` wraps, kept for `Dht.shared_sockets` (uvloop's transport hides it)
         self.v6 = core.ipv6
         self.transport: asyncio.DatagramTransport | None = None
         self.ops: dict[int, _Op] = {}
@@ -295,7 +296,7 @@ class Dht:
             saved = await asyncio.to_thread(self._store.load_nodes, 6 if v6 else 4)
             loaded = core.load(saved, loop.time())
             log.info("DHT %s: %d saved nodes loaded", "ipv6" if v6 else "ipv4", loaded)
-        _, endpoint = await loop.create_datagram_endpoint(lambda: _Endpoint(self, core, host), sock=sock)
+        _, endpoint = await loop.create_datagram_endpoint(lambda: _Endpoint(self, core, host, sock), sock=sock)
         return endpoint
 
     async def wait_ready(self, timeout: float = READY_WAIT) -> bool:
@@ -522,21 +523,19 @@ class Dht:
             raise error
         return good
 
-    def share_socket(self, receive: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+    def share_socket(self, receive: Callable[[bytes, Any], None]) -> None:
         """Lets another protocol use the DHT's UDP port, as libtorrent runs uTP and the DHT on one socket: datagrams
-        that are not KRPC (which always starts with `d`) go to `receive`; the function returned sends a datagram
-        through the socket of the address's family."""
+        that are not KRPC (which always starts with `d`) go to `receive`. It sends on `shared_sockets()`."""
         self.foreign = receive
 
-        def send(data: bytes, addr: Any) -> None:
-            try:
-                transport = self._endpoint_for(addr).transport
-            except DhtError:
-                return  # no socket of that family: the datagram cannot go (a uTP dial there times out)
-            if transport is not None and not transport.is_closing():
-                transport.sendto(data, addr)
-
-        return send
+    def shared_sockets(self) -> dict[int, tuple[socket.socket, asyncio.DatagramTransport]]:
+        """The DHT's open UDP sockets by address family, each with its transport, for the protocol that shares the
+        port (`share_socket`). It sends on the socket itself and may switch an option around its own sends (uTP sets
+        the don't-fragment bit for each of its datagrams and puts the DHT's mode back: a BEP 44 reply can be larger
+        than a path takes, ~1750 bytes, and must leave in fragments). The sockets stay the DHT's: `close` closes
+        them."""
+        return {e.sock.family: (e.sock, e.transport) for e in self.endpoints
+                if e.transport is not None and not e.transport.is_closing()}
 
     def _endpoint_for(self, addr: Address) -> _Endpoint:
         for endpoint in self.endpoints:

@@ -13,6 +13,7 @@ connection as the little `Dialled` the torrent reads of it.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Address = tuple[str, int]
+UdpSockets = dict[int, tuple[socket.socket, asyncio.DatagramTransport]]  # by address family: the socket, its transport
 
 
 class DhtAnnounced(Protocol):
@@ -48,11 +50,18 @@ class DhtPeers(Protocol):
 
 
 class SharedUdp(Protocol):
-    """A UDP socket that lets uTP share its port (the DHT's: libtorrent runs both on one socket)."""
+    """UDP sockets that let uTP share their port (the DHT's: libtorrent runs both on one socket).
+
+    `share_socket(receive)` hands `receive` the datagrams that are not the owner's; `shared_sockets()` gives the
+    sockets themselves, on which uTP sends exactly as on sockets of its own: it needs the raw socket to set the
+    don't-fragment bit and to see EMSGSIZE for path MTU discovery (utp_mtu.py), which a transport's `sendto` hides.
+    The sockets stay the owner's: it alone closes them, and its datagrams keep its own path MTU discovery mode."""
 
     port: int
 
-    def share_socket(self, receive: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]: ...
+    def share_socket(self, receive: Callable[[bytes, Any], None]) -> None: ...
+
+    def shared_sockets(self) -> UdpSockets: ...
 
 
 class LanPeers(Protocol):

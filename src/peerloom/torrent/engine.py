@@ -132,7 +132,8 @@ class BitTorrentEngine:
         port, as libtorrent does, else on a UDP socket of our own. Called after `listen` (and the DHT's start)."""
         driver = UtpDriver(config=UtpConfig(max_payload=self.settings.utp_payload), on_incoming=self._incoming_utp)
         if shared is not None and shared.port == self.port:
-            driver.attach(shared.share_socket(driver.datagram_received), (host, self.port))
+            shared.share_socket(driver.datagram_received)
+            driver.attach(shared.shared_sockets(), (host, self.port))
         else:
             try:
                 await driver.open(host, self.port)

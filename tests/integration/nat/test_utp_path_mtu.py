@@ -4,7 +4,8 @@ The seeder sits behind NAT box 0, whose WAN link has an MTU of 1280 while the se
 cannot know the path's MTU from its interface. It dials a leecher in the public network over uTP and sends it the
 data with the don't-fragment bit set: the first full-size packets die at the NAT box, which answers with ICMP
 "fragmentation needed"; the seeder's kernel then refuses datagrams that large (EMSGSIZE), the packets are sent again
-in fragments, and the connection settles on datagrams that fit 1280 bytes. The download is byte-identical.
+in fragments, and the connection settles on datagrams that fit 1280 bytes. The download is byte-identical. It does
+so on a UDP socket of uTP's own and, with the DHT on, on the DHT's socket that uTP shares (the default).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _state(home: Path) -> dict[str, Any]:
         return {}
 
 
-def test_utp_settles_below_a_1280_byte_path_and_the_data_arrives(tmp_path: Path) -> None:
+@pytest.mark.parametrize("dht", [False, True], ids=["own-socket", "dht-socket"])
+def test_utp_settles_below_a_1280_byte_path_and_the_data_arrives(tmp_path: Path, dht: bool) -> None:
     data = make_single(tmp_path / "seed", size=4 * 1024 * 1024 + 333)
     torrent = tmp_path / "t.torrent"
     torrent.write_bytes(create(data, piece_length=64 * 1024).to_bytes())
@@ -48,7 +50,7 @@ def test_utp_settles_below_a_1280_byte_path_and_the_data_arrives(tmp_path: Path)
                    "--torrent", str(torrent), "--save", str(tmp_path / "leech"))
         seeder = lab.python(lab.hosts[0], AGENT, "--home", str(tmp_path / "seeder"), "--port", str(PORT),
                             "--torrent", str(torrent), "--save", str(tmp_path / "seed"), "--utp-first",
-                            "--peer", f"{lab.public_ip}:{PORT}")
+                            "--peer", f"{lab.public_ip}:{PORT}", *(["--dht"] if dht else []))
         seen: list[list[int]] = []  # the seeder's (floor, ceiling) of its uTP connection to the leecher
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not _state(tmp_path / "leecher").get("done"):
