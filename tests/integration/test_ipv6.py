@@ -12,28 +12,12 @@ import socket
 from pathlib import Path
 
 import pytest
-from support.swarm import assert_same_files, fast_settings, make_single, wait_done
+from support.ipv6 import needs_ipv6, node6
+from support.swarm import assert_same_files, make_single, wait_done
 from support.trackers import HttpTracker
 from support.udp_tracker_server import UdpTracker
 
-from peerloom.node import Node
-
-
-def _no_ipv6_loopback() -> str | None:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:
-        return f"this machine cannot bind the IPv6 loopback ::1: {exc}"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_no_ipv6_loopback() is not None, reason=str(_no_ipv6_loopback()))
-
-
-def node6(tmp: Path, name: str, host: str = "::1", **settings: object) -> Node:
-    """A node on `host`; never mDNS, which a node on every interface would run on the LAN."""
-    return Node(tmp / f"home-{name}", host=host, port=0, settings=fast_settings(mdns=False, **settings))
+pytestmark = needs_ipv6
 
 
 async def _until(check: object, timeout: float, what: str) -> None:

@@ -8,42 +8,26 @@ cannot bind ::1, and only then.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from support.swarm import assert_same_files, fast_settings, make_multi, make_single, wait_done
+from support.ipv6 import needs_ipv6, node6
+from support.swarm import assert_same_files, make_multi, make_single, wait_done
 
-from peerloom.node import Node
 from peerloom.torrent.create import create
 from peerloom.torrent.magnet import Magnet
 
 lt = pytest.importorskip("libtorrent", reason="libtorrent Python bindings are not installed")
 from support.libtorrent_peer import LibtorrentPeer, loopback_dht_settings  # noqa: E402
 
-
-def _no_ipv6_loopback() -> str | None:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:
-        return f"this machine cannot bind the IPv6 loopback ::1: {exc}"
-    return None
-
-
-pytestmark = [pytest.mark.interop,
-              pytest.mark.skipif(_no_ipv6_loopback() is not None, reason=str(_no_ipv6_loopback()))]
+pytestmark = [pytest.mark.interop, needs_ipv6]
 
 HOST = "::1"
 PIECE = 32768
 LT6 = {"listen_interfaces": "[::1]:0"}
 DHT = dict(dht=True, public_bootstrap=False, dht_interval_few=1.0)
-
-
-def node6(tmp: Path, name: str, **settings: object) -> Node:
-    return Node(tmp / f"home-{name}", host=HOST, port=0, settings=fast_settings(mdns=False, **settings))
 
 
 async def test_libtorrent_seeds_peerloom_downloads_over_ipv6(tmp_path: Path) -> None:

@@ -9,13 +9,12 @@ download that completes went over uTP. DHT, LSD, UPnP and NAT-PMP stay off (test
 from __future__ import annotations
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
-from support.swarm import assert_same_files, fast_settings, make_single, node, wait_done
+from support.ipv6 import needs_ipv6, node6
+from support.swarm import assert_same_files, make_single, node, wait_done
 
-from peerloom.node import Node
 from peerloom.torrent.create import create
 from peerloom.torrent.mse import RC4
 
@@ -112,21 +111,7 @@ async def test_libtorrent_dials_mse_over_utp_and_downloads(tmp_path: Path, polic
     assert_same_files(shared.meta, tmp_path / "src", tmp_path / "dst")
 
 
-def _no_ipv6_loopback() -> str | None:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-    except OSError as exc:
-        return f"this machine cannot bind the IPv6 loopback ::1: {exc}"
-    return None
-
-
-needs_ipv6 = pytest.mark.skipif(_no_ipv6_loopback() is not None, reason=str(_no_ipv6_loopback()))
 UTP6 = {**UTP_ONLY, "listen_interfaces": "[::1]:0"}
-
-
-def node6(tmp: Path, name: str, **settings: object) -> Node:
-    return Node(tmp / f"home-{name}", host="::1", port=0, settings=fast_settings(mdns=False, **settings))
 
 
 @needs_ipv6
