@@ -13,7 +13,15 @@ from contextlib import asynccontextmanager
 import pytest
 
 from peerloom.torrent.utp import UtpConfig
-from peerloom.torrent.utp_driver import PMTU_OPTIONS, PMTUDISC_DONT, UtpDriver, UtpTransport, pmtu_mode, set_pmtu_mode
+from peerloom.torrent.utp_driver import (
+    PMTU_OPTIONS,
+    PMTUDISC_DONT,
+    UtpDriver,
+    UtpTransport,
+    gso_supported,
+    pmtu_mode,
+    set_pmtu_mode,
+)
 from peerloom.torrent.utp_packet import PacketType, encode_header
 
 
@@ -48,15 +56,16 @@ async def until(condition: object, timeout: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def drivers(config: UtpConfig | None = None) -> AsyncIterator[tuple[UtpDriver, UtpDriver, list[Collector]]]:
+async def drivers(config: UtpConfig | None = None, **options: object
+                  ) -> AsyncIterator[tuple[UtpDriver, UtpDriver, list[Collector]]]:
     accepted: list[Collector] = []
 
     def incoming(address: tuple[str, int]) -> Collector:
         accepted.append(Collector())
         return accepted[-1]
 
-    server = UtpDriver(config=config, on_incoming=incoming)
-    client = UtpDriver(config=config)
+    server = UtpDriver(config=config, on_incoming=incoming, **options)  # type: ignore[arg-type]
+    client = UtpDriver(config=config, **options)  # type: ignore[arg-type]
     await server.open("127.0.0.1", 0)
     await client.open("127.0.0.1", 0)
     try:
@@ -84,6 +93,33 @@ async def test_transfer_both_ways_is_byte_identical_and_closes_in_order() -> Non
         assert await asyncio.wait_for(far.lost, 5) is None and far.eof
         assert await asyncio.wait_for(proto.lost, 5) is None
         await until(lambda: server.connections == 0 and client.connections == 0)
+
+
+def _gso_here() -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        return gso_supported(s)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["gso", "one-by-one"])
+async def test_full_size_packets_leave_in_batched_sends_and_arrive_byte_identical(batched: bool) -> None:
+    """Standard 1,400-byte packets (no loopback large-datagram extension): with UDP GSO a run of them goes in one
+    sendmsg that the kernel cuts into datagrams; without it, one sendto each. Either way the same bytes arrive."""
+    if batched and not _gso_here():
+        pytest.skip("this kernel has no UDP GSO (UDP_SEGMENT)")
+    up = random.Random(3).randbytes(8 << 20)
+    async with drivers(UtpConfig(max_payload=1400), loopback_payload=0, batched_sends=batched) as (
+            server, client, accepted):
+        assert server.local_address is not None
+        transport, _ = await client.connect(server.local_address, Collector, timeout=5)
+        transport.write(up)
+        await until(lambda: accepted and len(accepted[0].data) == len(up), timeout=30)
+        assert bytes(accepted[0].data) == up
+        assert transport.get_extra_info("utp_mtu")[0] <= 1500  # standard datagrams: no large-packet extension
+        if batched:
+            assert client.gso_sends > 0
+        else:
+            assert client.gso_sends == 0
+        transport.close()
 
 
 async def test_dialing_a_driver_that_accepts_nothing_is_refused() -> None:

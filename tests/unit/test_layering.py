@@ -38,7 +38,7 @@ SANS_IO = [
     "peerloom.torrent.metainfo", "peerloom.torrent.magnet", "peerloom.torrent.merkle", "peerloom.torrent.udp_tracker",
     "peerloom.torrent.tracker", "peerloom.torrent.peer_pieces", "peerloom.torrent.peer_wire", "peerloom.torrent.mse",
     "peerloom.torrent.swarm_peers", "peerloom.torrent.webseed", "peerloom.torrent.utp_packet",
-    "peerloom.torrent.utp_ledbat", "peerloom.torrent.utp_mtu", "peerloom.torrent.utp",
+    "peerloom.torrent.utp_ledbat", "peerloom.torrent.utp_mtu", "peerloom.torrent.utp_batch", "peerloom.torrent.utp",
     "peerloom.apps.pubsub.rpc", "peerloom.apps.pubsub.message", "peerloom.apps.pubsub.params",
     "peerloom.apps.pubsub.mcache", "peerloom.apps.pubsub.router", "peerloom.apps.pubsub.router_state",
     "peerloom.apps.pubsub.router_heartbeat",

@@ -73,6 +73,9 @@ class Packet(NamedTuple):
         return None
 
 
+_TYPES = tuple(PacketType(value) for value in range(PacketType.SYN + 1))  # by value: no Enum call per packet
+
+
 def is_utp_datagram(datagram: bytes | memoryview) -> bool:
     """Whether a datagram on a shared UDP socket is for uTP: a version-1 header (low nibble 1, type 0-4 in the
     high nibble) of at least 20 bytes. A bencoded KRPC message starts with `d` (0x64: version 4), so the two
@@ -115,7 +118,7 @@ def parse_packet(datagram: bytes | memoryview) -> Packet:
         extensions.append((ext, bytes(view[pos + 2 : pos + 2 + length])))
         pos += 2 + length
         ext = next_ext
-    return Packet(PacketType(first >> 4), conn_id, seq, ack, wnd, ts, ts_diff, tuple(extensions), view[pos:])
+    return Packet(_TYPES[first >> 4], conn_id, seq, ack, wnd, ts, ts_diff, tuple(extensions), view[pos:])
 
 
 def encode_header(
