@@ -49,6 +49,7 @@ IP_MTU_DISCOVER, IP_MTU, IPV6_MTU_DISCOVER, IPV6_MTU = 10, 14, 23, 24
 PMTUDISC_DONT, PMTUDISC_DO = 0, 2  # the same values for IPv4 and IPv6
 UDP_SEGMENT = 103  # <linux/udp.h>: the GSO segment size, as a socket option or per send (Linux 4.18)
 GSO_OFF_ERRNOS = (errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP)  # the device or kernel cannot segment
+GSO_MAX_REFUSALS = 16  # batches refused in a row (EINVAL) before batching stops for that socket
 PMTU_OPTIONS = sys.platform.startswith("linux")
 
 
@@ -278,6 +279,7 @@ class UtpDriver:
         self._resting: dict[int, int | None] = {}  # by family: the socket's mode between our sends (None: unknown)
         self._switched: set[int] = set()  # families whose socket `_sendto` switched to don't-fragment for a batch
         self._gso: set[int] = set()  # families whose socket takes batched (GSO) sends
+        self._gso_refusals: dict[int, int] = {}  # by family: batches refused since the last one that went
         self.gso_sends = 0  # sends that carried several datagrams
         self._conns: dict[tuple[Address, int], UtpTransport] = {}
         self._dirty: dict[UtpTransport, None] = {}
@@ -383,10 +385,14 @@ class UtpDriver:
                 for datagram in datagrams:
                     entry[1].sendto(datagram, address)  # queued one by one, as `_sendto` does
         except OSError as exc:
-            if exc.errno in GSO_OFF_ERRNOS:
+            refusals = self._gso_refusals.get(family, 0) + 1
+            self._gso_refusals[family] = refusals
+            # refused for good, or refused again and again (not a segment over one path's MTU): one by one from now
+            if exc.errno in GSO_OFF_ERRNOS or refusals >= GSO_MAX_REFUSALS:
                 self._gso.discard(family)
                 log.info("uTP: batched (GSO) sends off for %s: %s", address[0], exc.strerror)
             return False
+        self._gso_refusals[family] = 0
         self.gso_sends += 1
         return True
 
